@@ -1,0 +1,1 @@
+"""Instructor side of efflab: reference checks, lab build and grading."""

@@ -1,0 +1,125 @@
+"""Build the labs: py:percent sources -> nbgrader source notebooks -> student release.
+
+solutions/<lab>/<lab>.py  --jupytext, fixed cell ids-->  build/source/<lab>/<lab>.ipynb
+                          --nbgrader generate_assignment --force-->  labs/<lab>/<lab>.ipynb
+
+Cell ids are fixed (the nbgrader grade_id, else cell-NNN) so the release is
+byte-for-byte reproducible and `labs/` can be checked against a fresh build.
+"""
+
+import filecmp
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+SOURCE = ROOT / "build" / "source"
+LABS = ROOT / "labs"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+_LAB_NAME = re.compile(r"^lab\d\d_[a-z0-9_]+$")
+
+
+class BuildError(RuntimeError):
+    """A lab source is malformed; the message names the file and the problem."""
+
+
+def lab_names() -> list[str]:
+    """Labs with a source file solutions/<lab>/<lab>.py, in order."""
+    return sorted(p.parent.name for p in SOLUTIONS.glob("*/*.py")
+                  if p.stem == p.parent.name and _LAB_NAME.match(p.stem))
+
+
+def source_path(lab: str) -> Path:
+    path = SOLUTIONS / lab / f"{lab}.py"
+    if not path.is_file():
+        raise BuildError(f"no lab source {path.relative_to(ROOT)}; labs: {lab_names()}")
+    return path
+
+
+def source_notebook(lab: str) -> nbformat.NotebookNode:
+    """The nbgrader source notebook of `lab`, with fixed cell ids, validated."""
+    path = source_path(lab)
+    nb = jupytext.read(path, fmt="py:percent")
+    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC,
+                                      "language_info": {"name": "python"}})
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader")
+        cell.metadata = nbformat.from_dict({"nbgrader": meta} if meta else {})
+        cell.id = meta["grade_id"] if meta and "grade_id" in meta else f"cell-{i:03d}"
+        if cell.id in seen:
+            raise BuildError(f"{path}: cells {seen[cell.id]} and {i} share the id {cell.id!r}")
+        seen[cell.id] = i
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    _check_grading_cells(path, nb)
+    nbformat.validate(nb)
+    return nb
+
+
+def _check_grading_cells(path: Path, nb) -> None:
+    """Each graded test cell starts with a docstring; ids follow qN_name / qN_name_test."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id", "")
+        if meta.get("grade") and not meta.get("solution"):
+            if not cell.source.lstrip().startswith('"""'):
+                raise BuildError(f"{path}: test cell {gid} must begin with a one-line docstring")
+            if not gid.endswith("_test"):
+                raise BuildError(f"{path}: test cell id {gid!r} should end in _test")
+        if meta.get("grade") and not meta.get("points"):
+            raise BuildError(f"{path}: graded cell {gid} has no points")
+
+
+def write_sources(labs: list[str], dest: Path = SOURCE) -> None:
+    for lab in labs:
+        out = dest / lab / f"{lab}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(source_notebook(lab), out)
+
+
+def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
+    """Run `nbgrader generate_assignment --force` for each lab into `dest`."""
+    for lab in labs:
+        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lab, "--force",
+               "--no-db", f"--CourseDirectory.root={ROOT}",
+               f"--CourseDirectory.source_directory={source}",
+               f"--CourseDirectory.release_directory={dest}", "--log-level=WARN"]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        out = dest / lab / f"{lab}.ipynb"
+        if done.returncode != 0 or not out.is_file():
+            raise BuildError(f"nbgrader generate_assignment {lab} failed:\n{done.stderr}")
+
+
+def build(labs: list[str] | None = None) -> list[Path]:
+    """Rebuild build/source and labs/ for `labs` (all by default)."""
+    labs = labs or lab_names()
+    write_sources(labs)
+    release(labs)
+    return [LABS / lab / f"{lab}.ipynb" for lab in labs]
+
+
+def stale_labs(labs: list[str] | None = None) -> list[str]:
+    """Files of labs/ that differ from a fresh build in a temporary folder."""
+    labs = labs or lab_names()
+    with tempfile.TemporaryDirectory() as tmp:
+        source, release_dir = Path(tmp) / "source", Path(tmp) / "release"
+        write_sources(labs, source)
+        release(labs, source, release_dir)
+        stale = []
+        for lab in labs:
+            fresh, committed = release_dir / lab, LABS / lab
+            fresh_files = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+            committed_files = ({p.relative_to(committed) for p in committed.rglob("*")
+                                if p.is_file()} if committed.is_dir() else set())
+            for rel in sorted(fresh_files | committed_files):
+                a, b = fresh / rel, committed / rel
+                if not (a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)):
+                    stale.append(f"labs/{lab}/{rel}")
+        return stale

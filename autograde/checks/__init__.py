@@ -1,0 +1,1 @@
+"""Reference checks that lab test cells call: one module per lab."""

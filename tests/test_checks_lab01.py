@@ -1,0 +1,282 @@
+"""The Lab 01 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import efflib
+from autograde.checks import lab01 as C
+from autograde.checks._core import CheckFailed, as_float, as_int
+from efflib._guard import GradedAnswerError
+
+FAILS = (CheckFailed, GradedAnswerError)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(lab01, hidden):
+    C.check_linear_forward(lab01.linear_forward, hidden)
+    C.check_conv_output_size(lab01.conv_output_size, hidden)
+    C.check_conv_transpose_output_size(lab01.conv_transpose_output_size, hidden)
+    C.check_decoder_sizes(lab01.decoder_sizes)
+    C.check_pad2d(lab01.pad2d, hidden)
+    C.check_receptive_field(lab01.receptive_field, hidden)
+    C.check_conv_weight_shape(lab01.conv_weight_shape, hidden)
+    C.check_factorised_params(lab01.factorised_params, hidden)
+    C.check_conv2d_einsum(lab01.conv2d_einsum, hidden)
+    C.check_normalize(lab01.normalize, hidden)
+    for name in C.ACTIVATIONS:
+        C.check_activation(name, getattr(lab01, name), hidden)
+    C.check_pool2d("max", lab01.max_pool2d, hidden)
+    C.check_pool2d("avg", lab01.avg_pool2d, hidden)
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def test_blank_answer_fails_with_a_clear_message():
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        C.check_conv_output_size(not_implemented)
+
+
+# --- wrong answers ------------------------------------------------------------------
+
+def test_linear_without_bias_or_transpose_fails():
+    with pytest.raises(CheckFailed, match="values differ"):
+        C.check_linear_forward(lambda x, W, b: x @ W.T)
+    with pytest.raises(CheckFailed):
+        C.check_linear_forward(lambda x, W, b: x @ W + b)
+
+
+def test_conv_size_mistakes_fail_with_case_and_values():
+    no_floor = lambda size, kernel, stride=1, padding=0, dilation=1: (  # noqa: E731
+        (size + 2 * padding - kernel) / stride + 1)
+    with pytest.raises(CheckFailed, match=r"should be an int, got float 55.25 \(use //"):
+        C.check_conv_output_size(no_floor)
+    no_dilation = lambda size, kernel, stride=1, padding=0, dilation=1: (  # noqa: E731
+        (size + 2 * padding - kernel) // stride + 1)
+    with pytest.raises(CheckFailed, match=r"dilation=2\): expected 5, got 7.*d\*\(k-1\)\+1"):
+        C.check_conv_output_size(no_dilation)
+
+
+def test_visible_cases_alone_cannot_pass_hidden(lab01):
+    """Answers hard-coded to the visible cases are caught by the hidden random ones."""
+    visible = {}
+    real = lab01.conv_output_size
+
+    def memorise(*a, **k):
+        visible[tuple(sorted(k.items()))] = real(*a, **k)
+        return visible[tuple(sorted(k.items()))]
+
+    C.check_conv_output_size(memorise)
+    lookup = lambda **k: visible.get(tuple(sorted(k.items())), 1)  # noqa: E731
+    C.check_conv_output_size(lookup)
+    with pytest.raises(CheckFailed):
+        C.check_conv_output_size(lookup, hidden=True)
+
+
+def test_transpose_size_mistake_fails():
+    wrong = lambda size, kernel, stride=1, padding=0, output_padding=0, dilation=1: (  # noqa
+        (size - 1) * stride + kernel)
+    with pytest.raises(CheckFailed, match="conv_transpose_output_size"):
+        C.check_conv_transpose_output_size(wrong)
+
+
+def test_decoder_sizes_wrong_or_short():
+    with pytest.raises(CheckFailed, match="expected 32, got 31"):
+        C.check_decoder_sizes([8, 16, 31])
+    with pytest.raises(CheckFailed, match="should list 3 sizes"):
+        C.check_decoder_sizes([8, 16])
+
+
+def test_pad_reflect_confused_with_symmetric_fails(lab01):
+    def symmetric(x, p, mode="zeros"):
+        if mode == "reflect":  # repeats the edge: that is 'symmetric' padding, not reflection
+            h, w = x.shape[-2:]
+            rows = list(range(p - 1, -1, -1)) + list(range(h)) + list(range(h - 1, h - 1 - p, -1))
+            cols = list(range(p - 1, -1, -1)) + list(range(w)) + list(range(w - 1, w - 1 - p, -1))
+            return x[:, :, rows][:, :, :, cols]
+        return lab01.pad2d(x, p, mode)
+
+    with pytest.raises(CheckFailed, match="reflect"):
+        C.check_pad2d(symmetric)
+
+
+def test_pad_must_reject_unknown_mode(lab01):
+    def lenient(x, p, mode="zeros"):
+        return lab01.pad2d(x, p, mode if mode in C.MODES else "zeros")
+
+    with pytest.raises(CheckFailed, match="unknown mode: expected ValueError"):
+        C.check_pad2d(lenient)
+
+
+def test_receptive_field_ignoring_stride_fails():
+    with pytest.raises(CheckFailed, match="Each layer adds"):
+        C.check_receptive_field(lambda layers: 1 + sum(k - 1 for k, _ in layers))
+
+
+def test_weight_shape_ignoring_groups_fails():
+    def no_groups(c_in, c_out, kernel, groups=1):
+        k = (kernel, kernel) if isinstance(kernel, int) else kernel
+        return (c_out, c_in, *k)
+
+    with pytest.raises(CheckFailed, match="c_in/g"):
+        C.check_conv_weight_shape(no_groups)
+
+
+def test_factorised_params_wrong_key_or_count(lab01):
+    with pytest.raises(CheckFailed, match="dict with keys"):
+        C.check_factorised_params(lambda ci, co, k: {"standard": co * ci * k * k})
+
+    def bad_separable(ci, co, k):
+        return lab01.factorised_params(ci, co, k) | {"separable": ci * co * k * k // ci}
+
+    with pytest.raises(CheckFailed, match="'separable'"):
+        C.check_factorised_params(bad_separable)
+
+
+def test_normalize_with_unbiased_variance_fails():
+    def unbiased(x, kind, num_groups=1, eps=1e-5):
+        dims = {"batch": (0, 2, 3), "layer": (1, 2, 3), "instance": (2, 3)}[kind]
+        return (x - x.mean(dims, keepdim=True)) / (x.var(dims, keepdim=True) + eps).sqrt()
+
+    with pytest.raises(CheckFailed, match="normalize"):
+        C.check_normalize(unbiased)
+
+
+def test_pool_ignoring_stride_default_fails(lab01):
+    with pytest.raises(CheckFailed, match="stride=None"):
+        C.check_pool2d("max", lambda x, k, stride=None: lab01.max_pool2d(x, k, stride or 1))
+
+
+def test_tanh_wrong_scale_fails():
+    with pytest.raises(CheckFailed, match="values differ"):
+        C.check_activation("tanh", lambda x: 2 / (1 + torch.exp(-x)) - 1)
+
+
+# --- answers that lean on torch or efflib ---------------------------------------------
+
+@pytest.mark.parametrize("check,answer", [
+    (C.check_linear_forward, lambda x, W, b: F.linear(x, W, b)),
+    (C.check_linear_forward, lambda x, W, b: torch.nn.functional.linear(x, W) + b),
+    (C.check_pad2d, lambda x, p, mode="zeros": F.pad(
+        x, (p,) * 4, mode={"zeros": "constant"}.get(mode, mode))),
+    (C.check_conv2d_einsum, lambda x, w, stride=1, padding=0: F.conv2d(
+        x, w, stride=stride, padding=padding)),
+    (C.check_conv2d_einsum, lambda x, w, stride=1, padding=0: torch.nn.functional.conv2d(
+        x, w, stride=stride, padding=padding) + 0 * torch.einsum("i->i", torch.ones(1)).sum()),
+    (C.check_normalize, lambda x, kind, num_groups=1, eps=1e-5: F.group_norm(
+        x, num_groups, eps=eps)),
+    (C.check_conv_output_size, lambda size, kernel, stride=1, padding=0, dilation=1:
+        torch.nn.Conv1d(1, 1, kernel, stride, padding, dilation)(
+            torch.zeros(1, 1, size)).shape[-1]),
+])
+def test_calling_the_torch_version_is_refused(check, answer):
+    with pytest.raises(CheckFailed, match="write yourself"):
+        check(answer)
+
+
+def test_activation_calling_torch_is_refused():
+    with pytest.raises(CheckFailed, match="torch's hardswish"):
+        C.check_activation("hard_swish", F.hardswish)
+    with pytest.raises(CheckFailed, match="torch's special_expit"):
+        C.check_activation("sigmoid", lambda x: torch.special.expit(x))
+
+
+def test_einsum_is_required(lab01):
+    def unfold_matmul(x, w, stride=1, padding=0):
+        x = lab01.pad2d(x, padding, "zeros") if padding else x
+        r, s = w.shape[-2:]
+        win = x.unfold(2, r, stride).unfold(3, s, stride)  # (N, C, P, Q, R, S)
+        return (win.permute(0, 2, 3, 1, 4, 5).flatten(3) @ w.flatten(1).T).permute(0, 3, 1, 2)
+
+    with pytest.raises(CheckFailed, match="never calls it"):
+        C.check_conv2d_einsum(unfold_matmul)
+
+
+@pytest.mark.parametrize("check,answer", [
+    (C.check_conv_output_size, efflib.conv_output_size),
+    (C.check_conv_output_size, lambda *a, **k: efflib.shapes.conv_output_size(*a, **k)),
+    (C.check_conv_output_size, lambda size, kernel, stride=1, padding=0, dilation=1:
+        efflib.shapes.pool_output_size(size, kernel, stride, padding, dilation)),
+    (C.check_conv_transpose_output_size, efflib.conv_transpose_output_size),
+    (C.check_receptive_field, efflib.receptive_field),
+    (C.check_receptive_field, lambda layers: efflib.receptive_fields(layers)[-1]),
+])
+def test_calling_efflib_reference_is_refused(check, answer):
+    with pytest.raises(GradedAnswerError, match="yourself"):
+        check(answer)
+
+
+# --- hostile values -----------------------------------------------------------------
+
+class AlwaysEqual(int):
+    """An int whose == always says yes."""
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = int.__hash__
+
+
+class Liar:
+    def __eq__(self, other):
+        return True
+
+    def __int__(self):
+        return 0
+
+
+class LyingTensor(torch.Tensor):
+    """A tensor subclass whose comparisons and torch calls always agree."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func.__name__ in ("allclose", "equal", "isclose"):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_always_equal_int_cannot_pass():
+    with pytest.raises(CheckFailed, match="expected 55, got 0"):
+        C.check_conv_output_size(lambda *a, **k: AlwaysEqual(0))
+    with pytest.raises(CheckFailed, match="should be an int, got Liar"):
+        C.check_conv_output_size(lambda *a, **k: Liar())
+    with pytest.raises(CheckFailed, match="should be an int, got bool"):
+        C.check_receptive_field(lambda layers: True)
+
+
+def test_always_equal_in_containers_cannot_pass():
+    with pytest.raises(CheckFailed):
+        C.check_decoder_sizes([AlwaysEqual(0)] * 3)
+    with pytest.raises(CheckFailed):
+        C.check_factorised_params(lambda ci, co, k: {
+            "standard": AlwaysEqual(0), "spatial": AlwaysEqual(0), "separable": AlwaysEqual(0)})
+    with pytest.raises(CheckFailed):
+        C.check_conv_weight_shape(lambda *a, **k: (AlwaysEqual(1),) * 4)
+
+
+def test_lying_tensor_cannot_pass():
+    with pytest.raises(CheckFailed, match="values differ"):
+        C.check_linear_forward(lambda x, W, b: torch.zeros(x.shape[0], W.shape[0]).as_subclass(
+            LyingTensor))
+
+
+def test_nan_and_wrong_shape_are_reported():
+    with pytest.raises(CheckFailed, match="NaN or inf"):
+        C.check_linear_forward(lambda x, W, b: torch.full((x.shape[0], W.shape[0]), float("nan")))
+    with pytest.raises(CheckFailed, match=r"expected shape \(2, 4\), got \(4, 2\)"):
+        C.check_linear_forward(lambda x, W, b: (x @ W.T + b).T)
+
+
+def test_plain_value_conversion():
+    assert type(as_int(AlwaysEqual(7), "v")) is int and as_int(AlwaysEqual(7), "v") == 7
+    assert as_int(torch.tensor(3), "v") == 3
+    import numpy as np
+    assert as_int(np.int64(5), "v") == 5
+    assert type(as_float(np.float32(0.5), "v")) is float
+    with pytest.raises(CheckFailed, match="integer, got a tensor of dtype torch.float32"):
+        as_int(torch.tensor(3.0), "v")
