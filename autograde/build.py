@@ -9,13 +9,13 @@ byte-for-byte reproducible and `labs/` can be checked against a fresh build.
 
 import filecmp
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import jupytext
 import nbformat
+
+from autograde import nbg
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -87,14 +87,14 @@ def write_sources(labs: list[str], dest: Path = SOURCE) -> None:
 def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
     """Run `nbgrader generate_assignment --force` for each lab into `dest`."""
     for lab in labs:
-        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lab, "--force",
-               "--no-db", f"--CourseDirectory.root={ROOT}",
-               f"--CourseDirectory.source_directory={source}",
-               f"--CourseDirectory.release_directory={dest}", "--log-level=WARN"]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        out = dest / lab / f"{lab}.ipynb"
-        if done.returncode != 0 or not out.is_file():
-            raise BuildError(f"nbgrader generate_assignment {lab} failed:\n{done.stderr}")
+        try:
+            nbg.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
+                    f"--CourseDirectory.source_directory={source}",
+                    f"--CourseDirectory.release_directory={dest}", "--log-level=WARN")
+        except nbg.NbgraderError as e:
+            raise BuildError(str(e)) from e
+        if not (dest / lab / f"{lab}.ipynb").is_file():
+            raise BuildError(f"nbgrader generate_assignment {lab} wrote no notebook")
 
 
 def build(labs: list[str] | None = None) -> list[Path]:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 
-def _try(fn: Callable, *args):
+def attempt(fn: Callable, *args):
     """fn(*args), or None when the answer still raises NotImplementedError."""
     try:
         return fn(*args)
@@ -31,7 +31,7 @@ def compare_curves(student: Mapping[str, Callable], reference: Mapping[str, Call
             xg = x.clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(reference[name](xg).sum(), xg)
             ax.plot(x, grad, ":", color="tab:gray", lw=1.0, label="torch d/dx")
-        mine = _try(student[name], x.float()) if name in student else None
+        mine = attempt(student[name], x.float()) if name in student else None
         if mine is not None:
             ax.plot(x, torch.as_tensor(mine).detach().double(), color="tab:orange", lw=2.0,
                     alpha=0.7, label="yours")
@@ -56,7 +56,7 @@ def growth_curves(fn: Callable, stacks: Mapping[str, Sequence], ylabel: str = ""
     missing = False
     for label, layers in stacks.items():
         depths = range(1, len(layers) + 1)
-        values = [_try(fn, list(layers[:d])) for d in depths]
+        values = [attempt(fn, list(layers[:d])) for d in depths]
         if any(v is None for v in values):
             missing = True
             continue

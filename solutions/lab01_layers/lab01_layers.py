@@ -31,7 +31,6 @@
 # channels of size `h_o x w_o`, padding `p`, stride `s`, groups `g`.
 
 # %%
-import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -224,8 +223,8 @@ check_pad2d(pad2d, hidden=True)
 # %%
 example = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3)
 plots.show_maps({"input": example[0, 0]} | {
-    mode: plots._try(pad2d, example, 2, mode) for mode in ("zeros", "reflect", "replicate")
-});
+    mode: plots.attempt(pad2d, example, 2, mode) for mode in ("zeros", "reflect", "replicate")
+})
 
 # %% [markdown]
 # ## Q4. Receptive field (2 points)
@@ -275,7 +274,7 @@ plots.growth_curves(receptive_field, {
     "5x5, stride 1": [(5, 1)] * 12,
     "AlexNet-like (11/4, pool 3/2, ...)": [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1),
                                            (3, 1), (3, 2)],
-}, ylabel="receptive field (pixels)", logy=True);
+}, ylabel="receptive field (pixels)", logy=True)
 
 # %% [markdown]
 # ## Q5. Grouped, depthwise and factorised convolutions (4 points)
@@ -503,7 +502,7 @@ plots.compare_curves(
     {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "hard_swish": hard_swish, "gelu": gelu},
     {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
      "hard_swish": F.hardswish, "gelu": F.gelu},
-);
+)
 
 # %% [markdown]
 # **(b)** A pooling layer slides a window over each channel independently and

@@ -1,0 +1,129 @@
+"""Course gate, through real nbgrader: solutions earn full marks, blank labs earn zero,
+labs/ matches a fresh build, and no hidden test or solution reaches the students."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograde import build, nbg
+
+LABS = build.lab_names()
+pytestmark = [pytest.mark.course, pytest.mark.xdist_group("course")]
+
+
+def nbgrader(root: Path, *args: str):
+    return nbg.run(root, *args, "--Execute.timeout=120")
+
+
+@pytest.fixture(scope="module", params=LABS)
+def graded(request, tmp_path_factory):
+    """A throwaway course: release the lab, submit the solution and the blank, autograde."""
+    lab = request.param
+    root = tmp_path_factory.mktemp(lab)
+    build.write_sources([lab], root / "source")
+    nbgrader(root, "generate_assignment", lab, "--force")
+    for student, notebook in [("solution", root / "source" / lab / f"{lab}.ipynb"),
+                              ("blank", root / "release" / lab / f"{lab}.ipynb")]:
+        dest = root / "submitted" / student / lab
+        dest.mkdir(parents=True)
+        shutil.copy(notebook, dest / f"{lab}.ipynb")
+    nbgrader(root, "autograde", lab, "--force")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        cells = {student: {g.name: (g.score, g.max_score, g.auto_score, g.needs_manual_grade)
+                           for g in gb.find_submission_notebook(lab, lab, student).grades}
+                 for student in ("solution", "blank")}
+    autograded = {s: nbformat.read(root / "autograded" / s / lab / f"{lab}.ipynb", 4)
+                  for s in ("solution", "blank")}
+    return lab, cells, autograded
+
+
+def auto_cells(cells: dict) -> dict:
+    return {name: v for name, v in cells.items() if not v[3]}
+
+
+def test_solution_earns_full_marks(graded):
+    lab, cells, _ = graded
+    auto = auto_cells(cells["solution"])
+    assert auto, f"{lab} has no autograded cells"
+    wrong = {name: v[:2] for name, v in auto.items() if v[0] != v[1]}
+    assert not wrong, f"{lab} solution loses marks in (score, max): {wrong}"
+
+
+def test_blank_lab_earns_zero(graded):
+    lab, cells, _ = graded
+    auto = auto_cells(cells["blank"])
+    earned = {name: v[0] for name, v in auto.items() if v[0] != 0}
+    assert not earned, f"{lab} blank lab earns points in {earned}"
+    assert sum(v[1] for v in auto.values()) > 0
+
+
+def test_manual_cells_wait_for_a_person(graded):
+    lab, cells, _ = graded
+    manual = {name for name, v in cells["solution"].items() if v[3]}
+    assert manual, f"{lab} needs at least one hand-graded reflection question"
+    assert all(name.startswith("q") for name in manual)
+
+
+def _errored_cells(nb) -> list[tuple[str, str, dict]]:
+    return [(c.id, "".join(o.get("traceback", [""])[-1:])[-300:], c.metadata.get("nbgrader", {}))
+            for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def test_solution_runs_without_errors(graded):
+    lab, _, autograded = graded
+    errors = _errored_cells(autograded["solution"])
+    assert not errors, f"{lab} solution raises in cells {errors}"
+
+
+def test_blank_lab_fails_only_in_answer_and_test_cells(graded):
+    lab, _, autograded = graded
+    errors = _errored_cells(autograded["blank"])
+    outside = [(cid, tb) for cid, tb, meta in errors
+               if not (meta.get("solution") or meta.get("grade"))]
+    assert not outside, f"{lab} blank lab raises outside answer/test cells: {outside}"
+    assert errors, "a blank lab whose tests all pass cannot be graded"
+
+
+def test_labs_match_a_fresh_build():
+    stale = build.stale_labs()
+    assert not stale, f"labs/ is out of date (run `make build` and commit): {stale}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_release_hides_tests_and_solutions(lab):
+    text = (build.LABS / lab / f"{lab}.ipynb").read_text()
+    for marker in ("BEGIN HIDDEN TESTS", "hidden=True", "BEGIN SOLUTION", "END SOLUTION"):
+        assert marker not in text, f"labs/{lab} contains {marker!r}"
+    release = nbformat.read(build.LABS / lab / f"{lab}.ipynb", 4)
+    source = build.source_notebook(lab)
+    assert [c.id for c in release.cells] == [c.id for c in source.cells]
+    for rel, src in zip(release.cells, source.cells, strict=True):
+        meta = src.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            stub = "raise NotImplementedError()" if src.cell_type == "code" else "YOUR ANSWER"
+            assert stub in rel.source, f"{lab}:{src.id} has no stub in the release"
+        if meta.get("grade") and not meta.get("solution"):
+            assert rel.metadata["nbgrader"]["locked"], f"{lab}:{src.id} test cell not locked"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_headings_and_points_agree(lab):
+    """Each '## Qn. Title (P points)' heading equals the points of its graded cells."""
+    import re
+
+    nb = build.source_notebook(lab)
+    stated, graded, current = {}, {}, None
+    for cell in nb.cells:
+        m = re.search(r"^## (Q\d+)\. .*\((\d+) points?", cell.source, re.M)
+        if cell.cell_type == "markdown" and m:
+            current = m.group(1)
+            stated[current] = int(m.group(2))
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            assert meta["grade_id"].lower().startswith(current.lower() + "_"), meta["grade_id"]
+            graded[current] = graded.get(current, 0) + meta["points"]
+    assert stated == graded
