@@ -5,7 +5,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.efflab-installed
-ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8888
 
 .PHONY: setup build lab test test-fast lint bench clean
@@ -23,10 +22,10 @@ $(STAMP): constraints.txt pyproject.toml
 build: setup
 	$(PY) -m autograde build
 
-lab: build
-	@echo "Starting JupyterLab on labs/ (Ctrl-C to stop); open the URL printed below."
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) \
-		--ServerApp.root_dir=labs
+# Never overwrites a notebook in labs/: a student's work survives every `make lab`.
+lab: setup
+	$(PY) -m autograde build --keep-existing
+	$(PY) -m autograde lab --port=$(PORT)
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadgroup
@@ -38,7 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/lab_times.py
 
 clean:
 	rm -rf build .pytest_cache gradebook.db

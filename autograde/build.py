@@ -9,6 +9,7 @@ byte-for-byte reproducible and `labs/` can be checked against a fresh build.
 
 import filecmp
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def source_path(lab: str) -> Path:
     return path
 
 
-def source_notebook(lab: str) -> nbformat.NotebookNode:
-    """The nbgrader source notebook of `lab`, with fixed cell ids, validated."""
-    path = source_path(lab)
+def source_notebook(lab: str | Path) -> nbformat.NotebookNode:
+    """The nbgrader source notebook of `lab` (a name or a .py path), fixed ids, validated."""
+    path = lab if isinstance(lab, Path) else source_path(lab)
     nb = jupytext.read(path, fmt="py:percent")
     nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC,
                                       "language_info": {"name": "python"}})
@@ -97,12 +98,37 @@ def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
             raise BuildError(f"nbgrader generate_assignment {lab} wrote no notebook")
 
 
-def build(labs: list[str] | None = None) -> list[Path]:
-    """Rebuild build/source and labs/ for `labs` (all by default)."""
+def build(labs: list[str] | None = None, keep_existing: bool = False,
+          dest: Path = LABS) -> list[Path]:
+    """Rebuild build/source and labs/ for `labs` (all by default).
+
+    With `keep_existing`, files already in labs/ are left alone (a student's
+    work in progress is never overwritten) and only missing ones are written.
+    """
     labs = labs or lab_names()
     write_sources(labs)
-    release(labs)
-    return [LABS / lab / f"{lab}.ipynb" for lab in labs]
+    if not keep_existing:
+        release(labs, dest=dest)
+        return [dest / lab / f"{lab}.ipynb" for lab in labs]
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        release(labs, dest=Path(tmp))
+        for path in sorted(Path(tmp).rglob("*")):
+            target = dest / path.relative_to(tmp)
+            if path.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+                written.append(target)
+    return written
+
+
+def _release_files(folder: Path) -> set[Path]:
+    """Files of a released lab, ignoring editor state such as .ipynb_checkpoints."""
+    if not folder.is_dir():
+        return set()
+    return {p.relative_to(folder) for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in
+                                       p.relative_to(folder).parts)}
 
 
 def stale_labs(labs: list[str] | None = None) -> list[str]:
@@ -115,10 +141,7 @@ def stale_labs(labs: list[str] | None = None) -> list[str]:
         stale = []
         for lab in labs:
             fresh, committed = release_dir / lab, LABS / lab
-            fresh_files = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-            committed_files = ({p.relative_to(committed) for p in committed.rglob("*")
-                                if p.is_file()} if committed.is_dir() else set())
-            for rel in sorted(fresh_files | committed_files):
+            for rel in sorted(_release_files(fresh) | _release_files(committed)):
                 a, b = fresh / rel, committed / rel
                 if not (a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)):
                     stale.append(f"labs/{lab}/{rel}")
