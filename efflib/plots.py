@@ -23,28 +23,26 @@ def compare_curves(student: Mapping[str, Callable], reference: Mapping[str, Call
     """One panel per function: torch's curve dashed, the student's solid, and d/dx."""
     x = torch.linspace(lo, hi, 401, dtype=torch.float64)
     names = list(reference)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), sharey=True)
-    for ax, name in zip(axes if len(names) > 1 else [axes], names, strict=True):
-        ref = reference[name](x)
-        ax.plot(x, ref, "k--", lw=1.2, label="torch")
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.plot(x, reference[name](x), "k--", lw=1.2, label="torch")
         if derivative:
             xg = x.clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(reference[name](xg).sum(), xg)
             ax.plot(x, grad, ":", color="tab:gray", lw=1.0, label="torch d/dx")
         mine = attempt(student[name], x.float()) if name in student else None
-        if mine is not None:
+        if mine is None:
+            ax.set_title(f"{name}\n(yours: not written yet)", fontsize=9)
+        else:
             ax.plot(x, torch.as_tensor(mine).detach().double(), color="tab:orange", lw=2.0,
                     alpha=0.7, label="yours")
-        else:
-            ax.set_title(f"{name}\n(yours: not written yet)", fontsize=9)
-        if mine is not None:
             ax.set_title(name)
         ax.axhline(0, color="0.85", lw=0.8)
         ax.axvline(0, color="0.85", lw=0.8)
         ax.set_ylim(-1.6, 3.2)
         ax.set_xlabel("x")
-    axes_list = axes if len(names) > 1 else [axes]
-    axes_list[0].legend(loc="upper left", fontsize=8)
+    axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -77,9 +75,8 @@ def growth_curves(fn: Callable, stacks: Mapping[str, Sequence], ylabel: str = ""
 
 def show_maps(maps: Mapping[str, torch.Tensor | None], annotate: bool = True):
     """Show 2-D maps side by side as annotated heat maps (None: not written yet)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.0))
-    axes = axes if len(maps) > 1 else [axes]
-    for ax, (title, m) in zip(axes, maps.items(), strict=True):
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.0), squeeze=False)
+    for ax, (title, m) in zip(axes[0], maps.items(), strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
         if m is None:

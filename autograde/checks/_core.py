@@ -6,7 +6,6 @@ value (exact `int`, `float`, a plain `torch.Tensor` copy), so an object whose
 `CheckFailed` with the case, the expected value and what came back.
 """
 
-import math
 import numbers
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -183,7 +182,3 @@ def fmt_call(name: str, *args, **kwargs) -> str:
         return repr(v)
     parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
-
-
-def isclose(a: float, b: float, rel: float = 1e-9) -> bool:
-    return math.isclose(a, b, rel_tol=rel, abs_tol=rel)

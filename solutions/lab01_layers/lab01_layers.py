@@ -450,30 +450,35 @@ check_normalize(normalize, hidden=True)
 
 # %% nbgrader={"grade": false, "grade_id": "q8_activations", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def relu(x):
+    """ReLU, elementwise."""
     ### BEGIN SOLUTION
     return torch.where(x > 0, x, torch.zeros_like(x))
     ### END SOLUTION
 
 
 def sigmoid(x):
+    """Logistic sigmoid, elementwise."""
     ### BEGIN SOLUTION
     return 1 / (1 + torch.exp(-x))
     ### END SOLUTION
 
 
 def tanh(x):
+    """Hyperbolic tangent, elementwise."""
     ### BEGIN SOLUTION
     return 2 * sigmoid(2 * x) - 1
     ### END SOLUTION
 
 
 def hard_swish(x):
+    """Hard swish (MobileNetV3, arXiv:1905.02244), elementwise."""
     ### BEGIN SOLUTION
     return x * torch.clamp(x + 3, 0, 6) / 6
     ### END SOLUTION
 
 
 def gelu(x):
+    """GELU, exact erf form (arXiv:1606.08415), elementwise."""
     ### BEGIN SOLUTION
     return 0.5 * x * (1 + torch.erf(x / 2**0.5))
     ### END SOLUTION
