@@ -1,0 +1,199 @@
+"""Count a model's parameters, MACs, elementwise ops and activations from one forward pass.
+
+Capture is at the ATen dispatch level (TorchDispatchMode), so functional calls
+(`F.conv2d`, `@`, `x + y`) count exactly like modules; each op is attributed to
+the innermost module running it. Conventions follow lecture 02 (MIT 6.5940,
+Han): MACs of conv and linear only, bias ignored, grouped conv divided by g,
+FLOPs = 2 x MACs; peak activations by tensor liveness as in MCUNet
+(Lin et al., https://arxiv.org/abs/2007.10319).
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+_VIEW_OR_FREE = {  # ops that allocate nothing new and compute nothing
+    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.t.default,
+    aten.transpose.int, aten.permute.default, aten.expand.default, aten.squeeze.dim,
+    aten.unsqueeze.default, aten.flatten.using_ints, aten.slice.Tensor, aten.select.int,
+    aten.detach.default, aten.alias.default, aten.as_strided.default, aten.clone.default,
+    aten.dropout.default, aten.native_dropout.default, aten.empty.memory_format,
+}
+
+
+def _macs(func, args, out) -> int:
+    """Multiply-accumulates of one ATen op (0 for ops that have none)."""
+    if func in (aten.convolution.default, aten._convolution.default):
+        # weight (c_out, c_in/g, kh, kw), or (c_in, c_out/g, kh, kw) when transposed:
+        # each output (each input, when transposed) meets one filter's worth of weights
+        per_element = math.prod(args[1].shape[1:])
+        return (args[0] if args[6] else out).numel() * per_element
+    if func in (aten.mm.default, aten.addmm.default):
+        a, b = (args[0], args[1]) if func is aten.mm.default else (args[1], args[2])
+        return a.shape[0] * a.shape[1] * b.shape[1]
+    if func in (aten.bmm.default, aten.baddbmm.default):
+        a, b = (args[0], args[1]) if func is aten.bmm.default else (args[1], args[2])
+        return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return 0
+
+
+@dataclass
+class Row:
+    """One module's share of the counts."""
+
+    name: str
+    type: str
+    output_shape: tuple = ()
+    weights: int = 0
+    params: int = 0
+    macs: int = 0
+    elementwise_ops: int = 0
+    activations: int = 0
+    ops: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Profile:
+    """Per-module rows and whole-model totals of one forward pass."""
+
+    rows: list[Row]
+    params: int
+    weights: int
+    macs: int
+    elementwise_ops: int
+    activations: int
+    peak_activations: int
+    zero_cost_ops: list[str]
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def model_size(self, bits: int = 32) -> int:
+        """Bytes to store every parameter at `bits` bits."""
+        return self.params * bits // 8
+
+    def __str__(self) -> str:
+        head = (f"{'module':28s} {'type':16s} {'output':18s} {'weights':>11s} "
+                f"{'MACs':>13s} {'act.':>10s}")
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(f"{r.name[:28]:28s} {r.type[:16]:16s} {str(r.output_shape)[:18]:18s} "
+                         f"{r.weights:>11,d} {r.macs:>13,d} {r.activations:>10,d}")
+        lines.append(f"total: {self.params:,d} params ({self.weights:,d} weights), "
+                     f"{self.macs:,d} MACs, {self.elementwise_ops:,d} elementwise ops, "
+                     f"{self.activations:,d} activations (peak {self.peak_activations:,d})")
+        return "\n".join(lines)
+
+
+class _Counter(TorchDispatchMode):
+    """Records every ATen op with its module, MACs, fresh outputs and storage liveness."""
+
+    def __init__(self, rows: dict[str, Row], stack: list[str]):
+        super().__init__()
+        self.rows, self.stack = rows, stack
+        self.events: list[tuple[list[int], list[tuple[int, int]]]] = []  # (uses, news)
+        self.known: set[int] = set()
+        self.zero: set[str] = set()
+        self.alive: list[torch.Tensor] = []  # held so no storage address is reused
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        row = self.rows[self.stack[-1]]
+        flat_in = [a for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                   if isinstance(a, torch.Tensor)]
+        flat_out = [o for o in torch.utils._pytree.tree_leaves(out)
+                    if isinstance(o, torch.Tensor)]
+        macs = _macs(func, args, out)
+        row.macs += macs
+        row.ops.append(str(func.overloadpacket.__name__))
+        uses = [_key(t) for t in flat_in]
+        news = []
+        for o in flat_out:
+            key = _key(o)
+            if key not in self.known and key not in uses:
+                self.known.add(key)
+                self.alive.append(o)
+                # feature maps only: max-pool's int64 indices are bookkeeping
+                news.append((key, o.numel() if o.is_floating_point() else 0))
+        if macs:
+            pass
+        elif func not in _VIEW_OR_FREE and flat_out and flat_out[0].is_floating_point():
+            row.elementwise_ops += max(o.numel() for o in flat_out)
+        else:
+            self.zero.add(str(func))  # views, copies, integer bookkeeping: listed, not counted
+        row.activations += sum(n for _, n in news)
+        if flat_out:
+            row.output_shape = tuple(flat_out[0].shape)
+        self.events.append((uses, news))
+        return out
+
+
+def _key(t: torch.Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _peak(inputs: Sequence[torch.Tensor], events, outputs: Sequence[torch.Tensor]) -> int:
+    """Most activation elements alive at once: a storage lives from creation to last use."""
+    size = {_key(t): t.numel() for t in inputs}
+    born = {k: -1 for k in size}
+    last = dict(born)
+    for step, (uses, news) in enumerate(events):
+        for k, n in news:
+            size[k], born[k], last[k] = n, step, step
+        for k in uses:
+            if k in last:
+                last[k] = step
+    for t in outputs:
+        if _key(t) in last:
+            last[_key(t)] = len(events)
+    return max((sum(n for k, n in size.items() if born[k] <= step <= last[k])
+                for step in range(len(events))), default=sum(size.values()))
+
+
+def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
+    """Run `model(*inputs)` once under the counter and return its Profile."""
+    rows = {name: Row(name or "(model)", type(m).__name__) for name, m in model.named_modules()}
+    stack = [""]
+
+    def enter(name: str):
+        def hook(module, args) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(module, args, output) -> None:  # must return None: a value replaces the output
+        stack.pop()
+
+    handles = []
+    for name, m in model.named_modules():
+        handles.append(m.register_forward_pre_hook(enter(name)))
+        handles.append(m.register_forward_hook(leave))
+    counter = _Counter(rows, stack)
+    try:
+        with torch.no_grad(), counter:
+            out = model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, m in model.named_modules():
+        own = list(m.named_parameters(recurse=False))
+        rows[name].params = sum(p.numel() for _, p in own)
+        rows[name].weights = sum(p.numel() for n, p in own if n != "bias" and p.dim() > 1)
+    outputs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
+    kept = [r for r in rows.values() if r.ops or r.params]
+    return Profile(
+        rows=kept,
+        params=sum(p.numel() for p in model.parameters()),
+        weights=sum(r.weights for r in rows.values()),
+        macs=sum(r.macs for r in rows.values()),
+        elementwise_ops=sum(r.elementwise_ops for r in rows.values()),
+        activations=sum(t.numel() for t in inputs) + sum(r.activations for r in rows.values()),
+        peak_activations=_peak(inputs, counter.events, outputs),
+        zero_cost_ops=sorted(counter.zero),
+    )

@@ -1,0 +1,85 @@
+"""efflib.metrics against the lecture's AlexNet tables and torch's FlopCounterMode."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from efflib.metrics import profile
+
+
+def lecture_alexnet() -> nn.Sequential:
+    """AlexNet as tabulated in lecture 02 (96/256/384/384/256, groups of 2), no biases."""
+    def conv(ci, co, k, s=1, p=0, g=1):
+        return [nn.Conv2d(ci, co, k, s, p, groups=g, bias=False), nn.ReLU(inplace=True)]
+    return nn.Sequential(
+        *conv(3, 96, 11, 4, 2), nn.MaxPool2d(3, 2),
+        *conv(96, 256, 5, 1, 2, 2), nn.MaxPool2d(3, 2),
+        *conv(256, 384, 3, 1, 1), *conv(384, 384, 3, 1, 1, 2), *conv(384, 256, 3, 1, 1, 2),
+        nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Linear(256 * 6 * 6, 4096, bias=False), nn.ReLU(inplace=True),
+        nn.Linear(4096, 4096, bias=False), nn.ReLU(inplace=True),
+        nn.Linear(4096, 1000, bias=False),
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def alexnet_profile():
+    return profile(lecture_alexnet(), torch.randn(1, 3, 224, 224))
+
+
+def test_lecture_alexnet_totals(alexnet_profile):
+    p = alexnet_profile
+    assert p.weights == 60_954_656
+    assert p.macs == 724_406_816
+    assert p.flops == 2 * 724_406_816
+    assert p.activations == 932_264
+    assert p.peak_activations == 440_928
+
+
+def test_lecture_alexnet_per_layer(alexnet_profile):
+    rows = {r.name: r for r in alexnet_profile.rows}
+    weights = [rows[n].weights for n in ("0", "3", "6", "8", "10", "14", "16", "18")]
+    assert weights == [34_848, 307_200, 884_736, 663_552, 442_368, 37_748_736, 16_777_216,
+                       4_096_000]
+    assert rows["0"].macs == 105_415_200 and rows["0"].output_shape == (1, 96, 55, 55)
+    assert rows["1"].macs == 0 and rows["1"].activations == 0  # in-place ReLU: nothing new
+    assert rows["1"].elementwise_ops == 290_400
+
+
+def test_model_size_bytes(alexnet_profile):
+    assert alexnet_profile.model_size(32) == 60_954_656 * 4  # ~244 MB, not the slides' 224
+    assert alexnet_profile.model_size(8) == 60_954_656
+
+
+class Functional(nn.Module):
+    """Functional calls and a residual add inside one module's forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 4, 3, 3))
+        self.fc = nn.Linear(8 * 6 * 6, 10)
+
+    def forward(self, x):
+        y = F.conv2d(x, self.w, padding=1, groups=1)  # (N, 8, 6, 6)
+        y = y + F.relu(y)  # residual add: elementwise, never MACs
+        z = y.flatten(1) @ self.fc.weight.T  # matmul without the module
+        return z + self.fc(y.flatten(1))
+
+
+def test_functional_calls_and_flop_counter_parity():
+    model, x = Functional().eval(), torch.randn(2, 4, 6, 6)
+    p = profile(model, x)
+    with FlopCounterMode(display=False) as fc:
+        model(x)
+    assert p.flops == fc.get_total_flops()
+    assert p.macs == 2 * 8 * 6 * 6 * 4 * 9 + 2 * 2 * 288 * 10
+    assert p.elementwise_ops >= 2 * 8 * 6 * 6 * 2  # relu and the residual add at least
+
+
+def test_zero_cost_ops_are_listed(alexnet_profile):
+    assert "aten.view.default" in alexnet_profile.zero_cost_ops  # Flatten
+    assert not any("convolution" in op or "addmm" in op for op in alexnet_profile.zero_cost_ops)
+    text = str(alexnet_profile)
+    assert "724,406,816 MACs" in text and "peak 440,928" in text
