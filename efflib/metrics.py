@@ -122,11 +122,10 @@ class _Counter(TorchDispatchMode):
                 self.alive.append(o)
                 # feature maps only: max-pool's int64 indices are bookkeeping
                 news.append((key, o.numel() if o.is_floating_point() else 0))
-        if macs:
-            pass
-        elif func not in _VIEW_OR_FREE and flat_out and flat_out[0].is_floating_point():
+        computes = func not in _VIEW_OR_FREE and flat_out and flat_out[0].is_floating_point()
+        if computes and not macs:
             row.elementwise_ops += max(o.numel() for o in flat_out)
-        else:
+        elif not macs:
             self.zero.add(str(func))  # views, copies, integer bookkeeping: listed, not counted
         row.activations += sum(n for _, n in news)
         if flat_out:
