@@ -38,6 +38,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/lab_times.py
+	$(PY) bench/profiler_overhead.py
 
 clean:
 	rm -rf build .pytest_cache gradebook.db

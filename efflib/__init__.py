@@ -1,6 +1,9 @@
 """efflib: the small library the Efficient Deep Learning labs stand on."""
 
-from efflib import shapes
+from efflib import models, shapes
+from efflib.latency import measure_latency, measure_throughput
+from efflib.metrics import Profile, profile
+from efflib.roofline import measure_machine, roofline
 from efflib.shapes import (
     conv_output_size,
     conv_transpose_output_size,
@@ -8,9 +11,18 @@ from efflib.shapes import (
     receptive_field,
     receptive_fields,
 )
+from efflib.size import model_size
 
 __all__ = [
+    "models",
     "shapes",
+    "Profile",
+    "profile",
+    "measure_latency",
+    "measure_throughput",
+    "measure_machine",
+    "roofline",
+    "model_size",
     "conv_output_size",
     "conv_transpose_output_size",
     "pool_output_size",

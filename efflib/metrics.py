@@ -9,12 +9,14 @@ FLOPs = 2 x MACs; peak activations by tensor liveness as in MCUNet
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from efflib.size import model_size
 
 aten = torch.ops.aten
 
@@ -49,6 +51,7 @@ class Row:
 
     name: str
     type: str
+    input_shape: tuple = ()
     output_shape: tuple = ()
     weights: int = 0
     params: int = 0
@@ -70,22 +73,32 @@ class Profile:
     activations: int
     peak_activations: int
     zero_cost_ops: list[str]
+    named_parameters: list[tuple[str, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
 
-    def model_size(self, bits: int = 32) -> int:
-        """Bytes to store every parameter at `bits` bits."""
-        return self.params * bits // 8
+    def model_size(self, bits: int | Mapping[str, int] = 32, fmt: str = "dense",
+                   index_bits: int = 32) -> int:
+        """Bytes to store the parameters now (see efflib.size.model_size for the arguments)."""
+        return model_size(self.named_parameters, bits, fmt, index_bits)
+
+    def row(self, name: str) -> Row:
+        """The row of module `name` ("(model)" for the whole model)."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no module named {name!r} in this profile")
 
     def __str__(self) -> str:
-        head = (f"{'module':28s} {'type':16s} {'output':18s} {'weights':>11s} "
-                f"{'MACs':>13s} {'act.':>10s}")
+        head = (f"{'module':24s} {'type':16s} {'input':18s} {'output':18s} {'weights':>11s} "
+                f"{'MACs':>13s} {'elementwise':>11s} {'act.':>10s}")
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r.name[:28]:28s} {r.type[:16]:16s} {str(r.output_shape)[:18]:18s} "
-                         f"{r.weights:>11,d} {r.macs:>13,d} {r.activations:>10,d}")
+            lines.append(f"{r.name[:24]:24s} {r.type[:16]:16s} {_shape(r.input_shape):18s} "
+                         f"{_shape(r.output_shape):18s} {r.weights:>11,d} {r.macs:>13,d} "
+                         f"{r.elementwise_ops:>11,d} {r.activations:>10,d}")
         lines.append(f"total: {self.params:,d} params ({self.weights:,d} weights), "
                      f"{self.macs:,d} MACs, {self.elementwise_ops:,d} elementwise ops, "
                      f"{self.activations:,d} activations (peak {self.peak_activations:,d})")
@@ -128,10 +141,20 @@ class _Counter(TorchDispatchMode):
         elif not macs:
             self.zero.add(str(func))  # views, copies, integer bookkeeping: listed, not counted
         row.activations += sum(n for _, n in news)
-        if flat_out:
-            row.output_shape = tuple(flat_out[0].shape)
         self.events.append((uses, news))
         return out
+
+
+def _shape(shape: tuple) -> str:
+    return "x".join(map(str, shape))[:18]
+
+
+def _first_shape(value) -> tuple:
+    """Shape of the first tensor in a (possibly nested) value, () if none."""
+    for leaf in torch.utils._pytree.tree_leaves(value):
+        if isinstance(leaf, torch.Tensor):
+            return tuple(leaf.shape)
+    return ()
 
 
 def _key(t: torch.Tensor) -> int:
@@ -164,10 +187,11 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
     def enter(name: str):
         def hook(module, args) -> None:
             stack.append(name)
+            rows[name].input_shape = _first_shape(args)
         return hook
 
     def leave(module, args, output) -> None:  # must return None: a value replaces the output
-        stack.pop()
+        rows[stack.pop()].output_shape = _first_shape(output)
 
     handles = []
     for name, m in model.named_modules():
@@ -185,7 +209,7 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
         rows[name].params = sum(p.numel() for _, p in own)
         rows[name].weights = sum(p.numel() for n, p in own if n != "bias" and p.dim() > 1)
     outputs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
-    kept = [r for r in rows.values() if r.ops or r.params]
+    kept = [r for name, r in rows.items() if r.ops or r.params or name == ""]
     return Profile(
         rows=kept,
         params=sum(p.numel() for p in model.parameters()),
@@ -195,4 +219,5 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
         activations=sum(t.numel() for t in inputs) + sum(r.activations for r in rows.values()),
         peak_activations=_peak(inputs, counter.events, outputs),
         zero_cost_ops=sorted(counter.zero),
+        named_parameters=list(model.named_parameters()),
     )

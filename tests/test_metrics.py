@@ -83,3 +83,33 @@ def test_zero_cost_ops_are_listed(alexnet_profile):
     assert not any("convolution" in op or "addmm" in op for op in alexnet_profile.zero_cost_ops)
     text = str(alexnet_profile)
     assert "724,406,816 MACs" in text and "peak 440,928" in text
+
+
+def test_rows_record_input_and_output_shapes(alexnet_profile):
+    first = alexnet_profile.rows[1]
+    assert (first.name, first.input_shape, first.output_shape) == (
+        "0", (1, 3, 224, 224), (1, 96, 55, 55))
+    assert alexnet_profile.row("14").input_shape == (1, 9216)
+    assert alexnet_profile.row("(model)").output_shape == (1, 1000)
+    with pytest.raises(KeyError, match="nope"):
+        alexnet_profile.row("nope")
+    assert "1x96x55x55" in str(alexnet_profile)
+
+
+def test_model_size_follows_pruning_of_the_live_model():
+    m = nn.Sequential(nn.Linear(64, 32, bias=False))
+    p = profile(m, torch.randn(1, 64))
+    assert p.model_size(32) == 64 * 32 * 4
+    assert p.model_size(8) == 64 * 32
+    with torch.no_grad():
+        m[0].weight[:, 8:] = 0  # 256 nonzeros left
+    assert p.model_size(8, "bitmask") == 256 + 64 * 32 // 8
+    assert p.model_size(8, "csr", index_bits=8) == 256 * 2 + 33
+
+
+def test_elementwise_ops_kept_apart_from_macs():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    p = profile(m, torch.randn(1, 3, 10, 10))
+    assert p.macs == 4 * 8 * 8 * 27
+    assert p.row("1").elementwise_ops == 4 * 8 * 8 and p.row("1").macs == 0
+    assert p.row("2").elementwise_ops == 4 * 8 * 8

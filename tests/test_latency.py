@@ -1,0 +1,92 @@
+"""efflib.latency and efflib.roofline on CPU (the CUDA branch is exercised on a GPU machine)."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from efflib.latency import Latency, measure_latency, measure_throughput, threads
+from efflib.metrics import profile
+from efflib.roofline import Machine, measure_machine, roofline, roofline_time
+
+
+class Sleepy(nn.Module):
+    """Takes a known time per call, so the median can be checked."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        import time
+        time.sleep(self.seconds)
+        return x
+
+
+def test_latency_median_and_spread_of_a_known_delay():
+    lat = measure_latency(Sleepy(0.004), torch.zeros(2, 3), warmup=1, repeats=7)
+    assert 0.004 <= lat.median < 0.02
+    assert lat.minimum <= lat.q25 <= lat.median <= lat.q75 <= lat.maximum
+    assert (lat.repeats, lat.batch, lat.device) == (7, 2, "cpu")
+    assert lat.throughput == pytest.approx(2 / lat.median)
+    assert "ms median" in str(lat)
+
+
+def test_thread_count_is_set_recorded_and_restored():
+    before = torch.get_num_threads()
+    lat = measure_latency(nn.Linear(4, 4), torch.randn(1, 4), 1, 3, num_threads=1)
+    assert lat.threads == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        with threads(0):
+            pass
+
+
+def test_bad_inputs_named():
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(nn.Linear(2, 2), torch.randn(1, 2), repeats=0)
+    with pytest.raises(TypeError, match="tensor"):
+        measure_latency(nn.Linear(2, 2), [1.0, 2.0])
+    with pytest.raises(ValueError, match="meta"):
+        measure_latency(nn.Linear(2, 2, device="meta"), torch.randn(1, 2))
+    with pytest.raises(ValueError, match="batch sizes"):
+        measure_throughput(nn.Linear(2, 2), torch.randn(1, 2), [1, 0])
+
+
+def test_throughput_builds_each_batch_from_one_input():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x
+
+    res = measure_throughput(Spy(), torch.randn(1, 3), [1, 4], warmup=0, repeats=2,
+                             progress=False)
+    assert [r.batch for r in res] == [1, 4]
+    assert seen == [1, 1, 4, 4]
+    assert all(isinstance(r, Latency) for r in res)
+
+
+def test_roofline_time_takes_the_larger_bound():
+    m = Machine(gflops=100.0, bandwidth_gbs=10.0, threads=1)
+    assert m.ridge == 10.0
+    assert roofline_time(1e9, 1e6, m) == pytest.approx(0.01)     # compute-bound
+    assert roofline_time(1e6, 1e9, m) == pytest.approx(0.1)      # memory-bound
+
+
+def test_roofline_points_per_layer():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 6 * 6, 10, bias=False))
+    pts = roofline(profile(model, torch.randn(1, 3, 8, 8)), Machine(100.0, 10.0, 1))
+    assert [p.name for p in pts] == ["0", "3"]
+    conv, fc = pts
+    assert conv.flops == 2 * 8 * 36 * 27
+    assert conv.bytes == 4 * (8 * 27 + 3 * 64 + 8 * 36)
+    assert fc.intensity < conv.intensity  # a batch-1 linear layer reuses nothing
+    assert fc.bound == "memory"
+
+
+def test_measured_machine_is_plausible():
+    m = measure_machine(n=256, mbytes=16, repeats=2)
+    assert m.gflops > 0.5 and m.bandwidth_gbs > 0.5
+    assert m.threads == torch.get_num_threads()
