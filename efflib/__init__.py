@@ -1,9 +1,9 @@
 """efflib: the small library the Efficient Deep Learning labs stand on."""
 
-from efflib import models, shapes
+from efflib import models, roofline, shapes
 from efflib.latency import measure_latency, measure_throughput
 from efflib.metrics import Profile, profile
-from efflib.roofline import measure_machine, roofline
+from efflib.roofline import measure_machine, roofline_points
 from efflib.shapes import (
     conv_output_size,
     conv_transpose_output_size,
@@ -16,12 +16,13 @@ from efflib.size import model_size
 __all__ = [
     "models",
     "shapes",
+    "roofline",
     "Profile",
     "profile",
     "measure_latency",
     "measure_throughput",
     "measure_machine",
-    "roofline",
+    "roofline_points",
     "model_size",
     "conv_output_size",
     "conv_transpose_output_size",

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from efflib._guard import reference
 from efflib.size import model_size
 
 aten = torch.ops.aten
@@ -179,6 +180,7 @@ def _peak(inputs: Sequence[torch.Tensor], events, outputs: Sequence[torch.Tensor
                 for step in range(len(events))), default=sum(size.values()))
 
 
+@reference("profile")
 def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
     """Run `model(*inputs)` once under the counter and return its Profile."""
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in model.named_modules()}

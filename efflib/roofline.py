@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from efflib._guard import reference
 from efflib.latency import threads
 from efflib.metrics import Profile
 
@@ -66,12 +67,14 @@ class RooflinePoint:
         return self.flops / self.bytes if self.bytes else float("inf")
 
 
+@reference("roofline")
 def roofline_time(flops: float, nbytes: float, machine: Machine) -> float:
     """Seconds by the roofline model: max(flops / peak, bytes / bandwidth)."""
     return max(flops / (machine.gflops * 1e9), nbytes / (machine.bandwidth_gbs * 1e9))
 
 
-def roofline(profile: Profile, machine: Machine, bytes_per_element: int = 4) -> list[RooflinePoint]:
+def roofline_points(profile: Profile, machine: Machine,
+                    bytes_per_element: int = 4) -> list[RooflinePoint]:
     """Place every layer with MACs on the roofline (weights, input and output moved once)."""
     points = []
     for r in profile.rows:

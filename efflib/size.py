@@ -12,9 +12,12 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn as nn
 
+from efflib._guard import reference
+
 FORMATS = ("dense", "bitmask", "csr")
 
 
+@reference("model_size")
 def tensor_bits(t: torch.Tensor, bits: int = 32, fmt: str = "dense", index_bits: int = 32) -> int:
     """Bits to store `t` with `bits`-bit values in format `fmt` (dense, bitmask or csr).
 
@@ -46,6 +49,7 @@ def _bits_for(name: str, bits: int | Mapping[str, int]) -> int:
     return bits
 
 
+@reference("model_size")
 def model_size(params: nn.Module | Iterable[tuple[str, torch.Tensor]],
                bits: int | Mapping[str, int] = 32, fmt: str = "dense",
                index_bits: int = 32) -> int:

@@ -27,3 +27,8 @@ def solution_namespace(lab: str) -> types.SimpleNamespace:
 @pytest.fixture(scope="session")
 def lab01():
     return solution_namespace("lab01_layers")
+
+
+@pytest.fixture(scope="session")
+def lab02():
+    return solution_namespace("lab02_metrics")

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from efflib.latency import Latency, measure_latency, measure_throughput, threads
 from efflib.metrics import profile
-from efflib.roofline import Machine, measure_machine, roofline, roofline_time
+from efflib.roofline import Machine, measure_machine, roofline_points, roofline_time
 
 
 class Sleepy(nn.Module):
@@ -77,7 +77,7 @@ def test_roofline_time_takes_the_larger_bound():
 def test_roofline_points_per_layer():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.ReLU(), nn.Flatten(),
                           nn.Linear(8 * 6 * 6, 10, bias=False))
-    pts = roofline(profile(model, torch.randn(1, 3, 8, 8)), Machine(100.0, 10.0, 1))
+    pts = roofline_points(profile(model, torch.randn(1, 3, 8, 8)), Machine(100.0, 10.0, 1))
     assert [p.name for p in pts] == ["0", "3"]
     conv, fc = pts
     assert conv.flops == 2 * 8 * 36 * 27

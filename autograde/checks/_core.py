@@ -135,8 +135,10 @@ class _Recorder(TorchFunctionMode):
     `F.conv2d`, `torch.conv2d` and `nn.Conv2d.forward` alike).
     """
 
-    def __init__(self, forbidden: Sequence[object]):
+    def __init__(self, forbidden: Sequence[object], why: str = ""):
         super().__init__()
+        self.why = why or ("this question asks you to write yourself from simpler "
+                           "tensor operations.")
         self.names = {f for f in forbidden if isinstance(f, str)}
         self.objects = [f for f in forbidden if not isinstance(f, str)]
         self.called: set[str] = set()
@@ -145,17 +147,15 @@ class _Recorder(TorchFunctionMode):
         name = getattr(func, "__name__", repr(func))
         self.called.add(name)
         if name in self.names or any(func is f for f in self.objects):
-            raise CheckFailed(
-                f"your code calls torch's {name}, which this question asks you to "
-                "write yourself from simpler tensor operations."
-            )
+            raise CheckFailed(f"your code calls torch's {name}, which {self.why}")
         return func(*args, **(kwargs or {}))
 
 
 @contextmanager
-def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = ()) -> Iterator[_Recorder]:
+def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
+          why: str = "") -> Iterator[_Recorder]:
     """Run student code with `forbidden` torch functions and efflib `topics` refused."""
-    recorder = _Recorder(forbidden)
+    recorder = _Recorder(forbidden, why)
     with blocked(*topics), recorder:
         yield recorder
 

@@ -1,0 +1,229 @@
+"""The Lab 02 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import efflib
+from autograde.checks import lab02 as C
+from autograde.checks._core import CheckFailed
+from efflib._guard import GradedAnswerError
+
+FAILS = (CheckFailed, GradedAnswerError)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(lab02, hidden):
+    C.check_linear_params(lab02.linear_params, hidden)
+    C.check_conv_params(lab02.conv_params, hidden)
+    C.check_model_size_bytes(lab02.model_size_bytes, hidden)
+    C.check_alexnet_mb(lab02.alexnet_fp32_mb)
+    C.check_linear_macs(lab02.linear_macs, hidden)
+    C.check_conv_macs(lab02.conv_macs, hidden)
+    C.check_activations(lab02.total_activations, lab02.peak_activations, hidden)
+    C.check_alexnet_table(lab02.alexnet_table)
+    C.check_achieved_gflops(lab02.achieved_gflops, hidden)
+    C.check_hook_counter(lab02.count_macs_with_hooks, hidden)
+    C.check_throughput(lab02.throughput, lab02.design2_batch)
+    C.check_roofline(lab02.arithmetic_intensity, lab02.roofline_seconds, hidden)
+    C.check_energy(lab02.energy_pj, hidden)
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def test_blank_answers_fail_clearly():
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        C.check_conv_params(not_implemented)
+    with pytest.raises(CheckFailed, match="alexnet_fp32_mb should be a number, got NoneType"):
+        C.check_alexnet_mb(None)
+    with pytest.raises(CheckFailed, match="design2_batch should be an int"):
+        C.check_throughput(lambda b, t: b / t, None)
+
+
+# --- wrong answers ------------------------------------------------------------------
+
+def test_conv_params_mistakes(lab02):
+    def no_groups(c_in, c_out, kernel, groups=1, bias=True):
+        k = kernel if isinstance(kernel, int) else kernel[0]
+        return c_out * c_in * k * k + (c_out if bias else 0)
+    msg = r"groups=2, bias=False\): expected 307200, got 614400.*c_in / groups"
+    with pytest.raises(CheckFailed, match=msg):
+        C.check_conv_params(no_groups)
+
+    def no_check(c_in, c_out, kernel, groups=1, bias=True):
+        return lab02.conv_params(c_in, c_out, kernel, 1, bias) if groups == 1 else (
+            c_out * (c_in // groups) * kernel * kernel if isinstance(kernel, int) else
+            c_out * (c_in // groups) * kernel[0] * kernel[1]) + (c_out if bias else 0)
+    with pytest.raises(CheckFailed, match="expected ValueError"):
+        C.check_conv_params(no_check)
+
+
+def test_model_size_must_round_up_and_be_int():
+    with pytest.raises(CheckFailed, match=r"model_size_bytes\(3, 4\): expected 2, got 1"):
+        C.check_model_size_bytes(lambda n, b: n * b // 8)
+    with pytest.raises(CheckFailed, match="should be an int"):
+        C.check_model_size_bytes(lambda n, b: n * b / 8)
+    with pytest.raises(CheckFailed, match="expected 244.403"):
+        C.check_alexnet_mb(224.0)
+
+
+def test_macs_mistakes():
+    with pytest.raises(CheckFailed, match="batch=8"):
+        C.check_linear_macs(lambda ci, co, batch=1: ci * co)
+    def conv_no_groups(ci, co, k, ho, wo, groups=1, batch=1):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        return batch * co * ho * wo * ci * kh * kw
+    with pytest.raises(CheckFailed, match="groups=2"):
+        C.check_conv_macs(conv_no_groups)
+    def flops_not_macs(ci, co, k, ho, wo, groups=1, batch=1):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        return 2 * batch * co * ho * wo * ci // groups * kh * kw
+    with pytest.raises(CheckFailed, match="expected 105415200, got 210830400"):
+        C.check_conv_macs(flops_not_macs)
+
+
+def test_activation_mistakes(lab02):
+    def outputs_only(shapes):
+        return sum(lab02.numel(s) for s in shapes[1:])
+    with pytest.raises(CheckFailed, match="total_activations.*input"):
+        C.check_activations(outputs_only, lab02.peak_activations)
+    with pytest.raises(CheckFailed, match="peak_activations.*both alive"):
+        C.check_activations(lab02.total_activations,
+                            lambda shapes: max(lab02.numel(s) for s in shapes))
+
+
+def test_alexnet_table_mistakes(lab02):
+    good = lab02.alexnet_table()
+    with pytest.raises(CheckFailed, match="list of 8 rows"):
+        C.check_alexnet_table(lambda: good[:5])
+    ungrouped = [dict(r) for r in good]
+    ungrouped[1]["weights"] *= 2
+    with pytest.raises(CheckFailed, match="conv2 weights: expected 307200, got 614400"):
+        C.check_alexnet_table(lambda: ungrouped)
+    missing = [dict(r) for r in good]
+    del missing[0]["macs"]
+    with pytest.raises(CheckFailed, match="conv1 has no 'macs'"):
+        C.check_alexnet_table(lambda: missing)
+
+
+def test_flops_confusions_fail():
+    with pytest.raises(CheckFailed, match="two floating-point"):
+        C.check_achieved_gflops(lambda macs, s: macs / s / 1e9)
+    with pytest.raises(CheckFailed):
+        C.check_roofline(lambda m, b: m / b, lambda f, b, p, w: max(f / p, b / w))
+    with pytest.raises(CheckFailed, match="slower of computing"):
+        C.check_roofline(lambda m, b: 2 * m / b, lambda f, b, p, w: f / p + b / w)
+    with pytest.raises(CheckFailed, match="design2_batch: expected 4, got 2"):
+        C.check_throughput(lambda b, t: b / t, 2)
+    with pytest.raises(CheckFailed, match="energy_pj"):
+        C.check_energy(lambda m, d, s=0: m * 3.7 + d * 640 + s * 5)
+
+
+# --- lazy answers: build the layer, call a counter ----------------------------------
+
+def test_building_the_layer_is_refused():
+    def built(c_in, c_out, bias=True):
+        layer = nn.Linear(c_in, c_out, bias=bias, device="meta")
+        return sum(p.numel() for p in layer.parameters())
+    with pytest.raises(CheckFailed, match="torch's empty, which is off limits.*formula"):
+        C.check_linear_params(built)
+
+    def flop_counted(ci, co, batch=1):
+        with FlopCounterMode(display=False) as c:
+            torch.nn.functional.linear(torch.empty(batch, ci, device="meta"),
+                                       torch.empty(co, ci, device="meta"))
+        return c.get_total_flops() // 2
+    with pytest.raises(CheckFailed, match="formula"):
+        C.check_linear_macs(flop_counted)
+
+
+def test_efflib_counters_are_refused():
+    def via_size(n, bits):
+        return efflib.model_size([("w", torch.zeros(0))], bits) + (n * bits + 7) // 8
+    with pytest.raises(FAILS, match="efflib|formula"):
+        C.check_model_size_bytes(via_size)
+
+    def via_profile(model, x):
+        return efflib.profile(model, x).macs
+    with pytest.raises(GradedAnswerError, match="efflib.metrics.profile"):
+        C.check_hook_counter(via_profile)
+
+    def via_roofline(f, b, p, w):
+        from efflib.roofline import Machine, roofline_time
+        return roofline_time(f, b, Machine(p / 1e9, w / 1e9, 1))
+    with pytest.raises(GradedAnswerError, match="roofline"):
+        C.check_roofline(lambda m, b: 2 * m / b, via_roofline)
+
+
+def test_flop_counter_mode_is_refused_in_q7():
+    def via_mode(model, x):
+        with FlopCounterMode(display=False) as c:
+            model(x)
+        return c.get_total_flops() // 2
+    with pytest.raises(CheckFailed, match="forward hooks"):
+        C.check_hook_counter(via_mode)
+    # and the check puts FlopCounterMode back afterwards
+    with FlopCounterMode(display=False) as c:
+        torch.ones(2, 2) @ torch.ones(2, 2)
+    assert c.get_total_flops() == 16
+
+
+def test_hooks_left_behind_or_functional_ops_counted(lab02):
+    def leaves_hooks(model, x):
+        total = 0
+        def hook(m, i, o):
+            nonlocal total
+            total += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        def lin(m, i, o):
+            nonlocal total
+            total += o.numel() * m.in_features
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(hook)
+            elif isinstance(m, nn.Linear):
+                m.register_forward_hook(lin)
+        model(x)
+        return total
+    with pytest.raises(CheckFailed, match="still registered"):
+        C.check_hook_counter(leaves_hooks)
+
+    def with_matmul(model, x):
+        return lab02.count_macs_with_hooks(model, x) + 10 * 10 * x.shape[0]
+    with pytest.raises(CheckFailed, match="functional @ is invisible"):
+        C.check_hook_counter(with_matmul)
+
+
+# --- hostile answers ----------------------------------------------------------------
+
+class AlwaysEqual(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+class Liar(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+def test_always_equal_values_do_not_pass():
+    with pytest.raises(CheckFailed):
+        C.check_linear_params(lambda ci, co, bias=True: AlwaysEqual(0))
+    with pytest.raises(CheckFailed):
+        C.check_achieved_gflops(lambda m, s: Liar(0.0))
+    with pytest.raises(CheckFailed):
+        C.check_throughput(lambda b, t: b / t, AlwaysEqual(0))
+
+    class Anything:
+        def __eq__(self, other):
+            return True
+    with pytest.raises(CheckFailed, match="should be an int"):
+        C.check_conv_macs(lambda *a, **k: Anything())
+    with pytest.raises(CheckFailed, match="should be a dict"):
+        C.check_alexnet_table(lambda: [Anything()] * 8)
