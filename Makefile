@@ -28,7 +28,7 @@ lab: setup
 	$(PY) -m autograde lab --port=$(PORT)
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: setup
 	$(PY) -m pytest -m "not course"

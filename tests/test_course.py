@@ -11,7 +11,9 @@ from nbgrader.api import Gradebook
 from autograde import build, nbg
 
 LABS = build.lab_names()
-pytestmark = [pytest.mark.course, pytest.mark.xdist_group("course")]
+# `make test` runs with `--dist loadfile`: one worker grades these (the graded fixture is
+# shared), the Validate test lives in its own file so the other worker runs it meanwhile.
+pytestmark = pytest.mark.course
 
 
 def nbgrader(root: Path, *args: str):
@@ -127,19 +129,3 @@ def test_headings_and_points_agree(lab):
             assert meta["grade_id"].lower().startswith(current.lower() + "_"), meta["grade_id"]
             graded[current] = graded.get(current, 0) + meta["points"]
     assert stated == graded
-
-
-@pytest.mark.xdist_group("validate")
-@pytest.mark.parametrize("lab", LABS)
-def test_validate_button_passes_solution_and_flags_blank(lab, tmp_path):
-    """What a student's Validate button reports (`nbgrader validate` exits 0 either way)."""
-    from nbgrader.validator import Validator
-
-    source = tmp_path / "solution.ipynb"
-    nbformat.write(build.source_notebook(lab), source)
-    validator = Validator()
-    validator.execute_timeout = 120
-    solution = validator.validate(str(source))
-    assert not solution.get("failed") and not solution.get("changed"), solution
-    blank = validator.validate(str(build.LABS / lab / f"{lab}.ipynb"))
-    assert blank.get("failed"), "validating the blank lab should list failing cells"
