@@ -93,12 +93,12 @@ class Profile:
         raise KeyError(f"no module named {name!r} in this profile")
 
     def __str__(self) -> str:
-        head = (f"{'module':24s} {'type':16s} {'input':18s} {'output':18s} {'weights':>11s} "
+        head = (f"{'module':24s} {'type':16s} {'input':18s} {'output':18s} {'params':>11s} "
                 f"{'MACs':>13s} {'elementwise':>11s} {'act.':>10s}")
         lines = [head, "-" * len(head)]
         for r in self.rows:
             lines.append(f"{r.name[:24]:24s} {r.type[:16]:16s} {_shape(r.input_shape):18s} "
-                         f"{_shape(r.output_shape):18s} {r.weights:>11,d} {r.macs:>13,d} "
+                         f"{_shape(r.output_shape):18s} {r.params:>11,d} {r.macs:>13,d} "
                          f"{r.elementwise_ops:>11,d} {r.activations:>10,d}")
         lines.append(f"total: {self.params:,d} params ({self.weights:,d} weights), "
                      f"{self.macs:,d} MACs, {self.elementwise_ops:,d} elementwise ops, "
@@ -183,6 +183,11 @@ def _peak(inputs: Sequence[torch.Tensor], events, outputs: Sequence[torch.Tensor
 @reference("profile")
 def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
     """Run `model(*inputs)` once under the counter and return its Profile."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"profile() needs an nn.Module, got {type(model).__name__}")
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise TypeError("profile(model, *inputs) needs at least one example input tensor, got "
+                        f"{[type(t).__name__ for t in inputs]}")
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in model.named_modules()}
     stack = [""]
 

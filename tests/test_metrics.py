@@ -113,3 +113,12 @@ def test_elementwise_ops_kept_apart_from_macs():
     assert p.macs == 4 * 8 * 8 * 27
     assert p.row("1").elementwise_ops == 4 * 8 * 8 and p.row("1").macs == 0
     assert p.row("2").elementwise_ops == 4 * 8 * 8
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="nn.Module, got function"):
+        profile(lambda x: x, torch.zeros(1))
+    with pytest.raises(TypeError, match="example input tensor"):
+        profile(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="list"):
+        profile(nn.Linear(2, 2), [1.0, 2.0])
