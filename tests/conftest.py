@@ -32,3 +32,8 @@ def lab01():
 @pytest.fixture(scope="session")
 def lab02():
     return solution_namespace("lab02_metrics")
+
+
+@pytest.fixture(scope="session")
+def lab03():
+    return solution_namespace("lab03_architectures")

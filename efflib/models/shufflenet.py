@@ -7,6 +7,8 @@ https://arxiv.org/abs/1807.11164
 import torch
 import torch.nn as nn
 
+from efflib._guard import reference
+
 # table 5 of the paper: output channels of conv1, stage2, stage3, stage4, conv5
 _WIDTHS = {
     0.5: (24, 48, 96, 192, 1024),
@@ -17,6 +19,7 @@ _WIDTHS = {
 _REPEATS = (4, 8, 4)  # units in stages 2, 3, 4 (the first of each has stride 2)
 
 
+@reference("channel_shuffle")
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleave the channels of `groups` groups: (g, c/g) -> (c/g, g)."""
     n, c, h, w = x.shape

@@ -7,11 +7,14 @@ Recognition, https://arxiv.org/abs/1409.1556
 import torch
 import torch.nn as nn
 
+from efflib._guard import reference
+
 # configuration D of the paper: channels of each 3x3 conv, "M" a 2x2 max-pool
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
           512, 512, 512, "M"]
 
 
+@reference("vgg_stage")
 def vgg_stage(c_in: int, c_out: int, convs: int, batch_norm: bool = False) -> nn.Sequential:
     """`convs` 3x3 same-padding convs with ReLU, then a 2x2 max-pool halving H and W."""
     layers: list[nn.Module] = []

@@ -1,0 +1,280 @@
+"""Checks for Lab 03, CNN architectures.
+
+A student's block is compared with efflib's reference block of the same
+configuration by what PyTorch and efflib's profiler measure: output shape,
+parameter count, MACs, and behaviour with all conv weights zeroed (which
+isolates the skip connection and the last activation). Blocks may not contain
+efflib's own modules, and efflib's copies of the graded functions are refused.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograde.checks._core import (
+    as_float,
+    as_int,
+    call,
+    expect_close,
+    expect_int,
+    expect_raises,
+    fail,
+    fmt_call,
+    rng,
+    torch_gen,
+    watch,
+)
+from efflib import models
+from efflib.data import digits
+from efflib.metrics import profile
+from efflib.train import evaluate
+
+TOPICS = ("vgg_stage", "channel_shuffle")
+SHIFT_FORBIDDEN = ("conv2d", "convolution", "_convolution", "roll", "unfold")
+
+
+def _build(factory, case, *args):
+    with watch(topics=TOPICS):
+        block = call(factory, case, *args)
+    if not isinstance(block, nn.Module):
+        fail(f"{case} should return an nn.Module, got {type(block).__name__}")
+    for name, m in block.named_modules():
+        if type(m).__module__.startswith("efflib."):
+            fail(f"{case}: submodule {name or '(top)'} is efflib's {type(m).__name__}; "
+                 "build the block from torch.nn layers yourself.")
+    return block.eval()
+
+
+def _same_structure(block, ref, x, case) -> torch.Tensor:
+    """Equal output shape, parameter count and MACs; returns the student's output."""
+    with torch.no_grad(), watch(topics=TOPICS):
+        try:
+            out = block(x)
+        except Exception as e:  # noqa: BLE001 - report with the case
+            fail(f"{case}: the forward pass raised {type(e).__name__}: {e}")
+    with torch.no_grad():
+        want = ref(x)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(want.shape):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        fail(f"{case}: output shape should be {tuple(want.shape)}, got {got}")
+    got_p = sum(p.numel() for p in block.parameters())
+    want_p = sum(p.numel() for p in ref.parameters())
+    expect_int(got_p, want_p, f"{case}: parameter count",
+               hint="Check bias=False on convs followed by BatchNorm, and the channel widths.")
+    with watch(topics=TOPICS):
+        got_m = profile(block, x).macs
+    expect_int(got_m, profile(ref, x).macs, f"{case}: MACs",
+               hint="Check the kernel sizes, the strides and where the downsampling happens.")
+    return out
+
+
+def _zero_convs(block: nn.Module) -> None:
+    """All conv and linear weights and biases to 0; BatchNorm stays at its identity init."""
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.weight.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+# --- Q1. VGG stage ------------------------------------------------------------------
+
+def check_vgg_stage(fn, hidden: bool = False) -> None:
+    """vgg_stage(c_in, c_out, convs) matches a VGG stage: n 3x3 convs + ReLU, 2x2 max-pool."""
+    r = rng(hidden, "vgg")
+    cases = [(3, 64, 2, 32), (64, 128, 3, 16)] + [
+        (r.randint(1, 16), r.randint(1, 32), r.randint(1, 4), 2 * r.randint(2, 12))
+        for _ in range(6 if hidden else 1)]
+    for ci, co, n, size in cases:
+        case = fmt_call("vgg_stage", ci, co, n)
+        block = _build(fn, case, ci, co, n)
+        x = torch.randn(2, ci, size, size, generator=torch.Generator().manual_seed(size))
+        out = _same_structure(block, models.vgg.vgg_stage(ci, co, n).eval(), x, case)
+        if bool((out < 0).any()):
+            fail(f"{case}: outputs are negative; each conv is followed by a ReLU.")
+
+
+# --- Q2. Bottleneck -----------------------------------------------------------------
+
+def check_bottleneck(cls, hidden: bool = False) -> None:
+    """Bottleneck(c_in, width, stride): structure of ResNet's, skip and final ReLU right."""
+    r = rng(hidden, "bottleneck")
+    cases = [(64, 16, 1), (64, 16, 2), (32, 8, 1), (16, 8, 1)] + [
+        (4 * r.randint(1, 8), r.randint(1, 8), r.choice([1, 2])) for _ in range(6 if hidden else 0)]
+    for ci, w, s in cases:
+        case = f"Bottleneck({ci}, {w}, stride={s})"
+        block = _build(cls, case, ci, w, s)
+        x = torch.randn(2, ci, 8, 8, generator=torch.Generator().manual_seed(ci + w + s))
+        _same_structure(block, models.Bottleneck(ci, w, s).eval(), x, case)
+        _zero_convs(block)
+        with torch.no_grad():
+            out = block(x)
+        identity = s == 1 and ci == 4 * w
+        want = F.relu(x) if identity else torch.zeros_like(out)
+        expect_close(out, want, f"{case} with every conv weight zeroed",
+                     hint="The output is relu(body(x) + skip(x)); the skip is x itself only "
+                          "when the shape is unchanged, else a strided 1x1 conv + BN.")
+
+
+# --- Q3. Inverted residual ----------------------------------------------------------
+
+def check_inverted_residual(cls, hidden: bool = False) -> None:
+    """InvertedResidual(c_in, c_out, stride, expand): MobileNetV2's block, linear bottleneck."""
+    r = rng(hidden, "inverted")
+    cases = [(16, 16, 1, 6), (16, 24, 2, 6), (32, 16, 1, 1), (24, 24, 2, 6)] + [
+        (r.randint(2, 24), r.randint(2, 24), r.choice([1, 2]), r.choice([1, 2, 4, 6]))
+        for _ in range(6 if hidden else 0)]
+    for ci, co, s, t in cases:
+        case = f"InvertedResidual({ci}, {co}, stride={s}, expand={t})"
+        block = _build(cls, case, ci, co, s, t)
+        x = torch.randn(2, ci, 8, 8, generator=torch.Generator().manual_seed(ci * co + s + t))
+        out = _same_structure(block, models.InvertedResidual(ci, co, s, t).eval(), x, case)
+        if not bool((out < 0).any()):
+            fail(f"{case}: no output is negative. The projection is linear (a linear "
+                 "bottleneck): no ReLU6 after the last 1x1 conv.")
+        _zero_convs(block)
+        with torch.no_grad():
+            out = block(x)
+        skip = s == 1 and ci == co
+        expect_close(out, x if skip else torch.zeros_like(out),
+                     f"{case} with every conv weight zeroed",
+                     hint="Add x only when stride is 1 and c_in == c_out.")
+
+
+# --- Q4. Channel shuffle ------------------------------------------------------------
+
+def check_channel_shuffle(fn, hidden: bool = False) -> None:
+    """channel_shuffle(x, groups): output channel j is input channel (j % g) * (C/g) + j // g."""
+    r = rng(hidden, "shuffle")
+    cases = [(1, 6, 2, 2, 2), (2, 12, 3, 3, 1)] + [
+        (r.randint(1, 3), 0, r.randint(1, 5), r.randint(1, 5), r.randint(1, 6))
+        for _ in range(8 if hidden else 2)]
+    for n, c, h, w, g in cases:
+        c = c or g * r.randint(1, 6)
+        x = torch.randn(n, c, h, w, generator=torch_gen(r))
+        case = fmt_call("channel_shuffle", x, g)
+        with watch(topics=TOPICS):
+            got = call(fn, case, x.clone(), g)
+        idx = torch.tensor([(j % g) * (c // g) + j // g for j in range(c)])
+        expect_close(got, x[:, idx], case, atol=0, rtol=0,
+                     hint="View as (N, g, C/g, H, W), swap the two channel axes, flatten back.")
+    bad = torch.zeros(1, 10, 2, 2)
+    with watch(topics=TOPICS):
+        expect_raises(fn, ValueError, "channel_shuffle(<10 channels>, 3)", bad, 3)
+
+
+# --- Q5. Shift ----------------------------------------------------------------------
+
+def _shift_reference(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A depthwise conv whose kernel for channel c is one-hot at its group's offset."""
+    c = x.shape[1]
+    weight = torch.zeros(c, 1, k, k, dtype=x.dtype)
+    for ch in range(c):
+        group = ch * k * k // c
+        weight[ch, 0, group // k, group % k] = 1.0
+    return F.conv2d(x, weight, padding=k // 2, groups=c)
+
+
+def check_shift(fn, hidden: bool = False) -> None:
+    """shift(x, k) equals a one-hot depthwise conv, written with slicing (no conv)."""
+    r = rng(hidden, "shift")
+    cases = [(1, 9, 3, 3, 3), (2, 18, 5, 4, 3)] + [
+        (r.randint(1, 2), r.randint(1, 30), r.randint(1, 7), r.randint(1, 7), r.choice([3, 5]))
+        for _ in range(8 if hidden else 2)]
+    for n, c, h, w, k in cases:
+        x = torch.randn(n, c, h, w, generator=torch_gen(r))
+        case = fmt_call("shift", x, k)
+        with watch(forbidden=SHIFT_FORBIDDEN):
+            got = call(fn, case, x.clone(), k)
+        expect_close(got, _shift_reference(x, k), case, atol=0, rtol=0,
+                     hint="Channel c belongs to group c*k*k // C; group gi reads the input at "
+                          "offset (gi // k - k//2, gi % k - k//2), zeros outside the image.")
+
+
+# --- Q6. Factorised convolution -----------------------------------------------------
+
+def check_factorised(fn, hidden: bool = False) -> None:
+    """factorised_conv(c_in, c_out, n): 1xn then nx1, same output size, rank-1 kernel."""
+    r = rng(hidden, "factorised")
+    cases = [(1, 1, 3), (8, 16, 7), (4, 4, 5)] + [
+        (r.randint(1, 16), r.randint(1, 16), r.choice([3, 5, 7]))
+        for _ in range(5 if hidden else 0)]
+    for ci, co, n in cases:
+        case = fmt_call("factorised_conv", ci, co, n)
+        with watch(topics=TOPICS):
+            block = call(fn, case, ci, co, n)
+        if not isinstance(block, nn.Module):
+            fail(f"{case} should return an nn.Module, got {type(block).__name__}")
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        shapes = [tuple(m.kernel_size) for m in convs]
+        if shapes != [(1, n), (n, 1)]:
+            fail(f"{case}: expected a (1, {n}) conv then a ({n}, 1) conv, got kernels {shapes}")
+        if any(m.bias is not None for m in convs):
+            fail(f"{case}: use bias=False, so the pair is exactly one n x n kernel")
+        x = torch.randn(1, ci, 12, 12)
+        with torch.no_grad():
+            out = block(x)
+        if tuple(out.shape) != (1, co, 12, 12):
+            fail(f"{case}: output shape should be (1, {co}, 12, 12) like a padded {n}x{n} "
+                 f"conv, got {tuple(out.shape)}. Pad each conv along its long side only.")
+        expect_int(sum(p.numel() for p in block.parameters()), ci * co * n + co * co * n,
+                   f"{case}: parameter count")
+    # one channel in and out: the impulse response is the outer product of the two kernels
+    block = call(fn, "factorised_conv(1, 1, 5)", 1, 1, 5).eval()
+    first, second = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[0, 0, 4, 4] = 1.0
+    with torch.no_grad():
+        response = block(impulse)[0, 0, 2:7, 2:7]
+    kernel = torch.outer(second.weight[0, 0, :, 0], first.weight[0, 0, 0, :]).flip(0, 1)
+    expect_close(response, kernel.detach(), "factorised_conv(1, 1, 5) impulse response",
+                 hint="The pair should act as one 5x5 kernel of rank 1.")
+
+
+# --- Q7. Published numbers ----------------------------------------------------------
+
+TABLE5_MMACS = {0.5: 41, 1.0: 146, 1.5: 299, 2.0: 591}
+
+
+def check_table5(ratios, unit) -> None:
+    """ratios[width] = measured MACs / table 5's "FLOPs"; the column counts MACs."""
+    if not isinstance(ratios, dict) or set(ratios) != set(TABLE5_MMACS):
+        fail(f"ratios should be a dict keyed by the widths {sorted(TABLE5_MMACS)}")
+    for width, published in TABLE5_MMACS.items():
+        with torch.device("meta"):
+            model = models.shufflenet_v2(width=width)
+        macs = profile(model, torch.empty(1, 3, 224, 224, device="meta")).macs
+        got = as_float(ratios[width], f"ratios[{width}]")
+        want = macs / (published * 1e6)
+        if abs(got - want) > 1e-3:
+            fail(f"ratios[{width}]: expected {want:.4f} (efflib's MACs / {published}M), "
+                 f"got {got:.4f}")
+    if not isinstance(unit, str) or unit.strip().lower() != "macs":
+        fail("table5_counts: the ratios are close to 1, so is the column MACs or FLOPs "
+             "(= 2 x MACs)? Answer with the string 'MACs' or 'FLOPs'.")
+
+
+# --- Q8. A small CNN for digits -----------------------------------------------------
+
+MAX_PARAMS = 20_000
+
+
+def check_digit_model(model) -> None:
+    """A student's CNN with at most 20,000 parameters and >= 95% test accuracy on digits."""
+    if not isinstance(model, nn.Module):
+        fail(f"digit_model should be a trained nn.Module, got {type(model).__name__}")
+    for name, m in model.named_modules():
+        if type(m).__module__.startswith("efflib."):
+            fail(f"digit_model contains efflib's {type(m).__name__} ({name or 'top'}); "
+                 "design the network yourself from torch.nn layers.")
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        fail("digit_model should be a CNN: it has no nn.Conv2d layer.")
+    n = as_int(sum(p.numel() for p in model.parameters()), "parameter count")
+    if n > MAX_PARAMS:
+        fail(f"digit_model has {n:,d} parameters; the budget is {MAX_PARAMS:,d}.")
+    device = next(model.parameters()).device
+    acc = evaluate(model, digits(seed=0).test, device)
+    if acc < 0.95:
+        fail(f"digit_model reaches {acc:.1%} test accuracy; it needs at least 95%. Train "
+             "longer, add a layer, or use BatchNorm.")
