@@ -90,3 +90,32 @@ def test_measured_machine_is_plausible():
     m = measure_machine(n=256, mbytes=16, repeats=2)
     assert m.gflops > 0.5 and m.bandwidth_gbs > 0.5
     assert m.threads == torch.get_num_threads()
+
+
+def test_cuda_timing_uses_events_and_one_synchronize(monkeypatch):
+    """The CUDA branch, with torch.cuda's Event and synchronize replaced by fakes (no GPU here)."""
+    import efflib.latency as L
+
+    log = []
+
+    class FakeEvent:
+        clock = 0.0
+
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.t = None
+
+        def record(self):
+            FakeEvent.clock += 2.5  # each record is 2.5 ms after the previous one
+            self.t = FakeEvent.clock
+            log.append("record")
+
+        def elapsed_time(self, end):
+            assert log[-1] == "sync", "read before synchronize"
+            return end.t - self.t
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("sync"))
+    times = L._time_cuda(lambda: log.append("call"), 3, torch.device("cuda"))
+    assert log == ["record", "call", "record"] * 3 + ["sync"]
+    assert times == [0.0025] * 3  # milliseconds -> seconds
