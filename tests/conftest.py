@@ -12,13 +12,16 @@ matplotlib.use("Agg")
 
 
 def solution_namespace(lab: str) -> types.SimpleNamespace:
-    """Run a lab source's setup and answer cells (not its test or plot cells)."""
+    """Run a lab source's setup cells and answer cells (not its test or plot cells)."""
     nb = jupytext.read(source_path(lab), fmt="py:percent")
     env: dict = {"__name__": f"solution_{lab}"}
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    exec(compile(code_cells[0].source, f"{lab}:setup", "exec"), env)
-    for cell in code_cells:
-        if cell.metadata.get("nbgrader", {}).get("solution"):
+    setup = True  # every code cell before the first graded one sets the lab up
+    for i, cell in enumerate(code_cells):
+        setup = setup and not cell.metadata.get("nbgrader")
+        if setup:
+            exec(compile(cell.source, f"{lab}:setup{i}", "exec"), env)
+        elif cell.metadata.get("nbgrader", {}).get("solution"):
             exec(compile(cell.source, f"{lab}:{cell.metadata['nbgrader']['grade_id']}",
                          "exec"), env)
     return types.SimpleNamespace(**{k: v for k, v in env.items() if not k.startswith("__")})
@@ -37,3 +40,8 @@ def lab02():
 @pytest.fixture(scope="session")
 def lab03():
     return solution_namespace("lab03_architectures")
+
+
+@pytest.fixture(scope="session")
+def lab04():
+    return solution_namespace("lab04_pruning")

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as tprune
 
-from efflib import data, models, prune, profile, train
+from efflib import data, models, profile, prune, train
 
 
 @pytest.mark.parametrize("n", [1, 7, 10, 33, 100, 1001])

@@ -1,0 +1,144 @@
+"""The Lab 04 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from autograde.checks import lab04 as C
+from autograde.checks._core import CheckFailed
+from efflib import models, prune, size
+from efflib._guard import GradedAnswerError
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(lab04, hidden):
+    C.check_magnitude_mask(lab04.magnitude_mask, hidden)
+    C.check_prune_model(lab04.prune_model, lab04.apply_masks, hidden)
+    C.check_sensitivity_scan(lab04.sensitivity_scan, hidden)
+    C.check_prune_channels(lab04.prune_channels, hidden)
+    C.check_sparse_bytes(lab04.sparse_bytes, hidden)
+
+
+def test_solution_pruned_model(lab04):
+    C.check_pruned_model(lab04.pruned_model)
+
+
+def test_mask_mistakes(lab04):
+    def floor_count(w, s):
+        k = int((1 - s) * w.numel())
+        order = torch.argsort(w.abs().flatten(), descending=True, stable=True)
+        m = torch.zeros(w.numel(), dtype=torch.bool)
+        m[order[:k]] = True
+        return m.view_as(w)
+    with pytest.raises(CheckFailed, match="weights kept.*round"):
+        C.check_magnitude_mask(floor_count)
+
+    def higher_index_wins_ties(w, s):
+        k, n = round((1 - s) * w.numel()), w.numel()
+        flipped = torch.sort(w.abs().flatten().flip(0), descending=True, stable=True).indices
+        m = torch.zeros(n, dtype=torch.bool)
+        m[(n - 1 - flipped)[:k]] = True
+        return m.view_as(w)
+    with pytest.raises(CheckFailed, match="the lower index is kept"):
+        C.check_magnitude_mask(higher_index_wins_ties)
+
+    def smallest(w, s):
+        return ~lab04.magnitude_mask(w, 1 - s)
+    with pytest.raises(CheckFailed):
+        C.check_magnitude_mask(smallest)
+    with pytest.raises(CheckFailed, match="bool tensor"):
+        C.check_magnitude_mask(lambda w, s: lab04.magnitude_mask(w, s).float())
+
+    def no_validation(w, s):
+        return lab04.magnitude_mask(w, min(max(s, 0), 1))
+    with pytest.raises(CheckFailed, match="ValueError"):
+        C.check_magnitude_mask(no_validation)
+    with pytest.raises(GradedAnswerError, match="magnitude_mask"):
+        C.check_magnitude_mask(prune.magnitude_mask)
+
+
+def test_masks_must_be_reapplied(lab04):
+    with pytest.raises(CheckFailed, match="nonzero again"):
+        C.check_prune_model(lab04.prune_model, lambda model, masks: None)
+
+    def prunes_everything(model, sparsities):
+        return lab04.prune_model(model, {n: s for n in prune.prunable_layers(model)
+                                         for s in [max(sparsities.values())]}) and {
+            n: None for n in sparsities}
+    with pytest.raises(CheckFailed):
+        C.check_prune_model(prunes_everything, lab04.apply_masks)
+
+    def via_efflib(model, sparsities):
+        return prune.Pruner(model, sparsities).masks
+    with pytest.raises(GradedAnswerError):
+        C.check_prune_model(via_efflib, lab04.apply_masks)
+
+
+def test_scan_mistakes(lab04):
+    def cumulative(model, score, sparsities, layers):
+        out = {}
+        for name in layers:  # never restores: later layers see earlier pruning
+            w = prune.prunable_layers(model)[name].weight
+            out[name] = []
+            for s in sparsities:
+                with torch.no_grad():
+                    w.mul_(lab04.magnitude_mask(w, s))
+                out[name].append(score(model))
+        return out
+    with pytest.raises(CheckFailed):
+        C.check_sensitivity_scan(cumulative)
+
+
+def test_channel_mistakes(lab04):
+    def first_channels(conv, bn, nxt, keep):
+        c, b, n = lab04.prune_channels(conv, bn, nxt, keep)
+        with torch.no_grad():
+            c.weight.copy_(conv.weight[:keep])
+        return c, b, n
+    with pytest.raises(CheckFailed, match="pruned conv\\+BN output"):
+        C.check_prune_channels(first_channels)
+
+    def stale_bn(conv, bn, nxt, keep):
+        c, _, n = lab04.prune_channels(conv, bn, nxt, keep)
+        b = copy.deepcopy(bn)
+        b.num_features = keep
+        b.running_mean, b.running_var = bn.running_mean[:keep], bn.running_var[:keep]
+        b.weight = nn.Parameter(bn.weight.detach()[:keep].clone())
+        b.bias = nn.Parameter(bn.bias.detach()[:keep].clone())
+        return c, b, n
+    with pytest.raises(CheckFailed):
+        C.check_prune_channels(stale_bn)
+
+    def modifies_in_place(conv, bn, nxt, keep):
+        out = lab04.prune_channels(conv, bn, nxt, keep)
+        with torch.no_grad():
+            conv.weight.zero_()
+        return out
+    with pytest.raises(CheckFailed, match="original layers were modified"):
+        C.check_prune_channels(modifies_in_place)
+    with pytest.raises(GradedAnswerError, match="prune_channels"):
+        C.check_prune_channels(prune.prune_channels)
+
+
+def test_size_mistakes(lab04):
+    def values_only(w, bits, fmt, index_bits=32):
+        return (int(torch.count_nonzero(w)) * bits + 7) // 8 if fmt != "dense" else (
+            w.numel() * bits + 7) // 8
+    with pytest.raises(CheckFailed, match="index"):
+        C.check_sparse_bytes(values_only)
+    with pytest.raises(GradedAnswerError):
+        C.check_sparse_bytes(lambda w, b, f, index_bits=32:
+                             (size.tensor_bits(w, b, f, index_bits) + 7) // 8)
+
+
+def test_pruned_model_rules():
+    dense = models.digit_cnn(width=4)
+    with pytest.raises(CheckFailed, match="at least 75%"):
+        C.check_pruned_model(dense)
+    empty = prune.sparsify_like(models.digit_cnn(width=4), 0.8)
+    with pytest.raises(CheckFailed, match="needs 95%"):
+        C.check_pruned_model(empty)
+    with pytest.raises(CheckFailed, match="got NoneType"):
+        C.check_pruned_model(None)
