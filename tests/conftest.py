@@ -1,14 +1,18 @@
 """Shared fixtures: the solution code of each lab, loaded without running its checks."""
 
+import os
 import types
 
 import jupytext
 import matplotlib
 import pytest
+import torch
 
 from autograde.build import source_path
 
 matplotlib.use("Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one per worker: oversubscribed cores make torch far slower
 
 
 def solution_namespace(lab: str) -> types.SimpleNamespace:
