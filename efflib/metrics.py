@@ -109,41 +109,53 @@ class Profile:
 class _Counter(TorchDispatchMode):
     """Records every ATen op with its module, MACs, fresh outputs and storage liveness."""
 
-    def __init__(self, rows: dict[str, Row], stack: list[str]):
+    def __init__(self, rows: dict[str, Row], stack: list[str], inputs: Sequence[torch.Tensor]):
         super().__init__()
         self.rows, self.stack = rows, stack
-        self.events: list[tuple[list[int], list[tuple[int, int]]]] = []  # (uses, news)
-        self.known: set[int] = set()
+        self.events: list[tuple[list[int], list[int]]] = []  # (storage ids used, ids created)
         self.zero: set[str] = set()
-        self.alive: list[torch.Tensor] = []  # held so no storage address is reused
+        # storage ids: an address freed and reused later gets a fresh id, so nothing has to be
+        # kept alive (which would make every op allocate new memory and slow the pass down)
+        self.ids: dict[int, int] = {}   # storage address -> id of the storage living there now
+        self.sizes: list[int] = []      # id -> activation elements (0 for integer tensors)
+        self.inputs = [self._new(t) for t in inputs]
+
+    def _new(self, t: torch.Tensor) -> int:
+        self.ids[_key(t)] = len(self.sizes)
+        # feature maps only: max-pool's int64 indices are bookkeeping
+        self.sizes.append(t.numel() if t.is_floating_point() else 0)
+        return len(self.sizes) - 1
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         row = self.rows[self.stack[-1]]
-        flat_in = [a for a in torch.utils._pytree.tree_leaves((args, kwargs))
-                   if isinstance(a, torch.Tensor)]
-        flat_out = [o for o in torch.utils._pytree.tree_leaves(out)
-                    if isinstance(o, torch.Tensor)]
+        flat_in = _tensors(args) + (_tensors(tuple(kwargs.values())) if kwargs else [])
+        flat_out = _tensors(out if isinstance(out, tuple | list) else (out,))
         macs = _macs(func, args, out)
         row.macs += macs
         row.ops.append(str(func.overloadpacket.__name__))
-        uses = [_key(t) for t in flat_in]
-        news = []
-        for o in flat_out:
-            key = _key(o)
-            if key not in self.known and key not in uses:
-                self.known.add(key)
-                self.alive.append(o)
-                # feature maps only: max-pool's int64 indices are bookkeeping
-                news.append((key, o.numel() if o.is_floating_point() else 0))
+        in_keys = [_key(t) for t in flat_in]
+        uses = [self.ids[k] for k in in_keys if k in self.ids]  # weights have no id
+        news = [self._new(o) for o in flat_out if _key(o) not in in_keys]  # not views/in-place
         computes = func not in _VIEW_OR_FREE and flat_out and flat_out[0].is_floating_point()
         if computes and not macs:
             row.elementwise_ops += max(o.numel() for o in flat_out)
         elif not macs:
             self.zero.add(str(func))  # views, copies, integer bookkeeping: listed, not counted
-        row.activations += sum(n for _, n in news)
+        row.activations += sum(self.sizes[i] for i in news)
         self.events.append((uses, news))
         return out
+
+
+def _tensors(values: tuple | list) -> list[torch.Tensor]:
+    """Tensors among ATen arguments: at top level or inside a list (cat, stack)."""
+    found = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, tuple | list):
+            found.extend(t for t in v if isinstance(t, torch.Tensor))
+    return found
 
 
 def _shape(shape: tuple) -> str:
@@ -151,10 +163,15 @@ def _shape(shape: tuple) -> str:
 
 
 def _first_shape(value) -> tuple:
-    """Shape of the first tensor in a (possibly nested) value, () if none."""
-    for leaf in torch.utils._pytree.tree_leaves(value):
-        if isinstance(leaf, torch.Tensor):
-            return tuple(leaf.shape)
+    """Shape of the first tensor in a value (a tensor, or a tuple/list/dict holding some)."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(items, tuple | list) or isinstance(value, dict):
+        for v in items:
+            shape = _first_shape(v)
+            if shape:
+                return shape
     return ()
 
 
@@ -162,22 +179,30 @@ def _key(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
 
 
-def _peak(inputs: Sequence[torch.Tensor], events, outputs: Sequence[torch.Tensor]) -> int:
+def _peak(counter: _Counter, outputs: Sequence[torch.Tensor]) -> int:
     """Most activation elements alive at once: a storage lives from creation to last use."""
-    size = {_key(t): t.numel() for t in inputs}
-    born = {k: -1 for k in size}
-    last = dict(born)
-    for step, (uses, news) in enumerate(events):
-        for k, n in news:
-            size[k], born[k], last[k] = n, step, step
-        for k in uses:
-            if k in last:
-                last[k] = step
-    for t in outputs:
-        if _key(t) in last:
-            last[_key(t)] = len(events)
-    return max((sum(n for k, n in size.items() if born[k] <= step <= last[k])
-                for step in range(len(events))), default=sum(size.values()))
+    steps = len(counter.events)
+    born = [-1] * len(counter.sizes)  # the model's inputs exist before the first op
+    last = [-1] * len(counter.sizes)
+    for step, (uses, news) in enumerate(counter.events):
+        for i in news:
+            born[i] = last[i] = step
+        for i in uses:
+            last[i] = step
+    for t in outputs:  # the results live to the end
+        if _key(t) in counter.ids:
+            last[counter.ids[_key(t)]] = steps
+    if not steps:
+        return sum(counter.sizes)
+    delta = [0] * (steps + 2)  # sweep: +n where a storage is born, -n after its last use
+    for i, n in enumerate(counter.sizes):
+        delta[max(born[i], 0)] += n
+        delta[min(max(last[i], born[i], 0), steps - 1) + 1] -= n
+    peak = alive = 0
+    for step in range(steps):
+        alive += delta[step]
+        peak = max(peak, alive)
+    return peak
 
 
 @reference("profile")
@@ -204,7 +229,7 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
     for name, m in model.named_modules():
         handles.append(m.register_forward_pre_hook(enter(name)))
         handles.append(m.register_forward_hook(leave))
-    counter = _Counter(rows, stack)
+    counter = _Counter(rows, stack, inputs)
     try:
         with torch.no_grad(), counter:
             out = model(*inputs)
@@ -224,7 +249,7 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
         macs=sum(r.macs for r in rows.values()),
         elementwise_ops=sum(r.elementwise_ops for r in rows.values()),
         activations=sum(t.numel() for t in inputs) + sum(r.activations for r in rows.values()),
-        peak_activations=_peak(inputs, counter.events, outputs),
+        peak_activations=_peak(counter, outputs),
         zero_cost_ops=sorted(counter.zero),
         named_parameters=list(model.named_parameters()),
     )
