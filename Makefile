@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.efflab-installed
 PORT ?= 8888
 
-.PHONY: setup build lab test test-fast lint bench clean
+.PHONY: setup build lab test test-fast lint bench grade clean
 
 setup: $(STAMP)
 
@@ -33,12 +33,18 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not course"
 
+# make grade LAB=lab01_layers SUBMISSIONS=path/to/folder-or.zip [WORKERS=2]
+grade: setup
+	@test -n "$(LAB)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade LAB=lab01_layers SUBMISSIONS=folder-or.zip"; exit 2; }
+	$(PY) -m autograde grade $(LAB) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS),)
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(PY) bench/lab_times.py
 	$(PY) bench/profiler_overhead.py
+	$(PY) bench/grade_speed.py
 
 clean:
 	rm -rf build .pytest_cache gradebook.db

@@ -20,9 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     p_lab = sub.add_parser("lab", help="serve JupyterLab on labs/ (nbgrader extension on)")
     p_lab.add_argument("--port", type=int, default=8888)
     p_lab.add_argument("--token", default=None, help="fixed access token (default: random)")
+    p_grade = sub.add_parser("grade", help="autograde a folder or zip of submissions")
+    p_grade.add_argument("lab", help="lab name, e.g. lab01_layers")
+    p_grade.add_argument("submissions", type=Path, help="folder or .zip, one notebook per student")
+    p_grade.add_argument("--course", type=Path, default=None,
+                         help="grading folder (default: grading/LAB)")
+    p_grade.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p_grade.add_argument("--db", default=None, help="gradebook URL (default: SQLite in the folder)")
+    p_grade.add_argument("--cell-timeout", type=int, default=60)
+    p_grade.add_argument("--notebook-timeout", type=int, default=600)
+    p_grade.add_argument("--memory-mb", type=int, default=3072, help="per student kernel")
+    p_grade.add_argument("--fresh", action="store_true",
+                         help="forget earlier runs of this lab (default: resume them)")
     args = parser.parse_args(argv)
     if args.command == "lab":
         return serve_lab(args.port, args.token)
+    if args.command == "grade":
+        return grade(args)
 
     try:
         if args.command == "build":
@@ -39,6 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def grade(args) -> int:
+    """Run the grader; bad arguments are reported in one line."""
+    import shutil
+
+    from autograde.grade import Grader
+
+    course = args.course or build.ROOT / "grading" / args.lab
+    try:
+        grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
+                        args.notebook_timeout, args.memory_mb)
+        if args.fresh:
+            shutil.rmtree(grader.journal, ignore_errors=True)
+        grader.run(args.submissions)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def serve_lab(port: int, token: str | None) -> int:

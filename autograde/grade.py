@@ -1,0 +1,216 @@
+"""`python -m autograde grade LAB SUBMISSIONS`: grade a class in one command.
+
+nbgrader stays the engine (gradebook, restoring test cells, scoring, feedback);
+this adds what it lacks: sandboxed kernels (autograde.sandbox), parallel workers,
+a journal so an interrupted run resumes without losing or repeating work, a
+reason for every lost mark, grades.csv, feedback without hidden tests, and a
+summary (score histogram, failures by question).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograde import build, nbg, sandbox
+from autograde.executor import is_test_cell
+from autograde.submissions import Submission, collect
+
+CONFIG = '''"""nbgrader settings of this grading folder (written by `python -m autograde grade`)."""
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.db_url = {db!r}
+c.Autograde.autograde_preprocessors = [
+    "autograde.executor.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxedExecute.timeout = {cell_timeout}
+c.SandboxedExecute.notebook_timeout = {notebook_timeout}
+c.SandboxedExecute.scratch_root = {scratch!r}
+c.SandboxedExecute.memory_mb = {memory_mb}
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "autograde.executor.ShortTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+]
+'''
+
+
+@dataclass
+class Result:
+    """What happened to one student's submission."""
+
+    student: str
+    status: str            # graded | no-notebook | failed
+    reason: str = ""
+    seconds: float = 0.0
+
+
+class Grader:
+    """One lab, one grading folder; `run(submissions)` grades and reports."""
+
+    def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
+                 cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072):
+        if lab not in build.lab_names():
+            raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
+        self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
+        self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
+        self.journal = self.course / "journal" / lab
+        self.notebook_timeout = notebook_timeout
+        self.course.mkdir(parents=True, exist_ok=True)
+        (self.course / "nbgrader_config.py").write_text(CONFIG.format(
+            root=str(self.course), db=self.db_url, cell_timeout=cell_timeout,
+            notebook_timeout=notebook_timeout, scratch=str(self.course / ".sandbox"),
+            memory_mb=memory_mb))
+        sandbox.write_kernelspec(self.course / "jupyter")
+
+    def env(self) -> dict[str, str]:
+        return {**nbg.env(), "JUPYTER_PATH": str(self.course / "jupyter"),
+                "EFFLAB_COURSE_ROOT": str(self.course)}
+
+    def nbgrader(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={self.course}"]
+        done = subprocess.run(cmd, cwd=self.course, capture_output=True, text=True,
+                              env=self.env(), timeout=timeout)
+        if done.returncode:
+            raise nbg.NbgraderError(f"nbgrader {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done
+
+    # --- steps ----------------------------------------------------------------------
+
+    def release(self) -> None:
+        """The lab's source and gradebook entries (idempotent)."""
+        build.write_sources([self.lab], self.course / "source")
+        self.nbgrader("generate_assignment", self.lab, "--force")
+
+    def intake(self, subs: list[Submission]) -> list[Submission]:
+        """Copy each notebook into submitted/ and register every student."""
+        from nbgrader.api import Gradebook
+
+        with Gradebook(self.db_url) as gb:
+            for sub in subs:
+                gb.update_or_create_student(sub.student)
+        for sub in subs:
+            dest = self.course / "submitted" / sub.student / self.lab
+            if self._done(sub.student):
+                continue
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            if sub.notebook is not None:
+                shutil.copyfile(sub.notebook, dest / f"{self.lab}.ipynb")
+        return subs
+
+    def _done(self, student: str) -> bool:
+        return (self.journal / f"{student}.json").exists()
+
+    def _record(self, result: Result) -> None:
+        self.journal.mkdir(parents=True, exist_ok=True)
+        tmp = self.journal / f".{result.student}.tmp"
+        tmp.write_text(json.dumps(asdict(result)))
+        os.replace(tmp, self.journal / f"{result.student}.json")  # atomic: all or nothing
+
+    def grade_one(self, sub: Submission) -> Result:
+        """nbgrader autograde for one student, in its own process; never raises."""
+        start = time.monotonic()
+        reason = sub.problem
+        if sub.notebook is None:  # nothing nbgrader can run: every grade is 0, with the reason
+            self._zero(sub.student)
+            result = Result(sub.student, "no-notebook", reason, 0.0)
+            self._record(result)
+            return result
+        for attempt in range(3):
+            try:
+                self.nbgrader("autograde", self.lab, "--student", sub.student, "--force",
+                              timeout=self.notebook_timeout + 180)
+                status = "graded"
+                reason = "; ".join(x for x in (reason, self._lost_marks(sub.student)) if x)
+                break
+            except subprocess.TimeoutExpired:
+                status, reason = "failed", "grading took too long; scored 0"
+                self._zero(sub.student)
+                break
+            except nbg.NbgraderError as e:
+                if "database is locked" in str(e) and attempt < 2:
+                    time.sleep(1 + attempt)
+                    continue
+                status = "failed"
+                reason = f"nbgrader could not grade it: {str(e).splitlines()[-1][:200]}"
+                self._zero(sub.student)
+                break
+        result = Result(sub.student, status, reason, round(time.monotonic() - start, 1))
+        self._record(result)
+        return result
+
+    def _zero(self, student: str) -> None:
+        """Every grade of a student whose notebook could not be graded is 0, not missing."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(self.db_url) as gb:
+            try:
+                sub = gb.update_or_create_submission(self.lab, student)
+            except MissingEntry:
+                return
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    grade.auto_score = 0
+                    grade.needs_manual_grade = False
+            gb.db.commit()
+
+    def _lost_marks(self, student: str) -> str:
+        """Why test cells failed, read from the autograded notebook (the grader's copy)."""
+        path = self.course / "autograded" / student / self.lab / f"{self.lab}.ipynb"
+        if not path.exists():
+            return "no autograded notebook"
+        nb = nbformat.read(path, as_version=4)
+        lost: dict[str, list[str]] = {}  # message -> grade ids, so repeats read once
+        for cell in nb.cells:
+            if is_test_cell(cell):
+                errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+                if errors:
+                    why = f"{errors[0].ename}: {str(errors[0].evalue).splitlines()[0][:150]}"
+                    if errors[0].ename not in ("NotRun", "IntegrityError", "KernelDied"):
+                        why = errors[0].ename  # a failed check: the feedback has the details
+                    lost.setdefault(why, []).append(cell.metadata["nbgrader"]["grade_id"])
+        return "; ".join(f"{', '.join(ids)}: {why}" for why, ids in lost.items())
+
+    def run(self, source: Path, progress: bool = True) -> list[Result]:
+        """Grade every submission in `source` that the journal does not mark as done."""
+        from tqdm.auto import tqdm
+
+        problem = sandbox.isolation_problem()
+        if problem:
+            print(f"\n!!! WARNING: student code will NOT be isolated: {problem}.\n!!! It can "
+                  "read solutions and rewrite the gradebook. Grade on Linux as root.\n",
+                  file=sys.stderr, flush=True)
+        self.release()
+        subs = self.intake(collect(source, self.lab, self.course / "incoming"))
+        todo = [s for s in subs if not self._done(s.student)]
+        if len(todo) < len(subs):
+            print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
+        with ThreadPoolExecutor(self.workers) as pool, \
+                tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
+            for future in as_completed([pool.submit(self.grade_one, s) for s in todo]):
+                future.result()
+                bar.update()
+        sandbox.remove_empty_cgroups()
+        results = [Result(**json.loads((self.journal / f"{s.student}.json").read_text()))
+                   for s in subs]
+        self.nbgrader("generate_feedback", self.lab, "--force")
+        from autograde.report import write_reports
+        write_reports(self, results)
+        return results

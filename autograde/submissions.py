@@ -1,0 +1,119 @@
+"""Find one notebook per student in a folder or zip, refusing what could harm the grader.
+
+Accepted layouts: `STUDENT.ipynb` files, or `STUDENT/` folders holding the lab's
+notebook (any name; `LAB.ipynb` preferred when there are several). A zip may
+wrap either layout in one top folder. Entries that escape the target folder,
+links, oversized files and unreadable notebooks are reported, never followed.
+"""
+
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+MAX_NOTEBOOK_BYTES = 20_000_000
+MAX_ZIP_BYTES = 2_000_000_000
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class Submission:
+    """A student's notebook, or why there is none."""
+
+    student: str
+    notebook: Path | None
+    problem: str = ""
+
+
+def student_id(name: str) -> str:
+    """A student id nbgrader and file systems accept: letters, digits, _ . - only."""
+    cleaned = _SAFE.sub("_", name).strip("._") or "student"
+    return cleaned[:64]
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Extract a zip safely (no absolute paths, no '..', no links, bounded size)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            parts = Path(info.filename).parts
+            mode = info.external_attr >> 16
+            if info.filename.startswith("/") or ".." in parts or stat.S_ISLNK(mode):
+                continue  # reported as missing if it was a student's only file
+            total += info.file_size
+            if total > MAX_ZIP_BYTES:
+                raise ValueError(f"{archive} unpacks to more than {MAX_ZIP_BYTES:,d} bytes")
+            target = dest.joinpath(*parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and _is_wrapper(entries[0]):
+        return entries[0]  # the zip wraps everything in one folder
+    return dest
+
+
+def _is_wrapper(folder: Path) -> bool:
+    """A single top folder that holds student folders or notebooks, not notebooks itself."""
+    inner = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return len(inner) > 1 or any(p.is_dir() for p in inner)
+
+
+def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
+    """One Submission per student found in `source` (a folder or a .zip)."""
+    if not source.exists():
+        raise FileNotFoundError(f"no submissions at {source}")
+    if source.is_file():
+        if not zipfile.is_zipfile(source):
+            raise ValueError(f"{source} is neither a folder nor a zip archive")
+        source = unpack(source, scratch / "unzipped")
+    found: dict[str, Submission] = {}
+    for entry in sorted(source.iterdir()):
+        if entry.name.startswith((".", "__MACOSX")) or entry.is_symlink():
+            continue
+        if entry.is_file() and entry.suffix == ".ipynb":
+            sub = Submission(student_id(entry.stem), entry)
+        elif entry.is_dir():
+            notebooks = sorted(p for p in entry.rglob("*.ipynb")
+                               if ".ipynb_checkpoints" not in p.parts and not p.is_symlink())
+            preferred = [p for p in notebooks if p.stem == lab]
+            if not notebooks:
+                sub = Submission(student_id(entry.name), None, "no notebook in the submission")
+            else:
+                sub = Submission(student_id(entry.name), (preferred or notebooks)[0])
+                if len(notebooks) > 1 and not preferred:
+                    sub.problem = (f"{len(notebooks)} notebooks and none named {lab}.ipynb; "
+                                   f"graded {sub.notebook.name}")
+        else:
+            continue
+        if sub.student in found:
+            sub.student = f"{sub.student}_{len(found)}"
+            sub.problem = (sub.problem + "; " if sub.problem else "") + \
+                "student id clashed with another submission, renamed"
+        if sub.notebook is not None:
+            sub.problem = "; ".join(x for x in (sub.problem, readable(sub.notebook)) if x)
+            if "not a readable notebook" in sub.problem or "larger than" in sub.problem:
+                sub.notebook = None
+        found[sub.student] = sub
+    return list(found.values())
+
+
+def readable(path: Path) -> str:
+    """'' if `path` is a notebook nbgrader can read, else what is wrong with it."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        return f"notebook larger than {MAX_NOTEBOOK_BYTES:,d} bytes ({size:,d})"
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the student's problem
+        return f"not a readable notebook: {type(e).__name__}: {str(e)[:200]}"
+    return ""
