@@ -91,6 +91,7 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._dead = ""
         self._tampered = ""
+        self._probing = False
         self._output_bytes = 0
         self._truncated = False
         self._start = time.monotonic()
@@ -161,6 +162,7 @@ class SandboxedExecute(Execute):
             cell.outputs = [_error("IntegrityError", self._tampered)]
             return
         nonce = secrets.token_hex(16)
+        self._probing, self._probe_bytes = True, 0
         probe = NotebookNode(cell_type="code", source=PROBE % (nonce, _trusted_prefixes()),
                              metadata={}, outputs=[], execution_count=None)
         try:
@@ -175,6 +177,7 @@ class SandboxedExecute(Execute):
             if verdict != "clean":
                 gid = cell.metadata["nbgrader"]["grade_id"]
                 self._tampered = f"tampering detected after {gid}: {verdict[:300]}"
+        self._probing = False
         self.nb.cells[index] = cell  # nbclient stored the probe at this index: put it back
         if self._tampered:
             cell.outputs = [_error("IntegrityError", self._tampered)]
@@ -192,6 +195,10 @@ class SandboxedExecute(Execute):
         if msg.get("msg_type") == "error":  # errors decide grades: never dropped
             return super().output(outs, msg, display_id, cell_index)
         size = len(str(msg.get("content", "")))
+        if self._probing:  # the probe's verdict must get through a spent budget
+            self._probe_bytes += size
+            return super().output(outs, msg, display_id, cell_index) \
+                if self._probe_bytes < 100_000 else None
         self._output_bytes += size
         if self._output_bytes > self.max_output_bytes:
             if not self._truncated:

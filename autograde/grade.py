@@ -21,7 +21,7 @@ import nbformat
 
 from autograde import build, nbg, sandbox
 from autograde.executor import is_test_cell
-from autograde.submissions import Submission, collect
+from autograde.submissions import Submission, collect, repair
 
 CONFIG = '''"""nbgrader settings of this grading folder (written by `python -m autograde grade`)."""
 c = get_config()  # noqa: F821
@@ -105,6 +105,8 @@ class Grader:
         with Gradebook(self.db_url) as gb:
             for sub in subs:
                 gb.update_or_create_student(sub.student)
+        known = {c.metadata["nbgrader"]["grade_id"]
+                 for c in build.source_notebook(self.lab).cells if "nbgrader" in c.metadata}
         for sub in subs:
             dest = self.course / "submitted" / sub.student / self.lab
             if self._done(sub.student):
@@ -112,7 +114,9 @@ class Grader:
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             if sub.notebook is not None:
-                shutil.copyfile(sub.notebook, dest / f"{self.lab}.ipynb")
+                nb, notes = repair(sub.notebook, known)
+                nbformat.write(nb, dest / f"{self.lab}.ipynb")
+                sub.problem = "; ".join(x for x in (sub.problem, *notes) if x)
         return subs
 
     def _done(self, student: str) -> bool:

@@ -117,3 +117,34 @@ def readable(path: Path) -> str:
     except Exception as e:  # noqa: BLE001 - any parse failure is the student's problem
         return f"not a readable notebook: {type(e).__name__}: {str(e)[:200]}"
     return ""
+
+
+def repair(path: Path, known_ids: set[str]) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Undo edits that make nbgrader refuse a notebook; say what was done.
+
+    Duplicated graded cells (same grade_id) keep only the first copy; cells with a
+    grade_id the lab does not have lose their nbgrader metadata (they earn nothing);
+    duplicate cell ids are renumbered. Deleted test cells stay deleted: 0 for them.
+    """
+    nb = nbformat.read(path, as_version=4)
+    notes, seen, ids, cells = [], set(), set(), []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if gid is not None and gid not in known_ids:
+            del cell.metadata["nbgrader"]
+            notes.append(f"cell {gid!r} is not part of the lab: ignored")
+        elif gid is not None and gid in seen:
+            notes.append(f"removed a duplicate of cell {gid}")
+            continue
+        elif gid is not None:
+            seen.add(gid)
+        if cell.get("id") in ids:
+            cell.id = f"dup-{len(cells)}"
+        ids.add(cell.get("id"))
+        cells.append(cell)
+    nb.cells = cells
+    missing = sorted(i for i in known_ids - seen if i.endswith("_test"))
+    if missing:
+        notes.append(f"test cells deleted (0 points): {', '.join(missing)}")
+    return nb, notes

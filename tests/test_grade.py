@@ -1,0 +1,227 @@
+"""The grading command on a corpus of hostile submissions: grades, reasons, an untouched
+gradebook and repository, feedback without hidden tests, and resuming after kill -9."""
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from autograde import build, sandbox
+from autograde.grade import Grader
+
+LAB = "lab01_layers"
+FULL = 25  # Lab 01's autograded points (the 2-point reflection is graded by hand)
+pytestmark = [pytest.mark.course,
+              pytest.mark.skipif(sandbox.isolation_problem() is not None,
+                                 reason=f"no isolation here: {sandbox.isolation_problem()}")]
+
+
+def _solution():
+    return build.source_notebook(LAB)
+
+
+def _prepend_to_first_answer(code: str):
+    nb = _solution()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = code + "\n" + cell.source
+            return nb
+    raise AssertionError("no answer cell")
+
+
+def _replace_answer(grade_id: str, code: str):
+    nb = _solution()
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            cell.source = code
+    return nb
+
+
+def _edit_test_cell(how: str):
+    nb = _solution()
+    i = next(i for i, c in enumerate(nb.cells)
+             if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_linear_test")
+    if how == "delete":
+        del nb.cells[i]
+    elif how == "duplicate":
+        twin = copy.deepcopy(nb.cells[i])
+        twin.id = "twin"
+        nb.cells.insert(i, twin)
+    elif how == "rename":
+        nb.cells[i].metadata["nbgrader"]["grade_id"] = "q1_free_points"
+        nb.cells[i].metadata["nbgrader"]["points"] = 100
+        nb.cells[i].source = "pass"
+    return nb
+
+
+REPO = build.ROOT
+SNOOP = f"""
+import os
+for path in [{str(REPO / 'solutions' / LAB / (LAB + '.py'))!r}, {str(REPO / 'build')!r},
+             os.environ.get('COURSE', ''), '/root/.ssh']:
+    try:
+        got = os.listdir(path) if os.path.isdir(path) else open(path).read()[:80]
+        print('READ' if got else 'DENIED (empty)', path, got)
+    except Exception as e:
+        print('DENIED', path, type(e).__name__)
+for path in [{str(REPO / 'PWNED')!r}, '/tmp/../{REPO.name}-pwned']:
+    try:
+        open(path, 'w').write('x'); print('WROTE', path)
+    except Exception as e:
+        print('DENIED', path, type(e).__name__)
+import socket
+try:
+    socket.create_connection(('1.1.1.1', 80), timeout=2); print('NETWORK')
+except OSError as e:
+    print('DENIED network', type(e).__name__)
+"""
+
+CORPUS = {
+    "solution": (_solution, "graded", FULL, ""),
+    "blank": (lambda: nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4), "graded", 0,
+              "CheckFailed"),
+    "os_exit": (lambda: _prepend_to_first_answer("import os; os._exit(3)"), "graded", 0,
+                "DeadKernelError"),
+    "sys_exit": (lambda: _prepend_to_first_answer("import sys; sys.exit(3)"), "graded",
+                 FULL - 2, "NameError"),
+    "hang": (lambda: _prepend_to_first_answer("import time\nwhile True: time.sleep(1)"),
+             "graded", FULL - 2, "NameError"),
+    "memory_bomb": (lambda: _prepend_to_first_answer(
+        "hog = []\nwhile True: hog.append(bytearray(50_000_000))"), "graded", 0, "Kernel"),
+    "huge_output": (lambda: _prepend_to_first_answer(
+        "print('x' * 30_000_000)\nfor i in range(200_000): print(i)"), "graded", FULL, ""),
+    "deleted_test": (lambda: _edit_test_cell("delete"), "graded", FULL - 2,
+                     "test cells deleted (0 points): q1_linear_test"),
+    "duplicated_test": (lambda: _edit_test_cell("duplicate"), "graded", FULL,
+                        "removed a duplicate of cell q1_linear_test"),
+    "renamed_test": (lambda: _edit_test_cell("rename"), "graded", FULL - 2,
+                     "'q1_free_points' is not part of the lab"),
+    "snoop": (lambda: _prepend_to_first_answer(SNOOP), "graded", FULL, ""),
+    "patched_checks": (lambda: _prepend_to_first_answer(
+        "import autograde.checks.lab01 as L\n"
+        "for n in dir(L):\n    if n.startswith('check_'): setattr(L, n, lambda *a, **k: None)"),
+        "graded", 0, "IntegrityError"),
+    "ast_transformer": (lambda: _prepend_to_first_answer(
+        "import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
+        "        return ast.Pass() if 'check_' in ast.dump(node) else node\n"
+        "get_ipython().ast_transformers.append(Drop())"), "graded", 0, "IntegrityError"),
+    "efflib_answer": (lambda: _replace_answer("q2_conv_size", (
+        "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
+        "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),
+        "graded", FULL - 2, "GradedAnswerError"),
+    "always_equal": (lambda: _replace_answer("q1_linear", (
+        "class Anything:\n    def __eq__(self, other): return True\n"
+        "def linear_forward(x, W, b):\n    return Anything()")), "graded", FULL - 2, ""),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    incoming = tmp_path_factory.mktemp("incoming")
+    for name, (make, *_) in CORPUS.items():
+        nbformat.write(make(), incoming / f"{name}.ipynb")
+    (incoming / "broken.ipynb").write_text("{not json")
+    (incoming / "missing").mkdir()
+    (incoming / "missing" / "README.txt").write_text("forgot to attach it")
+    course = tmp_path_factory.mktemp("course")
+    grader = Grader(LAB, course, workers=2, cell_timeout=10, notebook_timeout=150,
+                    memory_mb=1500)
+    results = grader.run(incoming, progress=False)
+    with open(course / "reports" / LAB / "grades.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    return grader, {r.student: r for r in results}, rows
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_each_submission_gets_what_it_earned(graded, name):
+    _, results, rows = graded
+    _, status, score, reason = CORPUS[name]
+    row = rows[name]
+    assert row["max_score"] == "27"
+    assert results[name].status == status
+    assert float(row["score"]) == score, row["reason"]
+    assert reason in row["reason"]
+
+
+def test_unreadable_or_missing_notebooks_score_zero_with_a_reason(graded):
+    _, results, rows = graded
+    assert results["broken"].status == results["missing"].status == "no-notebook"
+    assert "not a readable notebook" in rows["broken"]["reason"]
+    assert "no notebook" in rows["missing"]["reason"]
+    assert rows["broken"]["score"] == rows["missing"]["score"] == "0"
+
+
+def test_sandbox_kept_the_snooper_out(graded):
+    grader, _, _ = graded
+    nb = nbformat.read(grader.course / "autograded" / "snoop" / LAB / f"{LAB}.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "READ" not in text
+    assert "WROTE" not in text and "NETWORK" not in text
+    assert text.count("DENIED") >= 6
+    assert not (REPO / "PWNED").exists()
+
+
+def test_gradebook_is_complete_and_consistent(graded):
+    from nbgrader.api import Gradebook
+
+    grader, results, rows = graded
+    with Gradebook(grader.db_url) as gb:
+        students = {s.id for s in gb.students}
+        assert students == set(results)
+        for name in results:
+            nb = gb.find_submission_notebook(LAB, LAB, name)
+            assert sum(g.score or 0 for g in nb.grades) == float(rows[name]["score"])
+
+
+def test_feedback_hides_hidden_tests(graded):
+    grader, results, _ = graded
+    for name in ("solution", "blank", "hang"):
+        html = (grader.course / "feedback" / name / LAB / f"{LAB}.html").read_text()
+        assert "hidden=True" not in html and "BEGIN HIDDEN TESTS" not in html
+    html = (grader.course / "feedback" / "huge_output" / LAB / f"{LAB}.html")
+    assert html.stat().st_size < 10_000_000
+
+
+def test_summary_is_written(graded):
+    grader, results, _ = graded
+    out = grader.course / "reports" / LAB
+    assert (out / "summary.png").stat().st_size > 10_000
+    text = (out / "summary.txt").read_text()
+    assert f"{len(results)} submissions" in text and "q1_linear_test" in text
+
+
+def test_resume_after_kill_minus_9(tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for i in range(4):
+        nbformat.write(_solution(), incoming / f"s{i}.ipynb")
+    course = tmp_path / "course"
+    cmd = [sys.executable, "-m", "autograde", "grade", LAB, str(incoming), "--course",
+           str(course), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = course / "journal" / LAB
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(journal.glob("*.json"))) < 1:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.name: p.read_text() for p in journal.glob("*.json")}
+    assert 1 <= len(first) < 4, "kill -9 should land mid-batch"
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming: {len(first)} of 4 already graded" in done.stdout
+    for name, text in first.items():  # graded before the kill: kept, not redone
+        assert (journal / name).read_text() == text
+    with open(course / "reports" / LAB / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["student"] for r in rows) == ["s0", "s1", "s2", "s3"]
+    assert all(float(r["score"]) == FULL for r in rows)
+    assert all(json.loads(p.read_text())["status"] == "graded" for p in journal.glob("*.json"))
