@@ -8,12 +8,13 @@ summary (score histogram, failures by question).
 """
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,8 +129,8 @@ class Grader:
         tmp.write_text(json.dumps(asdict(result)))
         os.replace(tmp, self.journal / f"{result.student}.json")  # atomic: all or nothing
 
-    def grade_one(self, sub: Submission) -> Result:
-        """nbgrader autograde for one student, in its own process; never raises."""
+    def grade_one(self, sub: Submission, pool=None) -> Result:
+        """nbgrader autograde for one student, in a warm worker process; never raises."""
         start = time.monotonic()
         reason = sub.problem
         if sub.notebook is None:  # nothing nbgrader can run: every grade is 0, with the reason
@@ -139,8 +140,7 @@ class Grader:
             return result
         for attempt in range(3):
             try:
-                self.nbgrader("autograde", self.lab, "--student", sub.student, "--force",
-                              timeout=self.notebook_timeout + 180)
+                self._autograde(sub.student, pool)
                 status = "graded"
                 reason = "; ".join(x for x in (reason, self._lost_marks(sub.student)) if x)
                 break
@@ -159,6 +159,23 @@ class Grader:
         result = Result(sub.student, status, reason, round(time.monotonic() - start, 1))
         self._record(result)
         return result
+
+    def _autograde(self, student: str, pool) -> None:
+        """In a warm worker (nbgrader imported once), else as a fresh `nbgrader` process."""
+        if pool is not None:
+            try:
+                ok, error = pool.submit(_worker_autograde, self.lab, student).result(
+                    timeout=self.notebook_timeout + 180)
+            except TimeoutError:
+                raise subprocess.TimeoutExpired("autograde", self.notebook_timeout) from None
+            except Exception:  # noqa: BLE001 - a broken worker: grade this one the slow way
+                ok, error = None, ""
+            if ok is not None:
+                if not ok:
+                    raise nbg.NbgraderError(error)
+                return
+        self.nbgrader("autograde", self.lab, "--student", student, "--force",
+                      timeout=self.notebook_timeout + 180)
 
     def _zero(self, student: str) -> None:
         """Every grade of a student whose notebook could not be graded is 0, not missing."""
@@ -206,15 +223,46 @@ class Grader:
         todo = [s for s in subs if not self._done(s.student)]
         if len(todo) < len(subs):
             print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
-        with ThreadPoolExecutor(self.workers) as pool, \
+        start = time.monotonic()
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, ctx, initializer=_init_worker,
+                                 initargs=(str(self.course), self.env())) as workers, \
+                ThreadPoolExecutor(self.workers) as pool, \
                 tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
-            for future in as_completed([pool.submit(self.grade_one, s) for s in todo]):
+            for future in as_completed([pool.submit(self.grade_one, s, workers)
+                                        for s in todo]):
                 future.result()
                 bar.update()
+        self.timings = {"autograde": time.monotonic() - start}
         sandbox.remove_empty_cgroups()
         results = [Result(**json.loads((self.journal / f"{s.student}.json").read_text()))
                    for s in subs]
+        start = time.monotonic()
         self.nbgrader("generate_feedback", self.lab, "--force")
         from autograde.report import write_reports
         write_reports(self, results)
+        self.timings["feedback and reports"] = time.monotonic() - start
         return results
+
+
+_API = None
+
+
+def _init_worker(course: str, env: dict[str, str]) -> None:
+    """A grading worker: the grader's environment and one NbGraderAPI, imported once."""
+    global _API
+    os.environ.update(env)
+    os.chdir(course)
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
+    coursedir = CourseDirectory(config=config)
+    coursedir.root = course
+    _API = NbGraderAPI(coursedir, config=config)
+
+
+def _worker_autograde(lab: str, student: str) -> tuple[bool, str]:
+    result = _API.autograde(lab, student, force=True, create=True)
+    return bool(result.get("success")), (result.get("error") or result.get("log") or "")[-3000:]

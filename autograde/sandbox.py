@@ -39,6 +39,7 @@ class Policy:
     cpu_seconds: int = 600
     file_mb: int = 64
     processes: int = 512
+    threads: int = 1  # torch/OpenMP threads: parallel graders must not oversubscribe cores
     hide: list[str] = field(default_factory=list)  # extra paths to hide
 
     def to_env(self, scratch: Path) -> dict[str, str]:
@@ -178,7 +179,8 @@ def _inside(connection_file: str) -> None:
            "TMPDIR": "/tmp", "MPLCONFIGDIR": str(scratch / ".mpl"), "MPLBACKEND": "Agg",
            "IPYTHONDIR": str(scratch / ".ipython"), "JUPYTER_RUNTIME_DIR": str(scratch),
            "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
-           "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+           "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
+           "OMP_NUM_THREADS": str(policy["threads"]), "MKL_NUM_THREADS": str(policy["threads"])}
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
                                connection_file], env)
 
