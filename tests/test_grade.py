@@ -225,3 +225,28 @@ def test_resume_after_kill_minus_9(tmp_path):
     assert sorted(r["student"] for r in rows) == ["s0", "s1", "s2", "s3"]
     assert all(float(r["score"]) == FULL for r in rows)
     assert all(json.loads(p.read_text())["status"] == "graded" for p in journal.glob("*.json"))
+
+
+def test_database_url_and_loud_warning_without_isolation(tmp_path, monkeypatch, capsys):
+    """--db takes any SQLAlchemy URL; where isolation is impossible grading says so loudly."""
+    import autograde.grade as G
+
+    db = tmp_path / "elsewhere" / "book.db"
+    db.parent.mkdir()
+    incoming = tmp_path / "in"
+    (incoming / "nobody_home").mkdir(parents=True)  # no notebook: nothing is executed
+    grader = Grader(LAB, tmp_path / "course", workers=1, db_url=f"sqlite:///{db}")
+    monkeypatch.setattr(G.sandbox, "isolation_problem", lambda: "pretend this is macOS")
+    results = grader.run(incoming, progress=False)
+    assert "student code will NOT be isolated: pretend this is macOS" in capsys.readouterr().err
+    assert results[0].status == "no-notebook"
+    assert db.stat().st_size > 0 and not (tmp_path / "course" / "gradebook.db").exists()
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown lab 'lab99'"):
+        Grader("lab99", tmp_path)
+    done = subprocess.run([sys.executable, "-m", "autograde", "grade", LAB,
+                           str(tmp_path / "nowhere"), "--course", str(tmp_path / "c")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "no submissions at" in done.stderr
