@@ -100,6 +100,19 @@ def _memory_cgroup(limit_mb: int) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): if the process that started us dies, so do we.
+
+    jupyter_client starts kernels in their own session, so killing the grader (even
+    with kill -9) would otherwise leave sandboxed kernels behind. Changing uid clears
+    this setting, so the kernel sets it again after dropping to nobody.
+    """
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+
+
 def _no_new_privileges() -> None:
     """prctl(PR_SET_NO_NEW_PRIVS): setuid programs cannot give the kernel rights back."""
     import ctypes
@@ -135,6 +148,7 @@ def _outer(connection_file: str) -> None:
                                   connection_file])
     policy = json.loads(os.environ["EFFLAB_SANDBOX"])
     os.environ["EFFLAB_CGROUP"] = "1" if _memory_cgroup(policy["memory_mb"]) else ""
+    _die_with_parent()  # kept across exec: unshare dies with the grader
     os.execvp("unshare", ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
                           "--kill-child", "--mount-proc", "--propagation", "private",
                           sys.executable, "-m", "autograde.sandbox", "--inside",
@@ -174,6 +188,7 @@ def _inside(connection_file: str) -> None:
     os.setgid(NOBODY)
     os.setuid(NOBODY)
     _no_new_privileges()
+    _die_with_parent()  # the kernel dies with unshare
     os.chdir(scratch)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch),
            "TMPDIR": "/tmp", "MPLCONFIGDIR": str(scratch / ".mpl"), "MPLBACKEND": "Agg",
