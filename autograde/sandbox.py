@@ -70,11 +70,22 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
     return spec
 
 
+REPO = Path(__file__).resolve().parents[1]
+SHARED_HIDDEN = ["/tmp", "/root", "/home", "/var/tmp"]  # hidden first: anything may live there
+
+
 def default_hidden() -> list[str]:
-    """Paths no student kernel may read: secrets of this repository and home folders."""
-    repo = Path(__file__).resolve().parents[1]
-    return [str(repo / d) for d in ("solutions", "build", ".git", "grading")] + [
-        "/root", "/home", "/var/tmp"]
+    """Secrets of this repository no student kernel may read (hidden after SHARED_HIDDEN)."""
+    return [str(REPO / d) for d in ("solutions", "build", ".git", "grading")]
+
+
+def _hide(paths) -> None:
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            _run("mount", "-t", "tmpfs", "-o", "size=512m,mode=1777", "efflab-hidden", path)
+        elif p.exists():
+            _run("mount", "--bind", "/dev/null", path)
 
 
 def _memory_cgroup(limit_mb: int) -> bool:
@@ -161,20 +172,21 @@ def _inside(connection_file: str) -> None:
     scratch = Path(os.environ["EFFLAB_SCRATCH"])
     # folders the kernel needs inside hidden ones: its scratch, and Python itself (which
     # may live under /root, e.g. with pyenv); set aside, hide, then put back in place
-    keep = [str(scratch), sys.base_prefix]
+    # Python, the venv and this repository may live under /tmp or /root (a CI checkout,
+    # pyenv): set them aside, hide the shared folders, put them back, then hide the
+    # repository's secrets and the course, and last put the scratch folder back in.
+    keep = [sys.base_prefix, sys.prefix, str(REPO), str(scratch)]
     _run("mount", "-t", "tmpfs", "-o", "size=256m,mode=1777", "efflab-shm", "/dev/shm")
     for i, path in enumerate(keep):
         os.makedirs(f"/dev/shm/.efflab-keep{i}")
         _run("mount", "--bind", path, f"/dev/shm/.efflab-keep{i}")
-    for path in ["/tmp", *default_hidden(), *policy["hide"]]:
-        p = Path(path)
-        if p.is_dir():
-            _run("mount", "-t", "tmpfs", "-o", "size=512m,mode=1777", "efflab-hidden", path)
-        elif p.exists():
-            _run("mount", "--bind", "/dev/null", path)
-    for i, path in enumerate(keep):
+    _hide(SHARED_HIDDEN)
+    for i, path in enumerate(keep[:3]):
         os.makedirs(path, exist_ok=True)
         _run("mount", "--move", f"/dev/shm/.efflab-keep{i}", path)
+    _hide([*default_hidden(), *policy["hide"]])
+    os.makedirs(str(scratch), exist_ok=True)
+    _run("mount", "--move", "/dev/shm/.efflab-keep3", str(scratch))
     os.chown(connection_file, NOBODY, NOBODY)
     limits = [(resource.RLIMIT_CPU, policy["cpu_seconds"]),
               (resource.RLIMIT_FSIZE, policy["file_mb"] * 2**20),

@@ -112,6 +112,8 @@ CORPUS = {
         "import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
         "        return ast.Pass() if 'check_' in ast.dump(node) else node\n"
         "get_ipython().ast_transformers.append(Drop())"), "graded", 0, "IntegrityError"),
+    "patched_builtin": (lambda: _prepend_to_first_answer(
+        "import builtins\nbuiltins.round = lambda x, n=None: x"), "graded", 0, "builtin round"),
     "efflib_answer": (lambda: _replace_answer("q2_conv_size", (
         "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
         "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),

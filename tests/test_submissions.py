@@ -1,0 +1,69 @@
+"""Finding one notebook per student in a folder or zip, without trusting the archive."""
+
+import stat
+import zipfile
+
+import nbformat
+import pytest
+
+from autograde.submissions import collect, repair, student_id
+
+
+def _nb(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(), path)
+
+
+def test_folder_layouts_and_problems(tmp_path):
+    src = tmp_path / "in"
+    _nb(src / "ann.ipynb")
+    _nb(src / "bob" / "work" / "lab01_layers.ipynb")
+    _nb(src / "bob" / "scratch.ipynb")
+    _nb(src / "cy" / "a.ipynb")
+    _nb(src / "cy" / "b.ipynb")
+    (src / "dee").mkdir()
+    (src / "eve.ipynb").write_text("{oops")
+    subs = {s.student: s for s in collect(src, "lab01_layers", tmp_path / "scratch")}
+    assert set(subs) == {"ann", "bob", "cy", "dee", "eve"}
+    assert subs["bob"].notebook.name == "lab01_layers.ipynb" and not subs["bob"].problem
+    assert subs["cy"].notebook.name == "a.ipynb" and "2 notebooks" in subs["cy"].problem
+    assert subs["dee"].notebook is None and "no notebook" in subs["dee"].problem
+    assert subs["eve"].notebook is None and "not a readable notebook" in subs["eve"].problem
+
+
+def test_zip_is_unpacked_safely(tmp_path):
+    archive = tmp_path / "class.zip"
+    good = nbformat.writes(nbformat.v4.new_notebook())
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("class/ann.ipynb", good)
+        zf.writestr("class/bob/lab01_layers.ipynb", good)
+        zf.writestr("../escape.ipynb", good)
+        zf.writestr("/abs.ipynb", good)
+        link = zipfile.ZipInfo("class/link.ipynb")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    subs = collect(archive, "lab01_layers", tmp_path / "scratch")
+    assert sorted(s.student for s in subs) == ["ann", "bob"]
+    assert not (tmp_path / "escape.ipynb").exists()
+    with pytest.raises(ValueError, match="neither a folder nor a zip"):
+        (tmp_path / "notes.txt").write_text("x")
+        collect(tmp_path / "notes.txt", "lab01_layers", tmp_path / "s2")
+
+
+def test_student_ids_are_safe():
+    assert student_id("../../etc passwd") == "etc_passwd"
+    assert student_id("Zoë O'Neil") == "Zo_O_Neil"
+    assert student_id("...") == "student"
+
+
+def test_repair_reports_what_it_changed(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    test = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade_id": "q1_x_test"}})
+    twin = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade_id": "q1_x_test"}})
+    extra = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade_id": "bonus"}})
+    nb.cells = [test, twin, extra]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    fixed, notes = repair(tmp_path / "n.ipynb", {"q1_x_test", "q2_y_test"})
+    assert len(fixed.cells) == 2 and "nbgrader" not in fixed.cells[1].metadata
+    assert notes == ["removed a duplicate of cell q1_x_test", "cell 'bonus' is not part of "
+                     "the lab: ignored", "test cells deleted (0 points): q2_y_test"]
