@@ -82,7 +82,7 @@ class Grader:
 
     def env(self) -> dict[str, str]:
         return {**nbg.env(), "JUPYTER_PATH": str(self.course / "jupyter"),
-                "EFFLAB_COURSE_ROOT": str(self.course)}
+                "EFFLAB_COURSE_ROOT": str(self.course), "EFFLAB_GRADER_PID": str(os.getpid())}
 
     def nbgrader(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={self.course}"]
@@ -218,6 +218,8 @@ class Grader:
             print(f"\n!!! WARNING: student code will NOT be isolated: {problem}.\n!!! It can "
                   "read solutions and rewrite the gradebook. Grade on Linux as root.\n",
                   file=sys.stderr, flush=True)
+        if sandbox.reap_orphans():
+            print("stopped kernels left behind by an interrupted earlier run")
         self.release()
         subs = self.intake(collect(source, self.lab, self.course / "incoming"))
         todo = [s for s in subs if not self._done(s.student)]

@@ -95,7 +95,7 @@ def _memory_cgroup(limit_mb: int) -> bool:
                                      "cgroup.procs"),
                                     ("/sys/fs/cgroup", "memory.max", "cgroup.procs")]:
         try:
-            group = Path(base) / f"efflab-{pid}"
+            group = Path(base) / f"efflab-{os.environ.get('EFFLAB_GRADER_PID', 0)}-{pid}"
             group.mkdir(exist_ok=True)
             (group / limit_file).write_text(str(limit_mb * 2**20))
             swap = group / "memory.memsw.limit_in_bytes"
@@ -112,11 +112,11 @@ def _memory_cgroup(limit_mb: int) -> bool:
 
 
 def _die_with_parent() -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL): if the process that started us dies, so do we.
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): the kernel dies when its `unshare` parent dies.
 
-    jupyter_client starts kernels in their own session, so killing the grader (even
-    with kill -9) would otherwise leave sandboxed kernels behind. Changing uid clears
-    this setting, so the kernel sets it again after dropping to nobody.
+    Changing uid clears this setting, so the kernel sets it after dropping to nobody.
+    (Not set on `unshare` itself: the signal follows the *thread* that started it.)
+    Kernels left by a grader killed with kill -9 are reaped by `reap_orphans`.
     """
     import ctypes
     import signal
@@ -131,6 +131,23 @@ def _no_new_privileges() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(38, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def reap_orphans() -> int:
+    """Kill kernels whose grader is gone (e.g. after kill -9); return how many."""
+    killed = 0
+    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+        for group in Path(base).glob("efflab-*-*"):
+            grader = int(group.name.split("-")[1])
+            if grader and Path(f"/proc/{grader}").exists():
+                continue  # its grader still runs
+            try:
+                for pid in (group / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), 9)
+                    killed += 1
+            except (OSError, ValueError):
+                pass
+    return killed
 
 
 def remove_empty_cgroups() -> None:
@@ -159,7 +176,6 @@ def _outer(connection_file: str) -> None:
                                   connection_file])
     policy = json.loads(os.environ["EFFLAB_SANDBOX"])
     os.environ["EFFLAB_CGROUP"] = "1" if _memory_cgroup(policy["memory_mb"]) else ""
-    _die_with_parent()  # kept across exec: unshare dies with the grader
     os.execvp("unshare", ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
                           "--kill-child", "--mount-proc", "--propagation", "private",
                           sys.executable, "-m", "autograde.sandbox", "--inside",
