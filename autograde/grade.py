@@ -257,6 +257,14 @@ _API = None
 def _init_worker(course: str, env: dict[str, str]) -> None:
     """A grading worker: the grader's environment and one NbGraderAPI, imported once."""
     global _API
+    import threading
+
+    def orphan_watch(parent: int = os.getppid()) -> None:  # a worker never outlives its grader
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
     os.environ.update(env)
     os.chdir(course)
     from nbgrader.apps import NbGraderAPI
