@@ -102,12 +102,10 @@ class SandboxedExecute(Execute):
         scratch.mkdir(parents=True)
         if sandbox.isolation_problem() is None:
             os.chown(scratch, sandbox.NOBODY, sandbox.NOBODY)
-        saved = {k: os.environ.get(k) for k in ("EFFLAB_SANDBOX", "EFFLAB_SCRATCH",
-                                                "JUPYTER_RUNTIME_DIR")}
+        saved = {k: os.environ.get(k) for k in ("EFFLAB_SANDBOX", "EFFLAB_SCRATCH")}
         policy = sandbox.Policy(memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
                                 hide=[str(Path(self._course_root()).resolve())])
-        os.environ.update(policy.to_env(scratch))
-        os.environ["JUPYTER_RUNTIME_DIR"] = str(scratch)
+        os.environ.update(policy.to_env(scratch))  # read by the kernel command, sandbox.py
         self._scratch = scratch
         try:
             return super().preprocess(nb, resources, km)

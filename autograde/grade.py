@@ -22,7 +22,7 @@ import nbformat
 
 from autograde import build, nbg, sandbox
 from autograde.executor import is_test_cell
-from autograde.submissions import Submission, collect, repair
+from autograde.submissions import Submission, collect, reasons, repair
 
 CONFIG = '''"""nbgrader settings of this grading folder (written by `python -m autograde grade`)."""
 c = get_config()  # noqa: F821
@@ -81,16 +81,12 @@ class Grader:
         sandbox.write_kernelspec(self.course / "jupyter")
 
     def env(self) -> dict[str, str]:
-        return {**nbg.env(), "JUPYTER_PATH": str(self.course / "jupyter"),
+        """What nbgrader and its kernels need on top of nbg.env()."""
+        return {"JUPYTER_PATH": str(self.course / "jupyter"),
                 "EFFLAB_COURSE_ROOT": str(self.course), "EFFLAB_GRADER_PID": str(os.getpid())}
 
     def nbgrader(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={self.course}"]
-        done = subprocess.run(cmd, cwd=self.course, capture_output=True, text=True,
-                              env=self.env(), timeout=timeout)
-        if done.returncode:
-            raise nbg.NbgraderError(f"nbgrader {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return done
+        return nbg.run(self.course, *args, timeout=timeout, extra_env=self.env())
 
     # --- steps ----------------------------------------------------------------------
 
@@ -117,7 +113,7 @@ class Grader:
             if sub.notebook is not None:
                 nb, notes = repair(sub.notebook, known)
                 nbformat.write(nb, dest / f"{self.lab}.ipynb")
-                sub.problem = "; ".join(x for x in (sub.problem, *notes) if x)
+                sub.problem = reasons(sub.problem, *notes)
         return subs
 
     def _done(self, student: str) -> bool:
@@ -142,7 +138,7 @@ class Grader:
             try:
                 self._autograde(sub.student, pool)
                 status = "graded"
-                reason = "; ".join(x for x in (reason, self._lost_marks(sub.student)) if x)
+                reason = reasons(reason, self._lost_marks(sub.student))
                 break
             except subprocess.TimeoutExpired:
                 status, reason = "failed", "grading took too long; scored 0"
@@ -227,8 +223,9 @@ class Grader:
             print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
         start = time.monotonic()
         ctx = multiprocessing.get_context("spawn")
+        worker_env = {**nbg.env(), **self.env()}
         with ProcessPoolExecutor(self.workers, ctx, initializer=_init_worker,
-                                 initargs=(str(self.course), self.env())) as workers, \
+                                 initargs=(str(self.course), worker_env)) as workers, \
                 ThreadPoolExecutor(self.workers) as pool, \
                 tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
             for future in as_completed([pool.submit(self.grade_one, s, workers)

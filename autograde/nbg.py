@@ -16,11 +16,12 @@ def env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
 
 
-def run(root: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run(root: Path, *args: str, timeout: float | None = None,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`nbgrader ARGS` for the course rooted at `root`; raises NbgraderError on failure."""
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"]
-    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env(),
-                          timeout=timeout)
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                          env={**env(), **(extra_env or {})}, timeout=timeout)
     if done.returncode != 0:
         raise NbgraderError(f"nbgrader {' '.join(args)} failed (exit {done.returncode}):\n"
                             f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")

@@ -88,12 +88,14 @@ def _hide(paths) -> None:
             _run("mount", "--bind", "/dev/null", path)
 
 
+CGROUP_BASES = ("/sys/fs/cgroup/memory", "/sys/fs/cgroup")  # cgroup v1, v2
+
+
 def _memory_cgroup(limit_mb: int) -> bool:
     """Put this process in a fresh memory cgroup (v1 or v2) with a hard limit."""
     pid = os.getpid()
-    for base, limit_file, procs in [("/sys/fs/cgroup/memory", "memory.limit_in_bytes",
-                                     "cgroup.procs"),
-                                    ("/sys/fs/cgroup", "memory.max", "cgroup.procs")]:
+    for base, limit_file in zip(CGROUP_BASES, ("memory.limit_in_bytes", "memory.max"),
+                                strict=True):
         try:
             group = Path(base) / f"efflab-{os.environ.get('EFFLAB_GRADER_PID', 0)}-{pid}"
             group.mkdir(exist_ok=True)
@@ -104,7 +106,7 @@ def _memory_cgroup(limit_mb: int) -> bool:
                     swap.write_text(str(limit_mb * 2**20))
                 except OSError:
                     pass
-            (group / procs).write_text(str(pid))
+            (group / "cgroup.procs").write_text(str(pid))
             return True
         except OSError:
             continue
@@ -133,32 +135,35 @@ def _no_new_privileges() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
+def _kernel_cgroups(pattern: str = "efflab-*"):
+    for base in CGROUP_BASES:
+        yield from Path(base).glob(pattern)
+
+
 def reap_orphans() -> int:
     """Kill kernels whose grader is gone (e.g. after kill -9); return how many."""
     killed = 0
-    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
-        for group in Path(base).glob("efflab-*-*"):
-            grader = int(group.name.split("-")[1])
-            if grader and Path(f"/proc/{grader}").exists():
-                continue  # its grader still runs
-            try:
-                for pid in (group / "cgroup.procs").read_text().split():
-                    os.kill(int(pid), 9)
-                    killed += 1
-            except (OSError, ValueError):
-                pass
+    for group in _kernel_cgroups("efflab-*-*"):
+        grader = int(group.name.split("-")[1])
+        if grader and Path(f"/proc/{grader}").exists():
+            continue  # its grader still runs
+        try:
+            for pid in (group / "cgroup.procs").read_text().split():
+                os.kill(int(pid), 9)
+                killed += 1
+        except (OSError, ValueError):
+            pass
     return killed
 
 
 def remove_empty_cgroups() -> None:
     """Remove the memory cgroups of kernels that have exited."""
-    for base in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
-        for group in Path(base).glob("efflab-*"):
-            try:
-                if not (group / "cgroup.procs").read_text().strip():
-                    group.rmdir()
-            except OSError:
-                pass
+    for group in _kernel_cgroups():
+        try:
+            if not (group / "cgroup.procs").read_text().strip():
+                group.rmdir()
+        except OSError:
+            pass
 
 
 def _run(*cmd: str) -> None:

@@ -29,6 +29,11 @@ class Submission:
     problem: str = ""
 
 
+def reasons(*parts: str) -> str:
+    """The non-empty reasons, joined for one line of the report."""
+    return "; ".join(p for p in parts if p)
+
+
 def student_id(name: str) -> str:
     """A student id nbgrader and file systems accept: letters, digits, _ . - only."""
     cleaned = _SAFE.sub("_", name).strip("._") or "student"
@@ -96,10 +101,10 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
             continue
         if sub.student in found:
             sub.student = f"{sub.student}_{len(found)}"
-            sub.problem = (sub.problem + "; " if sub.problem else "") + \
-                "student id clashed with another submission, renamed"
+            sub.problem = reasons(sub.problem,
+                                  "student id clashed with another submission, renamed")
         if sub.notebook is not None:
-            sub.problem = "; ".join(x for x in (sub.problem, readable(sub.notebook)) if x)
+            sub.problem = reasons(sub.problem, readable(sub.notebook))
             if "not a readable notebook" in sub.problem or "larger than" in sub.problem:
                 sub.notebook = None
         found[sub.student] = sub

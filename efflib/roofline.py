@@ -5,6 +5,7 @@ output activations) / bandwidth (lecture 02; Williams et al., Roofline,
 https://doi.org/10.1145/1498765.1498785). Peaks are measured on this machine.
 """
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ def roofline_points(profile: Profile, machine: Machine,
     for r in profile.rows:
         if not r.macs:
             continue
-        elements = r.params + _numel(r.input_shape) + _numel(r.output_shape)
+        elements = r.params + _numel(r.input_shape) + _numel(r.output_shape)  # 0 if unknown
         flops, nbytes = 2 * r.macs, elements * bytes_per_element
         compute = flops / (machine.gflops * 1e9)
         memory = nbytes / (machine.bandwidth_gbs * 1e9)
@@ -90,7 +91,4 @@ def roofline_points(profile: Profile, machine: Machine,
 
 
 def _numel(shape: tuple) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n if shape else 0
+    return math.prod(shape) if shape else 0

@@ -78,13 +78,17 @@ def as_int_tuple(value, what: str) -> tuple[int, ...]:
     return tuple(as_int(v, f"{what}[{i}]") for i, v in enumerate(tuple(value)))
 
 
-def as_tensor(value, what: str) -> torch.Tensor:
-    """A plain float64 CPU copy of a tensor answer, refusing subclasses' overrides."""
+def as_plain_tensor(value, what: str) -> torch.Tensor:
+    """A plain CPU copy of a tensor answer (dtype kept), refusing subclasses' overrides."""
     if not isinstance(value, torch.Tensor):
         fail(f"{what} should be a torch.Tensor, got {type(value).__name__}")
     with torch._C.DisableTorchFunctionSubclass():
-        plain = value.as_subclass(torch.Tensor).detach().to("cpu", torch.float64).clone()
-    return plain
+        return value.as_subclass(torch.Tensor).detach().cpu().clone()
+
+
+def as_tensor(value, what: str) -> torch.Tensor:
+    """A plain float64 CPU copy of a tensor answer, refusing subclasses' overrides."""
+    return as_plain_tensor(value, what).to(torch.float64)
 
 
 # --- comparing ----------------------------------------------------------------------

@@ -38,11 +38,16 @@ def _build(factory, case, *args):
         block = call(factory, case, *args)
     if not isinstance(block, nn.Module):
         fail(f"{case} should return an nn.Module, got {type(block).__name__}")
-    for name, m in block.named_modules():
-        if type(m).__module__.startswith("efflib."):
-            fail(f"{case}: submodule {name or '(top)'} is efflib's {type(m).__name__}; "
-                 "build the block from torch.nn layers yourself.")
+    _refuse_efflib_modules(block, case)
     return block.eval()
+
+
+def _refuse_efflib_modules(model: nn.Module, what: str) -> None:
+    """The answer must be built from torch.nn layers, not from efflib's models."""
+    for name, m in model.named_modules():
+        if type(m).__module__.startswith("efflib."):
+            fail(f"{what}: submodule {name or '(top)'} is efflib's {type(m).__name__}; "
+                 "build it from torch.nn layers yourself.")
 
 
 def _same_structure(block, ref, x, case) -> torch.Tensor:
@@ -264,10 +269,7 @@ def check_digit_model(model) -> None:
     """A student's CNN with at most 20,000 parameters and >= 95% test accuracy on digits."""
     if not isinstance(model, nn.Module):
         fail(f"digit_model should be a trained nn.Module, got {type(model).__name__}")
-    for name, m in model.named_modules():
-        if type(m).__module__.startswith("efflib."):
-            fail(f"digit_model contains efflib's {type(m).__name__} ({name or 'top'}); "
-                 "design the network yourself from torch.nn layers.")
+    _refuse_efflib_modules(model, "digit_model")
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         fail("digit_model should be a CNN: it has no nn.Conv2d layer.")
     n = as_int(sum(p.numel() for p in model.parameters()), "parameter count")

@@ -16,6 +16,7 @@ import torch.nn.utils.prune as tprune
 
 from autograde.checks._core import (
     as_float,
+    as_plain_tensor,
     call,
     expect_close,
     expect_int,
@@ -40,11 +41,10 @@ def _mask(fn, case, w, s) -> torch.Tensor:
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(w.shape):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         fail(f"{case}: expected a mask of shape {tuple(w.shape)}, got {shape}")
-    with torch._C.DisableTorchFunctionSubclass():
-        plain = got.as_subclass(torch.Tensor).detach().cpu()
+    plain = as_plain_tensor(got, case)
     if plain.dtype != torch.bool:
         fail(f"{case}: the mask should be a bool tensor, got {plain.dtype}")
-    return plain.clone()
+    return plain
 
 
 # --- Q1. Magnitude mask -------------------------------------------------------------
