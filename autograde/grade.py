@@ -24,12 +24,16 @@ from autograde import build, nbg, sandbox
 from autograde.executor import is_test_cell
 from autograde.submissions import Submission, collect, reasons, repair
 
+COURSE_ID = "efflab"
 CONFIG = '''"""nbgrader settings of this grading folder (written by `python -m autograde grade`)."""
 c = get_config()  # noqa: F821
 c.CourseDirectory.root = {root!r}
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.db_url = {db!r}
+# nbgrader's default course id "" creates no course row: SQLite does not mind, but
+# PostgreSQL's foreign keys refuse every assignment
+c.CourseDirectory.course_id = {course_id!r}
 c.Autograde.autograde_preprocessors = [
     "autograde.executor.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -75,7 +79,8 @@ class Grader:
         self.notebook_timeout = notebook_timeout
         self.course.mkdir(parents=True, exist_ok=True)
         (self.course / "nbgrader_config.py").write_text(CONFIG.format(
-            root=str(self.course), db=self.db_url, cell_timeout=cell_timeout,
+            root=str(self.course), db=self.db_url, course_id=COURSE_ID,
+            cell_timeout=cell_timeout,
             notebook_timeout=notebook_timeout, scratch=str(self.course / ".sandbox"),
             memory_mb=memory_mb))
         sandbox.write_kernelspec(self.course / "jupyter")
@@ -99,7 +104,7 @@ class Grader:
         """Copy each notebook into submitted/ and register every student."""
         from nbgrader.api import Gradebook
 
-        with Gradebook(self.db_url) as gb:
+        with Gradebook(self.db_url, COURSE_ID) as gb:
             for sub in subs:
                 gb.update_or_create_student(sub.student)
         known = {c.metadata["nbgrader"]["grade_id"]
@@ -177,7 +182,7 @@ class Grader:
         """Every grade of a student whose notebook could not be graded is 0, not missing."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        with Gradebook(self.db_url) as gb:
+        with Gradebook(self.db_url, COURSE_ID) as gb:
             try:
                 sub = gb.update_or_create_submission(self.lab, student)
             except MissingEntry:

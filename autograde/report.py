@@ -9,8 +9,10 @@ def gradebook_scores(db_url: str, lab: str, students: list[str]):
     """{student: {grade_id: (score, max)}} and the ordered grade ids, from nbgrader's gradebook."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    from autograde.grade import COURSE_ID
+
     scores, ids = {}, []
-    with Gradebook(db_url) as gb:
+    with Gradebook(db_url, COURSE_ID) as gb:
         for student in students:
             try:
                 nb = gb.find_submission_notebook(lab, lab, student)

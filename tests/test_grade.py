@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from autograde import build, sandbox
-from autograde.grade import Grader
+from autograde.grade import COURSE_ID, Grader
 
 LAB = "lab01_layers"
 FULL = 25  # Lab 01's autograded points (the 2-point reflection is graded by hand)
@@ -174,7 +174,7 @@ def test_gradebook_is_complete_and_consistent(graded):
     from nbgrader.api import Gradebook
 
     grader, results, rows = graded
-    with Gradebook(grader.db_url) as gb:
+    with Gradebook(grader.db_url, COURSE_ID) as gb:
         students = {s.id for s in gb.students}
         assert students == set(results)
         for name in results:
