@@ -7,9 +7,12 @@ that was running and every later test cell get an error output saying why; the
 marks earned before stay. Output beyond a byte budget is dropped as it arrives.
 """
 
+import contextlib
+import functools
 import os
 import secrets
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from nbgrader.preprocessors.execute import Execute
 from nbgrader.utils import is_grade, is_solution
 from traitlets import Bool, Integer, Unicode
 
-from autograde import sandbox
+from autograde import remote, sandbox
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -59,7 +62,7 @@ def _efflab_probe(nonce, trusted):
             if callable(value) and foreign(value):
                 found.append(f"{name}.{attr} replaced")
     print(nonce, "|".join(found) or "clean")
-_efflab_probe(%r, %r)
+_efflab_probe(PROBE_ARGS)
 del _efflab_probe
 """
 
@@ -85,13 +88,15 @@ class SandboxedExecute(Execute):
     max_output_bytes = Integer(2_000_000, help="Output kept per notebook").tag(config=True)
     memory_mb = Integer(3072, help="Memory limit of the kernel (MB)").tag(config=True)
     cpu_seconds = Integer(600, help="CPU-time limit of the kernel (s)").tag(config=True)
-    probe = Bool(True, help="Check the kernel for tampering after every test cell").tag(
+    probe = Bool(True, help="Check the kernel for tampering after kernel-run test cells").tag(
         config=True)
+    judge = Bool(True, help="Judge test cells in the grader, asking the kernel only for "
+                            "plain values (autograde.remote)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._dead = ""
         self._tampered = ""
-        self._probing = False
+        self._private = False
         self._output_bytes = 0
         self._truncated = False
         self._start = time.monotonic()
@@ -123,13 +128,28 @@ class SandboxedExecute(Execute):
                 else:
                     os.environ[k] = v
             shutil.rmtree(scratch, ignore_errors=True)
+            if getattr(self, "_zmq", None) is not None:
+                self._zmq.destroy(linger=0)
+                self._zmq = None
 
     def _course_root(self) -> str:
         return os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
 
     def create_kernel_manager(self):
+        """A kernel manager and client on IPC sockets, sharing one zmq context that this
+        executor destroys with LINGER 0 when the notebook is done.
+
+        Left to the garbage collector, a context whose socket still holds a message
+        for a dead kernel blocks forever in `term()` (default LINGER is infinite):
+        a grading worker once hung in the middle of the next student's SQL query."""
+        import zmq.asyncio
+
         self.kernel_name = sandbox.KERNEL_NAME
+        self._zmq = zmq.asyncio.Context()
+        self._zmq.setsockopt(zmq.LINGER, 0)  # default for every socket made from it
         km = super().create_kernel_manager()
+        km.context = self._zmq
+        km.client = functools.partial(type(km).client, km, context=self._zmq)
         km.transport = "ipc"
         km.ip = str(self._scratch / "kernel-ipc")
         km.connection_file = str(self._scratch / "connection.json")
@@ -143,6 +163,8 @@ class SandboxedExecute(Execute):
             if is_test_cell(cell):
                 cell.outputs = [_error("NotRun", f"not run: {self._dead}")]
             return cell, self.resources
+        if is_test_cell(cell) and self.judge and remote.judged_checks(cell.source):
+            return self._judge(cell, index), self.resources
         try:
             cell, out = super().preprocess_cell(cell, resources, index)
             if is_test_cell(cell) and self.probe:
@@ -154,31 +176,135 @@ class SandboxedExecute(Execute):
             self._stop_kernel()
             return cell, self.resources
 
+    def _run_private(self, code: str, index: int, budget: int) -> tuple[str, str]:
+        """Run grader code in the kernel (`{nonce}` in `code` is filled in); returns the
+        stdout line that starts with the nonce, and the rest of stdout."""
+        nonce = secrets.token_hex(16)
+        self._private, self._private_bytes, self._private_budget = True, 0, budget
+        cell = NotebookNode(cell_type="code", source=code.replace("{nonce}", repr(nonce)),
+                            metadata={}, outputs=[], execution_count=None)
+        saved = self.nb.cells[index]
+        try:
+            super().preprocess_cell(cell, self.resources, index)
+        finally:
+            self._private = False
+            self.nb.cells[index] = saved  # nbclient stored our cell at this index
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        answer, rest = "", []
+        for line in text.splitlines(keepends=True):
+            if line.startswith(nonce):
+                answer = line[len(nonce):].strip()
+            else:
+                rest.append(line)
+        return answer, "".join(rest)
+
     def _check_integrity(self, cell, index) -> None:
-        """After a test cell: if the kernel was tampered with, its pass does not count."""
+        """After a kernel-run test cell: a tampered kernel's pass does not count."""
         if self._tampered:
             cell.outputs = [_error("IntegrityError", self._tampered)]
             return
-        nonce = secrets.token_hex(16)
-        self._probing, self._probe_bytes = True, 0
-        probe = NotebookNode(cell_type="code", source=PROBE % (nonce, _trusted_prefixes()),
-                             metadata={}, outputs=[], execution_count=None)
         try:
-            super().preprocess_cell(probe, self.resources, index)
+            verdict, _ = self._run_private(
+                PROBE.replace("PROBE_ARGS", f"{{nonce}}, {_trusted_prefixes()!r}"), index, 100_000)
         except Exception as e:  # noqa: BLE001 - a probe that cannot run is suspicious
             self._tampered = f"the integrity probe failed ({type(e).__name__})"
         else:
-            text = "".join(o.get("text", "") for o in probe.outputs
-                           if o.output_type == "stream")
-            lines = [ln for ln in text.splitlines() if ln.startswith(nonce)]
-            verdict = lines[-1][len(nonce):].strip() if lines else "no answer from the probe"
             if verdict != "clean":
                 gid = cell.metadata["nbgrader"]["grade_id"]
-                self._tampered = f"tampering detected after {gid}: {verdict[:300]}"
-        self._probing = False
-        self.nb.cells[index] = cell  # nbclient stored the probe at this index: put it back
+                self._tampered = (f"tampering detected after {gid}: "
+                                  f"{verdict[:300] or 'no answer from the probe'}")
         if self._tampered:
             cell.outputs = [_error("IntegrityError", self._tampered)]
+
+    def _judge(self, cell, index):
+        """Run a test cell in this (trusted) process. The kernel runs one request loop
+        (autograde.remote.serve) that calls the student's code and answers with plain
+        data over a Unix socket in the scratch folder."""
+        from jupyter_core.utils import run_sync
+
+        budget = self.judge_seconds()
+        deadline = time.monotonic() + budget
+        path = self._scratch / "judge.sock"
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        os.chmod(path, 0o777)  # the kernel runs as nobody
+        listener.listen(1)
+        msg_id = self.kc.execute(
+            f"__import__('autograde.remote', fromlist=['serve']).serve({str(path)!r})",
+            store_history=False, allow_stdin=False, stop_on_error=False)
+        conn = None
+
+        def ask(request: dict) -> dict:
+            nonlocal conn
+            if self._dead:
+                raise remote.JudgeError(f"the kernel stopped: {self._dead}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the test ran out of its {budget} s")
+            limit = int(min(left, self.timeout or left)) + 1
+            try:
+                if conn is None:
+                    listener.settimeout(min(left, 60))
+                    conn, _ = listener.accept()
+                remote.send(conn, request)
+                conn.settimeout(limit)
+                try:
+                    return remote.receive(conn)
+                except TimeoutError:  # the student's code hangs: interrupt it, go on
+                    run_sync(self.km.interrupt_kernel)()
+                    conn.settimeout(10)
+                    remote.receive(conn)
+            except (OSError, remote.JudgeError) as e:
+                self._dead = f"the kernel stopped answering ({type(e).__name__}: {e})"
+                raise remote.JudgeError(self._dead) from None
+            raise TimeoutError(f"the call took longer than {limit} s and was interrupted")
+
+        cell.execution_count = None
+        try:
+            shown, error = remote.judge_cell(cell.source, remote.Session(ask))
+        finally:
+            if conn is not None and not self._dead:
+                with contextlib.suppress(OSError):
+                    remote.send(conn, {"op": "done"})
+            for s in (conn, listener):
+                if s is not None:
+                    s.close()
+            path.unlink(missing_ok=True)
+        printed = "" if self._dead else self._drain(msg_id)
+        text = printed + shown
+        cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=text)] \
+            if text else []
+        if error is not None:
+            cell.outputs.append(_error(type(error).__name__, str(error)))
+        if self._dead:
+            cell.outputs.append(_error("KernelDied", self._dead))
+            self._stop_kernel()
+        return cell
+
+    def _drain(self, msg_id: str, limit: int = 100_000) -> str:
+        """The stdout of a request loop, read until its kernel is idle again."""
+        from jupyter_core.utils import run_sync
+
+        text, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                msg = run_sync(self.kc.get_iopub_msg)(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - queue.Empty: the kernel never went idle
+                self._dead = "the kernel did not finish the test's requests"
+                return "".join(text)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            content = msg["content"]
+            if msg["msg_type"] == "stream" and sum(map(len, text)) < limit:
+                text.append(str(content.get("text", ""))[:limit])
+            elif msg["msg_type"] == "status" and content.get("execution_state") == "idle":
+                break
+        return "".join(text)
+
+    def judge_seconds(self) -> int:
+        """Wall-clock budget of one judged test cell (all its calls into the kernel)."""
+        return 3 * (self.timeout or 60)
 
     def _stop_kernel(self) -> None:
         from jupyter_core.utils import run_sync
@@ -193,10 +319,10 @@ class SandboxedExecute(Execute):
         if msg.get("msg_type") == "error":  # errors decide grades: never dropped
             return super().output(outs, msg, display_id, cell_index)
         size = len(str(msg.get("content", "")))
-        if self._probing:  # the probe's verdict must get through a spent budget
-            self._probe_bytes += size
+        if self._private:  # the grader's own requests get through a spent budget
+            self._private_bytes += size
             return super().output(outs, msg, display_id, cell_index) \
-                if self._probe_bytes < 100_000 else None
+                if self._private_bytes < self._private_budget else None
         self._output_bytes += size
         if self._output_bytes > self.max_output_bytes:
             if not self._truncated:

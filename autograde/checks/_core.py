@@ -139,13 +139,20 @@ class _Recorder(TorchFunctionMode):
     `F.conv2d`, `torch.conv2d` and `nn.Conv2d.forward` alike).
     """
 
-    def __init__(self, forbidden: Sequence[object], why: str = ""):
+    def __init__(self, forbidden: Sequence[object], why: str = "", topics: Sequence[str] = ()):
         super().__init__()
         self.why = why or ("this question asks you to write yourself from simpler "
                            "tensor operations.")
         self.names = {f for f in forbidden if isinstance(f, str)}
         self.objects = [f for f in forbidden if not isinstance(f, str)]
+        self.topics = list(topics)
         self.called: set[str] = set()
+
+    def spec(self) -> dict:
+        """The same watch, as plain data, for the student's kernel (autograde.remote)."""
+        objects = [[f.__module__, f.__qualname__] for f in self.objects]
+        return {"forbidden": sorted(self.names) + objects, "topics": self.topics,
+                "why": self.why}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", repr(func))
@@ -158,10 +165,38 @@ class _Recorder(TorchFunctionMode):
 @contextmanager
 def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
           why: str = "") -> Iterator[_Recorder]:
-    """Run student code with `forbidden` torch functions and efflib `topics` refused."""
-    recorder = _Recorder(forbidden, why)
-    with blocked(*topics), recorder:
-        yield recorder
+    """Run student code with `forbidden` torch functions and efflib `topics` refused.
+
+    When the grader judges a test cell outside the kernel (autograde.remote), the
+    watch travels with each call of the student's function and is applied there.
+    """
+    from autograde.remote import is_judging
+
+    recorder = _Recorder(forbidden, why, topics)
+    _WATCHES.append(recorder)
+    try:
+        if is_judging():
+            yield recorder
+        else:
+            with blocked(*topics), recorder:
+                yield recorder
+    finally:
+        _WATCHES.pop()
+
+
+_WATCHES: list[_Recorder] = []
+
+
+def active_recorder() -> _Recorder | None:
+    return _WATCHES[-1] if _WATCHES else None
+
+
+def kernel_only(check: Callable) -> Callable:
+    """Mark a check that needs live objects (modules, classes): the grader runs its test
+    cell in the student's kernel, guarded by the integrity probe, instead of judging it
+    outside (autograde.remote)."""
+    check.kernel_only = True
+    return check
 
 
 def call(fn: Callable, case: str, *args, **kwargs):

@@ -22,6 +22,7 @@ from autograde.checks._core import (
     expect_raises,
     fail,
     fmt_call,
+    kernel_only,
     rng,
     watch,
 )
@@ -295,6 +296,7 @@ def _no_flop_counter():
         FlopCounterMode.__enter__ = original
 
 
+@kernel_only  # needs the live module
 def check_hook_counter(fn, hidden: bool = False) -> None:
     """count_macs_with_hooks(model, x) counts Conv2d and Linear MACs via hooks, nothing else."""
     r = rng(hidden, "hooks")

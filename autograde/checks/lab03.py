@@ -20,6 +20,7 @@ from autograde.checks._core import (
     expect_raises,
     fail,
     fmt_call,
+    kernel_only,
     rng,
     torch_gen,
     watch,
@@ -85,6 +86,7 @@ def _zero_convs(block: nn.Module) -> None:
 
 # --- Q1. VGG stage ------------------------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_vgg_stage(fn, hidden: bool = False) -> None:
     """vgg_stage(c_in, c_out, convs) matches a VGG stage: n 3x3 convs + ReLU, 2x2 max-pool."""
     r = rng(hidden, "vgg")
@@ -102,6 +104,7 @@ def check_vgg_stage(fn, hidden: bool = False) -> None:
 
 # --- Q2. Bottleneck -----------------------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_bottleneck(cls, hidden: bool = False) -> None:
     """Bottleneck(c_in, width, stride): structure of ResNet's, skip and final ReLU right."""
     r = rng(hidden, "bottleneck")
@@ -124,6 +127,7 @@ def check_bottleneck(cls, hidden: bool = False) -> None:
 
 # --- Q3. Inverted residual ----------------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_inverted_residual(cls, hidden: bool = False) -> None:
     """InvertedResidual(c_in, c_out, stride, expand): MobileNetV2's block, linear bottleneck."""
     r = rng(hidden, "inverted")
@@ -199,6 +203,7 @@ def check_shift(fn, hidden: bool = False) -> None:
 
 # --- Q6. Factorised convolution -----------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_factorised(fn, hidden: bool = False) -> None:
     """factorised_conv(c_in, c_out, n): 1xn then nx1, same output size, rank-1 kernel."""
     r = rng(hidden, "factorised")
@@ -265,6 +270,7 @@ def check_table5(ratios, unit) -> None:
 MAX_PARAMS = 20_000
 
 
+@kernel_only  # needs the live module
 def check_digit_model(model) -> None:
     """A student's CNN with at most 20,000 parameters and >= 95% test accuracy on digits."""
     if not isinstance(model, nn.Module):

@@ -23,6 +23,7 @@ from autograde.checks._core import (
     expect_raises,
     fail,
     fmt_call,
+    kernel_only,
     rng,
     torch_gen,
     watch,
@@ -86,6 +87,7 @@ def check_magnitude_mask(fn, hidden: bool = False) -> None:
 
 # --- Q2. Masks through fine-tuning --------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
     """prune_model masks the chosen layers exactly; apply_masks keeps them after Adam steps."""
     r = rng(hidden, "prune_model")
@@ -130,6 +132,7 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
 
 # --- Q3. Sensitivity scan -----------------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_sensitivity_scan(fn, hidden: bool = False) -> None:
     """Same scores as efflib's scan (one layer pruned at a time), model restored afterwards."""
     r = rng(hidden, "sensitivity")
@@ -165,6 +168,7 @@ def check_sensitivity_scan(fn, hidden: bool = False) -> None:
 
 # --- Q4. The pruned, fine-tuned model -----------------------------------------------
 
+@kernel_only  # needs the live module
 def check_pruned_model(model, target: float = 0.75) -> None:
     """At least `target` of the conv/linear weights are zero, and test accuracy >= 95%."""
     if not isinstance(model, nn.Module):
@@ -183,6 +187,7 @@ def check_pruned_model(model, target: float = 0.75) -> None:
 
 # --- Q5. Channel surgery ------------------------------------------------------------
 
+@kernel_only  # needs the live module
 def check_prune_channels(fn, hidden: bool = False) -> None:
     """Kept channels are the largest-norm filters in order; the layers equal the dense ones."""
     r = rng(hidden, "channels")
