@@ -30,9 +30,11 @@ def _error(ename: str, evalue: str) -> NotebookNode:
                         traceback=[f"{ename}: {evalue}"])
 
 
-# Run in the student's kernel after every test cell. It looks for the usual ways of
-# faking a pass: check functions or builtins replaced by code from the notebook, AST or
-# input transformers, trace hooks, efflib/autograde modules swapped in sys.modules.
+# Run in the student's kernel after every test cell that is not judged outside it
+# (kernel_only checks). It looks for the usual ways of faking a pass: check functions,
+# builtins or shell methods replaced by code from the notebook, AST or input
+# transformers, custom exception handlers, trace hooks, swapped modules. Code that reads
+# this probe can still hide from it; judged cells (autograde.remote) do not depend on it.
 PROBE = r"""
 def _efflab_probe(nonce, trusted):
     import builtins, sys, types
@@ -43,6 +45,18 @@ def _efflab_probe(nonce, trusted):
             return not code.co_filename.startswith(trusted)
         return getattr(obj, "__module__", "") == "__main__"
     ip = get_ipython()
+    # methods patched on the shell or kernel object (showtraceback, run_cell,
+    # transform_ast, ...) and replaced hooks of sys
+    for owner, label in ((ip, "shell"), (getattr(ip, "kernel", None), "kernel")):
+        for attr, value in list(vars(owner or object()).items()):
+            if callable(value) and not isinstance(value, type) and foreign(value):
+                found.append(f"{label}.{attr} replaced")
+    for hook in ("excepthook", "displayhook"):
+        value = getattr(sys, hook)
+        if foreign(getattr(value, "__func__", value)):
+            found.append(f"sys.{hook} replaced")
+    if ip.custom_exceptions:
+        found.append("custom exception handlers installed")
     if ip.ast_transformers:
         found.append("AST transformers installed")
     if ip.input_transformers_post:

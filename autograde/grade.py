@@ -47,6 +47,7 @@ c.SandboxedExecute.timeout = {cell_timeout}
 c.SandboxedExecute.notebook_timeout = {notebook_timeout}
 c.SandboxedExecute.scratch_root = {scratch!r}
 c.SandboxedExecute.memory_mb = {memory_mb}
+c.SandboxedExecute.judge = {judge}
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
@@ -70,7 +71,8 @@ class Grader:
     """One lab, one grading folder; `run(submissions)` grades and reports."""
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
-                 cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072):
+                 cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
+                 judge: bool = True):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
@@ -82,7 +84,7 @@ class Grader:
             root=str(self.course), db=self.db_url, course_id=COURSE_ID,
             cell_timeout=cell_timeout,
             notebook_timeout=notebook_timeout, scratch=str(self.course / ".sandbox"),
-            memory_mb=memory_mb))
+            memory_mb=memory_mb, judge=judge))
         sandbox.write_kernelspec(self.course / "jupyter")
 
     def env(self) -> dict[str, str]:

@@ -325,6 +325,7 @@ def serve(path: str) -> None:
     """In the kernel: answer the grader's requests until it says done."""
     import socket
 
+    namespace = get_ipython().user_ns  # noqa: F821 - defined in the kernel
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     try:
@@ -335,37 +336,37 @@ def serve(path: str) -> None:
                 continue
             if request.get("op") == "done":
                 return
+            reply = answer(request, namespace)
             try:
-                answer = _serve(request)
-            except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
-                answer = {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}
-            try:
-                send(sock, answer)
+                send(sock, reply)
             except (TypeError, ValueError) as e:
                 send(sock, {"error": {"type": "JudgeError", "message": f"no answer: {e}"}})
     finally:
         sock.close()
 
 
-def _serve(req: dict) -> dict:
-    if req["op"] == "get":
-        ns = get_ipython().user_ns  # noqa: F821 - defined in the kernel
-        if req["name"] not in ns:
-            raise NameError(f"name '{req['name']}' is not defined")
-        return {"value": encode(ns[req["name"]], _REFS)}
-    if req["op"] == "call":
-        from autograde.checks._core import watch
+def answer(req: dict, namespace: dict) -> dict:
+    """The reply to one request, run against the notebook's `namespace`."""
+    try:
+        if req["op"] == "get":
+            if req["name"] not in namespace:
+                raise NameError(f"name '{req['name']}' is not defined")
+            return {"value": encode(namespace[req["name"]], _REFS)}
+        if req["op"] == "call":
+            from autograde.checks._core import watch
 
-        fn = _REFS[int(req["ref"])]
-        args, kwargs = decode(req["args"]), decode(req["kwargs"])
-        spec = req.get("watch")
-        if spec is None:
-            return {"value": encode(fn(*args, **kwargs), _REFS)}
-        forbidden = [f if isinstance(f, str) else _resolve(f) for f in spec["forbidden"]]
-        with watch(forbidden, spec["topics"], spec["why"]) as recorder:
-            value = fn(*args, **kwargs)
-        return {"value": encode(value, _REFS), "called": sorted(recorder.called)}
-    raise ValueError(f"unknown request {req['op']!r}")
+            fn = _REFS[int(req["ref"])]
+            args, kwargs = decode(req["args"]), decode(req["kwargs"])
+            spec = req.get("watch")
+            if spec is None:
+                return {"value": encode(fn(*args, **kwargs), _REFS)}
+            forbidden = [f if isinstance(f, str) else _resolve(f) for f in spec["forbidden"]]
+            with watch(forbidden, spec["topics"], spec["why"]) as recorder:
+                value = fn(*args, **kwargs)
+            return {"value": encode(value, _REFS), "called": sorted(recorder.called)}
+        raise ValueError(f"unknown request {req['op']!r}")
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
+        return {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}
 
 
 def _resolve(path: list[str]):

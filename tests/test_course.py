@@ -1,14 +1,15 @@
-"""Course gate, through real nbgrader: solutions earn full marks, blank labs earn zero,
-labs/ matches a fresh build, and no hidden test or solution reaches the students."""
+"""Course gate, through the instructor's grading command (real nbgrader, sandboxed kernels,
+judged test cells): solutions earn full marks, blank labs earn zero, labs/ matches a fresh
+build, and no hidden test or solution reaches the students."""
 
 import shutil
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograde import build, nbg
+from autograde import build
+from autograde.grade import COURSE_ID, Grader
 
 LABS = build.lab_names()
 # `make test` runs with `--dist loadfile`: one worker grades these (the graded fixture is
@@ -16,28 +17,24 @@ LABS = build.lab_names()
 pytestmark = pytest.mark.course
 
 
-def nbgrader(root: Path, *args: str):
-    return nbg.run(root, *args, "--Execute.timeout=120")
-
-
 @pytest.fixture(scope="module", params=LABS)
 def graded(request, tmp_path_factory):
-    """A throwaway course: release the lab, submit the solution and the blank, autograde."""
+    """Grade the solution and the blank student release with the instructor's grading
+    command (sandboxed kernels, judged test cells), as a class would be graded."""
     lab = request.param
     root = tmp_path_factory.mktemp(lab)
-    build.write_sources([lab], root / "source")
-    nbgrader(root, "generate_assignment", lab, "--force")
-    for student, notebook in [("solution", root / "source" / lab / f"{lab}.ipynb"),
-                              ("blank", root / "release" / lab / f"{lab}.ipynb")]:
-        dest = root / "submitted" / student / lab
-        dest.mkdir(parents=True)
-        shutil.copy(notebook, dest / f"{lab}.ipynb")
-    nbgrader(root, "autograde", lab, "--force")
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    incoming = root / "incoming"
+    incoming.mkdir()
+    nbformat.write(build.source_notebook(lab), incoming / "solution.ipynb")
+    shutil.copy(build.LABS / lab / f"{lab}.ipynb", incoming / "blank.ipynb")
+    grader = Grader(lab, root / "course", workers=2, cell_timeout=120)
+    results = grader.run(incoming, progress=False)
+    assert [r.status for r in results] == ["graded", "graded"], results
+    with Gradebook(grader.db_url, COURSE_ID) as gb:
         cells = {student: {g.name: (g.score, g.max_score, g.auto_score, g.needs_manual_grade)
                            for g in gb.find_submission_notebook(lab, lab, student).grades}
                  for student in ("solution", "blank")}
-    autograded = {s: nbformat.read(root / "autograded" / s / lab / f"{lab}.ipynb", 4)
+    autograded = {s: nbformat.read(grader.course / "autograded" / s / lab / f"{lab}.ipynb", 4)
                   for s in ("solution", "blank")}
     return lab, cells, autograded
 

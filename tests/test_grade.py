@@ -27,8 +27,12 @@ def _solution():
     return build.source_notebook(LAB)
 
 
-def _prepend_to_first_answer(code: str):
-    nb = _solution()
+def _blank():
+    return nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4)
+
+
+def _prepend_to_first_answer(code: str, base=_solution):
+    nb = base()
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
             cell.source = code + "\n" + cell.source
@@ -83,10 +87,19 @@ except OSError as e:
     print('DENIED network', type(e).__name__)
 """
 
+PATCH_CHECKS = ("import autograde.checks.lab01 as L\nfor n in dir(L):\n"
+                "    if n.startswith('check_'): setattr(L, n, lambda *a, **k: None)")
+DROP_CHECKS = ("import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
+               "        return ast.Pass() if 'check_' in ast.dump(node) else node\n"
+               "get_ipython().ast_transformers.append(Drop())")
+SWALLOW = "get_ipython().showtraceback = lambda *a, **k: None"  # errors never reach the output
+FORGE = ("import autograde.remote as R\n"
+         "R._serve = lambda request: {'value': {'__t': 'tuple', 'v': []}}")
+PATCH_ROUND = "import builtins\nbuiltins.round = lambda x, n=None: x"
+
 CORPUS = {
     "solution": (_solution, "graded", FULL, ""),
-    "blank": (lambda: nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4), "graded", 0,
-              "CheckFailed"),
+    "blank": (_blank, "graded", 0, "CheckFailed"),
     "os_exit": (lambda: _prepend_to_first_answer("import os; os._exit(3)"), "graded", 0,
                 "DeadKernelError"),
     "sys_exit": (lambda: _prepend_to_first_answer("import sys; sys.exit(3)"), "graded",
@@ -104,16 +117,18 @@ CORPUS = {
     "renamed_test": (lambda: _edit_test_cell("rename"), "graded", FULL - 2,
                      "'q1_free_points' is not part of the lab"),
     "snoop": (lambda: _prepend_to_first_answer(SNOOP), "graded", FULL, ""),
-    "patched_checks": (lambda: _prepend_to_first_answer(
-        "import autograde.checks.lab01 as L\n"
-        "for n in dir(L):\n    if n.startswith('check_'): setattr(L, n, lambda *a, **k: None)"),
-        "graded", 0, "IntegrityError"),
-    "ast_transformer": (lambda: _prepend_to_first_answer(
-        "import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
-        "        return ast.Pass() if 'check_' in ast.dump(node) else node\n"
-        "get_ipython().ast_transformers.append(Drop())"), "graded", 0, "IntegrityError"),
-    "patched_builtin": (lambda: _prepend_to_first_answer(
-        "import builtins\nbuiltins.round = lambda x, n=None: x"), "graded", 0, "builtin round"),
+    # tricks that make a failing test look passed: on a blank lab they must earn nothing
+    "patched_checks": (lambda: _prepend_to_first_answer(PATCH_CHECKS, _blank), "graded", 0,
+                       "CheckFailed"),
+    "ast_transformer": (lambda: _prepend_to_first_answer(DROP_CHECKS, _blank), "graded", 0,
+                        "CheckFailed"),
+    "swallowed_errors": (lambda: _prepend_to_first_answer(SWALLOW, _blank), "graded", 0,
+                         "CheckFailed"),
+    "forged_answers": (lambda: _prepend_to_first_answer(FORGE, _blank), "graded", 0,
+                       "CheckFailed"),
+    "hang_in_answer": (lambda: _replace_answer("q1_linear", (
+        "def linear_forward(x, W, b):\n    while True:\n        pass")), "graded", FULL - 2,
+        "q1_linear_test: CheckFailed"),
     "efflib_answer": (lambda: _replace_answer("q2_conv_size", (
         "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
         "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),
@@ -191,6 +206,37 @@ def test_feedback_hides_hidden_tests(graded):
     assert html.stat().st_size < 10_000_000
 
 
+# Grading with judging off: every test cell runs in the kernel and only the integrity probe
+# stands between a tampering notebook and full marks. Kernel-only checks (Labs 02-04) rely
+# on it; here it is tested on Lab 01, whose solution earns full marks untampered.
+PROBED = {
+    "patched_checks": (PATCH_CHECKS, "IntegrityError"),
+    "ast_transformer": (DROP_CHECKS, "IntegrityError"),
+    "swallowed_errors": (SWALLOW, "shell.showtraceback replaced"),
+    "patched_builtin": (PATCH_ROUND, "builtin round replaced"),
+}
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    incoming = tmp_path_factory.mktemp("probed_in")
+    nbformat.write(_solution(), incoming / "clean.ipynb")
+    for name, (code, _) in PROBED.items():
+        nbformat.write(_prepend_to_first_answer(code), incoming / f"{name}.ipynb")
+    grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2, cell_timeout=10,
+                    notebook_timeout=150, judge=False)
+    grader.run(incoming, progress=False)
+    with open(grader.course / "reports" / LAB / "grades.csv") as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("name", list(PROBED))
+def test_the_probe_catches_tampering_in_kernel_run_cells(probed, name):
+    assert float(probed["clean"]["score"]) == FULL, probed["clean"]["reason"]
+    assert float(probed[name]["score"]) == 0
+    assert PROBED[name][1] in probed[name]["reason"]
+
+
 def test_summary_is_written(graded):
     grader, results, _ = graded
     out = grader.course / "reports" / LAB
@@ -199,10 +245,10 @@ def test_summary_is_written(graded):
     assert f"{len(results)} submissions" in text and "q1_linear_test" in text
 
 
-@pytest.mark.xfail(strict=False, raises=(AssertionError, subprocess.TimeoutExpired),
-                   reason="known bug (issue 6 note): under load the resumed run can stall on "
-                          "its last student after the kernel exits; cause not found yet")
 def test_resume_after_kill_minus_9(tmp_path):
+    """A run killed mid-batch resumes: nothing graded is redone or lost, no kernel is left.
+    (This once stalled under load: a garbage-collected zmq context of a finished kernel
+    blocked forever in term(); executor.create_kernel_manager now destroys it.)"""
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     for i in range(4):
