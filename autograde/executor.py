@@ -45,12 +45,21 @@ def _efflab_probe(nonce, trusted):
             return not code.co_filename.startswith(trusted)
         return getattr(obj, "__module__", "") == "__main__"
     ip = get_ipython()
-    # methods patched on the shell or kernel object (showtraceback, run_cell,
-    # transform_ast, ...) and replaced hooks of sys
-    for owner, label in ((ip, "shell"), (getattr(ip, "kernel", None), "kernel")):
-        for attr, value in list(vars(owner or object()).items()):
+    # methods patched on the objects that run cells and report errors (showtraceback,
+    # run_cell, transform_ast, session.send, ...), on them or on their classes
+    kernel = getattr(ip, "kernel", None)
+    owners = {"shell": ip, "kernel": kernel, "session": getattr(kernel, "session", None),
+              "displayhook": ip.displayhook, "display_pub": ip.display_pub}
+    for label, owner in owners.items():
+        if owner is None:
+            continue
+        for attr, value in list(vars(owner).items()):
             if callable(value) and not isinstance(value, type) and foreign(value):
                 found.append(f"{label}.{attr} replaced")
+        for cls in type(owner).__mro__:
+            for attr, value in list(vars(cls).items()):
+                if isinstance(value, types.FunctionType) and foreign(value):
+                    found.append(f"{cls.__name__}.{attr} replaced")
     for hook in ("excepthook", "displayhook"):
         value = getattr(sys, hook)
         if foreign(getattr(value, "__func__", value)):

@@ -214,6 +214,9 @@ PROBED = {
     "ast_transformer": (DROP_CHECKS, "IntegrityError"),
     "swallowed_errors": (SWALLOW, "shell.showtraceback replaced"),
     "patched_builtin": (PATCH_ROUND, "builtin round replaced"),
+    "patched_class": ("from IPython.core.interactiveshell import InteractiveShell\n"
+                      "InteractiveShell.showtraceback = lambda *a, **k: None",
+                      "InteractiveShell.showtraceback replaced"),
 }
 
 
