@@ -269,6 +269,9 @@ def _init_worker(course: str, env: dict[str, str]) -> None:
         os._exit(1)
 
     threading.Thread(target=orphan_watch, daemon=True).start()
+    import torch
+
+    torch.set_num_threads(1)  # judged checks run here, beside one kernel per worker
     os.environ.update(env)
     os.chdir(course)
     from nbgrader.apps import NbGraderAPI

@@ -2,7 +2,7 @@
 
 Both grade the same N copies of Lab 01's solution from scratch in fresh folders
 (goal: >= 1.8x faster on 2 cores). The serial run is plain nbgrader with no
-sandbox; the parallel one pays for its sandbox and integrity probes too.
+sandbox; the parallel one pays for its sandbox and for judging test cells outside the kernel.
 
     python bench/grade_speed.py [--students 8] [--lab lab01_layers]
 """
