@@ -10,9 +10,11 @@ marks earned before stay. Output beyond a byte budget is dropped as it arrives.
 import contextlib
 import functools
 import os
+import re
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,7 +107,8 @@ def is_test_cell(cell) -> bool:
 class SandboxedExecute(Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
-    scratch_root = Unicode("", help="Folder for per-student scratch folders").tag(config=True)
+    scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
+                                    "system's temporary folder)").tag(config=True)
     notebook_timeout = Integer(600, help="Wall-clock seconds for the whole notebook").tag(
         config=True)
     max_output_bytes = Integer(2_000_000, help="Output kept per notebook").tag(config=True)
@@ -124,10 +127,16 @@ class SandboxedExecute(Execute):
         self._truncated = False
         self._start = time.monotonic()
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
-        root = Path(self.scratch_root or Path.cwd() / ".sandbox")
-        scratch = root / f"{student}-{os.getpid()}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+        # short on purpose: Unix socket paths (the kernel's and the judge's) must stay
+        # under 108 bytes, which a folder deep inside a course tree can exceed
+        root = Path(self.scratch_root or tempfile.gettempdir())
+        root.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", student)[:16]
+        scratch = Path(tempfile.mkdtemp(prefix=f"efflab-{name}-", dir=root))
+        if len(str(scratch / "kernel-ipc-65535")) > 100:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise ValueError(f"scratch folder {scratch} is too long for Unix sockets; set "
+                             "SandboxedExecute.scratch_root to a short folder")
         if sandbox.isolation_problem() is None:
             os.chown(scratch, sandbox.NOBODY, sandbox.NOBODY)
         saved = {k: os.environ.get(k) for k in ("EFFLAB_SANDBOX", "EFFLAB_SCRATCH")}
@@ -298,11 +307,11 @@ class SandboxedExecute(Execute):
         text = printed + shown
         cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=text)] \
             if text else []
-        if error is not None:
-            cell.outputs.append(_error(type(error).__name__, str(error)))
-        if self._dead:
+        if self._dead:  # the check's own error would only repeat this
             cell.outputs.append(_error("KernelDied", self._dead))
             self._stop_kernel()
+        elif error is not None:
+            cell.outputs.append(_error(type(error).__name__, str(error)))
         return cell
 
     def _drain(self, msg_id: str, limit: int = 100_000) -> str:

@@ -45,7 +45,6 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.SandboxedExecute.timeout = {cell_timeout}
 c.SandboxedExecute.notebook_timeout = {notebook_timeout}
-c.SandboxedExecute.scratch_root = {scratch!r}
 c.SandboxedExecute.memory_mb = {memory_mb}
 c.SandboxedExecute.judge = {judge}
 c.GenerateFeedback.preprocessors = [
@@ -83,8 +82,7 @@ class Grader:
         (self.course / "nbgrader_config.py").write_text(CONFIG.format(
             root=str(self.course), db=self.db_url, course_id=COURSE_ID,
             cell_timeout=cell_timeout,
-            notebook_timeout=notebook_timeout, scratch=str(self.course / ".sandbox"),
-            memory_mb=memory_mb, judge=judge))
+            notebook_timeout=notebook_timeout, memory_mb=memory_mb, judge=judge))
         sandbox.write_kernelspec(self.course / "jupyter")
 
     def env(self) -> dict[str, str]:

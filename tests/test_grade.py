@@ -129,6 +129,9 @@ CORPUS = {
     "hang_in_answer": (lambda: _replace_answer("q1_linear", (
         "def linear_forward(x, W, b):\n    while True:\n        pass")), "graded", FULL - 2,
         "q1_linear_test: CheckFailed"),
+    "exit_in_answer": (lambda: _replace_answer("q1_linear", (
+        "def linear_forward(x, W, b):\n    import os\n    os._exit(1)")), "graded", 0,
+        "q1_linear_test: KernelDied"),
     "efflib_answer": (lambda: _replace_answer("q2_conv_size", (
         "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
         "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),

@@ -203,9 +203,11 @@ def call(fn: Callable, case: str, *args, **kwargs):
     """Call the student's function, turning its exceptions into a readable failure."""
     if not callable(fn):
         fail(f"expected a function, got {type(fn).__name__}")
+    from autograde.remote import JudgeError
+
     try:
         return fn(*args, **kwargs)
-    except (CheckFailed, GradedAnswerError):
+    except (CheckFailed, GradedAnswerError, JudgeError):  # not the function's own error
         raise
     except NotImplementedError:
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
