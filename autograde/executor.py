@@ -132,7 +132,8 @@ class SandboxedExecute(Execute):
         root = Path(self.scratch_root or tempfile.gettempdir())
         root.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", student)[:16]
-        scratch = Path(tempfile.mkdtemp(prefix=f"efflab-{name}-", dir=root))
+        grader = os.environ.get("EFFLAB_GRADER_PID", str(os.getpid()))
+        scratch = Path(tempfile.mkdtemp(prefix=f"efflab-{grader}-{name}-", dir=root))
         if len(str(scratch / "kernel-ipc-65535")) > 100:
             shutil.rmtree(scratch, ignore_errors=True)
             raise ValueError(f"scratch folder {scratch} is too long for Unix sockets; set "

@@ -221,6 +221,7 @@ class Grader:
                   file=sys.stderr, flush=True)
         if sandbox.reap_orphans():
             print("stopped kernels left behind by an interrupted earlier run")
+        sandbox.remove_stale_scratch()
         self.release()
         subs = self.intake(collect(source, self.lab, self.course / "incoming"))
         todo = [s for s in subs if not self._done(s.student)]

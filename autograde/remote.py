@@ -229,7 +229,8 @@ def judged_checks(source: str) -> list[str] | None:
 
 
 def _free_names(tree: ast.AST) -> list[str]:
-    """Names a cell reads but neither binds nor gets from builtins."""
+    """Names a cell reads but does not bind. Builtins are among them: a notebook that
+    defines its own `pow` must be checked as it would be in the kernel."""
     bound, read = set(), []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -244,7 +245,7 @@ def _free_names(tree: ast.AST) -> list[str]:
                 bound.add(node.arg)
             elif isinstance(node, ast.FunctionDef):
                 bound.add(node.name)
-    return [n for n in read if n not in bound and not hasattr(builtins, n)]
+    return [n for n in read if n not in bound]
 
 
 def judge_cell(source: str, session: Session) -> tuple[str, BaseException | None]:

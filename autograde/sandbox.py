@@ -156,6 +156,20 @@ def reap_orphans() -> int:
     return killed
 
 
+def remove_stale_scratch(root: str | None = None) -> int:
+    """Remove scratch folders (`efflab-GRADERPID-*`) whose grader is gone; how many."""
+    import shutil
+    import tempfile
+
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob("efflab-*-*"):
+        grader = folder.name.split("-")[1]
+        if folder.is_dir() and grader.isdigit() and not Path(f"/proc/{grader}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def remove_empty_cgroups() -> None:
     """Remove the memory cgroups of kernels that have exited."""
     for group in _kernel_cgroups():

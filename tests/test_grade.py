@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -277,6 +279,8 @@ def test_resume_after_kill_minus_9(tmp_path):
     left = subprocess.run(["pgrep", "-f", f"ipykernel_launcher -f {course}"],
                           capture_output=True, text=True).stdout.split()
     assert not left, f"kernels of the killed run were not reaped: {left}"
+    stale = list(Path(tempfile.gettempdir()).glob(f"efflab-{proc.pid}-*"))
+    assert not stale, f"scratch folders of the killed run were left: {stale}"
     assert f"resuming: {len(first)} of 4 already graded" in done.stdout
     for name, text in first.items():  # graded before the kill: kept, not redone
         assert (journal / name).read_text() == text

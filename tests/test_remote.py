@@ -170,6 +170,14 @@ def test_the_kernel_cannot_talk_the_judge_into_a_pass():
     assert isinstance(error, remote.JudgeError)
 
 
+def test_notebook_names_shadow_builtins_as_they_would_in_the_kernel():
+    src = "from autograde.checks.lab01 import check_linear_forward\ncheck_linear_forward(pow)"
+    _, error = remote.judge_cell(src, session_for({"pow": lambda x, w, b: x @ w.T + b}))
+    assert error is None, error
+    _, error = remote.judge_cell(src, session_for({}))  # the builtin pow: wrong answer
+    assert isinstance(error, CheckFailed)
+
+
 def test_watch_travels_with_the_call_and_reports_what_ran():
     """Q6 requires torch.einsum: the kernel records the calls, the judge reads them."""
     def conv2d_einsum(x, w, b=None, stride=1, padding=0):
