@@ -24,80 +24,12 @@ from nbgrader.preprocessors.execute import Execute
 from nbgrader.utils import is_grade, is_solution
 from traitlets import Bool, Integer, Unicode
 
-from autograde import remote, sandbox
+from autograde import integrity, remote, sandbox, wire
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=evalue,
                         traceback=[f"{ename}: {evalue}"])
-
-
-# Run in the student's kernel after every test cell that is not judged outside it
-# (kernel_only checks). It looks for the usual ways of faking a pass: check functions,
-# builtins or shell methods replaced by code from the notebook, AST or input
-# transformers, custom exception handlers, trace hooks, swapped modules. Code that reads
-# this probe can still hide from it; judged cells (autograde.remote) do not depend on it.
-PROBE = r"""
-def _efflab_probe(nonce, trusted):
-    import builtins, sys, types
-    found = []
-    def foreign(obj):
-        code = getattr(obj, "__code__", None)
-        if code is not None:
-            return not code.co_filename.startswith(trusted)
-        return getattr(obj, "__module__", "") == "__main__"
-    ip = get_ipython()
-    # methods patched on the objects that run cells and report errors (showtraceback,
-    # run_cell, transform_ast, session.send, ...), on them or on their classes
-    kernel = getattr(ip, "kernel", None)
-    owners = {"shell": ip, "kernel": kernel, "session": getattr(kernel, "session", None),
-              "displayhook": ip.displayhook, "display_pub": ip.display_pub}
-    for label, owner in owners.items():
-        if owner is None:
-            continue
-        for attr, value in list(vars(owner).items()):
-            if callable(value) and not isinstance(value, type) and foreign(value):
-                found.append(f"{label}.{attr} replaced")
-        for cls in type(owner).__mro__:
-            for attr, value in list(vars(cls).items()):
-                if isinstance(value, types.FunctionType) and foreign(value):
-                    found.append(f"{cls.__name__}.{attr} replaced")
-    for hook in ("excepthook", "displayhook"):
-        value = getattr(sys, hook)
-        if foreign(getattr(value, "__func__", value)):
-            found.append(f"sys.{hook} replaced")
-    if ip.custom_exceptions:
-        found.append("custom exception handlers installed")
-    if ip.ast_transformers:
-        found.append("AST transformers installed")
-    if ip.input_transformers_post:
-        found.append("input transformers installed")
-    if sys.gettrace() is not None or sys.getprofile() is not None:
-        found.append("a trace or profile hook is set")
-    for name, value in list(vars(builtins).items()):
-        if isinstance(value, (types.FunctionType, type)) and foreign(value):
-            found.append(f"builtin {name} replaced")
-    for name, mod in list(sys.modules.items()):
-        if not name.startswith(("autograde", "efflib")):
-            continue
-        if not str(getattr(mod, "__file__", "")).startswith(trusted):
-            found.append(f"module {name} replaced")
-            continue
-        for attr, value in list(vars(mod).items()):
-            if callable(value) and foreign(value):
-                found.append(f"{name}.{attr} replaced")
-    print(nonce, "|".join(found) or "clean")
-_efflab_probe(PROBE_ARGS)
-del _efflab_probe
-"""
-
-
-def _trusted_prefixes() -> tuple[str, ...]:
-    import sysconfig
-
-    repo = str(Path(__file__).resolve().parents[1])
-    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return (repo, *sorted(paths))
 
 
 def is_test_cell(cell) -> bool:
@@ -237,8 +169,7 @@ class SandboxedExecute(Execute):
             cell.outputs = [_error("IntegrityError", self._tampered)]
             return
         try:
-            verdict, _ = self._run_private(
-                PROBE.replace("PROBE_ARGS", f"{{nonce}}, {_trusted_prefixes()!r}"), index, 100_000)
+            verdict, _ = self._run_private(integrity.code("{nonce}"), index, 100_000)
         except Exception as e:  # noqa: BLE001 - a probe that cannot run is suspicious
             self._tampered = f"the integrity probe failed ({type(e).__name__})"
         else:
@@ -271,7 +202,7 @@ class SandboxedExecute(Execute):
         def ask(request: dict) -> dict:
             nonlocal conn
             if self._dead:
-                raise remote.JudgeError(f"the kernel stopped: {self._dead}")
+                raise wire.JudgeError(f"the kernel stopped: {self._dead}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"the test ran out of its {budget} s")
@@ -280,17 +211,17 @@ class SandboxedExecute(Execute):
                 if conn is None:
                     listener.settimeout(min(left, 60))
                     conn, _ = listener.accept()
-                remote.send(conn, request)
+                wire.send(conn, request)
                 conn.settimeout(limit)
                 try:
-                    return remote.receive(conn)
+                    return wire.receive(conn)
                 except TimeoutError:  # the student's code hangs: interrupt it, go on
                     run_sync(self.km.interrupt_kernel)()
                     conn.settimeout(10)
-                    remote.receive(conn)
-            except (OSError, remote.JudgeError) as e:
+                    wire.receive(conn)
+            except (OSError, wire.JudgeError) as e:
                 self._dead = f"the kernel stopped answering ({type(e).__name__}: {e})"
-                raise remote.JudgeError(self._dead) from None
+                raise wire.JudgeError(self._dead) from None
             raise TimeoutError(f"the call took longer than {limit} s and was interrupted")
 
         cell.execution_count = None
@@ -299,7 +230,7 @@ class SandboxedExecute(Execute):
         finally:
             if conn is not None and not self._dead:
                 with contextlib.suppress(OSError):
-                    remote.send(conn, {"op": "done"})
+                    wire.send(conn, {"op": "done"})
             for s in (conn, listener):
                 if s is not None:
                     s.close()

@@ -1,4 +1,4 @@
-"""autograde.remote: plain-data transport, and test cells judged outside the kernel.
+"""autograde.wire and autograde.remote: plain-data transport, judging outside the kernel.
 
 The kernel side runs here in-process through a JSON round trip, so these tests need no
 kernel; tests/test_grade.py runs the same path against real sandboxed kernels."""
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograde import build, remote
+from autograde import build, remote, wire
 from autograde.checks import _core, lab01
 from autograde.checks._core import CheckFailed
 from autograde.executor import is_test_cell
@@ -28,7 +28,7 @@ class Sneaky(torch.Tensor):
 
 
 def roundtrip(value):
-    return remote.decode(json.loads(json.dumps(remote.encode(value))))
+    return wire.decode(json.loads(json.dumps(wire.encode(value))))
 
 
 def test_plain_values_survive_and_lose_their_overrides():
@@ -54,12 +54,12 @@ def test_tensors_travel_exactly(dtype):
 
 def test_objects_become_refs_only_where_allowed():
     refs = {}
-    enc = remote.encode([1, print], refs)
+    enc = wire.encode([1, print], refs)
     assert enc[1]["__t"] == "ref" and refs[enc[1]["id"]] is print
     with pytest.raises(TypeError, match="not plain data"):
-        remote.encode(object())
-    with pytest.raises(remote.JudgeError, match="not a valid value"):
-        remote.decode(enc)  # a ref needs a session to become a Remote
+        wire.encode(object())
+    with pytest.raises(wire.JudgeError, match="not a valid value"):
+        wire.decode(enc)  # a ref needs a session to become a Remote
 
 
 @pytest.mark.parametrize("bad", [
@@ -70,8 +70,8 @@ def test_objects_become_refs_only_where_allowed():
     {"__t": "dict", "v": [[[1], 2]]},  # unhashable key
 ])
 def test_malformed_answers_are_refused(bad):
-    with pytest.raises(remote.JudgeError):
-        remote.decode(bad)
+    with pytest.raises(wire.JudgeError):
+        wire.decode(bad)
 
 
 def test_which_cells_are_judged():
@@ -167,7 +167,7 @@ def test_the_kernel_cannot_talk_the_judge_into_a_pass():
     assert isinstance(error, CheckFailed) and "expected a function" in str(error)
     garbage = remote.Session(lambda request: {"value": {"__t": "pickle", "v": "x"}})
     _, error = remote.judge_cell(Q1, garbage)
-    assert isinstance(error, remote.JudgeError)
+    assert isinstance(error, wire.JudgeError)
 
 
 def test_notebook_names_shadow_builtins_as_they_would_in_the_kernel():

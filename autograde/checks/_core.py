@@ -203,7 +203,7 @@ def call(fn: Callable, case: str, *args, **kwargs):
     """Call the student's function, turning its exceptions into a readable failure."""
     if not callable(fn):
         fail(f"expected a function, got {type(fn).__name__}")
-    from autograde.remote import JudgeError
+    from autograde.wire import JudgeError
 
     try:
         return fn(*args, **kwargs)
