@@ -145,7 +145,17 @@ def test_factorised_mistakes():
     with pytest.raises(CheckFailed, match="long side only"):
         C.check_factorised(square_padding)
     with pytest.raises(CheckFailed, match=r"expected a \(1, 3\) conv"):
+        C.check_factorised(lambda ci, co, n: nn.Sequential(
+            nn.Conv2d(ci, co, n, padding=n // 2, bias=False)))
+    with pytest.raises(CheckFailed, match="nn.Sequential built only from torch.nn layers"):
         C.check_factorised(lambda ci, co, n: nn.Conv2d(ci, co, n, padding=n // 2, bias=False))
+
+    class Pair(nn.Sequential):  # a custom class cannot be rebuilt by the grader
+        pass
+    with pytest.raises(CheckFailed, match="got Pair"):
+        C.check_factorised(lambda ci, co, n: Pair(
+            nn.Conv2d(ci, co, (1, n), padding=(0, n // 2), bias=False),
+            nn.Conv2d(co, co, (n, 1), padding=(n // 2, 0), bias=False)))
 
     def with_bias(ci, co, n):
         return nn.Sequential(nn.Conv2d(ci, co, (1, n), padding=(0, n // 2)),

@@ -62,7 +62,34 @@ def test_objects_become_refs_only_where_allowed():
         wire.decode(enc)  # a ref needs a session to become a Remote
 
 
+def test_standard_layers_travel_as_data_and_are_rebuilt():
+    import torch.nn as nn
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                      nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(8 * 4 * 4, 5)).eval()
+    with torch.no_grad():
+        m[1].running_mean.normal_()
+        m[0].weight = nn.Parameter(m[0].weight[:6])  # resized by hand: kept as it is
+        m[1] = nn.BatchNorm2d(6).eval()
+    m[5] = nn.Linear(6 * 4 * 4, 5)
+    got = roundtrip(m)
+    x = torch.randn(2, 3, 8, 8)
+    assert type(got) is nn.Sequential and got is not m and not got.training
+    assert torch.equal(got(x), m(x)) and got[0].bias is None
+
+    class MyConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 0 + 1
+    assert not wire.is_layer_tree(nn.Sequential(MyConv(1, 1, 1)))
+    with pytest.raises(TypeError, match="not plain data"):
+        wire.encode(nn.Sequential(MyConv(1, 1, 1)))
+
+
 @pytest.mark.parametrize("bad", [
+    {"__t": "module", "cls": "Module", "config": {"__t": "dict", "v": []}},
+    {"__t": "module", "cls": "ReLU", "config": {"__t": "dict", "v": [["inplace", False],
+                                                                     ["hook", "x"]]}},
     {"__t": "tensor", "dtype": "float32", "shape": [2], "data": "AAAA"},  # 3 bytes for 8
     {"__t": "tensor", "dtype": "Tensor", "shape": [], "data": ""},
     {"__t": "pickle", "v": "gASV"},
@@ -107,7 +134,7 @@ def test_every_lab_test_cell_is_judged_unless_its_check_needs_a_live_object():
                            if hasattr(getattr(mod, n), "kernel_only")), cell.source
     # judged / autograded points, as the README states them
     assert points == {"lab01_layers": [25, 25], "lab02_metrics": [25, 29],
-                      "lab03_architectures": [6, 20], "lab04_pruning": [5, 16]}
+                      "lab03_architectures": [11, 20], "lab04_pruning": [5, 16]}
 
 
 # --- judging a cell against an in-process "kernel" ------------------------------------
@@ -194,3 +221,28 @@ def test_checks_still_run_in_the_kernel_for_students():
     """Outside the grader (JupyterLab), the same check runs in-process as before."""
     with pytest.raises(CheckFailed, match="calls torch's linear"):
         lab01.check_linear_forward(lambda x, w, b: F.linear(x, w, b))
+
+
+def test_a_returned_sequential_is_judged_as_rebuilt_layers():
+    """Q1 of Lab 03 judged outside the kernel: the block is rebuilt here from data."""
+    import torch.nn as nn
+
+    def vgg_stage(c_in, c_out, convs):
+        layers = []
+        for i in range(convs):
+            layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU()]
+        return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+    class Stage(nn.Module):  # right behaviour, but a class the grader cannot rebuild
+        def __init__(self, c_in, c_out, convs):
+            super().__init__()
+            self.body = vgg_stage(c_in, c_out, convs)
+
+        def forward(self, x):
+            return self.body(x)
+
+    src = "from autograde.checks.lab03 import check_vgg_stage\ncheck_vgg_stage(vgg_stage)"
+    _, error = remote.judge_cell(src, session_for({"vgg_stage": vgg_stage}))
+    assert error is None, error
+    _, error = remote.judge_cell(src, session_for({"vgg_stage": Stage}))
+    assert isinstance(error, CheckFailed) and "nn.Sequential" in str(error)
