@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jupyter_core.utils import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.preprocessors.execute import Execute
@@ -141,12 +142,11 @@ class SandboxedExecute(Execute):
             self._stop_kernel()
             return cell, self.resources
 
-    def _run_private(self, code: str, index: int, budget: int) -> tuple[str, str]:
-        """Run grader code in the kernel (`{nonce}` in `code` is filled in); returns the
-        stdout line that starts with the nonce, and the rest of stdout."""
+    def _probe(self, index: int) -> str:
+        """Run the integrity probe in the kernel; its verdict ("clean" or what it found)."""
         nonce = secrets.token_hex(16)
-        self._private, self._private_bytes, self._private_budget = True, 0, budget
-        cell = NotebookNode(cell_type="code", source=code.replace("{nonce}", repr(nonce)),
+        self._private, self._private_bytes = True, 0
+        cell = NotebookNode(cell_type="code", source=integrity.code(repr(nonce)),
                             metadata={}, outputs=[], execution_count=None)
         saved = self.nb.cells[index]
         try:
@@ -155,13 +155,8 @@ class SandboxedExecute(Execute):
             self._private = False
             self.nb.cells[index] = saved  # nbclient stored our cell at this index
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-        answer, rest = "", []
-        for line in text.splitlines(keepends=True):
-            if line.startswith(nonce):
-                answer = line[len(nonce):].strip()
-            else:
-                rest.append(line)
-        return answer, "".join(rest)
+        lines = [ln for ln in text.splitlines() if ln.startswith(nonce)]
+        return lines[-1][len(nonce):].strip() if lines else ""
 
     def _check_integrity(self, cell, index) -> None:
         """After a kernel-run test cell: a tampered kernel's pass does not count."""
@@ -169,7 +164,7 @@ class SandboxedExecute(Execute):
             cell.outputs = [_error("IntegrityError", self._tampered)]
             return
         try:
-            verdict, _ = self._run_private(integrity.code("{nonce}"), index, 100_000)
+            verdict = self._probe(index)
         except Exception as e:  # noqa: BLE001 - a probe that cannot run is suspicious
             self._tampered = f"the integrity probe failed ({type(e).__name__})"
         else:
@@ -184,8 +179,6 @@ class SandboxedExecute(Execute):
         """Run a test cell in this (trusted) process. The kernel runs one request loop
         (autograde.remote.serve) that calls the student's code and answers with plain
         data over a Unix socket in the scratch folder."""
-        from jupyter_core.utils import run_sync
-
         budget = self.judge_seconds()
         deadline = time.monotonic() + budget
         path = self._scratch / "judge.sock"
@@ -248,8 +241,6 @@ class SandboxedExecute(Execute):
 
     def _drain(self, msg_id: str, limit: int = 100_000) -> str:
         """The stdout of a request loop, read until its kernel is idle again."""
-        from jupyter_core.utils import run_sync
-
         text, deadline = [], time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -271,8 +262,6 @@ class SandboxedExecute(Execute):
         return 3 * (self.timeout or 60)
 
     def _stop_kernel(self) -> None:
-        from jupyter_core.utils import run_sync
-
         try:
             if self.km is not None:
                 run_sync(self.km.shutdown_kernel)(now=True)
@@ -283,10 +272,10 @@ class SandboxedExecute(Execute):
         if msg.get("msg_type") == "error":  # errors decide grades: never dropped
             return super().output(outs, msg, display_id, cell_index)
         size = len(str(msg.get("content", "")))
-        if self._private:  # the grader's own requests get through a spent budget
+        if self._private:  # the probe's verdict gets through a spent budget
             self._private_bytes += size
             return super().output(outs, msg, display_id, cell_index) \
-                if self._private_bytes < self._private_budget else None
+                if self._private_bytes < 100_000 else None
         self._output_bytes += size
         if self._output_bytes > self.max_output_bytes:
             if not self._truncated:

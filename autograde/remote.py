@@ -125,11 +125,10 @@ def _free_names(tree: ast.AST) -> list[str]:
                 read.append(node.id)
         elif isinstance(node, ast.alias):
             bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.FunctionDef | ast.Lambda | ast.arg):
-            if isinstance(node, ast.arg):
-                bound.add(node.arg)
-            elif isinstance(node, ast.FunctionDef):
-                bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.FunctionDef):
+            bound.add(node.name)
     return [n for n in read if n not in bound]
 
 
@@ -210,12 +209,13 @@ def answer(req: dict, namespace: dict) -> dict:
             fn = _REFS[int(req["ref"])]
             args, kwargs = decode(req["args"]), decode(req["kwargs"])
             spec = req.get("watch")
-            if spec is None:
-                return {"value": encode(fn(*args, **kwargs), _REFS)}
-            forbidden = [f if isinstance(f, str) else _resolve(f) for f in spec["forbidden"]]
-            with watch(forbidden, spec["topics"], spec["why"]) as recorder:
+            watched = contextlib.nullcontext() if spec is None else watch(
+                [f if isinstance(f, str) else _resolve(f) for f in spec["forbidden"]],
+                spec["topics"], spec["why"])
+            with watched as recorder:
                 value = fn(*args, **kwargs)
-            return {"value": encode(value, _REFS), "called": sorted(recorder.called)}
+            called = sorted(recorder.called) if recorder is not None else []
+            return {"value": encode(value, _REFS), "called": called}
         raise ValueError(f"unknown request {req['op']!r}")
     except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
         return {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}

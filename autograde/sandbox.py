@@ -140,12 +140,17 @@ def _kernel_cgroups(pattern: str = "efflab-*"):
         yield from Path(base).glob(pattern)
 
 
+def _grader_gone(name: str) -> bool:
+    """For an `efflab-GRADERPID-...` cgroup or folder: its grading process has exited."""
+    pid = name.split("-")[1]
+    return pid.isdigit() and (int(pid) == 0 or not Path(f"/proc/{pid}").exists())
+
+
 def reap_orphans() -> int:
     """Kill kernels whose grader is gone (e.g. after kill -9); return how many."""
     killed = 0
     for group in _kernel_cgroups("efflab-*-*"):
-        grader = int(group.name.split("-")[1])
-        if grader and Path(f"/proc/{grader}").exists():
+        if not _grader_gone(group.name):
             continue  # its grader still runs
         try:
             for pid in (group / "cgroup.procs").read_text().split():
@@ -163,8 +168,7 @@ def remove_stale_scratch(root: str | None = None) -> int:
 
     removed = 0
     for folder in Path(root or tempfile.gettempdir()).glob("efflab-*-*"):
-        grader = folder.name.split("-")[1]
-        if folder.is_dir() and grader.isdigit() and not Path(f"/proc/{grader}").exists():
+        if folder.is_dir() and _grader_gone(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed

@@ -10,9 +10,12 @@ overridden methods (an always-true `__eq__`, a tensor subclass).
 
 import base64
 import json
+import math
 from collections.abc import Callable
 
 import torch
+
+from autograde.checks._core import as_plain_tensor
 
 MAX_ITEMS = 100_000  # elements of a list/tuple/dict answer
 MAX_DEPTH = 20
@@ -30,10 +33,8 @@ def encode(value, refs: dict | None = None, depth: int = 0):
 
     if depth > MAX_DEPTH:
         raise ValueError("nested too deep")
-    if value is None or type(value) in (bool, str):
+    if value is None or type(value) in (bool, str):  # bool cannot be subclassed
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, int):  # subclasses lose their overrides here
         return int.__index__(value)
     if isinstance(value, float):
@@ -45,21 +46,18 @@ def encode(value, refs: dict | None = None, depth: int = 0):
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return encode(torch.from_numpy(np.ascontiguousarray(value)), refs, depth)
     if isinstance(value, torch.Tensor):
-        with torch._C.DisableTorchFunctionSubclass():
-            t = value.as_subclass(torch.Tensor).detach()
-            if t.is_sparse or t.layout != torch.strided:
-                t = t.to_dense()
-            t = t.cpu().contiguous()
-            if t.dtype == torch.bfloat16 or str(t.dtype).startswith("torch.float8"):
-                t = t.float()
-            return {"__t": "tensor", "dtype": str(t.dtype).removeprefix("torch."),
-                    "shape": list(t.shape),
-                    "data": base64.b64encode(t.numpy().tobytes()).decode()}
+        t = as_plain_tensor(value, "a tensor")
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        t = t.contiguous()
+        if t.dtype == torch.bfloat16 or str(t.dtype).startswith("torch.float8"):
+            t = t.float()
+        return {"__t": "tensor", "dtype": str(t.dtype).removeprefix("torch."),
+                "shape": list(t.shape), "data": base64.b64encode(t.numpy().tobytes()).decode()}
     if isinstance(value, torch.dtype):
         return {"__t": "dtype", "v": str(value).removeprefix("torch.")}
     if isinstance(value, tuple | list):
-        items = tuple.__iter__(value) if isinstance(value, tuple) else list.__iter__(value)
-        items = list(items)
+        items = list(tuple.__iter__(value) if isinstance(value, tuple) else list.__iter__(value))
         if len(items) > MAX_ITEMS:
             raise ValueError(f"more than {MAX_ITEMS} items")
         enc = [encode(v, refs, depth + 1) for v in items]
@@ -106,10 +104,7 @@ def decode(obj, make_ref: Callable | None = None, depth: int = 0):
         dtype = decode({"__t": "dtype", "v": obj["dtype"]})
         shape = [int(s) for s in obj["shape"]]
         data = bytearray(base64.b64decode(str(obj["data"]), validate=True))
-        count = 1
-        for s in shape:
-            count *= s
-        if count * torch.empty((), dtype=dtype).element_size() != len(data):
+        if math.prod(shape) * dtype.itemsize != len(data):
             raise JudgeError("a tensor's bytes do not match its shape")
         if not data:
             return torch.empty(shape, dtype=dtype)
