@@ -1,11 +1,19 @@
-"""Command line of efflab: `python -m autograde build|check|lab`."""
+"""Command line of efflab: `python -m autograde build|check|lab|grade|readme`.
+
+    build   solutions/ -> build/source -> labs/ (fixed cell ids, nbgrader release)
+    check   exit 1 if labs/ differs from a fresh build
+    lab     serve JupyterLab on labs/
+    grade   grade a class's submissions of one lab (autograde.grading)
+    readme  regenerate the README's generated blocks (lab table, measured figures)
+"""
 
 import argparse
 import os
 import sys
 from pathlib import Path
 
-from autograde import build
+from autograde import build, readme
+from autograde.grading.grader import Grader
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--memory-mb", type=int, default=3072, help="per student kernel")
     p_grade.add_argument("--fresh", action="store_true",
                          help="forget earlier runs of this lab (default: resume them)")
+    p_readme = sub.add_parser("readme", help="regenerate the README's generated blocks")
+    p_readme.add_argument("--check", action="store_true", help="exit 1 if they are stale")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        stale = readme.update(check=args.check)
+        if stale:
+            print("README.md: generated blocks " + ("are stale (run `python -m autograde "
+                                                     "readme`)" if args.check else "updated"))
+        return 1 if stale and args.check else 0
     if args.command == "lab":
         return serve_lab(args.port, args.token)
     if args.command == "grade":
@@ -57,16 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def grade(args) -> int:
     """Run the grader; bad arguments are reported in one line."""
-    import shutil
-
-    from autograde.grade import Grader
-
     course = args.course or build.ROOT / "grading" / args.lab
     try:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
                         args.notebook_timeout, args.memory_mb)
         if args.fresh:
-            shutil.rmtree(grader.journal, ignore_errors=True)
+            grader.journal.forget()
         grader.run(args.submissions)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from autograde import nbg
+from autograde import nbgrader_glue
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -89,10 +89,10 @@ def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
     """Run `nbgrader generate_assignment --force` for each lab into `dest`."""
     for lab in labs:
         try:
-            nbg.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
+            nbgrader_glue.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
                     f"--CourseDirectory.source_directory={source}",
                     f"--CourseDirectory.release_directory={dest}", "--log-level=WARN")
-        except nbg.NbgraderError as e:
+        except nbgrader_glue.NbgraderError as e:
             raise BuildError(str(e)) from e
         if not (dest / lab / f"{lab}.ipynb").is_file():
             raise BuildError(f"nbgrader generate_assignment {lab} wrote no notebook")

@@ -18,8 +18,10 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from autograde import build, nbg  # noqa: E402
-from autograde.grade import Grader  # noqa: E402
+from record import load, record  # noqa: E402
+
+from autograde import build, nbgrader_glue  # noqa: E402
+from autograde.grading.grader import Grader  # noqa: E402
 
 GOAL = 1.8
 
@@ -30,13 +32,13 @@ def serial(lab: str, n: int, tmp: Path) -> float:
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\nc.CourseDirectory.source_directory = 'source'\n"
         "c.CourseDirectory.release_directory = 'release'\n")
-    nbg.run(course, "generate_assignment", lab, "--force")
+    nbgrader_glue.run(course, "generate_assignment", lab, "--force")
     for i in range(n):
         dest = course / "submitted" / f"s{i}" / lab
         dest.mkdir(parents=True)
         nbformat.write(build.source_notebook(lab), dest / f"{lab}.ipynb")
     start = time.perf_counter()
-    nbg.run(course, "autograde", lab, "--force", "--create")
+    nbgrader_glue.run(course, "autograde", lab, "--force", "--create")
     return time.perf_counter() - start
 
 
@@ -57,6 +59,7 @@ def main() -> int:
     ap.add_argument("--lab", default="lab01_layers")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    before = load()
     tmp = Path(tempfile.mkdtemp(prefix="efflab-grade-bench-"))
     try:
         t_serial = serial(args.lab, args.students, tmp)
@@ -68,6 +71,10 @@ def main() -> int:
           f"python -m autograde grade, {args.workers} workers, sandboxed: autograde "
           f"{t_par['autograde']:.1f} s ({speedup:.2f}x, goal >= {GOAL}x), then feedback and "
           f"reports {t_par['feedback and reports']:.1f} s")
+    record("grade_speed", {"students": args.students, "lab": args.lab, "workers": args.workers,
+                           "serial_s": round(t_serial, 1),
+                           "parallel_s": round(t_par["autograde"], 1),
+                           "speedup": round(speedup, 2)}, before)
     return 0 if speedup >= GOAL else 1
 
 

@@ -1,6 +1,6 @@
 """Time each lab's solution and blank release end to end in a fresh kernel.
 
-Target (issue "Foundation"): every solution runs in under 60 s on 2 CPU cores.
+Target: every solution runs in under 60 s on 2 CPU cores.
 Run with `make bench` or `.venv/bin/python bench/lab_times.py [lab ...]`.
 """
 
@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from record import load, record  # noqa: E402
+
 from autograde import build  # noqa: E402
 
 TARGET_S = 60.0
@@ -33,14 +35,17 @@ def run(nb, cwd: Path) -> tuple[float, int]:
 def main(labs: list[str]) -> int:
     print(f"{os.cpu_count()} CPUs; target: solution < {TARGET_S:.0f} s")
     print(f"{'lab':20s} {'solution s':>10s} {'errors':>6s} {'blank s':>8s} {'errors':>6s}")
-    worst = 0.0
+    worst, figures, before = 0.0, {}, load()
     with tempfile.TemporaryDirectory() as tmp:
         for lab in labs:
             sol_s, sol_err = run(build.source_notebook(lab), Path(tmp))
             blank = nbformat.read(build.LABS / lab / f"{lab}.ipynb", 4)
             blank_s, blank_err = run(blank, Path(tmp))
             worst = max(worst, sol_s)
+            figures[lab] = {"solution_s": round(sol_s, 1), "blank_s": round(blank_s, 1),
+                            "solution_errors": sol_err}
             print(f"{lab:20s} {sol_s:10.1f} {sol_err:6d} {blank_s:8.1f} {blank_err:6d}")
+    print(f"recorded in {record('lab_times', figures, before)}")
     print(f"slowest solution: {worst:.1f} s = {worst / TARGET_S:.2f} x the {TARGET_S:.0f} s budget")
     return 0 if worst < TARGET_S else 1
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 import torch
+from record import load, record  # noqa: E402 - bench/ is on sys.path when run as a script
 
 from efflib import models
 from efflib.metrics import profile
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     x = torch.randn(1, 3, 224, 224)
-    ok = True
+    ok, figures, before = True, {}, load()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, make in [("resnet50", models.resnet50), ("mobilenet_v2", models.mobilenet_v2),
@@ -51,11 +52,13 @@ def main() -> None:
 
             fwd, prof = interleaved([forward_pass, lambda m=model: profile(m, x)], args.repeats)
             ratio = statistics.median(p / f for p, f in zip(prof, fwd, strict=True))
+            figures[f"{name} {threads}t"] = round(ratio, 2)
             ok &= ratio <= GOAL or name != "resnet50"
             print(f"{threads} thread{'s' if threads > 1 else ' '} {name:13s} forward "
                   f"{statistics.median(fwd) * 1e3:7.1f} ms  profile "
                   f"{statistics.median(prof) * 1e3:7.1f} ms  median ratio {ratio:4.2f}x"
                   f"{'  (goal <= 1.5x)' if name == 'resnet50' else ''}")
+    print(f"recorded in {record('profiler_overhead', figures, before)}")
     print("goal met" if ok else "GOAL MISSED")
     sys.exit(0 if ok else 1)
 

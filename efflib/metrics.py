@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from efflib._guard import reference
+from efflib.graded import reference
 from efflib.size import model_size
 
 aten = torch.ops.aten

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from efflib._guard import reference
+from efflib.graded import reference
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
@@ -195,10 +195,3 @@ def channel_prune(model: nn.Module, ratio: float) -> nn.Module:
 def _set(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def sparsify_like(model: nn.Module, sparsity: float) -> nn.Module:
-    """A copy of `model` with every Conv2d/Linear pruned fine-grained to `sparsity`."""
-    twin = copy.deepcopy(model)
-    Pruner(twin, {name: sparsity for name in prunable_layers(twin)})
-    return twin

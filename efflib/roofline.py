@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from efflib._guard import reference
+from efflib.graded import reference
 from efflib.latency import threads
 from efflib.metrics import Profile
 
@@ -68,10 +68,15 @@ class RooflinePoint:
         return self.flops / self.bytes if self.bytes else float("inf")
 
 
+def _bounds(flops: float, nbytes: float, machine: Machine) -> tuple[float, float]:
+    """Seconds to compute `flops` at peak, and to move `nbytes` at full bandwidth."""
+    return flops / (machine.gflops * 1e9), nbytes / (machine.bandwidth_gbs * 1e9)
+
+
 @reference("roofline")
 def roofline_time(flops: float, nbytes: float, machine: Machine) -> float:
     """Seconds by the roofline model: max(flops / peak, bytes / bandwidth)."""
-    return max(flops / (machine.gflops * 1e9), nbytes / (machine.bandwidth_gbs * 1e9))
+    return max(_bounds(flops, nbytes, machine))
 
 
 def roofline_points(profile: Profile, machine: Machine,
@@ -83,8 +88,7 @@ def roofline_points(profile: Profile, machine: Machine,
             continue
         elements = r.params + _numel(r.input_shape) + _numel(r.output_shape)  # 0 if unknown
         flops, nbytes = 2 * r.macs, elements * bytes_per_element
-        compute = flops / (machine.gflops * 1e9)
-        memory = nbytes / (machine.bandwidth_gbs * 1e9)
+        compute, memory = _bounds(flops, nbytes, machine)
         points.append(RooflinePoint(r.name, flops, nbytes, max(compute, memory),
                                     "compute" if compute >= memory else "memory"))
     return points

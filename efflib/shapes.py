@@ -7,7 +7,7 @@ https://arxiv.org/abs/1603.07285.
 
 from collections.abc import Iterable, Sequence
 
-from efflib._guard import reference
+from efflib.graded import reference
 
 
 def _check_int(name: str, value, minimum: int) -> int:

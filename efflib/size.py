@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from efflib._guard import reference
+from efflib.graded import reference
 
 FORMATS = ("dense", "bitmask", "csr")
 

@@ -31,21 +31,14 @@ def solution_namespace(lab: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{k: v for k, v in env.items() if not k.startswith("__")})
 
 
-@pytest.fixture(scope="session")
-def lab01():
-    return solution_namespace("lab01_layers")
+_SOLUTIONS: dict[str, types.SimpleNamespace] = {}
 
 
-@pytest.fixture(scope="session")
-def lab02():
-    return solution_namespace("lab02_metrics")
-
-
-@pytest.fixture(scope="session")
-def lab03():
-    return solution_namespace("lab03_architectures")
-
-
-@pytest.fixture(scope="session")
-def lab04():
-    return solution_namespace("lab04_pruning")
+@pytest.fixture
+def solution(request) -> types.SimpleNamespace:
+    """The solution of the lab a test file is named after (tests/test_checks_LAB.py),
+    loaded once per session: a new lab needs no fixture of its own."""
+    lab = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_checks_")
+    if lab not in _SOLUTIONS:
+        _SOLUTIONS[lab] = solution_namespace(lab)
+    return _SOLUTIONS[lab]

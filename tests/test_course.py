@@ -9,7 +9,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from autograde import build
-from autograde.grade import COURSE_ID, Grader
+from autograde.grading.grader import Grader
+from autograde.nbgrader_glue import COURSE_ID
 
 LABS = build.lab_names()
 # `make test` runs with `--dist loadfile`: one worker grades these (the graded fixture is

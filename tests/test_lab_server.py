@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from autograde import build, nbg
+from autograde import build
+from autograde import nbgrader_glue as nbg
 
 
 def free_port() -> int:

@@ -141,10 +141,3 @@ def test_channel_prune_gives_a_smaller_dense_model_equal_when_dropped_inputs_are
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="ratio"):
         prune.channel_prune(model, 0.0)
-
-
-def test_sparsify_like_leaves_the_original_alone():
-    model = models.digit_cnn(width=8)
-    twin = prune.sparsify_like(model, 0.75)
-    assert float((model.fc.weight == 0).float().mean()) == 0
-    assert prune.Pruner(twin, {}).sparsity()["total"] == pytest.approx(0.75, abs=0.01)

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.lab01 import measured_receptive_field
+from autograde.checks.lab01_layers import measured_receptive_field
 from efflib import shapes
-from efflib._guard import GradedAnswerError, blocked
+from efflib.graded import GradedAnswerError, blocked
 
 
 def meta(*shape):

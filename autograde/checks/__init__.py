@@ -1,1 +1,1 @@
-"""Reference checks that lab test cells call: one module per lab."""
+"""Checks that lab test cells call: `api` for check writers, one module per lab named after it."""

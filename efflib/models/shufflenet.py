@@ -7,7 +7,7 @@ https://arxiv.org/abs/1807.11164
 import torch
 import torch.nn as nn
 
-from efflib._guard import reference
+from efflib.graded import reference
 
 # table 5 of the paper: output channels of conv1, stage2, stage3, stage4, conv5
 _WIDTHS = {

@@ -7,7 +7,7 @@ Recognition, https://arxiv.org/abs/1409.1556
 import torch
 import torch.nn as nn
 
-from efflib._guard import reference
+from efflib.graded import reference
 
 # configuration D of the paper: channels of each 3x3 conv, "M" a 2x2 max-pool
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",

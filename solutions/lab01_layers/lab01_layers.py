@@ -66,7 +66,7 @@ def linear_forward(x, W, b):
 
 # %% nbgrader={"grade": true, "grade_id": "q1_linear_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q1: linear_forward equals torch.nn.functional.linear."""
-from autograde.checks.lab01 import check_linear_forward
+from autograde.checks.lab01_layers import check_linear_forward
 
 check_linear_forward(linear_forward)
 ### BEGIN HIDDEN TESTS
@@ -104,7 +104,7 @@ def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
 
 # %% nbgrader={"grade": true, "grade_id": "q2_conv_size_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q2a: conv_output_size matches nn.Conv2d, dilation included."""
-from autograde.checks.lab01 import check_conv_output_size
+from autograde.checks.lab01_layers import check_conv_output_size
 
 check_conv_output_size(conv_output_size)
 ### BEGIN HIDDEN TESTS
@@ -129,7 +129,7 @@ def conv_transpose_output_size(size, kernel, stride=1, padding=0, output_padding
 
 # %% nbgrader={"grade": true, "grade_id": "q2_conv_transpose_size_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q2b: conv_transpose_output_size matches nn.ConvTranspose2d."""
-from autograde.checks.lab01 import check_conv_transpose_output_size
+from autograde.checks.lab01_layers import check_conv_transpose_output_size
 
 check_conv_transpose_output_size(conv_transpose_output_size)
 ### BEGIN HIDDEN TESTS
@@ -164,7 +164,7 @@ print("decoder sizes:", decoder_sizes)
 
 # %% nbgrader={"grade": true, "grade_id": "q2_decoder_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Q2c: decoder_sizes lists the size after each ConvTranspose2d."""
-from autograde.checks.lab01 import check_decoder_sizes
+from autograde.checks.lab01_layers import check_decoder_sizes
 
 check_decoder_sizes(decoder_sizes)
 
@@ -210,7 +210,7 @@ def pad2d(x, p, mode="zeros"):
 
 # %% nbgrader={"grade": true, "grade_id": "q3_pad_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q3: pad2d equals F.pad in zeros, reflect and replicate modes."""
-from autograde.checks.lab01 import check_pad2d
+from autograde.checks.lab01_layers import check_pad2d
 
 check_pad2d(pad2d)
 ### BEGIN HIDDEN TESTS
@@ -256,7 +256,7 @@ def receptive_field(layers):
 
 # %% nbgrader={"grade": true, "grade_id": "q4_receptive_field_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q4: receptive_field matches the field measured by backpropagation."""
-from autograde.checks.lab01 import check_receptive_field
+from autograde.checks.lab01_layers import check_receptive_field
 
 check_receptive_field(receptive_field)
 ### BEGIN HIDDEN TESTS
@@ -302,7 +302,7 @@ def conv_weight_shape(c_in, c_out, kernel, groups=1):
 
 # %% nbgrader={"grade": true, "grade_id": "q5_weight_shape_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q5a: conv_weight_shape equals nn.Conv2d's weight shape."""
-from autograde.checks.lab01 import check_conv_weight_shape
+from autograde.checks.lab01_layers import check_conv_weight_shape
 
 check_conv_weight_shape(conv_weight_shape)
 ### BEGIN HIDDEN TESTS
@@ -336,7 +336,7 @@ def factorised_params(c_in, c_out, k):
 
 # %% nbgrader={"grade": true, "grade_id": "q5_factorised_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q5b: factorised_params counts weights as PyTorch does."""
-from autograde.checks.lab01 import check_factorised_params
+from autograde.checks.lab01_layers import check_factorised_params
 
 check_factorised_params(factorised_params)
 ### BEGIN HIDDEN TESTS
@@ -383,7 +383,7 @@ def conv2d_einsum(x, w, stride=1, padding=0):
 
 # %% nbgrader={"grade": true, "grade_id": "q6_einsum_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q6: conv2d_einsum equals F.conv2d and is written with torch.einsum."""
-from autograde.checks.lab01 import check_conv2d_einsum
+from autograde.checks.lab01_layers import check_conv2d_einsum
 
 check_conv2d_einsum(conv2d_einsum)
 ### BEGIN HIDDEN TESTS
@@ -428,7 +428,7 @@ def normalize(x, kind, num_groups=1, eps=1e-5):
 
 # %% nbgrader={"grade": true, "grade_id": "q7_normalize_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q7: normalize matches torch's batch, layer, instance and group norm."""
-from autograde.checks.lab01 import check_normalize
+from autograde.checks.lab01_layers import check_normalize
 
 check_normalize(normalize)
 ### BEGIN HIDDEN TESTS
@@ -486,7 +486,7 @@ def gelu(x):
 
 # %% nbgrader={"grade": true, "grade_id": "q8_activations_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q8a: the five activations match torch's."""
-from autograde.checks.lab01 import check_activation
+from autograde.checks.lab01_layers import check_activation
 
 for name, fn in [("relu", relu), ("sigmoid", sigmoid), ("tanh", tanh),
                  ("hard_swish", hard_swish), ("gelu", gelu)]:
@@ -537,7 +537,7 @@ def avg_pool2d(x, kernel, stride=None):
 
 # %% nbgrader={"grade": true, "grade_id": "q8_pooling_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q8b: max_pool2d and avg_pool2d match torch's pooling."""
-from autograde.checks.lab01 import check_pool2d
+from autograde.checks.lab01_layers import check_pool2d
 
 check_pool2d("max", max_pool2d)
 check_pool2d("avg", avg_pool2d)

@@ -71,7 +71,7 @@ def linear_params(c_in, c_out, bias=True):
 
 # %% nbgrader={"grade": true, "grade_id": "q1_linear_params_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Q1a: linear_params equals nn.Linear's parameter count."""
-from autograde.checks.lab02 import check_linear_params
+from autograde.checks.lab02_metrics import check_linear_params
 
 check_linear_params(linear_params)
 ### BEGIN HIDDEN TESTS
@@ -96,7 +96,7 @@ def conv_params(c_in, c_out, kernel, groups=1, bias=True):
 
 # %% nbgrader={"grade": true, "grade_id": "q1_conv_params_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q1b: conv_params equals nn.Conv2d's count (grouped, depthwise, rectangular) and checks groups."""
-from autograde.checks.lab02 import check_conv_params
+from autograde.checks.lab02_metrics import check_conv_params
 
 check_conv_params(conv_params)
 ### BEGIN HIDDEN TESTS
@@ -129,7 +129,7 @@ alexnet_fp32_mb = model_size_bytes(61_100_840, 32) / 1e6
 
 # %% nbgrader={"grade": true, "grade_id": "q2_model_size_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q2: model_size_bytes rounds up to whole bytes; AlexNet at 32 bits is about 244 MB."""
-from autograde.checks.lab02 import check_alexnet_mb, check_model_size_bytes
+from autograde.checks.lab02_metrics import check_alexnet_mb, check_model_size_bytes
 
 check_model_size_bytes(model_size_bytes)
 check_alexnet_mb(alexnet_fp32_mb)
@@ -197,7 +197,7 @@ def conv_macs(c_in, c_out, kernel, h_out, w_out, groups=1, batch=1):
 
 # %% nbgrader={"grade": true, "grade_id": "q3_linear_macs_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 """Q3a: linear_macs equals FlopCounterMode's count / 2."""
-from autograde.checks.lab02 import check_linear_macs
+from autograde.checks.lab02_metrics import check_linear_macs
 
 check_linear_macs(linear_macs)
 ### BEGIN HIDDEN TESTS
@@ -206,7 +206,7 @@ check_linear_macs(linear_macs, hidden=True)
 
 # %% nbgrader={"grade": true, "grade_id": "q3_conv_macs_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q3b: conv_macs equals FlopCounterMode's count / 2, grouped and rectangular kernels too."""
-from autograde.checks.lab02 import check_conv_macs
+from autograde.checks.lab02_metrics import check_conv_macs
 
 check_conv_macs(conv_macs)
 ### BEGIN HIDDEN TESTS
@@ -255,7 +255,7 @@ def peak_activations(shapes):
 
 # %% nbgrader={"grade": true, "grade_id": "q4_activations_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q4: total_activations and peak_activations agree with efflib.profile on chains."""
-from autograde.checks.lab02 import check_activations
+from autograde.checks.lab02_metrics import check_activations
 
 check_activations(total_activations, peak_activations)
 ### BEGIN HIDDEN TESTS
@@ -298,7 +298,7 @@ def alexnet_table():
 
 # %% nbgrader={"grade": true, "grade_id": "q5_alexnet_table_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q5: every row of alexnet_table equals efflib.profile of the lecture AlexNet."""
-from autograde.checks.lab02 import check_alexnet_table
+from autograde.checks.lab02_metrics import check_alexnet_table
 
 check_alexnet_table(alexnet_table)
 
@@ -353,7 +353,7 @@ def achieved_gflops(macs, seconds):
 
 # %% nbgrader={"grade": true, "grade_id": "q6_gflops_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q6: achieved_gflops converts MACs and seconds into GFLOPS."""
-from autograde.checks.lab02 import check_achieved_gflops
+from autograde.checks.lab02_metrics import check_achieved_gflops
 
 check_achieved_gflops(achieved_gflops)
 ### BEGIN HIDDEN TESTS
@@ -405,7 +405,7 @@ def count_macs_with_hooks(model, x):
 
 # %% nbgrader={"grade": true, "grade_id": "q7_hook_counter_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
 """Q7: count_macs_with_hooks counts module MACs only and leaves no hook behind."""
-from autograde.checks.lab02 import check_hook_counter
+from autograde.checks.lab02_metrics import check_hook_counter
 
 check_hook_counter(count_macs_with_hooks)
 ### BEGIN HIDDEN TESTS
@@ -483,7 +483,7 @@ design2_batch = 4  # 40 images/s x 0.1 s
 
 # %% nbgrader={"grade": true, "grade_id": "q8_throughput_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q8: throughput is batch / latency, and design 2 processes several images at once."""
-from autograde.checks.lab02 import check_throughput
+from autograde.checks.lab02_metrics import check_throughput
 
 check_throughput(throughput, design2_batch)
 
@@ -544,7 +544,7 @@ def roofline_seconds(flops, nbytes, peak_flops, bandwidth):
 
 # %% nbgrader={"grade": true, "grade_id": "q9_roofline_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q9: arithmetic_intensity and roofline_seconds on random layers and machines."""
-from autograde.checks.lab02 import check_roofline
+from autograde.checks.lab02_metrics import check_roofline
 
 check_roofline(arithmetic_intensity, roofline_seconds)
 ### BEGIN HIDDEN TESTS
@@ -607,7 +607,7 @@ def energy_pj(macs, dram_words, sram_words=0):
 
 # %% nbgrader={"grade": true, "grade_id": "q10_energy_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q10: energy_pj adds MAC and memory-read energies from the 45 nm table."""
-from autograde.checks.lab02 import check_energy
+from autograde.checks.lab02_metrics import check_energy
 
 check_energy(energy_pj)
 ### BEGIN HIDDEN TESTS

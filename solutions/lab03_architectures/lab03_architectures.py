@@ -68,7 +68,7 @@ def vgg_stage(c_in, c_out, convs):
 
 # %% nbgrader={"grade": true, "grade_id": "q1_vgg_stage_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q1: vgg_stage has VGG's shape, parameters and MACs."""
-from autograde.checks.lab03 import check_vgg_stage
+from autograde.checks.lab03_architectures import check_vgg_stage
 
 check_vgg_stage(vgg_stage)
 ### BEGIN HIDDEN TESTS
@@ -119,7 +119,7 @@ class Bottleneck(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "q2_bottleneck_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q2: Bottleneck matches ResNet's block, skip and final ReLU included."""
-from autograde.checks.lab03 import check_bottleneck
+from autograde.checks.lab03_architectures import check_bottleneck
 
 check_bottleneck(Bottleneck)
 ### BEGIN HIDDEN TESTS
@@ -168,7 +168,7 @@ class InvertedResidual(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "q3_inverted_residual_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q3: InvertedResidual matches MobileNetV2's block, linear bottleneck and skip rule."""
-from autograde.checks.lab03 import check_inverted_residual
+from autograde.checks.lab03_architectures import check_inverted_residual
 
 check_inverted_residual(InvertedResidual)
 ### BEGIN HIDDEN TESTS
@@ -233,7 +233,7 @@ def channel_shuffle(x, groups):
 
 # %% nbgrader={"grade": true, "grade_id": "q4_channel_shuffle_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q4: channel_shuffle interleaves the groups exactly and rejects indivisible channels."""
-from autograde.checks.lab03 import check_channel_shuffle
+from autograde.checks.lab03_architectures import check_channel_shuffle
 
 check_channel_shuffle(channel_shuffle)
 ### BEGIN HIDDEN TESTS
@@ -276,7 +276,7 @@ def shift(x, k=3):
 
 # %% nbgrader={"grade": true, "grade_id": "q5_shift_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q5: shift equals a one-hot depthwise convolution, without calling a convolution."""
-from autograde.checks.lab03 import check_shift
+from autograde.checks.lab03_architectures import check_shift
 
 check_shift(shift)
 ### BEGIN HIDDEN TESTS
@@ -326,7 +326,7 @@ def factorised_conv(c_in, c_out, n):
 
 # %% nbgrader={"grade": true, "grade_id": "q6_factorised_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q6: factorised_conv keeps the size, has 2n weights per pair and a rank-1 kernel."""
-from autograde.checks.lab03 import check_factorised
+from autograde.checks.lab03_architectures import check_factorised
 
 check_factorised(factorised_conv)
 ### BEGIN HIDDEN TESTS
@@ -387,7 +387,7 @@ print(ratios, table5_counts)
 
 # %% nbgrader={"grade": true, "grade_id": "q7_table5_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q7: the MAC ratios against table 5, and what its FLOPs column counts."""
-from autograde.checks.lab03 import check_table5
+from autograde.checks.lab03_architectures import check_table5
 
 check_table5(ratios, table5_counts)
 
@@ -419,7 +419,7 @@ print(f"{sum(p.numel() for p in digit_model.parameters()):,d} parameters")
 
 # %% nbgrader={"grade": true, "grade_id": "q8_digit_model_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q8: digit_model has at most 20,000 parameters and reaches 95% test accuracy."""
-from autograde.checks.lab03 import check_digit_model
+from autograde.checks.lab03_architectures import check_digit_model
 
 check_digit_model(digit_model)
 

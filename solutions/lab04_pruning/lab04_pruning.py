@@ -88,7 +88,7 @@ def magnitude_mask(weight, sparsity):
 
 # %% nbgrader={"grade": true, "grade_id": "q1_magnitude_mask_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q1: exact kept count, largest magnitudes, the tie rule, and torch's l1_unstructured."""
-from autograde.checks.lab04 import check_magnitude_mask
+from autograde.checks.lab04_pruning import check_magnitude_mask
 
 check_magnitude_mask(magnitude_mask)
 ### BEGIN HIDDEN TESTS
@@ -132,7 +132,7 @@ def prune_model(model, sparsities):
 
 # %% nbgrader={"grade": true, "grade_id": "q2_prune_model_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q2: prune_model masks exactly the chosen layers; apply_masks holds through Adam steps."""
-from autograde.checks.lab04 import check_prune_model
+from autograde.checks.lab04_pruning import check_prune_model
 
 check_prune_model(prune_model, apply_masks)
 ### BEGIN HIDDEN TESTS
@@ -172,7 +172,7 @@ def sensitivity_scan(model, score, sparsities, layers):
 
 # %% nbgrader={"grade": true, "grade_id": "q3_sensitivity_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q3: sensitivity_scan prunes one layer at a time and restores the model."""
-from autograde.checks.lab04 import check_sensitivity_scan
+from autograde.checks.lab04_pruning import check_sensitivity_scan
 
 check_sensitivity_scan(sensitivity_scan)
 ### BEGIN HIDDEN TESTS
@@ -224,7 +224,7 @@ train.fit(pruned_model, loaders.train, loaders.test, epochs=4, fast_epochs=3, lr
 
 # %% nbgrader={"grade": true, "grade_id": "q4_prune_finetune_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q4: pruned_model is at least 75% sparse and at least 95% accurate."""
-from autograde.checks.lab04 import check_pruned_model
+from autograde.checks.lab04_pruning import check_pruned_model
 
 check_pruned_model(pruned_model)
 
@@ -277,7 +277,7 @@ def prune_channels(conv, bn, next_layer, keep):
 
 # %% nbgrader={"grade": true, "grade_id": "q5_prune_channels_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 """Q5: the pruned layers equal the dense ones on the kept channels, conv and linear next."""
-from autograde.checks.lab04 import check_prune_channels
+from autograde.checks.lab04_pruning import check_prune_channels
 
 check_prune_channels(prune_channels)
 ### BEGIN HIDDEN TESTS
@@ -319,7 +319,7 @@ def sparse_bytes(weight, bits, fmt, index_bits=32):
 
 # %% nbgrader={"grade": true, "grade_id": "q6_sparse_bytes_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 """Q6: sparse_bytes counts values and index overhead like efflib.size."""
-from autograde.checks.lab04 import check_sparse_bytes
+from autograde.checks.lab04_pruning import check_sparse_bytes
 
 check_sparse_bytes(sparse_bytes)
 ### BEGIN HIDDEN TESTS

@@ -4,13 +4,14 @@
 with the nonce is the verdict, "clean" or what it found.
 """
 
+import sysconfig
 from pathlib import Path
 
 # Run in the student's kernel after every test cell that is not judged outside it
 # (kernel_only checks). It looks for the usual ways of faking a pass: check functions,
 # builtins or shell methods replaced by code from the notebook, AST or input
 # transformers, custom exception handlers, trace hooks, swapped modules. Code that reads
-# this probe can still hide from it; judged cells (autograde.remote) do not depend on it.
+# this probe can still hide from it; judged cells (autograde.judging.judge) do not depend on it.
 PROBE = r"""
 def _efflab_probe(nonce, trusted):
     import builtins, sys, types
@@ -67,9 +68,7 @@ del _efflab_probe
 
 
 def _trusted_prefixes() -> tuple[str, ...]:
-    import sysconfig
-
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     return (repo, *sorted(paths))
 

@@ -5,29 +5,30 @@ import torch
 import torch.nn.functional as F
 
 import efflib
-from autograde.checks import lab01 as C
-from autograde.checks._core import CheckFailed, as_float, as_int
-from efflib._guard import GradedAnswerError
+from autograde import inventory
+from autograde.checks import lab01_layers as C
+from autograde.checks.api import CheckFailed, as_float, as_int
+from efflib.graded import GradedAnswerError
 
 FAILS = (CheckFailed, GradedAnswerError)
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_solution_passes_every_check(lab01, hidden):
-    C.check_linear_forward(lab01.linear_forward, hidden)
-    C.check_conv_output_size(lab01.conv_output_size, hidden)
-    C.check_conv_transpose_output_size(lab01.conv_transpose_output_size, hidden)
-    C.check_decoder_sizes(lab01.decoder_sizes)
-    C.check_pad2d(lab01.pad2d, hidden)
-    C.check_receptive_field(lab01.receptive_field, hidden)
-    C.check_conv_weight_shape(lab01.conv_weight_shape, hidden)
-    C.check_factorised_params(lab01.factorised_params, hidden)
-    C.check_conv2d_einsum(lab01.conv2d_einsum, hidden)
-    C.check_normalize(lab01.normalize, hidden)
+def test_solution_passes_every_check(solution, hidden):
+    C.check_linear_forward(solution.linear_forward, hidden)
+    C.check_conv_output_size(solution.conv_output_size, hidden)
+    C.check_conv_transpose_output_size(solution.conv_transpose_output_size, hidden)
+    C.check_decoder_sizes(solution.decoder_sizes)
+    C.check_pad2d(solution.pad2d, hidden)
+    C.check_receptive_field(solution.receptive_field, hidden)
+    C.check_conv_weight_shape(solution.conv_weight_shape, hidden)
+    C.check_factorised_params(solution.factorised_params, hidden)
+    C.check_conv2d_einsum(solution.conv2d_einsum, hidden)
+    C.check_normalize(solution.normalize, hidden)
     for name in C.ACTIVATIONS:
-        C.check_activation(name, getattr(lab01, name), hidden)
-    C.check_pool2d("max", lab01.max_pool2d, hidden)
-    C.check_pool2d("avg", lab01.avg_pool2d, hidden)
+        C.check_activation(name, getattr(solution, name), hidden)
+    C.check_pool2d("max", solution.max_pool2d, hidden)
+    C.check_pool2d("avg", solution.avg_pool2d, hidden)
 
 
 def not_implemented(*args, **kwargs):
@@ -59,10 +60,10 @@ def test_conv_size_mistakes_fail_with_case_and_values():
         C.check_conv_output_size(no_dilation)
 
 
-def test_visible_cases_alone_cannot_pass_hidden(lab01):
+def test_visible_cases_alone_cannot_pass_hidden(solution):
     """Answers hard-coded to the visible cases are caught by the hidden random ones."""
     visible = {}
-    real = lab01.conv_output_size
+    real = solution.conv_output_size
 
     def memorise(*a, **k):
         visible[tuple(sorted(k.items()))] = real(*a, **k)
@@ -89,22 +90,22 @@ def test_decoder_sizes_wrong_or_short():
         C.check_decoder_sizes([8, 16])
 
 
-def test_pad_reflect_confused_with_symmetric_fails(lab01):
+def test_pad_reflect_confused_with_symmetric_fails(solution):
     def symmetric(x, p, mode="zeros"):
         if mode == "reflect":  # repeats the edge: that is 'symmetric' padding, not reflection
             h, w = x.shape[-2:]
             rows = list(range(p - 1, -1, -1)) + list(range(h)) + list(range(h - 1, h - 1 - p, -1))
             cols = list(range(p - 1, -1, -1)) + list(range(w)) + list(range(w - 1, w - 1 - p, -1))
             return x[:, :, rows][:, :, :, cols]
-        return lab01.pad2d(x, p, mode)
+        return solution.pad2d(x, p, mode)
 
     with pytest.raises(CheckFailed, match="reflect"):
         C.check_pad2d(symmetric)
 
 
-def test_pad_must_reject_unknown_mode(lab01):
+def test_pad_must_reject_unknown_mode(solution):
     def lenient(x, p, mode="zeros"):
-        return lab01.pad2d(x, p, mode if mode in C.MODES else "zeros")
+        return solution.pad2d(x, p, mode if mode in C.MODES else "zeros")
 
     with pytest.raises(CheckFailed, match="unknown mode: expected ValueError"):
         C.check_pad2d(lenient)
@@ -124,12 +125,12 @@ def test_weight_shape_ignoring_groups_fails():
         C.check_conv_weight_shape(no_groups)
 
 
-def test_factorised_params_wrong_key_or_count(lab01):
+def test_factorised_params_wrong_key_or_count(solution):
     with pytest.raises(CheckFailed, match="dict with keys"):
         C.check_factorised_params(lambda ci, co, k: {"standard": co * ci * k * k})
 
     def bad_separable(ci, co, k):
-        return lab01.factorised_params(ci, co, k) | {"separable": ci * co * k * k // ci}
+        return solution.factorised_params(ci, co, k) | {"separable": ci * co * k * k // ci}
 
     with pytest.raises(CheckFailed, match="'separable'"):
         C.check_factorised_params(bad_separable)
@@ -144,9 +145,9 @@ def test_normalize_with_unbiased_variance_fails():
         C.check_normalize(unbiased)
 
 
-def test_pool_ignoring_stride_default_fails(lab01):
+def test_pool_ignoring_stride_default_fails(solution):
     with pytest.raises(CheckFailed, match="stride=None"):
-        C.check_pool2d("max", lambda x, k, stride=None: lab01.max_pool2d(x, k, stride or 1))
+        C.check_pool2d("max", lambda x, k, stride=None: solution.max_pool2d(x, k, stride or 1))
 
 
 def test_tanh_wrong_scale_fails():
@@ -183,9 +184,9 @@ def test_activation_calling_torch_is_refused():
         C.check_activation("sigmoid", lambda x: torch.special.expit(x))
 
 
-def test_einsum_is_required(lab01):
+def test_einsum_is_required(solution):
     def unfold_matmul(x, w, stride=1, padding=0):
-        x = lab01.pad2d(x, padding, "zeros") if padding else x
+        x = solution.pad2d(x, padding, "zeros") if padding else x
         r, s = w.shape[-2:]
         win = x.unfold(2, r, stride).unfold(3, s, stride)  # (N, C, P, Q, R, S)
         return (win.permute(0, 2, 3, 1, 4, 5).flatten(3) @ w.flatten(1).T).permute(0, 3, 1, 2)
@@ -280,3 +281,9 @@ def test_plain_value_conversion():
     assert type(as_float(np.float32(0.5), "v")) is float
     with pytest.raises(CheckFailed, match="integer, got a tensor of dtype torch.float32"):
         as_int(torch.tensor(3.0), "v")
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab01_layers")
+    assert (facts.judged_points, facts.auto_points) == (25, 25)

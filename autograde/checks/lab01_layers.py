@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograde.checks._core import (
+from autograde.checks.api import (
     as_int_tuple,
     call,
     expect_close,

@@ -5,25 +5,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograde.checks import lab03 as C
-from autograde.checks._core import CheckFailed
+from autograde import inventory
+from autograde.checks import lab03_architectures as C
+from autograde.checks.api import CheckFailed
 from efflib import models
-from efflib._guard import GradedAnswerError
+from efflib.graded import GradedAnswerError
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_solution_passes_every_check(lab03, hidden):
-    C.check_vgg_stage(lab03.vgg_stage, hidden)
-    C.check_bottleneck(lab03.Bottleneck, hidden)
-    C.check_inverted_residual(lab03.InvertedResidual, hidden)
-    C.check_channel_shuffle(lab03.channel_shuffle, hidden)
-    C.check_shift(lab03.shift, hidden)
-    C.check_factorised(lab03.factorised_conv, hidden)
+def test_solution_passes_every_check(solution, hidden):
+    C.check_vgg_stage(solution.vgg_stage, hidden)
+    C.check_bottleneck(solution.Bottleneck, hidden)
+    C.check_inverted_residual(solution.InvertedResidual, hidden)
+    C.check_channel_shuffle(solution.channel_shuffle, hidden)
+    C.check_shift(solution.shift, hidden)
+    C.check_factorised(solution.factorised_conv, hidden)
 
 
-def test_solution_table5_and_digit_model(lab03):
-    C.check_table5(lab03.ratios, lab03.table5_counts)
-    C.check_digit_model(lab03.digit_model)
+def test_solution_table5_and_digit_model(solution):
+    C.check_table5(solution.ratios, solution.table5_counts)
+    C.check_digit_model(solution.digit_model)
 
 
 def test_vgg_stage_mistakes():
@@ -93,21 +94,21 @@ def test_bottleneck_mistakes():
         C.check_bottleneck(_bottleneck(project=False))
 
 
-def test_inverted_residual_mistakes(lab03):
-    class ReluAtEnd(lab03.InvertedResidual):
+def test_inverted_residual_mistakes(solution):
+    class ReluAtEnd(solution.InvertedResidual):
         def forward(self, x):
             out = F.relu6(self.body(x))
             return x + out if self.use_skip else out
     with pytest.raises(CheckFailed, match="linear bottleneck"):
         C.check_inverted_residual(ReluAtEnd)
 
-    class AlwaysSkip(lab03.InvertedResidual):
+    class AlwaysSkip(solution.InvertedResidual):
         def forward(self, x):
             out = self.body(x)
             return x + out if out.shape == x.shape else out
     C.check_inverted_residual(AlwaysSkip)  # same rule written differently: fine
 
-    class NeverSkip(lab03.InvertedResidual):
+    class NeverSkip(solution.InvertedResidual):
         def forward(self, x):
             return self.body(x)
     with pytest.raises(CheckFailed, match="Add x only when"):
@@ -129,11 +130,11 @@ def test_channel_shuffle_mistakes():
         C.check_channel_shuffle(wrong_axis)
 
 
-def test_shift_mistakes(lab03):
+def test_shift_mistakes(solution):
     with pytest.raises(CheckFailed, match="torch's conv2d"):
         C.check_shift(lambda x, k=3: C._shift_reference(x, k))
     with pytest.raises(CheckFailed, match="values differ"):
-        C.check_shift(lambda x, k=3: lab03.shift(x.flip(2, 3), k).flip(2, 3))
+        C.check_shift(lambda x, k=3: solution.shift(x.flip(2, 3), k).flip(2, 3))
     with pytest.raises(CheckFailed, match="torch's roll"):
         C.check_shift(lambda x, k=3: torch.roll(x, 1, 2))
 
@@ -164,10 +165,10 @@ def test_factorised_mistakes():
         C.check_factorised(with_bias)
 
 
-def test_table5_mistakes(lab03):
+def test_table5_mistakes(solution):
     with pytest.raises(CheckFailed, match="'MACs' or 'FLOPs'"):
-        C.check_table5(lab03.ratios, "FLOPs")
-    doubled = {w: 2 * r for w, r in lab03.ratios.items()}
+        C.check_table5(solution.ratios, "FLOPs")
+    doubled = {w: 2 * r for w, r in solution.ratios.items()}
     with pytest.raises(CheckFailed, match=r"ratios\[0.5\]"):
         C.check_table5(doubled, "MACs")
     with pytest.raises(CheckFailed, match="dict keyed by the widths"):
@@ -187,3 +188,9 @@ def test_digit_model_rules():
         C.check_digit_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
     with pytest.raises(CheckFailed, match="trained nn.Module, got NoneType"):
         C.check_digit_model(None)
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab03_architectures")
+    assert (facts.judged_points, facts.auto_points) == (11, 20)

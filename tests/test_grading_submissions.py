@@ -6,7 +6,7 @@ import zipfile
 import nbformat
 import pytest
 
-from autograde.submissions import collect, repair, student_id
+from autograde.grading.submissions import collect, repair, student_id
 
 
 def _nb(path):

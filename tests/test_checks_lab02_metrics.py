@@ -6,28 +6,29 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import efflib
-from autograde.checks import lab02 as C
-from autograde.checks._core import CheckFailed
-from efflib._guard import GradedAnswerError
+from autograde import inventory
+from autograde.checks import lab02_metrics as C
+from autograde.checks.api import CheckFailed
+from efflib.graded import GradedAnswerError
 
 FAILS = (CheckFailed, GradedAnswerError)
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_solution_passes_every_check(lab02, hidden):
-    C.check_linear_params(lab02.linear_params, hidden)
-    C.check_conv_params(lab02.conv_params, hidden)
-    C.check_model_size_bytes(lab02.model_size_bytes, hidden)
-    C.check_alexnet_mb(lab02.alexnet_fp32_mb)
-    C.check_linear_macs(lab02.linear_macs, hidden)
-    C.check_conv_macs(lab02.conv_macs, hidden)
-    C.check_activations(lab02.total_activations, lab02.peak_activations, hidden)
-    C.check_alexnet_table(lab02.alexnet_table)
-    C.check_achieved_gflops(lab02.achieved_gflops, hidden)
-    C.check_hook_counter(lab02.count_macs_with_hooks, hidden)
-    C.check_throughput(lab02.throughput, lab02.design2_batch)
-    C.check_roofline(lab02.arithmetic_intensity, lab02.roofline_seconds, hidden)
-    C.check_energy(lab02.energy_pj, hidden)
+def test_solution_passes_every_check(solution, hidden):
+    C.check_linear_params(solution.linear_params, hidden)
+    C.check_conv_params(solution.conv_params, hidden)
+    C.check_model_size_bytes(solution.model_size_bytes, hidden)
+    C.check_alexnet_mb(solution.alexnet_fp32_mb)
+    C.check_linear_macs(solution.linear_macs, hidden)
+    C.check_conv_macs(solution.conv_macs, hidden)
+    C.check_activations(solution.total_activations, solution.peak_activations, hidden)
+    C.check_alexnet_table(solution.alexnet_table)
+    C.check_achieved_gflops(solution.achieved_gflops, hidden)
+    C.check_hook_counter(solution.count_macs_with_hooks, hidden)
+    C.check_throughput(solution.throughput, solution.design2_batch)
+    C.check_roofline(solution.arithmetic_intensity, solution.roofline_seconds, hidden)
+    C.check_energy(solution.energy_pj, hidden)
 
 
 def not_implemented(*args, **kwargs):
@@ -45,7 +46,7 @@ def test_blank_answers_fail_clearly():
 
 # --- wrong answers ------------------------------------------------------------------
 
-def test_conv_params_mistakes(lab02):
+def test_conv_params_mistakes(solution):
     def no_groups(c_in, c_out, kernel, groups=1, bias=True):
         k = kernel if isinstance(kernel, int) else kernel[0]
         return c_out * c_in * k * k + (c_out if bias else 0)
@@ -54,7 +55,7 @@ def test_conv_params_mistakes(lab02):
         C.check_conv_params(no_groups)
 
     def no_check(c_in, c_out, kernel, groups=1, bias=True):
-        return lab02.conv_params(c_in, c_out, kernel, 1, bias) if groups == 1 else (
+        return solution.conv_params(c_in, c_out, kernel, 1, bias) if groups == 1 else (
             c_out * (c_in // groups) * kernel * kernel if isinstance(kernel, int) else
             c_out * (c_in // groups) * kernel[0] * kernel[1]) + (c_out if bias else 0)
     with pytest.raises(CheckFailed, match="expected ValueError"):
@@ -85,18 +86,18 @@ def test_macs_mistakes():
         C.check_conv_macs(flops_not_macs)
 
 
-def test_activation_mistakes(lab02):
+def test_activation_mistakes(solution):
     def outputs_only(shapes):
-        return sum(lab02.numel(s) for s in shapes[1:])
+        return sum(solution.numel(s) for s in shapes[1:])
     with pytest.raises(CheckFailed, match="total_activations.*input"):
-        C.check_activations(outputs_only, lab02.peak_activations)
+        C.check_activations(outputs_only, solution.peak_activations)
     with pytest.raises(CheckFailed, match="peak_activations.*both alive"):
-        C.check_activations(lab02.total_activations,
-                            lambda shapes: max(lab02.numel(s) for s in shapes))
+        C.check_activations(solution.total_activations,
+                            lambda shapes: max(solution.numel(s) for s in shapes))
 
 
-def test_alexnet_table_mistakes(lab02):
-    good = lab02.alexnet_table()
+def test_alexnet_table_mistakes(solution):
+    good = solution.alexnet_table()
     with pytest.raises(CheckFailed, match="list of 8 rows"):
         C.check_alexnet_table(lambda: good[:5])
     ungrouped = [dict(r) for r in good]
@@ -171,7 +172,7 @@ def test_flop_counter_mode_is_refused_in_q7():
     assert c.get_total_flops() == 16
 
 
-def test_hooks_left_behind_or_functional_ops_counted(lab02):
+def test_hooks_left_behind_or_functional_ops_counted(solution):
     def leaves_hooks(model, x):
         total = 0
         def hook(m, i, o):
@@ -191,7 +192,7 @@ def test_hooks_left_behind_or_functional_ops_counted(lab02):
         C.check_hook_counter(leaves_hooks)
 
     def with_matmul(model, x):
-        return lab02.count_macs_with_hooks(model, x) + 10 * 10 * x.shape[0]
+        return solution.count_macs_with_hooks(model, x) + 10 * 10 * x.shape[0]
     with pytest.raises(CheckFailed, match="functional @ is invisible"):
         C.check_hook_counter(with_matmul)
 
@@ -227,3 +228,9 @@ def test_always_equal_values_do_not_pass():
         C.check_conv_macs(lambda *a, **k: Anything())
     with pytest.raises(CheckFailed, match="should be a dict"):
         C.check_alexnet_table(lambda: [Anything()] * 8)
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab02_metrics")
+    assert (facts.judged_points, facts.auto_points) == (25, 29)

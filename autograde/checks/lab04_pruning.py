@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as tprune
 
-from autograde.checks._core import (
+from autograde.checks.api import (
     as_float,
     as_plain_tensor,
     call,

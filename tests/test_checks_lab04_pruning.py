@@ -6,26 +6,27 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograde.checks import lab04 as C
-from autograde.checks._core import CheckFailed
+from autograde import inventory
+from autograde.checks import lab04_pruning as C
+from autograde.checks.api import CheckFailed
 from efflib import models, prune, size
-from efflib._guard import GradedAnswerError
+from efflib.graded import GradedAnswerError
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_solution_passes_every_check(lab04, hidden):
-    C.check_magnitude_mask(lab04.magnitude_mask, hidden)
-    C.check_prune_model(lab04.prune_model, lab04.apply_masks, hidden)
-    C.check_sensitivity_scan(lab04.sensitivity_scan, hidden)
-    C.check_prune_channels(lab04.prune_channels, hidden)
-    C.check_sparse_bytes(lab04.sparse_bytes, hidden)
+def test_solution_passes_every_check(solution, hidden):
+    C.check_magnitude_mask(solution.magnitude_mask, hidden)
+    C.check_prune_model(solution.prune_model, solution.apply_masks, hidden)
+    C.check_sensitivity_scan(solution.sensitivity_scan, hidden)
+    C.check_prune_channels(solution.prune_channels, hidden)
+    C.check_sparse_bytes(solution.sparse_bytes, hidden)
 
 
-def test_solution_pruned_model(lab04):
-    C.check_pruned_model(lab04.pruned_model)
+def test_solution_pruned_model(solution):
+    C.check_pruned_model(solution.pruned_model)
 
 
-def test_mask_mistakes(lab04):
+def test_mask_mistakes(solution):
     def floor_count(w, s):
         k = int((1 - s) * w.numel())
         order = torch.argsort(w.abs().flatten(), descending=True, stable=True)
@@ -45,38 +46,38 @@ def test_mask_mistakes(lab04):
         C.check_magnitude_mask(higher_index_wins_ties)
 
     def smallest(w, s):
-        return ~lab04.magnitude_mask(w, 1 - s)
+        return ~solution.magnitude_mask(w, 1 - s)
     with pytest.raises(CheckFailed):
         C.check_magnitude_mask(smallest)
     with pytest.raises(CheckFailed, match="bool tensor"):
-        C.check_magnitude_mask(lambda w, s: lab04.magnitude_mask(w, s).float())
+        C.check_magnitude_mask(lambda w, s: solution.magnitude_mask(w, s).float())
 
     def no_validation(w, s):
-        return lab04.magnitude_mask(w, min(max(s, 0), 1))
+        return solution.magnitude_mask(w, min(max(s, 0), 1))
     with pytest.raises(CheckFailed, match="ValueError"):
         C.check_magnitude_mask(no_validation)
     with pytest.raises(GradedAnswerError, match="magnitude_mask"):
         C.check_magnitude_mask(prune.magnitude_mask)
 
 
-def test_masks_must_be_reapplied(lab04):
+def test_masks_must_be_reapplied(solution):
     with pytest.raises(CheckFailed, match="nonzero again"):
-        C.check_prune_model(lab04.prune_model, lambda model, masks: None)
+        C.check_prune_model(solution.prune_model, lambda model, masks: None)
 
     def prunes_everything(model, sparsities):
-        return lab04.prune_model(model, {n: s for n in prune.prunable_layers(model)
+        return solution.prune_model(model, {n: s for n in prune.prunable_layers(model)
                                          for s in [max(sparsities.values())]}) and {
             n: None for n in sparsities}
     with pytest.raises(CheckFailed):
-        C.check_prune_model(prunes_everything, lab04.apply_masks)
+        C.check_prune_model(prunes_everything, solution.apply_masks)
 
     def via_efflib(model, sparsities):
         return prune.Pruner(model, sparsities).masks
     with pytest.raises(GradedAnswerError):
-        C.check_prune_model(via_efflib, lab04.apply_masks)
+        C.check_prune_model(via_efflib, solution.apply_masks)
 
 
-def test_scan_mistakes(lab04):
+def test_scan_mistakes(solution):
     def cumulative(model, score, sparsities, layers):
         out = {}
         for name in layers:  # never restores: later layers see earlier pruning
@@ -84,16 +85,16 @@ def test_scan_mistakes(lab04):
             out[name] = []
             for s in sparsities:
                 with torch.no_grad():
-                    w.mul_(lab04.magnitude_mask(w, s))
+                    w.mul_(solution.magnitude_mask(w, s))
                 out[name].append(score(model))
         return out
     with pytest.raises(CheckFailed):
         C.check_sensitivity_scan(cumulative)
 
 
-def test_channel_mistakes(lab04):
+def test_channel_mistakes(solution):
     def first_channels(conv, bn, nxt, keep):
-        c, b, n = lab04.prune_channels(conv, bn, nxt, keep)
+        c, b, n = solution.prune_channels(conv, bn, nxt, keep)
         with torch.no_grad():
             c.weight.copy_(conv.weight[:keep])
         return c, b, n
@@ -101,7 +102,7 @@ def test_channel_mistakes(lab04):
         C.check_prune_channels(first_channels)
 
     def stale_bn(conv, bn, nxt, keep):
-        c, _, n = lab04.prune_channels(conv, bn, nxt, keep)
+        c, _, n = solution.prune_channels(conv, bn, nxt, keep)
         b = copy.deepcopy(bn)
         b.num_features = keep
         b.running_mean, b.running_var = bn.running_mean[:keep], bn.running_var[:keep]
@@ -112,7 +113,7 @@ def test_channel_mistakes(lab04):
         C.check_prune_channels(stale_bn)
 
     def modifies_in_place(conv, bn, nxt, keep):
-        out = lab04.prune_channels(conv, bn, nxt, keep)
+        out = solution.prune_channels(conv, bn, nxt, keep)
         with torch.no_grad():
             conv.weight.zero_()
         return out
@@ -122,7 +123,7 @@ def test_channel_mistakes(lab04):
         C.check_prune_channels(prune.prune_channels)
 
 
-def test_size_mistakes(lab04):
+def test_size_mistakes(solution):
     def values_only(w, bits, fmt, index_bits=32):
         return (int(torch.count_nonzero(w)) * bits + 7) // 8 if fmt != "dense" else (
             w.numel() * bits + 7) // 8
@@ -137,8 +138,15 @@ def test_pruned_model_rules():
     dense = models.digit_cnn(width=4)
     with pytest.raises(CheckFailed, match="at least 75%"):
         C.check_pruned_model(dense)
-    empty = prune.sparsify_like(models.digit_cnn(width=4), 0.8)
+    empty = models.digit_cnn(width=4)  # pruned to 80% but never trained
+    prune.Pruner(empty, {name: 0.8 for name in prune.prunable_layers(empty)})
     with pytest.raises(CheckFailed, match="needs 95%"):
         C.check_pruned_model(empty)
     with pytest.raises(CheckFailed, match="got NoneType"):
         C.check_pruned_model(None)
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab04_pruning")
+    assert (facts.judged_points, facts.auto_points) == (5, 16)

@@ -1,26 +1,26 @@
-"""Judging test cells outside the student's kernel: checks decide, the kernel only answers.
+"""The grader side of judging: which test cells are judged, and running one here.
 
-A check run inside the student's kernel can be fooled by anything that kernel runs
-(a patched `showtraceback`, a rewritten `run_cell`, ctypes). When grading, a judged
-test cell therefore runs in the grader's own process. Names the cell reads from
-the notebook arrive as plain data (ints, floats, strings, tuples, lists, dicts,
-tensors) or, for functions, as `Remote` handles: calling one asks the kernel to
-call the student's function and send back plain data. Every comparison and
-every verdict happens here, on values that cannot carry overridden methods.
-
-The wire format (plain data as JSON over a Unix socket) is autograde.wire.
+Names the cell reads from the notebook arrive as plain data (ints, floats,
+strings, tuples, lists, dicts, tensors, standard layer trees) or, for functions,
+as `Remote` handles: calling one asks the kernel to call the student's function
+and send back plain data. Every comparison and every verdict happens here.
 """
 
 import ast
 import builtins
 import contextlib
+import importlib
 import io
 import re
 from collections.abc import Callable
 
-from autograde.wire import JudgeError, decode, encode, receive, send
+from autograde.judging.values import CheckFailed, JudgeError
+from autograde.judging.watch import active_recorder, judging
+from autograde.judging.wire import decode, encode
+from efflib.graded import GradedAnswerError
 
-# --- the trusted side -----------------------------------------------------------------
+_KNOWN_ERRORS = {"CheckFailed": CheckFailed, "GradedAnswerError": GradedAnswerError}
+
 
 class Remote:
     """A function (or other object) that lives in the student's kernel."""
@@ -44,11 +44,7 @@ class Remote:
 
 def _student_error(name: str, message: str) -> BaseException:
     """The exception the student's code raised, rebuilt from its name and message."""
-    from autograde.checks._core import CheckFailed
-    from efflib._guard import GradedAnswerError
-
-    known = {"CheckFailed": CheckFailed, "GradedAnswerError": GradedAnswerError}
-    cls = known.get(name) or getattr(builtins, name, None)
+    cls = _KNOWN_ERRORS.get(name) or getattr(builtins, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
         safe = re.sub(r"\W", "_", name)[:60] or "Error"
         cls = type(safe, (Exception,), {})
@@ -56,7 +52,7 @@ def _student_error(name: str, message: str) -> BaseException:
 
 
 class Session:
-    """One judged notebook: `ask(request) -> answer` reaches the kernel."""
+    """One judged test cell: `ask(request) -> answer` reaches the kernel."""
 
     def __init__(self, ask: Callable[[dict], dict]):
         self.ask = ask
@@ -79,9 +75,7 @@ class Session:
         return decode(answer.get("value"), self._ref)
 
     def call(self, ref: int, args, kwargs):
-        from autograde.checks import _core
-
-        recorder = _core.active_recorder()
+        recorder = active_recorder()
         spec = recorder.spec() if recorder is not None else None
         answer = self._answer({"op": "call", "ref": ref, "args": encode(list(args)),
                                "kwargs": encode(dict(kwargs)), "watch": spec})
@@ -94,8 +88,6 @@ class Session:
 def judged_checks(source: str) -> list[str] | None:
     """The autograde check functions a test cell calls, or None if it must run in the
     kernel (a kernel-only check, or code other than imports and check calls)."""
-    import importlib
-
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -149,82 +141,3 @@ def judge_cell(source: str, session: Session) -> tuple[str, BaseException | None
     except Exception as e:  # noqa: BLE001 - a failed test, whatever the failure
         return out.getvalue(), e
     return out.getvalue(), None
-
-
-_JUDGING = [False]
-
-
-@contextlib.contextmanager
-def judging():
-    _JUDGING.append(True)
-    try:
-        yield
-    finally:
-        _JUDGING.pop()
-
-
-def is_judging() -> bool:
-    return _JUDGING[-1]
-
-
-# --- the kernel side --------------------------------------------------------------------
-
-_REFS: dict[int, object] = {}
-
-
-def serve(path: str) -> None:
-    """In the kernel: answer the grader's requests until it says done."""
-    import socket
-
-    namespace = get_ipython().user_ns  # noqa: F821 - defined in the kernel
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
-    try:
-        while True:
-            try:
-                request = receive(sock)
-            except KeyboardInterrupt:
-                continue
-            if request.get("op") == "done":
-                return
-            reply = answer(request, namespace)
-            try:
-                send(sock, reply)
-            except (TypeError, ValueError) as e:
-                send(sock, {"error": {"type": "JudgeError", "message": f"no answer: {e}"}})
-    finally:
-        sock.close()
-
-
-def answer(req: dict, namespace: dict) -> dict:
-    """The reply to one request, run against the notebook's `namespace`."""
-    try:
-        if req["op"] == "get":
-            if req["name"] not in namespace:
-                raise NameError(f"name '{req['name']}' is not defined")
-            return {"value": encode(namespace[req["name"]], _REFS)}
-        if req["op"] == "call":
-            from autograde.checks._core import watch
-
-            fn = _REFS[int(req["ref"])]
-            args, kwargs = decode(req["args"]), decode(req["kwargs"])
-            spec = req.get("watch")
-            watched = contextlib.nullcontext() if spec is None else watch(
-                [f if isinstance(f, str) else _resolve(f) for f in spec["forbidden"]],
-                spec["topics"], spec["why"])
-            with watched as recorder:
-                value = fn(*args, **kwargs)
-            called = sorted(recorder.called) if recorder is not None else []
-            return {"value": encode(value, _REFS), "called": called}
-        raise ValueError(f"unknown request {req['op']!r}")
-    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
-        return {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}
-
-
-def _resolve(path: list[str]):
-    import importlib
-
-    obj = importlib.import_module(path[0])
-    for part in path[1].split("."):
-        obj = getattr(obj, part)
-    return obj

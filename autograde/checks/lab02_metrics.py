@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from autograde.checks._core import (
+from autograde.checks.api import (
     as_float,
     call,
     expect_int,

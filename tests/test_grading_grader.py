@@ -15,14 +15,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde import build, sandbox
-from autograde.grade import COURSE_ID, Grader
+from autograde import build
+from autograde.grading.grader import Grader
+from autograde.nbgrader_glue import COURSE_ID
+from autograde.sandbox.policy import isolation_problem
 
 LAB = "lab01_layers"
 FULL = 25  # Lab 01's autograded points (the 2-point reflection is graded by hand)
 pytestmark = [pytest.mark.course,
-              pytest.mark.skipif(sandbox.isolation_problem() is not None,
-                                 reason=f"no isolation here: {sandbox.isolation_problem()}")]
+              pytest.mark.skipif(isolation_problem() is not None,
+                                 reason=f"no isolation here: {isolation_problem()}")]
 
 
 def _solution():
@@ -89,14 +91,18 @@ except OSError as e:
     print('DENIED network', type(e).__name__)
 """
 
-PATCH_CHECKS = ("import autograde.checks.lab01 as L\nfor n in dir(L):\n"
+PATCH_CHECKS = ("import autograde.checks.lab01_layers as L\nfor n in dir(L):\n"
                 "    if n.startswith('check_'): setattr(L, n, lambda *a, **k: None)")
 DROP_CHECKS = ("import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
                "        return ast.Pass() if 'check_' in ast.dump(node) else node\n"
                "get_ipython().ast_transformers.append(Drop())")
 SWALLOW = "get_ipython().showtraceback = lambda *a, **k: None"  # errors never reach the output
-FORGE = ("import autograde.remote as R\n"
-         "R._serve = lambda request: {'value': {'__t': 'tuple', 'v': []}}")
+# the kernel's side of the judge answers every request with a forged reply, and says so
+FORGE = ("import autograde.judging.kernel_side as K\n"
+         "def forged(request, namespace):\n"
+         "    print('FORGED', request.get('op'))\n"
+         "    return {'value': {'__t': 'tuple', 'v': []}, 'called': [], 'passed': True}\n"
+         "K.answer = forged")
 PATCH_ROUND = "import builtins\nbuiltins.round = lambda x, n=None: x"
 
 CORPUS = {
@@ -188,6 +194,19 @@ def test_sandbox_kept_the_snooper_out(graded):
     assert "WROTE" not in text and "NETWORK" not in text
     assert text.count("DENIED") >= 6
     assert not (REPO / "PWNED").exists()
+
+
+def test_forged_replies_reached_the_judge_and_earned_nothing(graded):
+    """The forgery ran where the judge's requests arrive: every judged cell got its forged
+    reply, and each was refused as data rather than taken as a pass."""
+    grader, _, rows = graded
+    nb = nbformat.read(grader.course / "autograded" / "forged_answers" / LAB / f"{LAB}.ipynb", 4)
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "")
+             .endswith("_test")]
+    text = ["".join(o.get("text", "") for o in c.outputs) for c in tests]
+    assert all("FORGED get" in t for t in text), text
+    assert all(any(o.output_type == "error" for o in c.outputs) for c in tests)
+    assert float(rows["forged_answers"]["score"]) == 0
 
 
 def test_gradebook_is_complete_and_consistent(graded):
@@ -293,14 +312,14 @@ def test_resume_after_kill_minus_9(tmp_path):
 
 def test_database_url_and_loud_warning_without_isolation(tmp_path, monkeypatch, capsys):
     """--db takes any SQLAlchemy URL; where isolation is impossible grading says so loudly."""
-    import autograde.grade as G
+    import autograde.grading.grader as G
 
     db = tmp_path / "elsewhere" / "book.db"
     db.parent.mkdir()
     incoming = tmp_path / "in"
     (incoming / "nobody_home").mkdir(parents=True)  # no notebook: nothing is executed
     grader = Grader(LAB, tmp_path / "course", workers=1, db_url=f"sqlite:///{db}")
-    monkeypatch.setattr(G.sandbox, "isolation_problem", lambda: "pretend this is macOS")
+    monkeypatch.setattr(G, "isolation_problem", lambda: "pretend this is macOS")
     results = grader.run(incoming, progress=False)
     assert "student code will NOT be isolated: pretend this is macOS" in capsys.readouterr().err
     assert results[0].status == "no-notebook"

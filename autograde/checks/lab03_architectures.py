@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograde.checks._core import (
+from autograde.checks.api import (
     as_float,
     as_int,
     call,
@@ -20,12 +20,12 @@ from autograde.checks._core import (
     expect_raises,
     fail,
     fmt_call,
+    is_layer_tree,
     kernel_only,
     rng,
     torch_gen,
     watch,
 )
-from autograde.wire import is_layer_tree
 from efflib import models
 from efflib.data import digits
 from efflib.metrics import profile
@@ -48,7 +48,7 @@ def _build(factory, case, *args, sequential: bool = False):
 
 def _standard_sequential(block, case: str) -> None:
     """An nn.Sequential of standard torch.nn layers: the grader rebuilds it from data and
-    judges it outside the kernel (autograde.wire), so custom classes cannot travel."""
+    judges it outside the kernel (autograde.judging), so custom classes cannot travel."""
     if not (isinstance(block, nn.Sequential) and is_layer_tree(block)):
         kind = type(block).__name__ if isinstance(block, nn.Module) else "something else"
         fail(f"{case} should return an nn.Sequential built only from torch.nn layers "

@@ -14,8 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde import build, sandbox
-from autograde.grade import COURSE_ID
+from autograde import build
+from autograde.nbgrader_glue import COURSE_ID
+from autograde.sandbox import policy as sandbox
 
 LAB = "lab01_layers"
 FULL = 25

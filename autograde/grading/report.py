@@ -1,0 +1,78 @@
+"""What a grading run reports: why marks were lost, grades.csv, summary.png and summary.txt."""
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import matplotlib
+import nbformat
+
+from autograde.grading.journal import Result
+from autograde.nbgrader_glue import is_test_cell
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only backend
+
+QUOTED = ("NotRun", "IntegrityError", "KernelDied")  # errors whose message the CSV quotes
+
+
+def lost_marks(autograded: Path) -> str:
+    """Why test cells failed, read from an autograded notebook (the grader's copy)."""
+    if not autograded.exists():
+        return "no autograded notebook"
+    nb = nbformat.read(autograded, as_version=4)
+    lost: dict[str, list[str]] = {}  # message -> grade ids, so repeats read once
+    for cell in nb.cells:
+        if is_test_cell(cell):
+            errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+            if errors:
+                why = f"{errors[0].ename}: {str(errors[0].evalue).splitlines()[0][:150]}"
+                if errors[0].ename not in QUOTED:
+                    why = errors[0].ename  # a failed check: the feedback has the details
+                lost.setdefault(why, []).append(cell.metadata["nbgrader"]["grade_id"])
+    return "; ".join(f"{', '.join(ids)}: {why}" for why, ids in lost.items())
+
+
+def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
+                  ids: list[str]) -> Path:
+    """grades.csv, summary.png and summary.txt in `out`, from each student's
+    {grade_id: (score, max)} in `scores`; returns the csv's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    max_total = sum(m for _, m in next((s for s in scores.values() if s), {}).values()) or 0.0
+    path = out / "grades.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "score", "max_score", "status", "reason", *ids])
+        for r in results:
+            row = scores.get(r.student, {})
+            total = sum(s for s, _ in row.values())
+            w.writerow([r.student, f"{total:g}", f"{max_total:g}", r.status, r.reason,
+                        *(f"{row[i][0]:g}" if i in row else "0" for i in ids)])
+    totals = [sum(s for s, _ in scores.get(r.student, {}).values()) for r in results]
+    failures = Counter(i for r in results for i, (s, m) in scores.get(r.student, {}).items()
+                       if s < m and m > 0 and not i.endswith("reflection"))
+    _plot(out / "summary.png", lab, len(results), totals, max_total, ids, failures)
+    lines = [f"{lab}: {len(results)} submissions, mean "
+             f"{sum(totals) / max(len(totals), 1):.1f} of {max_total:g}"]
+    lines += [f"  {status}: {n}" for status, n in Counter(r.status for r in results).items()]
+    lines += ["failures by question:"] + [f"  {i}: {n}" for i, n in failures.most_common()]
+    lines += ["students with problems:"] + [f"  {r.student}: {r.reason}" for r in results
+                                            if r.status != "graded" or "Died" in r.reason
+                                            or "NotRun" in r.reason]
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:3 + len(failures) + 1]))
+    return path
+
+
+def _plot(path: Path, lab: str, n: int, totals: list[float], max_total: float,
+          ids: list[str], failures: Counter) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
+    ax1.hist(totals, bins=min(20, max(5, len(totals))), range=(0, max_total or 1))
+    ax1.set(xlabel=f"score (of {max_total:g})", ylabel="students",
+            title=f"{lab}: {n} submissions")
+    names = [i for i in ids if i in failures] or ["(none)"]
+    ax2.barh(names, [failures.get(i, 0) for i in names])
+    ax2.set(xlabel="students below full marks", title="Failures by question")
+    plt.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

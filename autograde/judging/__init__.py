@@ -1,0 +1,17 @@
+"""Judging: the kernel only answers, the grader decides.
+
+A test cell run inside the student's kernel can be fooled by anything that kernel
+runs. When grading, a test cell is therefore run in the grader's own process; the
+student's kernel only answers requests for plain data over a Unix socket.
+
+    values       plain values and the errors a verdict can carry
+    watch        the forbidden-op watch applied while student code runs
+    layers       standard torch.nn layer trees described as data and rebuilt
+    wire         plain data as JSON, length-prefixed frames
+    judge        the grader side: which cells are judged, and judging one
+    channel      the grader side of the socket: one judged cell's requests
+    kernel_side  the kernel side of the socket: the request loop
+    integrity    the probe for cells that must still run in the kernel
+
+Imports point down this list only (values is imported by all, imports none).
+"""

@@ -1,0 +1,60 @@
+"""The kernel side of judging: a request loop that answers the grader with plain data.
+
+The grader starts it with one cell (`request_loop_code`) per judged test cell;
+it calls the student's functions under the watch the grader sends and replies
+with their results encoded by `judging.wire`. It decides nothing.
+"""
+
+import socket
+
+from autograde.judging.watch import from_spec
+from autograde.judging.wire import decode, encode, receive, send
+
+_REFS: dict[int, object] = {}
+
+
+def request_loop_code(socket_path: str) -> str:
+    """The cell the grader runs in the kernel to start `serve` on `socket_path`."""
+    return (f"__import__({__name__!r}, fromlist=['serve']).{serve.__name__}"
+            f"({socket_path!r})")
+
+
+def serve(path: str) -> None:
+    """In the kernel: answer the grader's requests until it says done."""
+    namespace = get_ipython().user_ns  # noqa: F821 - defined in the kernel
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    try:
+        while True:
+            try:
+                request = receive(sock)
+            except KeyboardInterrupt:
+                continue
+            if request.get("op") == "done":
+                return
+            reply = answer(request, namespace)
+            try:
+                send(sock, reply)
+            except (TypeError, ValueError) as e:
+                send(sock, {"error": {"type": "JudgeError", "message": f"no answer: {e}"}})
+    finally:
+        sock.close()
+
+
+def answer(req: dict, namespace: dict) -> dict:
+    """The reply to one request, run against the notebook's `namespace`."""
+    try:
+        if req["op"] == "get":
+            if req["name"] not in namespace:
+                raise NameError(f"name '{req['name']}' is not defined")
+            return {"value": encode(namespace[req["name"]], _REFS)}
+        if req["op"] == "call":
+            fn = _REFS[int(req["ref"])]
+            args, kwargs = decode(req["args"]), decode(req["kwargs"])
+            with from_spec(req.get("watch")) as recorder:
+                value = fn(*args, **kwargs)
+            called = sorted(recorder.called) if recorder is not None else []
+            return {"value": encode(value, _REFS), "called": called}
+        raise ValueError(f"unknown request {req['op']!r}")
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
+        return {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}

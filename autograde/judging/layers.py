@@ -1,0 +1,87 @@
+"""Trees of standard torch.nn layers as data: described in the kernel, rebuilt in the grader.
+
+Only the exact classes below travel (no subclasses, whose `forward` could be
+anything); a tree is rebuilt from torch's own classes, its constructor arguments,
+parameters and buffers, so the grader runs torch's code on the student's numbers.
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+from autograde.judging.values import JudgeError
+
+_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+         "groups", "padding_mode")
+_NORM = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+LAYERS = {  # class: the constructor arguments read back from an instance
+    "Sequential": (), "Identity": (), "Sigmoid": (), "Tanh": (),
+    "Conv1d": _CONV, "Conv2d": _CONV, "Linear": ("in_features", "out_features"),
+    "BatchNorm1d": _NORM, "BatchNorm2d": _NORM,
+    "ReLU": ("inplace",), "ReLU6": ("inplace",), "Hardswish": ("inplace",),
+    "GELU": ("approximate",), "Dropout": ("p", "inplace"),
+    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                  "divisor_override"),
+    "AdaptiveAvgPool2d": ("output_size",), "Flatten": ("start_dim", "end_dim"),
+}
+_BIASED = ("Conv1d", "Conv2d", "Linear")
+
+
+def is_layer_tree(value) -> bool:
+    """True for a module made only of the standard layers above (exact classes)."""
+    name = type(value).__name__
+    if name not in LAYERS or type(value) is not getattr(nn, name):
+        return False
+    children = list(nn.Module.named_children(value))
+    if children and name != "Sequential":
+        return False
+    return all(is_layer_tree(child) for _, child in children)
+
+
+def describe(m: nn.Module) -> dict:
+    """One level of a layer tree: class, mode, arguments, tensors; children stay modules."""
+    name = type(m).__name__
+    config = {k: getattr(m, k) for k in LAYERS[name]}
+    if name in _BIASED:
+        config["bias"] = m.bias is not None
+    return {"cls": name, "training": bool(m.training), "config": config,
+            "params": {k: v for k, v in m._parameters.items() if v is not None},
+            "buffers": {k: v for k, v in m._buffers.items() if v is not None},
+            "children": [[k, c] for k, c in nn.Module.named_children(m)]}
+
+
+def require_standard(name: str) -> None:
+    if name not in LAYERS:
+        raise JudgeError(f"not a standard layer: {name[:80]!r}")
+
+
+def rebuild(name: str, training, config, params, buffers, children) -> nn.Module:
+    """The module `describe` described, from torch's own classes; malformed parts refused."""
+    require_standard(name)
+    allowed = set(LAYERS[name]) | ({"bias"} if name in _BIASED else set())
+    if not isinstance(config, dict) or set(config) != allowed:
+        raise JudgeError(f"bad arguments for {name}")
+    if not isinstance(children, list) or (children and name != "Sequential"):
+        raise JudgeError(f"unexpected children in {name}")
+    try:
+        if name == "Sequential":
+            m = nn.Sequential(OrderedDict((str(k), c) for k, c in children))
+        else:
+            m = getattr(nn, name)(**config)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise JudgeError(f"cannot rebuild {name}: {e}") from None
+    # the tensors as they were, even where a student resized a weight by hand
+    for kind, tensors, store in (("params", params, m._parameters),
+                                 ("buffers", buffers, m._buffers)):
+        if not isinstance(tensors, dict) or not set(tensors) <= set(store):
+            raise JudgeError(f"unexpected tensors in {name}")
+        for k, t in tensors.items():
+            if not isinstance(t, torch.Tensor):
+                raise JudgeError(f"{name}.{k} is not a tensor")
+            store[k] = nn.Parameter(t, t.is_floating_point()) if kind == "params" else t
+        for k in set(store) - set(tensors):
+            store[k] = None
+    m.training = bool(training)
+    return m

@@ -1,0 +1,100 @@
+"""The forbidden-op watch: run student code with some torch functions and efflib topics refused.
+
+Inside JupyterLab a check runs the student's function under the watch directly.
+When grading, the check runs in the grader (`judging.judge`) and the watch
+travels with each call into the kernel as plain data (`Recorder.spec`), where
+`from_spec` applies it around the student's function.
+"""
+
+import contextlib
+import importlib
+from collections.abc import Iterator, Sequence
+
+from torch.overrides import TorchFunctionMode
+
+from autograde.judging.values import CheckFailed
+from efflib.graded import blocked
+
+
+class Recorder(TorchFunctionMode):
+    """Records the torch functions called and refuses the forbidden ones.
+
+    `forbidden` holds torch callables (matched by identity) and strings (matched
+    against the called function's `__name__`, which catches aliases such as
+    `F.conv2d`, `torch.conv2d` and `nn.Conv2d.forward` alike).
+    """
+
+    def __init__(self, forbidden: Sequence[object], why: str = "", topics: Sequence[str] = ()):
+        super().__init__()
+        self.why = why or ("this question asks you to write yourself from simpler "
+                           "tensor operations.")
+        self.names = {f for f in forbidden if isinstance(f, str)}
+        self.objects = [f for f in forbidden if not isinstance(f, str)]
+        self.topics = list(topics)
+        self.called: set[str] = set()
+
+    def spec(self) -> dict:
+        """The same watch as plain data, to send with a call into the student's kernel."""
+        objects = [[f.__module__, f.__qualname__] for f in self.objects]
+        return {"forbidden": sorted(self.names) + objects, "topics": self.topics,
+                "why": self.why}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", repr(func))
+        self.called.add(name)
+        if name in self.names or any(func is f for f in self.objects):
+            raise CheckFailed(f"your code calls torch's {name}, which {self.why}")
+        return func(*args, **(kwargs or {}))
+
+
+_WATCHES: list[Recorder] = []
+_JUDGING = [False]
+
+
+@contextlib.contextmanager
+def judging() -> Iterator[None]:
+    """Within the block, checks run in the grader: watches travel with each call."""
+    _JUDGING.append(True)
+    try:
+        yield
+    finally:
+        _JUDGING.pop()
+
+
+def is_judging() -> bool:
+    return _JUDGING[-1]
+
+
+@contextlib.contextmanager
+def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
+          why: str = "") -> Iterator[Recorder]:
+    """Run student code with `forbidden` torch functions and efflib `topics` refused."""
+    recorder = Recorder(forbidden, why, topics)
+    _WATCHES.append(recorder)
+    try:
+        if is_judging():
+            yield recorder  # applied in the kernel, around each call (from_spec)
+        else:
+            with blocked(*topics), recorder:
+                yield recorder
+    finally:
+        _WATCHES.pop()
+
+
+def active_recorder() -> Recorder | None:
+    return _WATCHES[-1] if _WATCHES else None
+
+
+def from_spec(spec: dict | None):
+    """In the kernel: the watch a `Recorder.spec()` describes (a no-op for None)."""
+    if spec is None:
+        return contextlib.nullcontext()
+    forbidden = [f if isinstance(f, str) else _resolve(*f) for f in spec["forbidden"]]
+    return watch(forbidden, spec["topics"], spec["why"])
+
+
+def _resolve(module: str, qualname: str):
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj

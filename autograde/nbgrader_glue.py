@@ -1,0 +1,157 @@
+"""Everything efflab asks of nbgrader: the course id, test cells, the grading config, the CLI.
+
+nbgrader stays the engine (gradebook, restoring test cells, scoring, feedback).
+The grading folder's settings are a traitlets `Config` built here from classes;
+workers use it as it is, and it is also written as `nbgrader_config.json` for
+the nbgrader commands an instructor runs in that folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbformat.notebooknode import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+from nbgrader.utils import is_grade, is_solution
+from traitlets.config import Config
+
+# nbgrader's default course id "" creates no course row: SQLite does not mind, but
+# PostgreSQL's foreign keys refuse every assignment
+COURSE_ID = "efflab"
+CONFIG_FILE = "nbgrader_config.json"
+
+
+class NbgraderError(RuntimeError):
+    """An nbgrader command failed; the message holds its command and output."""
+
+
+def is_test_cell(cell) -> bool:
+    """A graded cell the student cannot answer in: nbgrader's autograder tests."""
+    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
+
+
+@dataclass(frozen=True)
+class GradingSettings:
+    """What an instructor chooses for one grading folder."""
+
+    root: Path
+    db_url: str
+    cell_timeout: int = 60
+    notebook_timeout: int = 600
+    memory_mb: int = 3072
+    judge: bool = True
+
+
+def grading_config(s: GradingSettings, execute: type, feedback: type) -> Config:
+    """nbgrader's settings for a grading folder: `execute` runs the notebook in place of
+    nbgrader's Execute step, `feedback` shortens what students see of failed tests."""
+    c = Config()
+    c.CourseDirectory.root = str(s.root)
+    c.CourseDirectory.source_directory = "source"
+    c.CourseDirectory.release_directory = "release"
+    c.CourseDirectory.db_url = s.db_url
+    c.CourseDirectory.course_id = COURSE_ID
+    c.Autograde.autograde_preprocessors = [
+        execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+        AssignLatePenalties, CheckCellMetadata]
+    c[execute.__name__].timeout = s.cell_timeout
+    c[execute.__name__].notebook_timeout = s.notebook_timeout
+    c[execute.__name__].memory_mb = s.memory_mb
+    c[execute.__name__].judge = s.judge
+    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, feedback,
+                                        ClearHiddenTests]
+    return c
+
+
+def write_config(config: Config, folder: Path) -> Path:
+    """`config` as `nbgrader_config.json` in `folder` (classes become dotted names)."""
+    def plain(value):
+        if isinstance(value, type):
+            return f"{value.__module__}.{value.__qualname__}"
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    path = folder / CONFIG_FILE
+    path.write_text(json.dumps(plain(config), indent=1) + "\n")
+    return path
+
+
+def env() -> dict[str, str]:
+    """This interpreter's bin folder first on PATH: nbgrader shells out to `alembic`."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+
+
+def run(root: Path, *args: str, timeout: float | None = None,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`nbgrader ARGS` for the course rooted at `root`; raises NbgraderError on failure."""
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                          env={**env(), **(extra_env or {})}, timeout=timeout)
+    if done.returncode != 0:
+        raise NbgraderError(f"nbgrader {' '.join(args)} failed (exit {done.returncode}):\n"
+                            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def gradebook(db_url: str) -> Gradebook:
+    """The course's gradebook (a context manager)."""
+    return Gradebook(db_url, COURSE_ID)
+
+
+def register_students(db_url: str, students: list[str]) -> None:
+    with gradebook(db_url) as gb:
+        for student in students:
+            gb.update_or_create_student(student)
+
+
+def zero_scores(db_url: str, lab: str, student: str) -> None:
+    """Every grade of a student whose notebook could not be graded is 0, not missing."""
+    with gradebook(db_url) as gb:
+        try:
+            sub = gb.update_or_create_submission(lab, student)
+        except MissingEntry:
+            return
+        for nb in sub.notebooks:
+            for grade in nb.grades:
+                grade.auto_score = 0
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def scores(db_url: str, lab: str, students: list[str]):
+    """{student: {grade_id: (score, max)}} and the ordered grade ids, from the gradebook."""
+    found, ids = {}, []
+    with gradebook(db_url) as gb:
+        for student in students:
+            try:
+                nb = gb.find_submission_notebook(lab, lab, student)
+            except MissingEntry:
+                found[student] = {}
+                continue
+            found[student] = {g.name: (float(g.score or 0), float(g.max_score))
+                              for g in nb.grades}
+            ids = ids or [g.name for g in sorted(nb.grades, key=lambda g: g.name)]
+    return found, ids
+
+
+def error_output(ename: str, evalue: str):
+    """An error output: nbgrader scores the test cell that holds one as failed."""
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                        traceback=[f"{ename}: {evalue}"])

@@ -1,0 +1,111 @@
+"""The sandboxed kernel: its kernelspec, and the launcher that applies a `Policy`.
+
+`write_kernelspec` installs the kernel "efflab-sandbox", whose command is this
+module. The launcher runs twice: outside (join a memory cgroup, then re-enter
+this module through `unshare` in new namespaces) and inside (follow the mount
+plan, set limits, drop to nobody, exec ipykernel). The limits and paths come
+from environment variables the grader sets (`Policy.to_env`). Where isolation is
+impossible the kernel starts unsandboxed and says so loudly on stderr.
+"""
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from autograde.sandbox.cleanup import join_memory_cgroup
+from autograde.sandbox.policy import (
+    NOBODY,
+    Policy,
+    isolation_problem,
+    kernel_env,
+    mount_plan,
+)
+
+KERNEL_NAME = "efflab-sandbox"
+MODULE = __spec__.name  # this module's name, also when run with -m
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+
+
+def write_kernelspec(jupyter_dir: Path) -> Path:
+    """Install the sandboxed kernel under `jupyter_dir`/kernels (put it on JUPYTER_PATH)."""
+    spec = jupyter_dir / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", MODULE, "{connection_file}"],
+        "display_name": "Python 3 (efflab sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",  # signals would reach unshare, not the kernel
+    }, indent=1))
+    return spec
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _run_step(step: tuple[str, ...]) -> None:
+    """One step of `mount_plan`; a path to hide is looked at only now, when it runs."""
+    if step[0] == "hide":
+        path = Path(step[1])
+        if path.is_dir():
+            step = ("mount", "-t", "tmpfs", "-o", "size=512m,mode=1777", "efflab-hidden",
+                    str(path))
+        elif path.exists():
+            step = ("mount", "--bind", "/dev/null", str(path))
+        else:
+            return
+    if step[0] == "mkdir":
+        os.makedirs(step[1], exist_ok=True)
+    else:
+        subprocess.run(step, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def outside(connection_file: str) -> None:
+    """Grader side: cgroup, then re-enter this module inside new namespaces."""
+    problem = isolation_problem()
+    if problem or "EFFLAB_SANDBOX" not in os.environ:
+        why = problem or "EFFLAB_SANDBOX is not set"
+        print(f"!!! efflab: kernel NOT isolated ({why}); student code runs with the "
+              "grader's rights !!!", file=sys.stderr, flush=True)
+        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                  connection_file])
+    policy = Policy.from_env()
+    os.environ["EFFLAB_CGROUP"] = "1" if join_memory_cgroup(policy.memory_mb) else ""
+    os.execvp("unshare", ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
+                          "--kill-child", "--mount-proc", "--propagation", "private",
+                          sys.executable, "-m", MODULE, "--inside", connection_file])
+
+
+def inside(connection_file: str) -> None:
+    """Root in the new namespaces: mounts, limits, drop to nobody, exec the kernel."""
+    policy = Policy.from_env()
+    scratch = Path(os.environ["EFFLAB_SCRATCH"])
+    for step in mount_plan(policy, scratch):
+        _run_step(step)
+    os.chown(connection_file, NOBODY, NOBODY)
+    for which, value in policy.rlimits(memory_cgroup=bool(os.environ.get("EFFLAB_CGROUP"))):
+        resource.setrlimit(which, (value, value))
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)  # setuid programs cannot give the kernel rights back
+    # the kernel dies with its `unshare` parent; set after the uid change, which clears it
+    # (not on `unshare` itself: the signal follows the *thread* that started it)
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    os.chdir(scratch)
+    os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
+                               connection_file], kernel_env(policy, scratch))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--inside":
+        inside(sys.argv[2])
+    else:
+        outside(sys.argv[1])

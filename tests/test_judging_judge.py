@@ -1,0 +1,147 @@
+"""autograde.judging: which test cells are judged, and judging one in the grader.
+
+The kernel side runs here in-process through a JSON round trip, so these tests need no
+kernel; tests/test_grading_grader.py runs the same path against real sandboxed kernels."""
+
+import json
+
+import pytest
+import torch.nn.functional as F
+
+from autograde.checks import lab01_layers
+from autograde.checks.api import CheckFailed
+from autograde.judging import judge, kernel_side, watch
+from autograde.judging.judge import judged_checks
+from autograde.judging.values import JudgeError
+
+
+class Liar(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+def test_which_cells_are_judged():
+    assert judged_checks("from autograde.checks.lab01_layers import check_pad2d\n"
+                         "check_pad2d(pad2d)") == ["check_pad2d"]
+    assert judged_checks("from autograde.checks.lab03_architectures import check_bottleneck\n"
+                         "check_bottleneck(Bottleneck)") is None  # kernel_only
+    assert judged_checks("import os\nfrom autograde.checks.lab01_layers import check_pad2d\n"
+                         "check_pad2d(pad2d)") is None
+    assert judged_checks("assert x == 1") is None
+    assert judged_checks("def (:") is None
+
+
+# --- judging a cell against an in-process "kernel" ------------------------------------
+
+def session_for(namespace: dict) -> judge.Session:
+    """A Session whose kernel is this process: every request and reply goes through JSON,
+    and the kernel side runs with judging switched off, as it would in the kernel."""
+    def ask(request):
+        request = json.loads(json.dumps(request))
+        watch._JUDGING.append(False)
+        try:
+            return json.loads(json.dumps(kernel_side.answer(request, namespace)))
+        finally:
+            watch._JUDGING.pop()
+    return judge.Session(ask)
+
+
+Q1 = ("from autograde.checks.lab01_layers import check_linear_forward\n"
+      "check_linear_forward(linear_forward)")
+
+
+def test_a_right_answer_passes_and_prints_reach_the_output():
+    def linear_forward(x, w, b):
+        print("called")
+        return x @ w.T + b
+
+    printed, error = judge.judge_cell(Q1 + "\nprint('done')", session_for(
+        {"linear_forward": linear_forward}))
+    assert error is None, error
+    assert printed.endswith("done\n")
+
+
+@pytest.mark.parametrize("answer, message", [
+    (lambda x, w, b: x @ w + b, "linear_forward"),                # wrong shapes
+    (lambda x, w, b: Liar(0), "should be a torch.Tensor"),         # always-equal int
+    (lambda x, w, b: F.linear(x, w, b), "calls torch's linear"),   # forbidden op, in kernel
+    (lambda x, w, b: 1 / 0, "raised ZeroDivisionError"),
+])
+def test_wrong_answers_fail_with_the_checks_message(answer, message):
+    _, error = judge.judge_cell(Q1, session_for({"linear_forward": answer}))
+    assert isinstance(error, CheckFailed) and message in str(error)
+
+
+def test_not_implemented_and_missing_names():
+    def linear_forward(x, w, b):
+        raise NotImplementedError
+
+    _, error = judge.judge_cell(Q1, session_for({"linear_forward": linear_forward}))
+    assert "not implemented yet" in str(error)
+    _, error = judge.judge_cell(Q1, session_for({}))
+    assert isinstance(error, NameError) and "linear_forward" in str(error)
+
+
+def test_the_kernel_cannot_talk_the_judge_into_a_pass():
+    """Whatever a tampered kernel answers is data; a forged 'pass' does not exist."""
+    forged = judge.Session(lambda request: {"value": {"__t": "tuple", "v": []}})
+    _, error = judge.judge_cell(Q1, forged)
+    assert isinstance(error, CheckFailed) and "expected a function" in str(error)
+    garbage = judge.Session(lambda request: {"value": {"__t": "pickle", "v": "x"}})
+    _, error = judge.judge_cell(Q1, garbage)
+    assert isinstance(error, JudgeError)
+
+
+def test_notebook_names_shadow_builtins_as_they_would_in_the_kernel():
+    src = ("from autograde.checks.lab01_layers import check_linear_forward\n"
+           "check_linear_forward(pow)")
+    _, error = judge.judge_cell(src, session_for({"pow": lambda x, w, b: x @ w.T + b}))
+    assert error is None, error
+    _, error = judge.judge_cell(src, session_for({}))  # the builtin pow: wrong answer
+    assert isinstance(error, CheckFailed)
+
+
+def test_watch_travels_with_the_call_and_reports_what_ran():
+    """Q6 requires torch.einsum: the kernel records the calls, the judge reads them."""
+    def conv2d_einsum(x, w, b=None, stride=1, padding=0):
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+
+    src = ("from autograde.checks.lab01_layers import check_conv2d_einsum\n"
+           "check_conv2d_einsum(conv2d_einsum)")
+    _, error = judge.judge_cell(src, session_for({"conv2d_einsum": conv2d_einsum}))
+    assert isinstance(error, CheckFailed) and "conv2d" in str(error)
+    assert not watch._WATCHES and not watch.is_judging()
+
+
+def test_checks_still_run_in_the_kernel_for_students():
+    """Outside the grader (JupyterLab), the same check runs in-process as before."""
+    with pytest.raises(CheckFailed, match="calls torch's linear"):
+        lab01_layers.check_linear_forward(lambda x, w, b: F.linear(x, w, b))
+
+
+def test_a_returned_sequential_is_judged_as_rebuilt_layers():
+    """Q1 of Lab 03 judged outside the kernel: the block is rebuilt here from data."""
+    import torch.nn as nn
+
+    def vgg_stage(c_in, c_out, convs):
+        layers = []
+        for i in range(convs):
+            layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU()]
+        return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+    class Stage(nn.Module):  # right behaviour, but a class the grader cannot rebuild
+        def __init__(self, c_in, c_out, convs):
+            super().__init__()
+            self.body = vgg_stage(c_in, c_out, convs)
+
+        def forward(self, x):
+            return self.body(x)
+
+    src = ("from autograde.checks.lab03_architectures import check_vgg_stage\n"
+           "check_vgg_stage(vgg_stage)")
+    _, error = judge.judge_cell(src, session_for({"vgg_stage": vgg_stage}))
+    assert error is None, error
+    _, error = judge.judge_cell(src, session_for({"vgg_stage": Stage}))
+    assert isinstance(error, CheckFailed) and "nn.Sequential" in str(error)

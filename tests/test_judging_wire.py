@@ -1,0 +1,95 @@
+"""autograde.judging.wire and .layers: plain data and standard layer trees, both ways."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from autograde.judging import layers, wire
+from autograde.judging.values import JudgeError
+
+
+class Liar(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+class Sneaky(torch.Tensor):
+    pass
+
+
+def roundtrip(value):
+    return wire.decode(json.loads(json.dumps(wire.encode(value))))
+
+
+def test_plain_values_survive_and_lose_their_overrides():
+    value = {"n": Liar(3), "x": 2.5, "ok": True, "s": "hi", "none": None,
+             "shape": torch.Size([2, 3]), "nested": [(1, 2), [3.0, float("inf")]],
+             "dtype": torch.int8}
+    got = roundtrip(value)
+    assert type(got["n"]) is int and got["n"] == 3 and got["n"] != 4
+    assert got["shape"] == (2, 3) and type(got["shape"]) is tuple
+    assert got["nested"] == [(1, 2), [3.0, math.inf]] and got["ok"] is True
+    assert got["dtype"] is torch.int8 and got["none"] is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bool,
+                                   torch.uint8, torch.float16])
+def test_tensors_travel_exactly(dtype):
+    t = (torch.randn(3, 4, 5) * 10).to(dtype)
+    got = roundtrip(t)
+    assert got.dtype == dtype and torch.equal(got, t)
+    assert type(roundtrip(t.as_subclass(Sneaky))) is torch.Tensor
+    assert roundtrip(torch.empty(0, 3)).shape == (0, 3)
+
+
+def test_objects_become_refs_only_where_allowed():
+    refs = {}
+    enc = wire.encode([1, print], refs)
+    assert enc[1]["__t"] == "ref" and refs[enc[1]["id"]] is print
+    with pytest.raises(TypeError, match="not plain data"):
+        wire.encode(object())
+    with pytest.raises(JudgeError, match="not a valid value"):
+        wire.decode(enc)  # a ref needs a session to become a Remote
+
+
+def test_standard_layers_travel_as_data_and_are_rebuilt():
+    import torch.nn as nn
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                      nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(8 * 4 * 4, 5)).eval()
+    with torch.no_grad():
+        m[1].running_mean.normal_()
+        m[0].weight = nn.Parameter(m[0].weight[:6])  # resized by hand: kept as it is
+        m[1] = nn.BatchNorm2d(6).eval()
+    m[5] = nn.Linear(6 * 4 * 4, 5)
+    got = roundtrip(m)
+    x = torch.randn(2, 3, 8, 8)
+    assert type(got) is nn.Sequential and got is not m and not got.training
+    assert torch.equal(got(x), m(x)) and got[0].bias is None
+
+    class MyConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 0 + 1
+    assert not layers.is_layer_tree(nn.Sequential(MyConv(1, 1, 1)))
+    with pytest.raises(TypeError, match="not plain data"):
+        wire.encode(nn.Sequential(MyConv(1, 1, 1)))
+
+
+@pytest.mark.parametrize("bad", [
+    {"__t": "module", "cls": "Module", "config": {"__t": "dict", "v": []}},
+    {"__t": "module", "cls": "ReLU", "config": {"__t": "dict", "v": [["inplace", False],
+                                                                     ["hook", "x"]]}},
+    {"__t": "tensor", "dtype": "float32", "shape": [2], "data": "AAAA"},  # 3 bytes for 8
+    {"__t": "tensor", "dtype": "Tensor", "shape": [], "data": ""},
+    {"__t": "pickle", "v": "gASV"},
+    {"v": 1},
+    {"__t": "dict", "v": [[[1], 2]]},  # unhashable key
+])
+def test_malformed_answers_are_refused(bad):
+    with pytest.raises(JudgeError):
+        wire.decode(bad)

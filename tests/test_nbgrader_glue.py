@@ -1,0 +1,46 @@
+"""autograde.nbgrader_glue: the grading config as nbgrader itself reads it, and test cells."""
+
+import os
+from pathlib import Path
+
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from nbgrader.apps.baseapp import NbGrader
+
+from autograde import nbgrader_glue as glue
+from autograde.grading.executor import SandboxedExecute
+from autograde.grading.feedback import ShortTracebacks
+
+
+def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, monkeypatch):
+    settings = glue.GradingSettings(tmp_path, f"sqlite:///{tmp_path}/gb.db", cell_timeout=7,
+                                    notebook_timeout=99, memory_mb=321, judge=False)
+    config = glue.grading_config(settings, SandboxedExecute, ShortTracebacks)
+    glue.write_config(config, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    app = NbGrader()
+    app.load_config_file()  # what every nbgrader command run in the folder does
+    loaded = app.config
+    assert loaded.CourseDirectory.course_id == glue.COURSE_ID != ""
+    assert loaded.CourseDirectory.db_url == settings.db_url
+    assert (loaded.SandboxedExecute.timeout, loaded.SandboxedExecute.notebook_timeout,
+            loaded.SandboxedExecute.memory_mb, loaded.SandboxedExecute.judge) == (7, 99, 321,
+                                                                                 False)
+    assert loaded.Autograde.autograde_preprocessors[0] == \
+        "autograde.grading.executor.SandboxedExecute"
+    assert "autograde.grading.feedback.ShortTracebacks" in \
+        loaded.GenerateFeedback.preprocessors
+    assert os.path.basename(glue.CONFIG_FILE) in os.listdir(Path(tmp_path))
+
+
+def test_test_cells_are_graded_code_cells_without_an_answer():
+    meta = {"grade": True, "solution": False, "grade_id": "q1_test", "points": 1}
+    assert glue.is_test_cell(new_code_cell("check()", metadata={"nbgrader": meta}))
+    answer = {**meta, "solution": True}
+    assert not glue.is_test_cell(new_code_cell("x = 1", metadata={"nbgrader": answer}))
+    assert not glue.is_test_cell(new_markdown_cell("text", metadata={"nbgrader": answer}))
+    assert not glue.is_test_cell(new_code_cell("x = 1"))
+
+
+def test_error_outputs_fail_a_test_in_nbgrader_terms():
+    out = glue.error_output("NotRun", "the kernel stopped")
+    assert out.output_type == "error" and out.traceback == ["NotRun: the kernel stopped"]

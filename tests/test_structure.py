@@ -1,0 +1,108 @@
+"""The shape of autograde/: imports point one way, no import hides in a function, classes
+stay small, and every lab is its own source, checks module and test file."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from autograde import build, inventory
+
+PACKAGE = build.ROOT / "autograde"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(build.ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> tuple[set[str], list[str]]:
+    """autograde modules `path` imports at module level, and imports found in functions."""
+    tree = ast.parse(path.read_text())
+    known = {module_name(p) for p in MODULES}
+    top, nested = set(), []
+    funcs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    in_function = {id(n) for f in funcs for n in ast.walk(f) if n is not f}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        if id(node) in in_function:
+            nested += names
+        else:
+            top |= {n for n in names if n in known}
+    return top, nested
+
+
+GRAPH = {module_name(p): imports(p)[0] for p in MODULES}
+
+
+def test_the_import_graph_has_no_cycle():
+    state: dict[str, str] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import cycle: {' -> '.join(path + [m])}"
+        state[m] = "open"
+        for n in sorted(GRAPH[m]):
+            if n != m:
+                visit(n, path + [m])
+        state[m] = "done"
+
+    for m in GRAPH:
+        visit(m, [])
+    assert "autograde.judging.judge" in GRAPH["autograde.grading.judged_cell"]  # not vacuous
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_no_module_imports_inside_a_function(path):
+    _, nested = imports(path)
+    assert not nested, f"{module_name(path)} imports {nested} inside a function"
+
+
+def test_judging_stands_below_checks_and_grading():
+    """The judge knows nothing of grading, nbgrader or the lab checks built on it."""
+    for m, deps in GRAPH.items():
+        if m.startswith("autograde.judging"):
+            bad = {d for d in deps if not d.startswith("autograde.judging")}
+            assert not bad, f"{m} imports {bad}"
+        if m.startswith("autograde.checks.lab"):
+            bad = {d for d in deps if d.startswith("autograde.") and d != "autograde.checks.api"}
+            assert not bad, f"{m} should use the check writer's API only, not {bad}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_classes_stay_small(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef):
+            lines = node.end_lineno - node.lineno + 1
+            assert lines <= 125, f"{module_name(path)}.{node.name} has {lines} lines"
+
+
+@pytest.mark.parametrize("lab", build.lab_names())
+def test_each_lab_is_three_files_named_after_it(lab):
+    assert build.source_path(lab).is_file()
+    assert inventory.checks_module(lab).__file__.endswith(f"autograde/checks/{lab}.py")
+    assert (build.ROOT / "tests" / f"test_checks_{lab}.py").is_file()
+
+
+@pytest.mark.parametrize("lab", build.lab_names())
+def test_cells_run_in_the_kernel_only_for_checks_marked_kernel_only(lab):
+    """A test cell that is not judged in the grader calls a check marked kernel_only."""
+    facts = inventory.facts(lab)
+    module = inventory.checks_module(lab)
+    cells = {c.metadata["nbgrader"]["grade_id"]: c.source
+             for c in build.source_notebook(lab).cells if c.metadata.get("nbgrader")}
+    for grade_id in facts.kernel_only:
+        called = [n for n in dir(module) if n.startswith("check_") and n in cells[grade_id]]
+        assert any(getattr(getattr(module, n), "kernel_only", False) for n in called), \
+            f"{grade_id} runs in the kernel but calls no kernel_only check"
+    assert facts.judged_points + sum(
+        c.metadata["nbgrader"]["points"] for c in build.source_notebook(lab).cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") in facts.kernel_only) \
+        == facts.auto_points
