@@ -66,3 +66,11 @@ def model_size(params: nn.Module | Iterable[tuple[str, torch.Tensor]],
     named = params.named_parameters() if isinstance(params, nn.Module) else params
     return sum(math.ceil(tensor_bits(t.detach(), _bits_for(name, bits), fmt, index_bits) / 8)
                for name, t in named)
+
+
+@reference("model_size")
+def shared_weight_bits(t: torch.Tensor, bits: int, fmt: str = "dense", index_bits: int = 32,
+                       centroid_bits: int = 32) -> int:
+    """Bits to store `t` as `bits`-bit k-means indices plus its codebook of 2^bits centroids
+    (Deep Compression); in bitmask or csr format pruned zeros keep no index."""
+    return tensor_bits(t, bits, fmt, index_bits) + 2**bits * centroid_bits

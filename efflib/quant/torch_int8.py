@@ -1,0 +1,99 @@
+"""The same integer model on PyTorch's own int8 kernels (torch.ao quantized modules, x86).
+
+`to_torch(model)` builds eager-mode quantized modules with exactly the grids of
+an `IntegerModel` (same scales and zero points, the same int8 weights), so the
+two can be compared element by element and timed against each other. The x86
+backend requantizes in float32 (round half to even) where `IntegerModel` uses a
+31-bit fixed-point multiplier and rounds halves up: that is where the last LSB
+of any difference comes from.
+"""
+
+import warnings
+
+import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
+import torch.nn as nn
+
+from efflib.quant.integer import IntegerModel, QuantizedLayer
+
+ENGINE = "x86"
+
+
+def _quiet():
+    """torch.ao's quantized tensors warn that they are deprecated on every creation."""
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+    return ctx
+
+
+def _layer(q: QuantizedLayer) -> nn.Module:
+    w = torch.quantize_per_channel((q.weight.float() * q.w_scale.reshape(
+        (-1,) + (1,) * (q.weight.dim() - 1))), q.w_scale.double(),
+        torch.zeros_like(q.weight[:, *([0] * (q.weight.dim() - 1))]), 0, torch.qint8)
+    bias = q.bias.float() * q.x.scale * q.w_scale  # the bias the int32 one stands for
+    if q.conv is not None:
+        c = q.conv
+        cls = nniq.ConvReLU2d if q.relu else nnq.Conv2d
+        m = cls(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                c.dilation, c.groups)
+    else:
+        cls = nniq.LinearReLU if q.relu else nnq.Linear
+        m = cls(q.weight.shape[1], q.weight.shape[0])
+    m.set_weight_bias(w, bias)
+    m.scale, m.zero_point = q.y.scale, q.y.zero_point
+    return m
+
+
+class TorchInt8(nn.Module):
+    """float input -> quint8 -> torch.ao int8 layers -> dequantized output."""
+
+    def __init__(self, model: IntegerModel):
+        super().__init__()
+        layers = []
+        for kind, layer in model.steps:
+            if kind == "quant":
+                layers.append(_layer(layer))
+            elif kind == "maxpool":
+                layers.append(nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding))
+            elif kind == "avgpool":
+                layers.append(nn.AdaptiveAvgPool2d(1))
+            else:
+                layers.append(nn.Flatten())
+        self.quant = nnq.Quantize(model.input.scale, model.input.zero_point, torch.quint8)
+        self.body = nn.Sequential(*layers)
+        self.dequant = nnq.DeQuantize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = _quiet()
+        try:
+            return self.dequant(self.body(self.quant(x)))
+        finally:
+            ctx.__exit__(None, None, None)
+
+
+def to_torch(model: IntegerModel) -> TorchInt8:
+    """`model` on torch's int8 kernels (the x86 quantized engine is selected)."""
+    torch.backends.quantized.engine = ENGINE
+    ctx = _quiet()
+    try:
+        return TorchInt8(model).eval()
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def layer_outputs(model: TorchInt8, q: torch.Tensor, scale: float,
+                  zero_point: int) -> list[torch.Tensor]:
+    """Integer outputs of each torch int8 layer, each fed the same integers `q` would be
+    (for comparing layer by layer without errors compounding)."""
+    ctx = _quiet()
+    try:
+        x = torch._make_per_tensor_quantized_tensor(q.to(torch.uint8), scale, zero_point)
+        outs = []
+        for layer in model.body:
+            x = layer(x)
+            outs.append(x.int_repr().to(torch.int64))
+        return outs
+    finally:
+        ctx.__exit__(None, None, None)
