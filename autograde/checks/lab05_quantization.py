@@ -1,0 +1,396 @@
+"""Checks for Lab 05, quantization.
+
+References are PyTorch's own (torch.finfo, torch.iinfo, observers, fake-quantize)
+or efflib.quant, which tests/test_quant_*.py hold against PyTorch and
+scikit-learn. Answers that call torch's quantize ops or efflib's copy of the
+question are refused.
+"""
+
+import math
+
+import torch
+
+from autograde.checks.api import (
+    as_float,
+    as_int,
+    as_plain_tensor,
+    call,
+    expect_close,
+    expect_int,
+    fail,
+    fmt_call,
+    rng,
+    torch_gen,
+    watch,
+)
+from efflib.quant import huffman
+from efflib.quant.binary import binarize, ternarize
+from efflib.quant.integer import QParams, QuantizedLayer, quantize_multiplier
+from efflib.quant.kmeans import centroid_grad, kmeans
+from efflib.quant.linear import QuantSpec, qparams, quantization_error, quantize
+from efflib.quant.pipeline import compress
+
+QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic",
+             "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine",
+             "_fake_quantize_learnable_per_tensor_affine",
+             "_fake_quantize_learnable_per_channel_affine", "fused_moving_avg_obs_fake_quant",
+             "_fake_quantize_per_tensor_affine_cachemask_tensor_qparams",
+             "quantized_batch_norm", "dequantize", "int_repr")
+TOPICS = ("linear_quantization", "fake_quantization", "kmeans", "huffman", "binary_weights",
+          "requantization", "deep_compression", "model_size")
+
+
+def _run(fn, case, *args, forbidden=QUANT_OPS):
+    with watch(forbidden=forbidden, topics=TOPICS):
+        return call(fn, case, *args)
+
+
+def _tensor(got, case: str, shape: tuple | None = None) -> torch.Tensor:
+    if isinstance(got, torch.Tensor) and got.is_quantized:
+        fail(f"{case}: returned torch's quantized tensor; return the integers as a plain "
+             "integer tensor instead.")
+    t = as_plain_tensor(got, case)
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        fail(f"{case}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+    return t
+
+
+def _integers(got, case: str, shape: tuple) -> torch.Tensor:
+    t = _tensor(got, case, shape)
+    if t.is_floating_point() or t.is_complex():
+        if not bool((t == torch.round(t)).all()):
+            fail(f"{case}: expected whole numbers, got fractions (did you round?)")
+    return t.to(torch.int64)
+
+
+# --- Q1. Number formats --------------------------------------------------------------
+
+FLOATS = {torch.float32: (8, 23), torch.float16: (5, 10), torch.bfloat16: (8, 7)}
+HIDDEN_FLOATS = {torch.float64: (11, 52), torch.float8_e5m2: (5, 2)}
+
+
+def check_float_format(fn, hidden: bool = False) -> None:
+    """float_format(e, m) -> (largest, eps, smallest normal), equal to torch.finfo."""
+    formats = {**FLOATS, **(HIDDEN_FLOATS if hidden else {})}
+    for dtype, (e, m) in formats.items():
+        case = fmt_call("float_format", e, m) + f"  # {dtype}"
+        got = _run(fn, case, e, m)
+        if not isinstance(got, tuple | list) or len(got) != 3:
+            fail(f"{case}: should return three numbers (largest, eps, smallest normal)")
+        info = torch.finfo(dtype)
+        for name, value, ref in zip(("largest", "eps", "smallest normal"), got,
+                                    (info.max, info.eps, info.tiny), strict=True):
+            v = as_float(value, f"{case}: {name}")
+            if not math.isclose(v, ref, rel_tol=1e-12):
+                fail(f"{case}: {name} is wrong ({v:.6g}). Count the exponent's bias and the "
+                     "largest exponent left once all-ones is kept for inf and NaN.")
+
+
+def check_int_range(fn, hidden: bool = False) -> None:
+    """int_range(bits, signed) -> (qmin, qmax), equal to torch.iinfo where torch has the type."""
+    r = rng(hidden, "int_range")
+    cases = [(8, True), (8, False), (16, True), (1, False)]
+    cases += [(r.randint(2, 16), r.random() < 0.5) for _ in range(8 if hidden else 2)]
+    for bits, signed in cases:
+        case = fmt_call("int_range", bits, signed)
+        got = _run(fn, case, bits, signed)
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            fail(f"{case}: should return (qmin, qmax)")
+        spec = QuantSpec(bits, signed)
+        expect_int(got[0], spec.qmin, f"{case}: qmin")
+        expect_int(got[1], spec.qmax, f"{case}: qmax",
+                   hint="A b-bit grid holds 2^b values.")
+    expect_int(torch.iinfo(torch.int8).min, QuantSpec(8).qmin, "torch.iinfo(int8).min")
+
+
+# --- Q2. Linear quantization ------------------------------------------------------------
+
+def _data(r: torch.Generator, shape, shift: float = 0.0) -> torch.Tensor:
+    x = torch.randn(shape, generator=r) * 2 + shift
+    x.view(-1)[: x.numel() // 4] = (torch.randint(-40, 40, (x.numel() // 4,), generator=r)
+                                    + 0.5) / 8  # exact halves on a 1/8 grid
+    return x
+
+
+def check_scale_zero_point(fn, hidden: bool = False) -> None:
+    """scale_zero_point(x, bits, signed, symmetric) -> (scale, zero point) as torch's observers."""
+    r = rng(hidden, "scale_zp")
+    cases = [(8, False, False, 1.0), (8, True, True, 0.0), (4, True, False, -3.0),
+             (8, False, True, 0.5), (2, True, True, 0.0)]
+    cases += [(r.randint(2, 16), r.random() < 0.5, r.random() < 0.5, r.uniform(-3, 3))
+              for _ in range(10 if hidden else 2)]
+    cases.append((8, False, False, 5.0))  # every value positive: the range must still hold 0
+    for bits, signed, symmetric, shift in cases:
+        x = _data(torch_gen(r), (r.randint(5, 40),), shift)
+        case = fmt_call("scale_zero_point", x, bits, signed, symmetric)
+        got = _run(fn, case, x.clone(), bits, signed, symmetric)
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            fail(f"{case}: should return (scale, zero_point)")
+        scale, zp = qparams(x, QuantSpec(bits, signed, symmetric))
+        s = as_float(got[0], f"{case}: scale")
+        if not math.isclose(s, float(scale), rel_tol=1e-6):
+            fail(f"{case}: the scale is wrong ({s:.6g}). Stretch the range, widened to include "
+                 "0, over the grid's qmax - qmin steps (symmetric: over half of them).")
+        expect_int(got[1], int(zp), f"{case}: zero point",
+                   hint="Round -min/scale half to even, then clamp it into the grid.")
+
+
+def check_linear_quantize(fn, hidden: bool = False) -> None:
+    """linear_quantize(x, scale, zp, bits, signed): clamp(round(x/s) + z), halves to even."""
+    r = rng(hidden, "quantize")
+    cases = [(8, False, 1.0), (8, True, 0.0), (4, False, -1.0), (3, True, 2.0)]
+    cases += [(r.randint(2, 16), r.random() < 0.5, r.uniform(-3, 3))
+              for _ in range(10 if hidden else 2)]
+    for bits, signed, shift in cases:
+        spec = QuantSpec(bits, signed)
+        x = _data(torch_gen(r), (r.randint(2, 6), r.randint(5, 30)), shift)
+        scale, zp = qparams(x[:, 1:], spec)  # some values fall outside: they must clamp
+        _expect_quantized(fn, x, float(scale), int(zp), spec)
+    for s in (0.5, 0.25, 0.125):  # a power-of-two scale: x / s lands exactly on halves
+        spec = QuantSpec(r.choice([4, 8]), r.random() < 0.5)
+        k = torch.arange(spec.qmin - 3, spec.qmax + 3, dtype=torch.float32)
+        _expect_quantized(fn, (k + 0.5) * s, s, r.randint(spec.qmin, spec.qmax) // 2, spec)
+
+
+def _expect_quantized(fn, x: torch.Tensor, s: float, z: int, spec: QuantSpec) -> None:
+    case = fmt_call("linear_quantize", x, round(s, 6), z, spec.bits, spec.signed)
+    got = _integers(_run(fn, case, x.clone(), s, z, spec.bits, spec.signed), case,
+                    tuple(x.shape))
+    by_reciprocal = quantize(x, s, z, spec)
+    by_division = torch.clamp(torch.round(x / s).long() + z, spec.qmin, spec.qmax)
+    wrong = (got != by_reciprocal) & (got != by_division)
+    if bool(wrong.any()):
+        i = tuple(int(v) for v in wrong.nonzero()[0])
+        fail(f"{case}: at index {i}, x = {float(x[i]):.6g} gave {int(got[i])}, expected "
+             f"{int(by_reciprocal[i])}. Round half to even (torch.round), add the zero "
+             "point, then clamp to the grid.")
+
+
+# --- Q3. Per-tensor and per-channel error ------------------------------------------------
+
+def check_quantization_mse(fn, hidden: bool = False) -> None:
+    """quantization_mse(w, bits, per_channel): symmetric signed round trip, mean squared error."""
+    r = rng(hidden, "mse")
+    for _ in range(8 if hidden else 3):
+        g = torch_gen(r)
+        w = torch.randn(r.randint(2, 8), r.randint(1, 4), 3, 3, generator=g)
+        w = w * torch.rand(w.shape[0], 1, 1, 1, generator=g) * 4  # channels of unequal range
+        bits = r.randint(2, 8)
+        for per_channel in (False, True):
+            case = fmt_call("quantization_mse", w, bits, per_channel)
+            got = as_float(_run(fn, case, w.clone(), bits, per_channel), case)
+            ref = quantization_error(w, QuantSpec(bits, True, True), 0 if per_channel else None)
+            if not math.isclose(got, ref, rel_tol=1e-3, abs_tol=1e-12):
+                fail(f"{case}: expected about {ref:.4g}, got {got:.4g}. Quantize symmetric "
+                     "and signed, dequantize, then average the squared difference"
+                     + (" (one scale per output channel, axis 0)." if per_channel else "."))
+
+
+# --- Q4. K-means weight sharing ------------------------------------------------------------
+
+def check_kmeans_quantize(fn, hidden: bool = False) -> None:
+    """kmeans_quantize(w, bits) -> (centroids, indices): a converged Lloyd clustering from an
+    even (linear) start, as good as the reference's."""
+    r = rng(hidden, "kmeans")
+    cases = [((6, 4), 1), ((16, 8, 3, 3), 2), ((200,), 3)]
+    cases += [((r.randint(10, 60), r.randint(1, 9)), r.randint(1, 4))
+              for _ in range(6 if hidden else 1)]
+    for shape, bits in cases:
+        w = torch.randn(shape, generator=torch_gen(r))
+        case = fmt_call("kmeans_quantize", w, bits)
+        got = _run(fn, case, w.clone(), bits)
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            fail(f"{case}: should return (centroids, indices)")
+        k = 2**bits
+        c = _tensor(got[0], f"{case}: centroids", (k,)).double()
+        idx = _integers(got[1], f"{case}: indices", shape).reshape(-1)
+        if int(idx.min()) < 0 or int(idx.max()) >= k:
+            fail(f"{case}: indices must lie in [0, {k})")
+        x = w.double().reshape(-1)
+        dist = (x.reshape(-1, 1) - c.reshape(1, -1)).abs()
+        if bool((dist[torch.arange(len(x)), idx] > dist.min(dim=1).values + 1e-9).any()):
+            fail(f"{case}: some weights are not assigned to their nearest centroid: "
+                 "iterate until the assignment stops changing.")
+        for j in range(k):
+            members = x[idx == j]
+            if members.numel() and abs(float(members.mean()) - float(c[j])) > 1e-6:
+                fail(f"{case}: centroid {j} is not the mean of its weights.")
+        ref = kmeans(w, bits)
+        inertia = float(((x - c[idx]) ** 2).sum())
+        if inertia > ref.inertia(w) * 1.01 + 1e-9:
+            fail(f"{case}: the clustering is worse than it should be ({inertia:.4g} against "
+                 f"{ref.inertia(w):.4g}); start from centroids evenly spaced from min to max.")
+
+
+# --- Q5. Centroid fine-tuning -------------------------------------------------------------
+
+def check_centroid_gradient(fn, hidden: bool = False) -> None:
+    """centroid_gradient(grad, indices, k): the sum of the gradients sharing each centroid."""
+    r = rng(hidden, "centroid_grad")
+    for _ in range(8 if hidden else 3):
+        g = torch_gen(r)
+        shape = (r.randint(1, 9), r.randint(1, 9))
+        k = 2 ** r.randint(1, 4)
+        grad = torch.randn(shape, generator=g)
+        idx = torch.randint(0, k, shape, generator=g)
+        case = fmt_call("centroid_gradient", grad, idx, k)
+        got = _run(fn, case, grad.clone(), idx.clone(), k)
+        expect_close(_tensor(got, case), centroid_grad(grad, idx, k), case, atol=1e-5,
+                     hint="Every centroid gets the sum (not the mean) of its weights' "
+                          "gradients, and unused centroids get 0.")
+
+
+# --- Q6. Huffman coding and the whole pipeline ---------------------------------------------
+
+def check_huffman_lengths(fn, hidden: bool = False) -> None:
+    """huffman_code_lengths(counts): an optimal prefix code's lengths (ties may go either way)."""
+    r = rng(hidden, "huffman")
+    cases = [{0: 45, 1: 13, 2: 12, 3: 16, 4: 9, 5: 5}, {3: 7}, {0: 1, 1: 1}, {0: 5, 1: 0, 2: 5}]
+    cases += [{s: r.randint(0, 50) ** 2 for s in range(r.randint(2, 16))}
+              for _ in range(10 if hidden else 2)]
+    for counts in cases:
+        case = fmt_call("huffman_code_lengths", counts)
+        got = _run(fn, case, dict(counts))
+        used = {s for s, c in counts.items() if c > 0}
+        if not isinstance(got, dict) or {as_int(s, case) for s in got} != used:
+            fail(f"{case}: return a dict with one code length per symbol that occurs "
+                 f"({sorted(used)})")
+        lengths = {as_int(s, case): as_int(n, f"{case}: length of {s}") for s, n in got.items()}
+        if any(n < 1 for n in lengths.values()):
+            fail(f"{case}: every code needs at least 1 bit")
+        if sum(2.0 ** -n for n in lengths.values()) > 1 + 1e-12:
+            fail(f"{case}: no prefix-free code has these lengths (their Kraft sum exceeds 1).")
+        best = huffman.code_lengths(counts)
+        total = sum(counts[s] * n for s, n in lengths.items())
+        optimum = sum(counts[s] * n for s, n in best.items())
+        if total != optimum:
+            fail(f"{case}: these lengths cost {total} bits in all; an optimal code costs less. "
+                 "Merge the two least frequent subtrees first, every time.")
+
+
+def check_pipeline_bytes(fn, hidden: bool = False) -> None:
+    """pipeline_bytes(w, sparsity, bits): every byte Deep Compression stores for w."""
+    r = rng(hidden, "pipeline")
+    for _ in range(4 if hidden else 2):
+        w = torch.randn(r.randint(4, 32), r.randint(4, 32), generator=torch_gen(r))
+        sparsity, bits = round(r.uniform(0.3, 0.95), 2), r.randint(2, 5)
+        case = fmt_call("pipeline_bytes", w, sparsity, bits)
+        got = _run(fn, case, w.clone(), sparsity, bits, forbidden=())
+        expect_int(got, compress(w, sparsity, bits).stored_bytes(), case,
+                   hint="Count the bitmask of positions, the Huffman-coded indices and their "
+                        "table of code lengths, and 2^bits 32-bit centroids, then round up "
+                        "to whole bytes once.")
+
+
+# --- Q7. Binary and ternary weights -------------------------------------------------------
+
+def check_binary_ternary(binarize_fn, ternarize_fn, hidden: bool = False) -> None:
+    """binarize(w) = alpha sign(w); ternarize(w): threshold 0.7 mean|w|, both per channel."""
+    r = rng(hidden, "binary")
+    shapes = [(4, 6), (8, 3, 3, 3)] + [(r.randint(1, 9), r.randint(1, 5), 3, 3)
+                                       for _ in range(6 if hidden else 1)]
+    for shape in shapes:
+        w = torch.randn(shape, generator=torch_gen(r))
+        w.view(-1)[0] = 0.0  # sign(0) must still give +alpha
+        for name, fn, ref in (("binarize", binarize_fn, binarize),
+                              ("ternarize", ternarize_fn, ternarize)):
+            case = fmt_call(name, w)
+            got = _tensor(_run(fn, case, w.clone()), case, shape)
+            expect_close(got, ref(w), case, atol=1e-6, hint=(
+                "One alpha per output channel (dimension 0): the mean |w| of that channel"
+                + (", and +alpha where w is 0." if name == "binarize" else
+                   " over the weights above the threshold 0.7 * mean |w|.")))
+
+
+# --- Q8. Fake quantization and the straight-through estimator ------------------------------
+
+def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
+    """fake_quant_forward equals torch's fake-quantize; fake_quant_backward passes the gradient
+    where the value was not clamped and zeroes it where it was."""
+    r = rng(hidden, "fake_quant")
+    for _ in range(8 if hidden else 3):
+        g = torch_gen(r)
+        bits = r.randint(2, 8)
+        qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        x = _data(g, (r.randint(2, 5), r.randint(3, 20)))
+        scale, zp = round(r.uniform(0.01, 0.3), 4), r.randint(qmin, qmax)
+        case = fmt_call("fake_quant_forward", x, scale, zp, qmin, qmax)
+        got = _tensor(_run(forward_fn, case, x.clone(), scale, zp, qmin, qmax), case, x.shape)
+        ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+        by_division = (torch.clamp(torch.round(x / scale) + zp, qmin, qmax) - zp) * scale
+        if bool(((got - ref).abs() > 1e-6).logical_and((got - by_division).abs() > 1e-6).any()):
+            expect_close(got, ref, case, atol=1e-6,
+                         hint="Quantize (round, add z, clamp), then dequantize.")
+        grad = torch.randn(x.shape, generator=g)
+        case = fmt_call("fake_quant_backward", grad, x, scale, zp, qmin, qmax)
+        got = _tensor(_run(backward_fn, case, grad.clone(), x.clone(), scale, zp, qmin, qmax),
+                      case, x.shape)
+        xr = x.clone().requires_grad_()
+        torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax).backward(grad)
+        q = torch.round(x / scale) + zp
+        alt = grad * ((q >= qmin) & (q <= qmax))
+        if bool(((got - xr.grad).abs() > 1e-6).logical_and((got - alt).abs() > 1e-6).any()):
+            expect_close(got, xr.grad, case, atol=1e-6,
+                         hint="Straight through where round(x/s) + z lies in [qmin, qmax], "
+                              "0 where the forward pass clamped.")
+
+
+# --- Q9. Integer-only convolution -----------------------------------------------------------
+
+def check_quantized_multiplier(fn, hidden: bool = False) -> None:
+    """quantized_multiplier(m) -> (m0, n): m ~ m0 2^-31 2^-n with m0 in [2^30, 2^31)."""
+    r = rng(hidden, "multiplier")
+    cases = [0.5, 0.75, 0.001234, 1.5, 0.9999999999]
+    cases += [r.uniform(1e-5, 2.0) for _ in range(20 if hidden else 3)]
+    for m in cases:
+        case = fmt_call("quantized_multiplier", m)
+        got = _run(fn, case, m)
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            fail(f"{case}: should return (m0, n)")
+        m0, n = quantize_multiplier(m)
+        expect_int(got[0], m0, f"{case}: m0", hint="m0 = round(M0 * 2^31) with M0 in [0.5, 1).")
+        expect_int(got[1], n, f"{case}: n")
+
+
+def check_int_conv2d(fn, hidden: bool = False) -> None:
+    """int_conv2d(...) equals efflib's integer reference bit for bit."""
+    r = rng(hidden, "int_conv")
+    for trial in range(8 if hidden else 3):
+        g = torch_gen(r)
+        c_in, c_out = r.randint(1, 6), r.randint(1, 6)
+        k, stride, padding = r.choice([1, 3]), r.randint(1, 2), r.randint(0, 1)
+        conv = torch.nn.Conv2d(c_in, c_out, k, stride, padding)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
+            conv.bias.copy_(torch.randn(c_out, generator=g) * 0.1)
+        x = torch.randn(2, c_in, r.randint(3, 8), r.randint(3, 8), generator=g) + 0.3
+        # the output grid holds negatives, so a ReLU's clamp at z_y matters
+        xq, yq = QParams.observe(x), QParams.observe(conv(x))
+        layer = QuantizedLayer(conv, xq, yq, relu=trial % 2 == 0)
+        qx = quantize(x, xq.scale, xq.zero_point, QuantSpec(8, False))
+        if trial == 1:  # small integers and M = 1/4 exactly: a quarter of the results are
+            # halves, which round up (not to even), and nothing saturates
+            qx = xq.zero_point + torch.randint(-1, 2, qx.shape, generator=g)
+            layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
+            layer.bias = torch.zeros_like(layer.bias)
+            layer.m0 = torch.full_like(layer.m0, 2**30)
+            layer.shift = torch.ones_like(layer.shift)
+            layer.y = QParams(layer.y.scale, 128)
+        _expect_int_conv(fn, layer, qx, stride, padding)
+
+
+def _expect_int_conv(fn, layer: QuantizedLayer, qx: torch.Tensor, stride: int,
+                     padding: int) -> None:
+    relu = layer.relu
+    args = (qx, layer.x.zero_point, layer.weight.clone(), layer.bias.clone(), layer.m0.clone(),
+            layer.shift.clone(), layer.y.zero_point, relu, stride, padding)
+    case = fmt_call("int_conv2d", *args)
+    ref = layer(qx)
+    got = _integers(_run(fn, case, *args, forbidden=QUANT_OPS + ("quantized_conv2d",)),
+                    case, tuple(ref.shape))
+    if not torch.equal(got, ref):
+        i = tuple(int(v) for v in (got != ref).nonzero()[0])
+        fail(f"{case}: at index {i} expected {int(ref[i])}, got {int(got[i])}. Subtract "
+             "z_x before the convolution (padding is then 0), add the int32 bias, multiply "
+             "by m0 in 64 bits, add 2^(30+n), shift right by 31+n, add z_y, clamp"
+             + (" from z_y (ReLU)." if relu else "."))

@@ -1,0 +1,230 @@
+"""The Lab 05 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import math
+
+import pytest
+import torch
+
+from autograde import inventory
+from autograde.checks import lab05_quantization as C
+from autograde.checks.api import CheckFailed
+from efflib.graded import GradedAnswerError
+from efflib.quant import binary, huffman, linear
+
+FAILS = (CheckFailed, GradedAnswerError)
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated")
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(solution, hidden):
+    C.check_float_format(solution.float_format, hidden)
+    C.check_int_range(solution.int_range, hidden)
+    C.check_scale_zero_point(solution.scale_zero_point, hidden)
+    C.check_linear_quantize(solution.linear_quantize, hidden)
+    C.check_quantization_mse(solution.quantization_mse, hidden)
+    C.check_kmeans_quantize(solution.kmeans_quantize, hidden)
+    C.check_centroid_gradient(solution.centroid_gradient, hidden)
+    C.check_huffman_lengths(solution.huffman_code_lengths, hidden)
+    C.check_pipeline_bytes(solution.pipeline_bytes, hidden)
+    C.check_binary_ternary(solution.binarize, solution.ternarize, hidden)
+    C.check_fake_quant(solution.fake_quant_forward, solution.fake_quant_backward, hidden)
+    C.check_quantized_multiplier(solution.quantized_multiplier, hidden)
+    C.check_int_conv2d(solution.int_conv2d, hidden)
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("check", [C.check_float_format, C.check_int_range,
+                                   C.check_scale_zero_point, C.check_linear_quantize,
+                                   C.check_quantization_mse, C.check_kmeans_quantize,
+                                   C.check_centroid_gradient, C.check_huffman_lengths,
+                                   C.check_pipeline_bytes, C.check_quantized_multiplier,
+                                   C.check_int_conv2d])
+def test_blank_answers_fail_clearly(check):
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        check(not_implemented)
+
+
+def test_float_format_without_the_reserved_exponent_fails(solution):
+    def no_inf(e, m):  # forgets that the all-ones exponent is kept for inf and NaN
+        bias = 2 ** (e - 1) - 1
+        return (2 - 2.0**-m) * 2.0 ** (2**e - 1 - bias), 2.0**-m, 2.0 ** (1 - bias)
+    with pytest.raises(CheckFailed, match="largest is wrong"):
+        C.check_float_format(no_inf)
+    with pytest.raises(CheckFailed, match="qmax"):
+        C.check_int_range(lambda b, s: (-(2 ** (b - 1)), 2 ** (b - 1)) if s else (0, 2**b))
+
+
+def test_quantize_mistakes_fail(solution):
+    def floors(x, s, z, bits, signed):
+        lo, hi = solution.int_range(bits, signed)
+        return torch.clamp(torch.floor(x / s).long() + z, lo, hi)
+
+    def no_clamp(x, s, z, bits, signed):
+        return torch.round(x / s).long() + z
+
+    def half_up(x, s, z, bits, signed):
+        lo, hi = solution.int_range(bits, signed)
+        return torch.clamp(torch.floor(x / s + 0.5).long() + z, lo, hi)
+    for wrong in (floors, no_clamp, half_up):
+        with pytest.raises(CheckFailed, match="linear_quantize"):
+            C.check_linear_quantize(wrong)
+
+    def range_without_zero(x, bits, signed, symmetric):
+        lo, hi = solution.int_range(bits, signed)
+        s = (float(x.max()) - float(x.min())) / (hi - lo)
+        return s, lo - round(float(x.min()) / s)
+    with pytest.raises(CheckFailed, match="scale_zero_point"):
+        C.check_scale_zero_point(range_without_zero)
+
+
+def test_hostile_quantize_answers_fail(solution):
+    def torchs_own(x, s, z, bits, signed):
+        return torch.quantize_per_tensor(x, s, z, torch.quint8 if not signed else torch.qint8)
+
+    def torchs_integers(x, s, z, bits, signed):
+        return torch.fake_quantize_per_tensor_affine(x, s, z, *solution.int_range(bits, signed))
+
+    def efflibs(x, s, z, bits, signed):
+        return linear.quantize(x, s, z, linear.QuantSpec(bits, signed))
+
+    class Anything(torch.Tensor):
+        def __eq__(self, other):
+            return torch.ones_like(other, dtype=torch.bool)
+
+    def liar(x, s, z, bits, signed):
+        return torch.zeros_like(x).long().as_subclass(Anything)
+    for hostile in (torchs_own, torchs_integers, efflibs, liar):
+        with pytest.raises(FAILS):
+            C.check_linear_quantize(hostile)
+
+
+def test_mse_mistakes_fail(solution):
+    with pytest.raises(CheckFailed, match="per output channel"):
+        C.check_quantization_mse(lambda w, b, pc: solution.quantization_mse(w, b, False))
+    with pytest.raises(FAILS):
+        C.check_quantization_mse(lambda w, b, pc: linear.quantization_error(
+            w, linear.QuantSpec(b, True, True), 0 if pc else None))
+
+
+def test_kmeans_mistakes_fail(solution):
+    def one_step(w, bits):  # assigns once, never iterates
+        x = w.reshape(-1).double()
+        c = torch.linspace(float(x.min()), float(x.max()), 2**bits, dtype=torch.float64)
+        return c, torch.argmin((x[:, None] - c[None]).abs(), 1).reshape(w.shape)
+
+    def random_start(w, bits):
+        x = w.reshape(-1).double()
+        c = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:2**bits]]
+        for _ in range(50):
+            idx = torch.argmin((x[:, None] - c[None]).abs(), 1)
+            c = torch.stack([x[idx == j].mean() if (idx == j).any() else c[j]
+                             for j in range(len(c))])
+        return c, idx.reshape(w.shape)
+
+    def too_few(w, bits):
+        c, idx = solution.kmeans_quantize(w, bits)
+        return c[:-1], idx.clamp(max=len(c) - 2)
+    with pytest.raises(CheckFailed, match="mean of its weights|nearest"):
+        C.check_kmeans_quantize(one_step)
+    with pytest.raises(CheckFailed, match="worse than it should be"):
+        C.check_kmeans_quantize(random_start)
+    with pytest.raises(CheckFailed, match="shape"):
+        C.check_kmeans_quantize(too_few)
+
+
+def test_centroid_gradient_mean_instead_of_sum_fails():
+    def mean(grad, idx, k):
+        s = torch.zeros(k).index_add_(0, idx.reshape(-1), grad.reshape(-1))
+        return s / torch.bincount(idx.reshape(-1), minlength=k).clamp(min=1)
+    with pytest.raises(CheckFailed, match="sum"):
+        C.check_centroid_gradient(mean)
+
+
+def test_huffman_mistakes_fail(solution):
+    def fixed_length(counts):
+        used = [s for s, c in counts.items() if c]
+        return {s: max(1, math.ceil(math.log2(len(used)))) for s in used}
+
+    def too_short(counts):
+        return {s: 1 for s, c in counts.items() if c}
+    with pytest.raises(CheckFailed, match="optimal code costs less"):
+        C.check_huffman_lengths(fixed_length)
+    with pytest.raises(CheckFailed, match="Kraft"):
+        C.check_huffman_lengths(too_short)
+    with pytest.raises(GradedAnswerError):
+        C.check_huffman_lengths(huffman.code_lengths)
+
+    def no_table(w, sparsity, bits):
+        return solution.pipeline_bytes(w, sparsity, bits) - 2**bits * 4
+    with pytest.raises(CheckFailed, match="pipeline_bytes"):
+        C.check_pipeline_bytes(no_table)
+
+
+def test_binary_mistakes_fail(solution):
+    with pytest.raises(CheckFailed, match="binarize"):
+        C.check_binary_ternary(torch.sign, solution.ternarize)
+
+    def per_tensor(w):
+        return torch.where(w >= 0, w.abs().mean(), -w.abs().mean())
+    with pytest.raises(CheckFailed, match="binarize"):
+        C.check_binary_ternary(per_tensor, solution.ternarize)
+
+    def alpha_over_all(w):  # the mean |w| of every weight, not of the kept ones
+        t = solution.ternarize(w)
+        return torch.sign(t) * w.abs().reshape(w.shape[0], -1).mean(1).reshape(
+            -1, *[1] * (w.dim() - 1))
+    with pytest.raises(CheckFailed, match="ternarize"):
+        C.check_binary_ternary(solution.binarize, alpha_over_all)
+    with pytest.raises(GradedAnswerError):
+        C.check_binary_ternary(binary.binarize, solution.ternarize)
+
+
+def test_fake_quant_mistakes_fail(solution):
+    def identity_grad(grad, x, s, z, lo, hi):
+        return grad
+    with pytest.raises(CheckFailed, match="fake_quant_backward"):
+        C.check_fake_quant(solution.fake_quant_forward, identity_grad)
+
+    def forgets_zero_point(x, s, z, lo, hi):
+        return torch.clamp(torch.round(x / s), lo, hi) * s
+    with pytest.raises(CheckFailed, match="fake_quant_forward"):
+        C.check_fake_quant(forgets_zero_point, solution.fake_quant_backward)
+
+    def torchs(x, s, z, lo, hi):
+        return torch.fake_quantize_per_tensor_affine(x, s, z, lo, hi)
+    with pytest.raises(CheckFailed, match="calls torch's fake_quantize"):
+        C.check_fake_quant(torchs, solution.fake_quant_backward)
+
+
+def test_integer_conv_mistakes_fail(solution):
+    def float_rescale(q_x, z_x, q_w, q_b, m0, shift, z_y, relu, stride, padding):
+        acc = torch.nn.functional.conv2d((q_x - z_x).double(), q_w.double(), None, stride,
+                                         padding) + q_b.reshape(1, -1, 1, 1)
+        m = (m0.double() * 2.0 ** (-31 - shift)).reshape(1, -1, 1, 1)
+        return torch.clamp(torch.round(acc * m) + z_y, z_y if relu else 0, 255).long()
+
+    def pads_with_zero(q_x, z_x, q_w, q_b, m0, shift, z_y, relu, stride, padding):
+        padded = torch.nn.functional.pad(q_x, [padding] * 4)
+        return solution.int_conv2d(padded, z_x, q_w, q_b, m0, shift, z_y, relu, stride, 0)
+
+    def no_relu(q_x, z_x, q_w, q_b, m0, shift, z_y, relu, stride, padding):
+        return solution.int_conv2d(q_x, z_x, q_w, q_b, m0, shift, z_y, False, stride, padding)
+    for wrong in (float_rescale, pads_with_zero, no_relu):
+        with pytest.raises(CheckFailed, match="int_conv2d"):
+            C.check_int_conv2d(wrong, hidden=True)
+
+    def truncates(m):
+        mantissa, e = math.frexp(m)
+        return int(mantissa * 2**31), -e
+    with pytest.raises(CheckFailed, match="m0"):
+        C.check_quantized_multiplier(truncates, hidden=True)
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab05_quantization")
+    assert (facts.judged_points, facts.auto_points) == (30, 30)
+    assert facts.manual_points == 2
