@@ -44,6 +44,7 @@ lint: setup
 bench: setup
 	$(PY) bench/lab_times.py
 	$(PY) bench/profiler_overhead.py
+	$(PY) bench/quant_int8.py
 	$(PY) bench/grade_speed.py
 
 clean:

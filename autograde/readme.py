@@ -55,8 +55,9 @@ def measured_block() -> str:
         lines.append(f"- Full solutions in a fresh kernel, kernel start included (goal: "
                      f"under 60 s): {runs}; {_conditions(lab_times)}.")
     if overhead := _bench("profiler_overhead"):
-        ratios = ", ".join(f"{k.replace('t', ' thread(s)')} {v:g}x"
-                           for k, v in overhead["figures"].items())
+        ratios = "; ".join(f"{name} " + ", ".join(
+            f"{v:g}x at {t} thread{'s' if t != '1' else ''}" for t, v in by_threads.items())
+            for name, by_threads in overhead["figures"].items())
         lines.append(f"- `efflib.profile` against one plain forward pass, median of "
                      f"interleaved pairs (goal for ResNet-50: at most 1.5x): {ratios}; "
                      f"{_conditions(overhead)}.")
@@ -66,6 +67,15 @@ def measured_block() -> str:
                      f"{g['serial_s']:g} s, `python -m autograde grade` with {g['workers']} "
                      f"workers {g['parallel_s']:g} s ({g['speedup']:g}x; goal 1.8x); "
                      f"{_conditions(grading)}.")
+    if quant := _bench("quant_int8"):
+        q = quant["figures"]
+        lines.append(
+            f"- Lab 05's digit CNN, fp32 against int8 on torch's x86 quantized kernels (one "
+            f"thread, medians of 15 interleaved runs): {q['fp32_bytes']:,d} B against "
+            f"{q['int8_bytes']:,d} B stored; test accuracy {q['fp32_accuracy']:.1%} against "
+            f"{q['int8_accuracy']:.1%}; batch 1 {q['fp32_ms_batch1']:g} ms against "
+            f"{q['int8_ms_batch1']:g} ms; batch 256 {q['fp32_ms_batch256']:g} ms against "
+            f"{q['int8_ms_batch256']:g} ms; {_conditions(quant)}.")
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
 
 

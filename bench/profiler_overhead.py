@@ -52,7 +52,7 @@ def main() -> None:
 
             fwd, prof = interleaved([forward_pass, lambda m=model: profile(m, x)], args.repeats)
             ratio = statistics.median(p / f for p, f in zip(prof, fwd, strict=True))
-            figures[f"{name} {threads}t"] = round(ratio, 2)
+            figures.setdefault(name, {})[str(threads)] = round(ratio, 2)
             ok &= ratio <= GOAL or name != "resnet50"
             print(f"{threads} thread{'s' if threads > 1 else ' '} {name:13s} forward "
                   f"{statistics.median(fwd) * 1e3:7.1f} ms  profile "

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import efflib
 from efflib import models
 from efflib.quant import integer as I
 from efflib.quant.torch_int8 import to_torch
@@ -114,3 +115,16 @@ def test_convert_refuses_what_it_cannot_run():
         I.convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), torch.randn(2, 1, 8, 8))
     with pytest.raises(TypeError, match="chain of layers"):
         I.convert(nn.LSTM(2, 2), torch.randn(2, 2))
+
+
+def test_stored_bytes_count_every_integer_and_grid(trained):
+    model, x = trained
+    im = I.convert(model, x[:100])
+    layers = [layer for kind, layer in im.steps if kind == "quant"]
+    weights = sum(layer.weight.numel() for layer in layers)
+    channels = sum(layer.m0.numel() for layer in layers)
+    assert weights == sum(p.numel() for n, p in model.named_parameters()
+                          if n.endswith("weight") and p.dim() > 1)
+    expected_bits = 8 * weights + 32 * channels + (32 + 8) * channels + 40 * (len(layers) + 1)
+    assert im.stored_bytes() == -(-expected_bits // 8)
+    assert im.stored_bytes() < efflib.model_size(model, 32) / 3

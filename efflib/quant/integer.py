@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from efflib.graded import reference
 from efflib.quant.linear import QuantSpec, qparams, quantize
+from efflib.size import tensor_bits
 
 ACTIVATIONS = QuantSpec(8, signed=False)               # uint8, asymmetric
 WEIGHTS = QuantSpec(8, signed=True, symmetric=True)    # int8, zero point 0
@@ -169,6 +170,16 @@ class IntegerModel:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return torch.argmax(self.forward_int(self.quantize_input(x)), dim=1)
+
+    def stored_bytes(self) -> int:
+        """Everything a device stores: int8 weights, int32 biases, per channel a 32-bit m0
+        and an 8-bit shift, and each grid's 32-bit scale and 8-bit zero point."""
+        bits = 40  # the input grid
+        for kind, layer in self.steps:
+            if kind == "quant":
+                bits += (tensor_bits(layer.weight, 8) + tensor_bits(layer.bias, 32)
+                         + tensor_bits(layer.m0, 32) + tensor_bits(layer.shift, 8) + 40)
+        return math.ceil(bits / 8)
 
 
 @torch.no_grad()
