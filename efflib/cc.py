@@ -1,0 +1,85 @@
+"""Compile C from a notebook: a shared library to call through ctypes, or a program to run.
+
+The compiler is clang as shipped by the `ziglang` wheel (`python -m ziglang cc`),
+which `make lab` installs from the package registry, so a student on any OS
+needs nothing else; a system `cc` is the fallback. Flags keep arithmetic exact:
+-O3 without -ffast-math, and -ffp-contract=off so no multiply and add are fused
+behind the source's back (a fused multiply-add rounds once, not twice).
+Builds are cached by a hash of the source, the flags and the compiler, in
+$EFFLAB_CC_CACHE or ~/.cache/efflab/cc; zig's own cache sits beside them (its
+first build, of the C runtime, takes a few seconds).
+"""
+
+import ctypes
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BASE_FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall")
+KINDS = ("shared", "exe")
+
+
+class CompileError(RuntimeError):
+    """The compiler refused the source; the message is the compiler's own, with line numbers."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EFFLAB_CC_CACHE") or Path.home() / ".cache" / "efflab" / "cc"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def compiler() -> list[str]:
+    """The C compiler's command: zig's clang when the ziglang wheel is installed, else cc."""
+    if importlib.util.find_spec("ziglang") is not None:
+        return [sys.executable, "-m", "ziglang", "cc"]
+    for name in ("cc", "gcc", "clang"):
+        if found := shutil.which(name):
+            return [found]
+    raise CompileError("no C compiler: install the ziglang package (pip install ziglang) "
+                       "or a system C compiler")
+
+
+def build(source: str, kind: str = "shared", flags: tuple[str, ...] = (),
+          name: str = "kernel") -> Path:
+    """Compile `source` into a shared library or an executable; return its path (cached)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError("source must be a non-empty string of C code")
+    cmd = compiler()
+    all_flags = (*BASE_FLAGS, *flags) + (("-shared", "-fPIC") if kind == "shared" else ())
+    key = hashlib.sha256("\0".join([source, *all_flags, *cmd]).encode()).hexdigest()[:20]
+    folder = cache_dir()
+    suffix = ".so" if kind == "shared" else ".exe"
+    out = folder / f"{name}-{key}{suffix}"
+    if out.exists():
+        return out
+    src = folder / f"{name}-{key}.c"
+    src.write_text(source)
+    env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": str(folder / "zig-global"),
+           "ZIG_LOCAL_CACHE_DIR": str(folder / "zig-local")}
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    done = subprocess.run([*cmd, *all_flags, "-o", str(tmp), str(src), "-lm"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).replace(str(src), f"{name}.c").strip()
+        raise CompileError(f"the C compiler refused {name}.c:\n{message}")
+    os.replace(tmp, out)
+    return out
+
+
+def load(source: str, flags: tuple[str, ...] = (), name: str = "kernel") -> ctypes.CDLL:
+    """Compile `source` as a shared library and load it for ctypes."""
+    return ctypes.CDLL(str(build(source, "shared", flags, name)))
+
+
+def pointer(t, ctype=ctypes.c_float):
+    """A C pointer to a contiguous tensor's or array's data (keep the tensor alive)."""
+    data = t.data_ptr() if hasattr(t, "data_ptr") else t.ctypes.data
+    return ctypes.cast(data, ctypes.POINTER(ctype))
