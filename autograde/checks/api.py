@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
     CheckFailed,
@@ -30,7 +31,7 @@ from efflib.graded import GradedAnswerError
 
 __all__ = ["CheckFailed", "as_float", "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor",
            "call", "expect_close", "expect_int", "expect_raises", "fail", "fmt_call",
-           "is_layer_tree", "kernel_only", "rng", "torch_gen", "watch"]
+           "is_layer_tree", "kernel_only", "rng", "torch_gen", "type_name", "watch"]
 
 
 def rng(hidden: bool, salt: str) -> random.Random:
@@ -102,6 +103,11 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def type_name(value) -> str:
+    """The class name of a student's object, also when it stays in the kernel (judged)."""
+    return value._type if isinstance(value, Remote) else type(value).__name__
 
 
 def fmt_call(name: str, *args, **kwargs) -> str:

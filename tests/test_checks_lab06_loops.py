@@ -1,0 +1,148 @@
+"""The Lab 06 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograde import inventory
+from autograde.checks import lab06_loops as C
+from autograde.checks.api import CheckFailed
+from efflib import cc, loops
+from efflib.graded import GradedAnswerError
+
+FAILS = (CheckFailed, GradedAnswerError)
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated")
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(solution, hidden):
+    C.check_conv2d_direct(solution.conv2d_direct, hidden)
+    C.check_other_loops(solution.avgpool_loops, solution.conv_bias_relu_loops,
+                        solution.depthwise_loops, solution.shift_loops, hidden)
+    C.check_conv2d_numba(solution.conv_kernel, solution.conv2d_numba, hidden)
+    C.check_im2col(solution.im2col, solution.conv2d_im2col, hidden)
+    C.check_c_conv(solution.C_CONV, solution.conv2d_c, hidden)
+    C.check_c_conv(solution.C_CONV_FAST, solution.conv2d_c_fast, hidden, "C_CONV_FAST")
+    C.check_c_int8_conv(solution.C_INT8_CONV, solution.int8_conv_c, hidden)
+
+
+def test_solution_deploys(solution):
+    C.check_deploy(solution.run_standalone)
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def test_blank_answers_fail_clearly():
+    for check in (C.check_conv2d_direct,):
+        with pytest.raises(CheckFailed, match="not implemented yet"):
+            check(not_implemented)
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        C.check_other_loops(*[not_implemented] * 4)
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        C.check_im2col(not_implemented, not_implemented)
+    with pytest.raises(CheckFailed, match="should be a string of C source"):
+        C.check_c_conv(None, not_implemented)
+    with pytest.raises(CheckFailed, match="not implemented yet"):
+        C.check_deploy(not_implemented)
+
+
+def test_loop_answers_that_call_torch_or_efflib_fail():
+    hostile = [
+        lambda x, w, b, s, p, d: F.conv2d(x, w, b, s, p, d),
+        lambda x, w, b, s, p, d: loops.conv2d_direct(x, w, b, s, p, d),
+        lambda x, w, b, s, p, d: torch.from_numpy(np.zeros(1)) if x.numpy() is None else None,
+    ]
+    for fn in hostile:
+        with pytest.raises(FAILS):
+            C.check_conv2d_direct(fn)
+
+
+def test_loop_mistakes_fail(solution):
+    def no_dilation(x, w, b, stride, padding, dilation):
+        return solution.conv2d_direct(x, w, b, stride, padding, 1)
+
+    def padded_copy(x, w, b, stride, padding, dilation):  # pads instead of checking bounds
+        return solution.conv2d_direct(F.pad(x, [padding] * 4), w, b, stride, 0, dilation)
+    with pytest.raises(CheckFailed, match="conv2d_direct"):
+        C.check_conv2d_direct(no_dilation)
+    with pytest.raises(CheckFailed, match="calls torch's pad"):
+        C.check_conv2d_direct(padded_copy)
+
+    def relu_before_bias(x, w, b):
+        return solution.conv_bias_relu_loops(x, w, torch.zeros_like(b)).relu() + b[:, None, None]
+    with pytest.raises(CheckFailed, match="conv_bias_relu_loops"):
+        C.check_other_loops(solution.avgpool_loops, relu_before_bias, solution.depthwise_loops,
+                            solution.shift_loops)
+
+    def unfolded(x, k, stride, padding):
+        return F.unfold(x[None], k, padding=padding, stride=stride)[0]
+    with pytest.raises(CheckFailed, match="calls torch's"):
+        C.check_im2col(unfolded, solution.conv2d_im2col)
+
+    def transposed(x, k, stride, padding):  # rows (r, s, c) instead of (c, r, s)
+        cols = solution.im2col(x, k, stride, padding)
+        c = x.shape[0]
+        return cols.reshape(c, k * k, -1).transpose(0, 1).reshape(c * k * k, -1)
+    with pytest.raises(CheckFailed, match="im2col"):
+        C.check_im2col(transposed, solution.conv2d_im2col, hidden=True)
+
+
+def test_a_plain_python_kernel_is_not_numba(solution):
+    def kernel(xp, w, out):
+        pass
+    with pytest.raises(CheckFailed, match="numba.njit"):
+        C.check_conv2d_numba(kernel, solution.conv2d_numba)
+
+
+@pytest.mark.parametrize("bad", [
+    '#include <Python.h>\nvoid conv2d(void) { Py_Initialize(); }',
+    '#include <stdlib.h>\nvoid conv2d(void) { system("id"); }',
+    '#include <dlfcn.h>\nvoid conv2d(void) { dlopen("libpython3.so", 0); }',
+    'void conv2d(void) { __asm__("nop"); }',
+    'extern int PyRun_SimpleString(const char *);\nvoid conv2d(void) { PyRun_SimpleString("");}',
+])
+def test_c_that_reaches_back_into_python_or_the_system_fails(solution, bad):
+    with pytest.raises(CheckFailed, match="C_CONV"):
+        C.check_c_conv(bad, solution.conv2d_c)
+
+
+def test_c_mistakes_fail(solution):
+    wrong = solution.C_CONV.replace("float acc = b[m];", "float acc = 0;")
+    with pytest.raises(CheckFailed, match="conv2d_c"):
+        C.check_c_conv(wrong, lambda x, w, b, p: solution.conv2d_c(x, w, b, p, source=wrong))
+    rounding = solution.C_INT8_CONV.replace("((int64_t)1 << (total - 1))", "0")  # truncates
+
+    def int8_truncating(*args):
+        return _call_int8(cc.load(rounding, name="int8_trunc"), *args)
+    with pytest.raises(CheckFailed, match="int8_conv_c"):
+        C.check_c_int8_conv(rounding, int8_truncating, hidden=True)
+
+
+def _call_int8(lib, q_x, z_x, q_w, q_b, m0, shift, z_y, relu, padding):
+    x, w = q_x.to(torch.uint8).contiguous(), q_w.to(torch.int8).contiguous()
+    b, m, s = (t.to(torch.int32).contiguous() for t in (q_b, m0, shift))
+    c, h, wd = x.shape
+    mm, _, r, ss = w.shape
+    y = torch.empty(mm, h + 2 * padding - r + 1, wd + 2 * padding - ss + 1, dtype=torch.uint8)
+    lib.conv_int8(cc.pointer(x, ctypes.c_uint8), cc.pointer(w, ctypes.c_int8),
+                  cc.pointer(b, ctypes.c_int32), cc.pointer(m, ctypes.c_int32),
+                  cc.pointer(s, ctypes.c_int32), cc.pointer(y, ctypes.c_uint8),
+                  c, h, wd, mm, r, ss, padding, int(z_x), int(z_y), int(bool(relu)))
+    return y.to(torch.int64)
+
+
+def test_deploy_that_answers_without_running_the_program_fails():
+    with pytest.raises(CheckFailed, match="predictions differ"):
+        C.check_deploy(lambda header, source, images: torch.zeros(len(images), dtype=int))
+
+
+def test_judged_in_the_grader():
+    """Points whose test cells are judged outside the student's kernel, of all autograded."""
+    facts = inventory.facts("lab06_loops")
+    assert (facts.judged_points, facts.auto_points) == (26, 26)
+    assert facts.manual_points == 2

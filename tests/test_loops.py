@@ -1,0 +1,54 @@
+"""efflib.loops: the seven loops in Python and numba against torch's convolution."""
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from efflib import loops
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_direct_loops_equal_conv2d(seed):
+    g = torch.Generator().manual_seed(seed)
+    n, c, m = 1 + seed % 2, 1 + seed % 3, 2 + seed % 2
+    k, stride, padding, dilation = [1, 3, 2][seed % 3], 1 + seed % 2, seed % 3, 1 + seed // 4
+    x, w, b = torch.randn(n, c, 7, 6, generator=g), torch.randn(m, c, k, k, generator=g), \
+        torch.randn(m, generator=g)
+    got = loops.conv2d_direct(x, w, b, stride, padding, dilation)
+    ref = F.conv2d(x, w, b, stride, padding, dilation)
+    assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", ["mcrspq", "pqmcrs", "qpsrcm", "cmpqrs"])
+def test_numba_kernels_in_any_order_equal_conv2d(order):
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(4, 9, 8, generator=g), torch.randn(5, 4, 3, 3, generator=g)
+    ref = F.conv2d(x[None], w, padding=1)[0].numpy()
+    out = np.zeros(ref.shape, np.float32)
+    loops.numba_conv(order)(loops.pad_chw(x.numpy(), 1), w.numpy(), out)
+    assert np.allclose(out, ref, atol=1e-4)
+    bounds = np.zeros(ref.shape, np.float32)
+    loops.numba_conv_bounds(x.numpy(), w.numpy(), bounds, 1)
+    assert np.allclose(bounds, ref, atol=1e-4)
+
+
+def test_every_order_is_a_permutation_of_the_six_loops():
+    assert len({"".join(p) for p in itertools.permutations(loops.LOOPS)}) == 720
+    with pytest.raises(ValueError, match="six loops"):
+        loops.numba_conv("mcrsp")
+
+
+def test_timing_runs_on_a_budget_not_a_count():
+    calls = []
+    start = time.perf_counter()
+    median = loops.timed(lambda: (calls.append(1), time.sleep(0.01)), budget_s=0.1)
+    elapsed = time.perf_counter() - start
+    assert 3 <= len(calls) <= 15 and elapsed < 0.5 and 0.009 < median < 0.1
+    slow = []
+    loops.timed(lambda: (slow.append(1), time.sleep(0.05)), budget_s=0.01, min_runs=2)
+    assert len(slow) == 2  # a slow call stops at the minimum
+    assert loops.conv_flop(64, 64, 3, 3, 56, 56) == 2 * 64 * 64 * 9 * 56 * 56
