@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/lab_times.py
 	$(PY) bench/profiler_overhead.py
 	$(PY) bench/quant_int8.py
+	$(PY) bench/loops.py
 	$(PY) bench/grade_speed.py
 
 clean:

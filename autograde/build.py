@@ -11,6 +11,7 @@ import filecmp
 import re
 import shutil
 import tempfile
+import types
 from pathlib import Path
 
 import jupytext
@@ -146,3 +147,19 @@ def stale_labs(labs: list[str] | None = None) -> list[str]:
                 if not (a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)):
                     stale.append(f"labs/{lab}/{rel}")
         return stale
+
+
+def solution_namespace(lab: str) -> types.SimpleNamespace:
+    """A lab solution's names: its setup cells and answer cells run, not its test, plot or
+    measurement cells (for tests and benchmarks of the solution's code)."""
+    nb = jupytext.read(source_path(lab), fmt="py:percent")
+    env: dict = {"__name__": f"solution_{lab}"}
+    setup = True  # every code cell before the first graded one sets the lab up
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        setup = setup and not cell.metadata.get("nbgrader")
+        if setup:
+            exec(compile(cell.source, f"{lab}:setup{i}", "exec"), env)  # noqa: S102
+        elif cell.metadata.get("nbgrader", {}).get("solution"):
+            exec(compile(cell.source, f"{lab}:{cell.metadata['nbgrader']['grade_id']}",
+                         "exec"), env)  # noqa: S102
+    return types.SimpleNamespace(**{k: v for k, v in env.items() if not k.startswith("__")})

@@ -76,6 +76,18 @@ def measured_block() -> str:
             f"{q['int8_accuracy']:.1%}; batch 1 {q['fp32_ms_batch1']:g} ms against "
             f"{q['int8_ms_batch1']:g} ms; batch 256 {q['fp32_ms_batch256']:g} ms against "
             f"{q['int8_ms_batch256']:g} ms; {_conditions(quant)}.")
+    if conv := _bench("loops"):
+        g, ips = conv["figures"]["gflops"], conv["figures"]["images_per_second"]
+        torch_rate = g["torch"]
+        rates = ", ".join(f"{name} {v:g} ({v / torch_rate:.0%})" for name, v in g.items()
+                          if name != "torch")
+        lines.append(
+            f"- Lab 06's 64x56x56 3x3 convolution in GFLOP/s at one thread, against torch's "
+            f"{torch_rate:g} (goals: numba 15%, im2col 40%, best C 15%): {rates}. The int8 digit "
+            f"CNN as a standalone C program ({conv['figures']['binary_bytes']:,d}-byte binary): "
+            + ", ".join(f"{name} {v:,d} images/s" for name, v in ips.items())
+            + " (the C program reads its images from a file, process start included)"
+            + f"; {_conditions(conv)}.")
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
 
 

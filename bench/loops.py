@@ -1,0 +1,81 @@
+"""Lab 06's implementations of the 64x56x56 -> 64, 3x3 convolution against torch, one thread.
+
+Each is timed on a time budget (median), all in one run so that the machine's
+load hits every ratio alike; goals (issue "Lab 06"): numba loops >= 15% of torch's
+conv2d at one thread, im2col + GEMM >= 40%, the best C kernel >= 15%. Also the
+standalone int8 C digit CNN's images per second against PyTorch's fp32 and int8.
+
+    python bench/loops.py
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from record import load, record  # noqa: E402
+
+from autograde.build import solution_namespace  # noqa: E402
+from efflib import data, export_c, loops, models, train  # noqa: E402
+from efflib.quant import integer, torch_int8  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*deprecated.*")
+GOALS = {"numba": 0.15, "im2col + GEMM": 0.40, "C (best)": 0.15}
+
+
+def main() -> int:
+    before = load()
+    torch.set_num_threads(1)
+    lab = solution_namespace("lab06_loops")
+    x, w, b = torch.randn(64, 56, 56), torch.randn(64, 64, 3, 3) / 24, torch.randn(64)
+    xp, wn = loops.pad_chw(x.numpy(), 1), w.numpy()
+    out = np.zeros((64, 56, 56), np.float32)
+    flop = loops.conv_flop(64, 64, 3, 3, 56, 56)
+    lab.conv_kernel(xp, wn, out)  # compile first
+    runs = {
+        "torch": lambda: F.conv2d(x[None], w, b, padding=1),
+        "numba": lambda: lab.conv_kernel(xp, wn, out),
+        "im2col + GEMM": lambda: lab.conv2d_im2col(x, w, b, 1, 1),
+        "C": lambda: lab.conv2d_c(x, w, b, 1),
+        "C (best)": lambda: lab.conv2d_c_fast(x, w, b, 1),
+    }
+    gflops = {name: flop / loops.timed(fn, budget_s=1.0) / 1e9 for name, fn in runs.items()}
+    ok = True
+    for name, g in gflops.items():
+        ratio = g / gflops["torch"]
+        goal = GOALS.get(name)
+        ok &= goal is None or ratio >= goal
+        print(f"{name:14s} {g:7.1f} GFLOP/s  {ratio:5.1%} of torch"
+              + (f"  (goal >= {goal:.0%})" if goal else ""))
+
+    loaders = data.digits(seed=0)
+    torch.manual_seed(0)
+    digit = models.digit_cnn(width=16)
+    train.fit(digit, loaders.train, epochs=5, progress=False)
+    digit.eval()
+    int_model = integer.convert(digit, torch.cat([x for x, _ in loaders.train]))
+    program = export_c.export(int_model, (1, 8, 8))
+    exe = program.build()
+    images = torch.cat([x for x, _ in loaders.test]).repeat(20, 1, 1, 1)
+    per_second = {"standalone C int8": len(images) / loops.timed(
+        lambda: program.run(exe, images), budget_s=1.0, min_runs=3)}
+    with torch.no_grad():
+        for name, model in (("torch fp32", digit), ("torch int8", torch_int8.to_torch(int_model))):
+            per_second[name + " (batch 1)"] = 100 / loops.timed(
+                lambda m=model: [m(images[i:i + 1]) for i in range(100)], budget_s=1.0)
+    for name, v in per_second.items():
+        print(f"{name:24s} {v:9,.0f} images/s")
+    figures = {"gflops": {k: round(v, 2) for k, v in gflops.items()},
+               "images_per_second": {k: round(v) for k, v in per_second.items()},
+               "binary_bytes": exe.stat().st_size}
+    print(f"recorded in {record('loops', figures, before)}")
+    print("goals met" if ok else "GOAL MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
