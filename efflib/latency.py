@@ -8,12 +8,15 @@ kernels run asynchronously: time with CUDA events and synchronize before reading
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from efflib.devices import to_model_device
 
 
 def fast_mode() -> bool:
@@ -40,6 +43,11 @@ class Latency:
         return self.q75 - self.q25
 
     @property
+    def spread(self) -> float:
+        """IQR over median: above NOISY the machine was too busy for the number to mean much."""
+        return self.iqr / self.median if self.median > 0 else 0.0
+
+    @property
     def throughput(self) -> float:
         """Inputs per second at the median latency."""
         return self.batch / self.median
@@ -48,6 +56,14 @@ class Latency:
         return (f"{self.median * 1e3:.2f} ms median (IQR {self.iqr * 1e3:.2f} ms, "
                 f"min {self.minimum * 1e3:.2f}, max {self.maximum * 1e3:.2f}) over "
                 f"{self.repeats} runs, batch {self.batch}, {self.threads} threads, {self.device}")
+
+
+MIN_RUNS = 3
+NOISY = 0.25  # IQR / median above which a measurement is flagged
+
+
+class NoisyMeasurement(UserWarning):
+    """A timing whose spread says the machine was busy while it ran."""
 
 
 @contextmanager
@@ -64,12 +80,16 @@ def threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _time_cpu(fn, repeats: int) -> list[float]:
-    times = []
+def _time_cpu(fn, repeats: int, budget_s: float | None = None) -> list[float]:
+    """Up to `repeats` timed calls, stopping once `budget_s` is spent (at least MIN_RUNS)."""
+    times, begin = [], time.perf_counter()
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if budget_s is not None and len(times) >= MIN_RUNS and \
+                time.perf_counter() - begin > budget_s:
+            break
     return times
 
 
@@ -86,20 +106,21 @@ def _time_cuda(fn, repeats: int, device: torch.device) -> list[float]:
 
 
 def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats: int = 50,
-                    num_threads: int | None = None) -> Latency:
+                    num_threads: int | None = None, budget_s: float | None = None) -> Latency:
     """Median and spread of the time `model(x)` takes, after `warmup` untimed calls.
 
-    Runs under no_grad on whatever device the model and `x` are on; CUDA is
-    synchronized after warm-up and timed with events.
+    Runs under no_grad on the model's device (`x` is moved there first, outside the
+    timing); CUDA is synchronized after warm-up and timed with events. With
+    `budget_s`, timing stops once that many seconds are spent (after at least
+    MIN_RUNS calls), so a busy machine shortens the sample instead of the wait
+    growing. A spread (IQR / median) above NOISY warns: rerun on a quiet machine.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    (x,) = to_model_device(model, x)
     device = x.device
-    on = {p.device for p in model.parameters()} - {device}
-    if on:
-        raise ValueError(f"model is on {sorted(map(str, on))} but x is on {device}: move one")
 
     def run():
         model(x)
@@ -111,16 +132,21 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats
             torch.cuda.synchronize(device)
             times = _time_cuda(run, repeats, device)
         else:
-            times = _time_cpu(run, repeats)
+            times = _time_cpu(run, repeats, budget_s)
         used = torch.get_num_threads()
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Latency(statistics.median(times), q[0], q[2], min(times), max(times), repeats,
-                   x.shape[0] if x.dim() else 1, used, str(device))
+    result = Latency(statistics.median(times), q[0], q[2], min(times), max(times), len(times),
+                     x.shape[0] if x.dim() else 1, used, str(device))
+    if len(times) >= MIN_RUNS and result.spread > NOISY:
+        warnings.warn(f"latency of {type(model).__name__} varied widely (IQR {result.spread:.0%} "
+                      "of the median): the machine was busy, so rerun this on a quiet machine "
+                      "before reading much into it", NoisyMeasurement, stacklevel=2)
+    return result
 
 
 def measure_throughput(model: nn.Module, x: torch.Tensor, batch_sizes: Sequence[int],
-                       warmup: int = 3, repeats: int = 10,
-                       num_threads: int | None = None, progress: bool = True) -> list[Latency]:
+                       warmup: int = 3, repeats: int = 10, num_threads: int | None = None,
+                       progress: bool = True, budget_s: float | None = None) -> list[Latency]:
     """Latency of `model` at each batch size, built by repeating the single input x[0]."""
     from tqdm.auto import tqdm
 
@@ -129,5 +155,5 @@ def measure_throughput(model: nn.Module, x: torch.Tensor, batch_sizes: Sequence[
     results = []
     for b in tqdm(batch_sizes, desc="batch sizes", disable=not progress):
         xb = x[:1].expand(b, *x.shape[1:]).contiguous()  # (b, ...)
-        results.append(measure_latency(model, xb, warmup, repeats, num_threads))
+        results.append(measure_latency(model, xb, warmup, repeats, num_threads, budget_s))
     return results

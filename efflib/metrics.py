@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from efflib.devices import to_model_device
 from efflib.graded import reference
 from efflib.size import model_size
 
@@ -213,6 +214,7 @@ def profile(model: nn.Module, *inputs: torch.Tensor) -> Profile:
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise TypeError("profile(model, *inputs) needs at least one example input tensor, got "
                         f"{[type(t).__name__ for t in inputs]}")
+    inputs = to_model_device(model, *inputs)
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in model.named_modules()}
     stack = [""]
 

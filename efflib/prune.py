@@ -3,7 +3,8 @@
 Han et al., Learning both Weights and Connections for Efficient Neural Networks,
 https://arxiv.org/abs/1506.02626 (magnitude pruning, sensitivity per layer);
 Li et al., Pruning Filters for Efficient ConvNets, https://arxiv.org/abs/1608.08710
-(channel pruning by filter norm). Irregular sparsity shrinks storage but not the
+(channel pruning by filter norm: the paper uses the L1 norm, this course the
+L2 norm). Irregular sparsity shrinks storage but not the
 run time of dense kernels; removing whole channels shrinks both.
 """
 

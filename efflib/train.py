@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from efflib.devices import model_device
 from efflib.latency import fast_mode
 
 
@@ -107,5 +108,4 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    return model_device(model) or torch.device("cpu")

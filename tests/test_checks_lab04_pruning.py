@@ -134,6 +134,29 @@ def test_size_mistakes(solution):
                              (size.tensor_bits(w, b, f, index_bits) + 7) // 8)
 
 
+def test_a_cumulative_sensitivity_scan_fails(solution):
+    """Pruning on top of the previous sparsity instead of from the original weights agrees
+    with a correct scan only on increasing sparsities; the checks use other orders."""
+    def cumulative(model, score, sparsities, layers):
+        modules = prune.prunable_layers(model)
+        result = {}
+        for name in layers:
+            weight = modules[name].weight
+            saved = weight.detach().clone()
+            scores = []
+            for s in sparsities:
+                with torch.no_grad():
+                    weight.mul_(solution.magnitude_mask(weight.detach(), s))
+                scores.append(score(model))
+            with torch.no_grad():
+                weight.copy_(saved)
+            result[name] = scores
+        return result
+    for hidden in (False, True):
+        with pytest.raises(CheckFailed, match="from its original weights"):
+            C.check_sensitivity_scan(cumulative, hidden)
+
+
 def test_pruned_model_rules():
     dense = models.digit_cnn(width=4)
     with pytest.raises(CheckFailed, match="at least 75%"):

@@ -1,10 +1,20 @@
 """efflib.latency and efflib.roofline on CPU (the CUDA branch is exercised on a GPU machine)."""
 
+import time
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
 
-from efflib.latency import Latency, measure_latency, measure_throughput, threads
+import efflib
+from efflib.latency import (
+    Latency,
+    NoisyMeasurement,
+    measure_latency,
+    measure_throughput,
+    threads,
+)
 from efflib.metrics import profile
 from efflib.roofline import Machine, measure_machine, roofline_points, roofline_time
 
@@ -46,8 +56,9 @@ def test_bad_inputs_named():
         measure_latency(nn.Linear(2, 2), torch.randn(1, 2), repeats=0)
     with pytest.raises(TypeError, match="tensor"):
         measure_latency(nn.Linear(2, 2), [1.0, 2.0])
-    with pytest.raises(ValueError, match="meta"):
-        measure_latency(nn.Linear(2, 2, device="meta"), torch.randn(1, 2))
+    split = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, device="meta"))
+    with pytest.raises(ValueError, match="several devices"):
+        measure_latency(split, torch.randn(1, 2))
     with pytest.raises(ValueError, match="batch sizes"):
         measure_throughput(nn.Linear(2, 2), torch.randn(1, 2), [1, 0])
 
@@ -119,3 +130,48 @@ def test_cuda_timing_uses_events_and_one_synchronize(monkeypatch):
     times = L._time_cuda(lambda: log.append("call"), 3, torch.device("cuda"))
     assert log == ["record", "call", "record"] * 3 + ["sync"]
     assert times == [0.0025] * 3  # milliseconds -> seconds
+
+
+def test_inputs_follow_the_model_to_its_device():
+    """A lab trains on CUDA when there is one but builds example batches on the CPU: the
+    measuring functions move the input (here a meta-device model stands in for CUDA; before
+    this, both raised on the mismatch)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).to("meta")
+    x = torch.randn(2, 3, 10, 10)
+    lat = measure_latency(model, x, warmup=0, repeats=3)
+    assert lat.device == "meta" and lat.repeats == 3
+    prof = efflib.profile(model, x)
+    assert prof.macs == 8 * 3 * 9 * 8 * 8 * 2
+    assert efflib.profile(nn.ReLU(), x).activations > 0  # no parameters: left where it is
+
+
+class Varying(nn.Module):
+    """A model whose calls take `times` seconds in turn."""
+
+    def __init__(self, times):
+        super().__init__()
+        self.times, self.calls = list(times), 0
+
+    def forward(self, x):
+        time.sleep(self.times[self.calls % len(self.times)])
+        self.calls += 1
+        return x
+
+
+def test_timing_stops_when_its_budget_is_spent():
+    model = Varying([0.02])
+    lat = measure_latency(model, torch.zeros(1), warmup=0, repeats=100, budget_s=0.1)
+    assert 3 <= lat.repeats <= 8 and lat.repeats == model.calls
+    slow = Varying([0.2])
+    assert measure_latency(slow, torch.zeros(1), warmup=0, repeats=100,
+                           budget_s=0.01).repeats == 3  # never fewer than three
+
+
+def test_a_busy_machine_is_flagged():
+    with pytest.warns(NoisyMeasurement, match="rerun"):
+        lat = measure_latency(Varying([0.001, 0.02, 0.001, 0.02]), torch.zeros(1), warmup=0,
+                              repeats=8)
+    assert lat.spread > 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoisyMeasurement)
+        measure_latency(Varying([0.01]), torch.zeros(1), warmup=0, repeats=5)  # steady: silent

@@ -9,6 +9,7 @@ student's kernel (JupyterLab) and, when grading, in the grader (`autograde.judgi
 checks never touch the wire format.
 """
 
+import math
 import random
 from collections.abc import Callable
 
@@ -30,7 +31,8 @@ from autograde.judging.watch import watch
 from efflib.graded import GradedAnswerError
 
 __all__ = ["CheckFailed", "as_float", "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor",
-           "call", "expect_close", "expect_int", "expect_raises", "fail", "fmt_call",
+           "call", "expect_answer", "expect_close", "expect_int", "expect_raises", "fail",
+           "fmt_call",
            "is_layer_tree", "kernel_only", "rng", "torch_gen", "type_name", "watch"]
 
 
@@ -49,6 +51,16 @@ def expect_int(got, expected: int, case: str, hint: str = "") -> None:
     got = as_int(got, case)
     if got != int(expected):
         fail(f"{case}: expected {expected}, got {got}.{' ' + hint if hint else ''}")
+
+
+def expect_answer(got, expected: float, case: str, rel: float = 1e-9, hint: str = "") -> None:
+    """Where the value itself is what is graded, the message says only which way it is off,
+    never the value (it would give the answer away)."""
+    value = as_int(got, case) if isinstance(expected, int) else as_float(got, case)
+    if not math.isclose(value, float(expected), rel_tol=rel, abs_tol=1e-12):
+        way = "too high" if value > expected else "too low"
+        shown = f"{value:,d}" if isinstance(value, int) else f"{value:.6g}"
+        fail(f"{case}: got {shown}, which is {way}.{' ' + hint if hint else ''}")
 
 
 def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from autograde.checks.api import (
     as_int_tuple,
     call,
+    expect_answer,
     expect_close,
     expect_int,
     expect_raises,
@@ -146,7 +147,9 @@ def check_decoder_sizes(sizes) -> None:
         fail(f"decoder_sizes should list {len(expected)} sizes, one per ConvTranspose2d; "
              f"got {len(got)}")
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-        expect_int(g, e, f"decoder_sizes[{i}] (after ConvTranspose2d #{i + 1})")
+        expect_answer(g, e, f"decoder_sizes[{i}] (after ConvTranspose2d #{i + 1})",
+                      hint="Apply conv_transpose_output_size to the size before it, with "
+                           "that layer's kernel, stride and padding.")
 
 
 # --- Q3. Padding ----------------------------------------------------------------------
@@ -242,8 +245,8 @@ def check_factorised_params(fn, hidden: bool = False) -> None:
         with torch.device("meta"):
             designs = {
                 "standard": nn.Conv2d(ci, co, k, bias=False),
-                "spatial": nn.Sequential(nn.Conv2d(ci, co, (k, 1), bias=False),
-                                         nn.Conv2d(co, co, (1, k), bias=False)),
+                "spatial": nn.Sequential(nn.Conv2d(ci, co, (1, k), bias=False),
+                                         nn.Conv2d(co, co, (k, 1), bias=False)),
                 "separable": nn.Sequential(nn.Conv2d(ci, ci, k, groups=ci, bias=False),
                                            nn.Conv2d(ci, co, 1, bias=False)),
             }
@@ -329,7 +332,8 @@ def check_activation(name: str, fn, hidden: bool = False) -> None:
     if name not in ACTIVATIONS:
         raise KeyError(f"unknown activation {name!r}; one of {sorted(ACTIVATIONS)}")
     r = rng(hidden, f"act-{name}")
-    inputs = [torch.linspace(-8, 8, 161), torch.tensor([-3.0, 0.0, 3.0])]
+    inputs = [torch.linspace(-8, 8, 161), torch.tensor([-3.0, 0.0, 3.0]),
+              torch.tensor([-100.0, -30.0, 30.0, 100.0])]  # where exp() overflows
     inputs += [torch.randn(r.randint(1, 4), r.randint(1, 9), generator=torch_gen(r)) * 4
                for _ in range(10 if hidden else 2)]
     for x in inputs:

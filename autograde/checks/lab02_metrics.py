@@ -7,7 +7,6 @@ refuse tensor factories (so an answer cannot just build the layer and count)
 and efflib's own counters.
 """
 
-import math
 from contextlib import contextmanager
 
 import torch
@@ -16,8 +15,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
-    as_float,
     call,
+    expect_answer,
     expect_int,
     expect_raises,
     fail,
@@ -46,9 +45,7 @@ def _meta_params(layer: nn.Module) -> int:
 
 
 def _close(got, expected: float, case: str, rel: float = 1e-9, hint: str = "") -> None:
-    value = as_float(got, case)
-    if not math.isclose(value, expected, rel_tol=rel, abs_tol=1e-12):
-        fail(f"{case}: expected {expected:.6g}, got {value:.6g}.{' ' + hint if hint else ''}")
+    expect_answer(got, expected, case, rel, hint)
 
 
 # --- Q1. Parameters -----------------------------------------------------------------
@@ -118,7 +115,8 @@ def check_model_size_bytes(fn, hidden: bool = False) -> None:
 def check_alexnet_mb(value) -> None:
     """AlexNet (torchvision, 61,100,840 params) at 32 bits, in MB of 10^6 bytes."""
     _close(value, 61_100_840 * 4 / 1e6, "alexnet_fp32_mb", rel=1e-3,
-           hint="61.1M parameters x 4 bytes, divided by 10^6.")
+           hint="61.1M parameters x 4 bytes, divided by 10^6, to within 0.1% (keep the "
+                "decimals).")
 
 
 # --- Q3. MACs -----------------------------------------------------------------------
@@ -229,7 +227,7 @@ def check_alexnet_table(fn) -> None:
                           ("activations", exp.activations)):
             if key not in row:
                 fail(f"row {name} has no {key!r} entry")
-            expect_int(row[key], want, f"alexnet_table() {name} {key}",
+            expect_answer(row[key], want, f"alexnet_table() {name} {key}",
                        hint="Activations are the layer's output elements (batch 1); "
                             "groups of 2 halve conv2, conv4 and conv5's weights.")
 
@@ -329,7 +327,7 @@ def check_throughput(fn, design2_batch) -> None:
     for b, lat in [(1, 0.05), (4, 0.1), (16, 0.37), (3, 0.002)]:
         case = fmt_call("throughput", b, lat)
         _close(_formula(fn, case, b, lat), b / lat, case, hint="Inputs per second.")
-    expect_int(design2_batch, 4, "design2_batch",
+    expect_answer(design2_batch, 4, "design2_batch",
                hint="40 images/s with each image taking 100 ms: how many are in flight at once?")
 
 

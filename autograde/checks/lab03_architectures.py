@@ -63,7 +63,7 @@ def _refuse_efflib_modules(model: nn.Module, what: str) -> None:
                  "build it from torch.nn layers yourself.")
 
 
-def _same_structure(block, ref, x, case) -> torch.Tensor:
+def _same_structure(block, ref, x, case, macs_hint: str = "") -> torch.Tensor:
     """Equal output shape, parameter count and MACs; returns the student's output."""
     with torch.no_grad(), watch(topics=TOPICS):
         try:
@@ -82,7 +82,8 @@ def _same_structure(block, ref, x, case) -> torch.Tensor:
     with watch(topics=TOPICS):
         got_m = profile(block, x).macs
     expect_int(got_m, profile(ref, x).macs, f"{case}: MACs",
-               hint="Check the kernel sizes, the strides and where the downsampling happens.")
+               hint=macs_hint or "Check the kernel sizes, the strides and where the "
+                                 "downsampling happens.")
     return out
 
 
@@ -125,7 +126,9 @@ def check_bottleneck(cls, hidden: bool = False) -> None:
         case = f"Bottleneck({ci}, {w}, stride={s})"
         block = _build(cls, case, ci, w, s)
         x = torch.randn(2, ci, 8, 8, generator=torch.Generator().manual_seed(ci + w + s))
-        _same_structure(block, models.Bottleneck(ci, w, s).eval(), x, case)
+        _same_structure(block, models.Bottleneck(ci, w, s).eval(), x, case, macs_hint=(
+            "The stride belongs on the 3x3 conv (torchvision's ResNet-50 v1.5, as the lab "
+            "says), not on the first 1x1 conv as in the paper."))
         _zero_convs(block)
         with torch.no_grad():
             out = block(x)
@@ -215,7 +218,7 @@ def check_shift(fn, hidden: bool = False) -> None:
 # --- Q6. Factorised convolution -----------------------------------------------------
 
 def check_factorised(fn, hidden: bool = False) -> None:
-    """factorised_conv(c_in, c_out, n): 1xn then nx1, same output size, rank-1 kernel."""
+    """factorised_conv(c_in, c_out, n): 1xn and nx1 (either order), same size, rank-1 kernel."""
     r = rng(hidden, "factorised")
     cases = [(1, 1, 3), (8, 16, 7), (4, 4, 5)] + [
         (r.randint(1, 16), r.randint(1, 16), r.choice([3, 5, 7]))
@@ -225,8 +228,8 @@ def check_factorised(fn, hidden: bool = False) -> None:
         block = _build(fn, case, ci, co, n, sequential=True)
         convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
         shapes = [tuple(m.kernel_size) for m in convs]
-        if shapes != [(1, n), (n, 1)]:
-            fail(f"{case}: expected a (1, {n}) conv then a ({n}, 1) conv, got kernels {shapes}")
+        if shapes not in ([(1, n), (n, 1)], [(n, 1), (1, n)]):
+            fail(f"{case}: expected a (1, {n}) conv and an ({n}, 1) conv, got kernels {shapes}")
         if any(m.bias is not None for m in convs):
             fail(f"{case}: use bias=False, so the pair is exactly one n x n kernel")
         x = torch.randn(1, ci, 12, 12)
@@ -244,7 +247,8 @@ def check_factorised(fn, hidden: bool = False) -> None:
     impulse[0, 0, 4, 4] = 1.0
     with torch.no_grad():
         response = block(impulse)[0, 0, 2:7, 2:7]
-    kernel = torch.outer(second.weight[0, 0, :, 0], first.weight[0, 0, 0, :]).flip(0, 1)
+    row, col = (first, second) if first.kernel_size[0] == 1 else (second, first)
+    kernel = torch.outer(col.weight[0, 0, :, 0], row.weight[0, 0, 0, :]).flip(0, 1)
     expect_close(response, kernel.detach(), "factorised_conv(1, 1, 5) impulse response",
                  hint="The pair should act as one 5x5 kernel of rank 1.")
 

@@ -26,7 +26,8 @@
 # answers that call the matching `torch` function (or efflib's copy of it).
 # Q9 is read by a person.
 #
-# Notation used throughout (lecture 02): a batch of `n` feature maps with `c_i`
+# Notation used throughout (lecture 02; Q6 uses the edge-deployment notes' single
+# letters instead): a batch of `n` feature maps with `c_i`
 # channels of height `h_i` and width `w_i`, kernels `k_h x k_w`, `c_o` output
 # channels of size `h_o x w_o`, padding `p`, stride `s`, groups `g`.
 
@@ -314,8 +315,8 @@ check_conv_weight_shape(conv_weight_shape, hidden=True)
 # from $c_i$ to $c_o$ channels (bias ignored):
 #
 # * `"standard"`: one $k \times k$ convolution, $c_i \to c_o$;
-# * `"spatial"` (Inception v3): a $k \times 1$ convolution $c_i \to c_o$ followed by a
-#   $1 \times k$ convolution $c_o \to c_o$;
+# * `"spatial"` (Inception v3): a $1 \times k$ convolution $c_i \to c_o$ followed by a
+#   $k \times 1$ convolution $c_o \to c_o$ (Lab 03 builds it);
 # * `"separable"` (MobileNet): a $k \times k$ depthwise convolution on the $c_i$
 #   channels followed by a $1 \times 1$ (pointwise) convolution $c_i \to c_o$.
 #
@@ -346,8 +347,8 @@ check_factorised_params(factorised_params, hidden=True)
 # %% [markdown]
 # ## Q6. The convolution as an einsum (3 points)
 #
-# The lecture (after Sze et al., *Efficient Processing of Deep Neural Networks*)
-# names the axes of a convolution layer with single letters:
+# The edge-deployment notes (after Sze et al., *Efficient Processing of Deep
+# Neural Networks*) name the axes of a convolution layer with single letters:
 #
 # | letter | meaning | | letter | meaning |
 # |---|---|---|---|---|

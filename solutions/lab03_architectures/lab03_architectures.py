@@ -83,7 +83,9 @@ check_vgg_stage(vgg_stage, hidden=True)
 # bottleneck block narrows the channels before the expensive 3x3 conv:
 #
 # 1. 1x1 conv `c_in -> width`, BatchNorm, ReLU
-# 2. 3x3 conv `width -> width` with the block's `stride` (padding 1), BatchNorm, ReLU
+# 2. 3x3 conv `width -> width` with the block's `stride` (padding 1), BatchNorm, ReLU.
+#    The stride sits on the 3x3 conv as in torchvision's ResNet-50 ("v1.5"); the
+#    paper puts it on the first 1x1 conv, which costs fewer MACs but loses accuracy.
 # 3. 1x1 conv `width -> 4 * width`, BatchNorm (no ReLU yet)
 # 4. add the skip, then ReLU.
 #
@@ -213,7 +215,8 @@ plt.show()
 # Grouped 1x1 convolutions are cheap, but stacked they never mix information
 # between groups. ShuffleNet ([arXiv:1707.01083](https://arxiv.org/abs/1707.01083),
 # V2 [arXiv:1807.11164](https://arxiv.org/abs/1807.11164)) interleaves the
-# channels of the `g` groups after each block: with 2 groups `[a0 a1 a2 | b0 b1 b2]`
+# channels of the `g` groups inside each unit, right after its first grouped 1x1
+# conv (V2 shuffles at the end of each unit instead): with 2 groups `[a0 a1 a2 | b0 b1 b2]`
 # becomes `[a0 b0 a1 b1 a2 b2]`. The usual trick: view the channels as a
 # `(g, C/g)` grid, transpose it to `(C/g, g)`, flatten back.
 #
@@ -348,7 +351,8 @@ for n in (3, 5, 7):
         if m is None:
             continue
         m.eval()
-        lat = efflib.measure_latency(m, x17, warmup=2, repeats=5 if FAST else 30)
+        lat = efflib.measure_latency(m, x17, warmup=2, repeats=5 if FAST else 30,
+                                     budget_s=0.3 if FAST else 1.0)
         rows.append((n, label, efflib.profile(m, x17).macs, lat.median))
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
 for ax, col, title in [(ax1, 2, "MACs (M)"), (ax2, 3, "latency (ms)")]:
@@ -370,7 +374,8 @@ plt.show()
 # counts. (torchvision's "GFLOPS" column has the same habit.)
 #
 # *Tip:* building a model inside `with torch.device("meta"):` and profiling it
-# on a meta input counts everything without allocating or computing anything.
+# on a meta input counts its MACs and parameters exactly without allocating or
+# computing anything (activation counts need real tensors).
 
 # %% nbgrader={"grade": false, "grade_id": "q7_table5", "locked": false, "schema_version": 3, "solution": true, "task": false}
 table5 = {0.5: 41e6, 1.0: 146e6, 1.5: 299e6, 2.0: 591e6}
@@ -464,7 +469,8 @@ image = torch.randn(1, 3, 224, 224)
 zoo = {}
 for name, make in FACTORIES.items():
     net = make().eval()
-    lat = efflib.measure_latency(net, image, warmup=1 if FAST else 3, repeats=3 if FAST else 15)
+    lat = efflib.measure_latency(net, image, warmup=1 if FAST else 3, repeats=3 if FAST else 15,
+                                 budget_s=0.5 if FAST else 1.5)
     zoo[name] = (efflib.profile(net, image).macs, lat.median)
     del net
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -489,9 +495,10 @@ plt.show()
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q9_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# AlexNet needs 2.4x the MACs of MobileNetV2 but takes only about 1.5x its
-# time here, and ShuffleNetV2 1x, with half of MobileNetV2's MACs, is slower
-# than it. AlexNet is a handful of large dense convolutions and matrix
+# A good answer names a pair from its own plot. On a quiet run of this
+# machine, AlexNet needed 2.4x the MACs of MobileNetV2 but only about 1.5x its
+# time, and ShuffleNetV2 1x, with half of MobileNetV2's MACs, was slower than
+# it (a busy machine can reorder these; the spread in the printout says when). AlexNet is a handful of large dense convolutions and matrix
 # products that a CPU runs near its peak rate. MobileNetV2's inverted residuals
 # and ShuffleNet's units are made of depthwise 3x3 convs, 1x1 convs, channel
 # splits, shuffles and concatenations: many small operators with little

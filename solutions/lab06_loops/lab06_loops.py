@@ -40,6 +40,7 @@ import ctypes
 import itertools
 import subprocess
 import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numba
@@ -669,10 +670,11 @@ int_model = integer.convert(digit, torch.cat([x for x, _ in loaders.train]))
 program = export_c.export(int_model, (1, 8, 8))
 test_x = torch.cat([x for x, _ in loaders.test])
 test_y = torch.cat([y for _, y in loaders.test])
-with open("weights.h", "w") as f:
-    f.write(program.header)
-with open("digits_int8.c", "w") as f:
-    f.write(program.source)
+deploy = Path(tempfile.gettempdir()) / "efflab-lab06-deploy"  # look at the files here
+deploy.mkdir(exist_ok=True)
+(deploy / "weights.h").write_text(program.header)
+(deploy / "digits_int8.c").write_text(program.source)
+print(f"the program and its weights: {deploy}")
 predicted = plots.attempt(run_standalone, program.header, program.source, test_x)
 if predicted is not None:
     same = torch.equal(predicted, int_model.predict(test_x))
