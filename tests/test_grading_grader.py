@@ -69,6 +69,15 @@ def _edit_test_cell(how: str):
     return nb
 
 
+def _flip_flag(grade_id: str):
+    """An honest solution whose answer cell was marked graded, with points, by accident."""
+    nb = _solution()
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            cell.metadata["nbgrader"].update(grade=True, points=5)
+    return nb
+
+
 REPO = build.ROOT
 SNOOP = f"""
 import os
@@ -124,6 +133,8 @@ CORPUS = {
                         "removed a duplicate of cell q1_linear_test"),
     "renamed_test": (lambda: _edit_test_cell("rename"), "graded", FULL - 2,
                      "'q1_free_points' is not part of the lab"),
+    "flipped_grade_flag": (lambda: _flip_flag("q1_linear"), "graded", FULL,
+                           "cell q1_linear's grading settings were edited: restored"),
     "snoop": (lambda: _prepend_to_first_answer(SNOOP), "graded", FULL, ""),
     # tricks that make a failing test look passed: on a blank lab they must earn nothing
     "patched_checks": (lambda: _prepend_to_first_answer(PATCH_CHECKS, _blank), "graded", 0,

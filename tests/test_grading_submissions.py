@@ -63,7 +63,27 @@ def test_repair_reports_what_it_changed(tmp_path):
     extra = nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade_id": "bonus"}})
     nb.cells = [test, twin, extra]
     nbformat.write(nb, tmp_path / "n.ipynb")
-    fixed, notes = repair(tmp_path / "n.ipynb", {"q1_x_test", "q2_y_test"})
+    fixed, notes = repair(tmp_path / "n.ipynb", {"q1_x_test": {}, "q2_y_test": {}})
     assert len(fixed.cells) == 2 and "nbgrader" not in fixed.cells[1].metadata
     assert notes == ["removed a duplicate of cell q1_x_test", "cell 'bonus' is not part of "
                      "the lab: ignored", "test cells deleted (0 points): q2_y_test"]
+
+
+def test_repair_restores_grading_flags_a_student_flipped(tmp_path):
+    """`grade: true` switched on an answer cell made nbgrader fail the whole notebook."""
+    lab = {"q1_x": {"grade_id": "q1_x", "grade": False, "solution": True, "locked": False},
+           "q1_x_test": {"grade_id": "q1_x_test", "grade": True, "solution": False,
+                         "locked": True, "points": 2}}
+    nb = nbformat.v4.new_notebook()
+    answer = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {
+        **lab["q1_x"], "grade": True, "points": 50}})
+    test = nbformat.v4.new_code_cell("assert x", metadata={"nbgrader": {
+        **lab["q1_x_test"], "points": 99, "checksum": "abc"}})
+    nb.cells = [answer, test]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    fixed, notes = repair(tmp_path / "n.ipynb", lab)
+    meta = [c.metadata["nbgrader"] for c in fixed.cells]
+    assert meta[0]["grade"] is False and meta[1]["points"] == 2
+    assert meta[1]["checksum"] == "abc"  # what the lab does not set is left alone
+    assert notes == ["cell q1_x's grading settings were edited: restored",
+                     "cell q1_x_test's grading settings were edited: restored"]

@@ -65,7 +65,7 @@ class Grader:
     def intake(self, subs: list[Submission]) -> None:
         """Register every student; copy each notebook not yet graded into submitted/."""
         nbgrader_glue.register_students(self.db_url, [s.student for s in subs])
-        known = {c.metadata["nbgrader"]["grade_id"]
+        known = {c.metadata["nbgrader"]["grade_id"]: dict(c.metadata["nbgrader"])
                  for c in build.source_notebook(self.lab).cells if "nbgrader" in c.metadata}
         for sub in subs:
             dest = self.course / "submitted" / sub.student / self.lab

@@ -124,13 +124,20 @@ def readable(path: Path) -> str:
     return ""
 
 
-def repair(path: Path, known_ids: set[str]) -> tuple[nbformat.NotebookNode, list[str]]:
+GRADING_KEYS = ("grade", "solution", "locked", "points", "task")
+
+
+def repair(path: Path, known: dict[str, dict]) -> tuple[nbformat.NotebookNode, list[str]]:
     """Undo edits that make nbgrader refuse a notebook; say what was done.
 
-    Duplicated graded cells (same grade_id) keep only the first copy; cells with a
-    grade_id the lab does not have lose their nbgrader metadata (they earn nothing);
-    duplicate cell ids are renumbered. Deleted test cells stay deleted: 0 for them.
+    `known` maps each grade_id of the lab to its nbgrader metadata. A cell's grading
+    settings (grade, solution, locked, points, task) are put back as the lab has
+    them, so flipping a flag neither earns nor costs anything; duplicated graded
+    cells (same grade_id) keep only the first copy; cells with a grade_id the lab
+    does not have lose their nbgrader metadata (they earn nothing); duplicate cell
+    ids are renumbered. Deleted test cells stay deleted: 0 for them.
     """
+    known_ids = set(known)
     nb = nbformat.read(path, as_version=4)
     notes, seen, ids, cells = [], set(), set(), []
     for cell in nb.cells:
@@ -144,6 +151,10 @@ def repair(path: Path, known_ids: set[str]) -> tuple[nbformat.NotebookNode, list
             continue
         elif gid is not None:
             seen.add(gid)
+            lab = {k: known[gid].get(k) for k in GRADING_KEYS if k in known[gid]}
+            if any(meta.get(k) != v for k, v in lab.items()):
+                meta.update(lab)
+                notes.append(f"cell {gid}'s grading settings were edited: restored")
         if cell.get("id") in ids:
             cell.id = f"dup-{len(cells)}"
         ids.add(cell.get("id"))
