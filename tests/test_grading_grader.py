@@ -116,7 +116,7 @@ PATCH_ROUND = "import builtins\nbuiltins.round = lambda x, n=None: x"
 
 CORPUS = {
     "solution": (_solution, "graded", FULL, ""),
-    "blank": (_blank, "graded", 0, "CheckFailed"),
+    "blank": (_blank, "graded", 0, "CheckFailed: linear_forward"),  # the check's own words
     "os_exit": (lambda: _prepend_to_first_answer("import os; os._exit(3)"), "graded", 0,
                 "DeadKernelError"),
     "sys_exit": (lambda: _prepend_to_first_answer("import sys; sys.exit(3)"), "graded",

@@ -12,8 +12,8 @@ from autograde.nbgrader_glue import is_test_cell
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only backend
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-QUOTED = ("NotRun", "IntegrityError", "KernelDied")  # errors whose message the CSV quotes
 
 
 def lost_marks(autograded: Path) -> str:
@@ -26,9 +26,8 @@ def lost_marks(autograded: Path) -> str:
         if is_test_cell(cell):
             errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
             if errors:
-                why = f"{errors[0].ename}: {str(errors[0].evalue).splitlines()[0][:150]}"
-                if errors[0].ename not in QUOTED:
-                    why = errors[0].ename  # a failed check: the feedback has the details
+                lines = str(errors[0].evalue).splitlines() or [""]
+                why = f"{errors[0].ename}: {lines[0][:150]}"
                 lost.setdefault(why, []).append(cell.metadata["nbgrader"]["grade_id"])
     return "; ".join(f"{', '.join(ids)}: {why}" for why, ids in lost.items())
 
@@ -56,9 +55,10 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
              f"{sum(totals) / max(len(totals), 1):.1f} of {max_total:g}"]
     lines += [f"  {status}: {n}" for status, n in Counter(r.status for r in results).items()]
     lines += ["failures by question:"] + [f"  {i}: {n}" for i, n in failures.most_common()]
-    lines += ["students with problems:"] + [f"  {r.student}: {r.reason}" for r in results
-                                            if r.status != "graded" or "Died" in r.reason
-                                            or "NotRun" in r.reason]
+    problems = [f"  {r.student}: {r.reason}" for r in results
+                if r.status != "graded" or "Died" in r.reason or "NotRun" in r.reason]
+    lines += ["students with problems:", *problems] if problems else \
+        ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:3 + len(failures) + 1]))
     return path
@@ -67,12 +67,15 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
 def _plot(path: Path, lab: str, n: int, totals: list[float], max_total: float,
           ids: list[str], failures: Counter) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
-    ax1.hist(totals, bins=min(20, max(5, len(totals))), range=(0, max_total or 1))
+    ax1.hist(totals, bins=min(20, max(5, len(totals))), range=(0, max_total or 1),
+             edgecolor="white")
     ax1.set(xlabel=f"score (of {max_total:g})", ylabel="students",
             title=f"{lab}: {n} submissions")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
     names = [i for i in ids if i in failures] or ["(none)"]
-    ax2.barh(names, [failures.get(i, 0) for i in names])
+    ax2.barh(names, [failures.get(i, 0) for i in names], edgecolor="white")
     ax2.set(xlabel="students below full marks", title="Failures by question")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     plt.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
