@@ -62,6 +62,43 @@ def test_loop_answers_that_call_torch_or_efflib_fail():
             C.check_conv2d_direct(fn)
 
 
+def numpy_conv2d(x, w, b, stride, padding, dilation):
+    """Correct for stride 1, no padding or dilation, through NumPy's correlate."""
+    xs, ws = np.array(x.tolist()), np.array(w.tolist())
+    n, c, h, wd = xs.shape
+    m, _, r, s = ws.shape
+    out = np.zeros((n, m, h - r + 1, wd - s + 1))
+    for i, j, k in np.ndindex(n, m, c):
+        for p in range(h - r + 1):
+            for rr in range(r):
+                out[i, j, p] += np.correlate(xs[i, k, p + rr], ws[j, k, rr], mode="valid")
+    return torch.tensor(out + np.array(b.tolist())[None, :, None, None], dtype=torch.float32)
+
+
+CORRELATE = np.correlate  # an alias taken before any check runs
+
+
+def aliased_conv2d(x, w, b, stride, padding, dilation):
+    xs = x.tolist()
+    return torch.tensor([[[[CORRELATE(xs[0][0][0], [1.0])[0]]]]])
+
+
+def test_numpy_convolutions_are_refused_even_through_an_alias():
+    for fn in (numpy_conv2d, aliased_conv2d):
+        with pytest.raises(CheckFailed, match="numpy's correlate"):
+            C.check_conv2d_direct(fn)
+
+
+def test_switching_the_profiler_off_does_not_hide_calls(solution):
+    import sys
+
+    def sneaky(x, w, b, stride, padding, dilation):
+        sys.setprofile(None)
+        return solution.conv2d_direct(x, w, b, stride, padding, dilation)
+    with pytest.raises(CheckFailed, match="replaced the profiler"):
+        C.check_conv2d_direct(sneaky)
+
+
 def test_loop_mistakes_fail(solution):
     def no_dilation(x, w, b, stride, padding, dilation):
         return solution.conv2d_direct(x, w, b, stride, padding, 1)

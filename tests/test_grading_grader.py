@@ -283,6 +283,28 @@ def test_summary_is_written(graded):
     assert f"{len(results)} submissions" in text and "q1_linear_test" in text
 
 
+def test_a_changed_resubmission_is_regraded_alone(tmp_path, capsys):
+    """Resuming notices a student's corrected notebook (a content hash in the journal) and
+    grades that student again, leaving everyone else as they were."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    nbformat.write(_solution(), incoming / "steady.ipynb")
+    nbformat.write(_blank(), incoming / "fixer.ipynb")
+    grader = Grader(LAB, tmp_path / "course", workers=1, cell_timeout=60)
+    first = {r.student: r for r in grader.run(incoming, progress=False)}
+    steady = (grader.journal.folder / "steady.json").read_text()
+    nbformat.write(_solution(), incoming / "fixer.ipynb")  # the corrected resubmission
+    capsys.readouterr()
+    second = {r.student: r for r in grader.run(incoming, progress=False)}
+    out = capsys.readouterr().out
+    assert "resuming: 1 of 2 already graded" in out and "regrading 1 changed submission" in out
+    assert (grader.journal.folder / "steady.json").read_text() == steady  # not regraded
+    assert first["fixer"].digest != second["fixer"].digest
+    with open(grader.course / "reports" / LAB / "grades.csv") as f:
+        scores = {r["student"]: float(r["score"]) for r in csv.DictReader(f)}
+    assert scores == {"steady": FULL, "fixer": FULL}
+
+
 def test_resume_after_kill_minus_9(tmp_path):
     """A run killed mid-batch resumes: nothing graded is redone or lost, no kernel is left.
     (This once stalled under load: a garbage-collected zmq context of a finished kernel

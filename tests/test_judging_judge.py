@@ -6,6 +6,7 @@ kernel; tests/test_grading_grader.py runs the same path against real sandboxed k
 import json
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from autograde.checks import lab01_layers
@@ -145,3 +146,17 @@ def test_a_returned_sequential_is_judged_as_rebuilt_layers():
     assert error is None, error
     _, error = judge.judge_cell(src, session_for({"vgg_stage": Stage}))
     assert isinstance(error, CheckFailed) and "nn.Sequential" in str(error)
+
+
+def test_the_numpy_watch_travels_with_the_call_too():
+    """Lab 06 refuses NumPy's convolutions: judged, the kernel side applies that watch."""
+    import numpy as np
+
+    def conv2d_direct(x, w, b, stride, padding, dilation):
+        np.correlate([1.0, 2.0], [1.0])
+        return torch.zeros(1)
+
+    src = ("from autograde.checks.lab06_loops import check_conv2d_direct\n"
+           "check_conv2d_direct(conv2d_direct)")
+    _, error = judge.judge_cell(src, session_for({"conv2d_direct": conv2d_direct}))
+    assert isinstance(error, CheckFailed) and "numpy's correlate" in str(error)

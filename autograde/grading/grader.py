@@ -69,7 +69,7 @@ class Grader:
                  for c in build.source_notebook(self.lab).cells if "nbgrader" in c.metadata}
         for sub in subs:
             dest = self.course / "submitted" / sub.student / self.lab
-            if self.journal.done(sub.student):
+            if self.journal.done(sub.student, sub.digest):
                 continue
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
@@ -86,7 +86,8 @@ class Grader:
             status, reason = self._autograde(sub.student, pool, reason)
         if status != "graded":
             nbgrader_glue.zero_scores(self.db_url, self.lab, sub.student)
-        result = Result(sub.student, status, reason, round(time.monotonic() - start, 1))
+        result = Result(sub.student, status, reason, round(time.monotonic() - start, 1),
+                        sub.digest)
         self.journal.record(result)
         return result
 
@@ -121,9 +122,12 @@ class Grader:
         self.release()
         subs = collect(source, self.lab, self.course / "incoming")
         self.intake(subs)
-        todo = [s for s in subs if not self.journal.done(s.student)]
+        todo = [s for s in subs if not self.journal.done(s.student, s.digest)]
+        changed = sum(self.journal.done(s.student) for s in todo)
         if len(todo) < len(subs):
             print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
+        if changed:
+            print(f"regrading {changed} changed submission{'s' if changed > 1 else ''}")
         env = {**nbgrader_glue.env(), **self.env()}
         start = time.monotonic()
         with workers.start(self.workers, str(self.course), env, self.config) as pool, \

@@ -6,6 +6,7 @@ wrap either layout in one top folder. Entries that escape the target folder,
 links, oversized files and unreadable notebooks are reported, never followed.
 """
 
+import hashlib
 import re
 import shutil
 import stat
@@ -27,6 +28,13 @@ class Submission:
     student: str
     notebook: Path | None
     problem: str = ""
+
+    @property
+    def digest(self) -> str:
+        """A hash of what was handed in: a changed resubmission is graded again."""
+        if self.notebook is None:
+            return ""
+        return hashlib.sha256(self.notebook.read_bytes()).hexdigest()[:16]
 
 
 def reasons(*parts: str) -> str:

@@ -8,6 +8,7 @@ travels with each call into the kernel as plain data (`Recorder.spec`), where
 
 import contextlib
 import importlib
+import sys
 from collections.abc import Iterator, Sequence
 
 from torch.overrides import TorchFunctionMode
@@ -24,8 +25,10 @@ class Recorder(TorchFunctionMode):
     `F.conv2d`, `torch.conv2d` and `nn.Conv2d.forward` alike).
     """
 
-    def __init__(self, forbidden: Sequence[object], why: str = "", topics: Sequence[str] = ()):
+    def __init__(self, forbidden: Sequence[object], why: str = "", topics: Sequence[str] = (),
+                 numpy: Sequence[str] = ()):
         super().__init__()
+        self.numpy = set(numpy)  # names of NumPy / SciPy functions refused as well
         self.why = why or ("this question asks you to write yourself from simpler "
                            "tensor operations.")
         self.names = {f for f in forbidden if isinstance(f, str)}
@@ -37,7 +40,7 @@ class Recorder(TorchFunctionMode):
         """The same watch as plain data, to send with a call into the student's kernel."""
         objects = [[f.__module__, f.__qualname__] for f in self.objects]
         return {"forbidden": sorted(self.names) + objects, "topics": self.topics,
-                "why": self.why}
+                "why": self.why, "numpy": sorted(self.numpy)}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", repr(func))
@@ -66,16 +69,53 @@ def is_judging() -> bool:
 
 
 @contextlib.contextmanager
+def _numpy_watch(recorder: Recorder) -> Iterator[None]:
+    """Refuse calls of NumPy and SciPy functions named in `recorder.numpy`, however they were
+    imported or aliased: a profile hook sees every call by the function's own name."""
+    if not recorder.numpy:
+        yield
+        return
+    called: set[str] = set()
+
+    def hook(frame, event, arg):
+        if event == "call":
+            module, name = frame.f_globals.get("__name__", ""), frame.f_code.co_name
+        elif event == "c_call":
+            module, name = getattr(arg, "__module__", None) or "", getattr(arg, "__name__", "")
+        else:
+            return
+        if name in recorder.numpy and module.startswith(NUMPY_MODULES):
+            called.add(f"{module.split('.')[0]}'s {name}")
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield
+    finally:
+        replaced = sys.getprofile() is not hook
+        sys.setprofile(previous)
+    if replaced:
+        raise CheckFailed("your code replaced the profiler (sys.setprofile), which the check "
+                          "uses to see which functions run")
+    if called:
+        raise CheckFailed(f"your code calls {sorted(called)[0]}, which {recorder.why}")
+
+
+NUMPY_MODULES = ("numpy", "scipy")
+
+
+@contextlib.contextmanager
 def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
-          why: str = "") -> Iterator[Recorder]:
-    """Run student code with `forbidden` torch functions and efflib `topics` refused."""
-    recorder = Recorder(forbidden, why, topics)
+          why: str = "", numpy: Sequence[str] = ()) -> Iterator[Recorder]:
+    """Run student code with `forbidden` torch functions, efflib `topics` and the `numpy`
+    functions named refused."""
+    recorder = Recorder(forbidden, why, topics, numpy)
     _WATCHES.append(recorder)
     try:
         if is_judging():
             yield recorder  # applied in the kernel, around each call (from_spec)
         else:
-            with blocked(*topics), recorder:
+            with blocked(*topics), recorder, _numpy_watch(recorder):
                 yield recorder
     finally:
         _WATCHES.pop()
@@ -90,7 +130,7 @@ def from_spec(spec: dict | None):
     if spec is None:
         return contextlib.nullcontext()
     forbidden = [f if isinstance(f, str) else _resolve(*f) for f in spec["forbidden"]]
-    return watch(forbidden, spec["topics"], spec["why"])
+    return watch(forbidden, spec["topics"], spec["why"], spec.get("numpy", ()))
 
 
 def _resolve(module: str, qualname: str):
