@@ -20,6 +20,7 @@ def test_solution_passes_every_check(solution, hidden):
     C.check_sensitivity_scan(solution.sensitivity_scan, hidden)
     C.check_prune_channels(solution.prune_channels, hidden)
     C.check_sparse_bytes(solution.sparse_bytes, hidden)
+    C.check_histogram(solution.histogram, hidden)
 
 
 def test_solution_pruned_model(solution):
@@ -172,4 +173,20 @@ def test_pruned_model_rules():
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab04_pruning")
-    assert (facts.judged_points, facts.auto_points) == (5, 16)
+    assert (facts.judged_points, facts.auto_points) == (7, 18)
+
+
+def test_histogram_mistakes_fail(solution):
+    def drops_hi(values, bins, lo, hi):
+        v = values[(values >= lo) & (values < hi)].double()
+        return torch.bincount(torch.floor((v - lo) * bins / (hi - lo)).long(), minlength=bins)
+
+    def counts_outside(values, bins, lo, hi):
+        v = values.double()
+        idx = torch.floor((v - lo) * bins / (hi - lo)).long().clamp(0, bins - 1)
+        return torch.bincount(idx, minlength=bins)
+    for wrong in (drops_hi, counts_outside):
+        with pytest.raises(CheckFailed, match="histogram"):
+            C.check_histogram(wrong)
+    with pytest.raises(CheckFailed, match="calls torch's histc"):
+        C.check_histogram(lambda v, b, lo, hi: torch.histc(v, b, lo, hi).long())

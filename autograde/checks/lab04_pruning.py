@@ -265,3 +265,30 @@ def check_sparse_bytes(fn, hidden: bool = False) -> None:
             expect_int(got, want, case,
                        hint="bitmask: one bit per element plus the nonzero values; CSR: a "
                             "value and a column index per nonzero plus rows + 1 pointers.")
+
+
+# --- Q7. Weight histograms ------------------------------------------------------------
+
+def check_histogram(fn, hidden: bool = False) -> None:
+    """histogram(values, bins, lo, hi) equals torch.histc, without calling it."""
+    r = rng(hidden, "histogram")
+    cases = [(torch.tensor([0.0, 0.1, 0.5, 0.99, 1.0, 1.5, -0.2]), 4, 0.0, 1.0)]
+    for _ in range(10 if hidden else 3):
+        g = torch_gen(r)
+        lo = round(r.uniform(-3, 0), 3)
+        hi = lo + round(r.uniform(0.5, 4), 3)
+        cases.append((torch.randn(r.randint(1, 400), generator=g) * 2, r.randint(1, 60), lo, hi))
+    for values, bins, lo, hi in cases:
+        case = fmt_call("histogram", values, bins, lo, hi)
+        with watch(forbidden=("histc", "histogram", "histogramdd"), topics=TOPICS):
+            got = call(fn, case, values.clone(), bins, lo, hi)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (bins,):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            fail(f"{case}: expected {bins} counts, got {shape}")
+        want = torch.histc(values.double(), bins, lo, hi).long()
+        counts = as_plain_tensor(got, case).to(torch.int64)
+        if not torch.equal(counts, want):
+            i = int((counts != want).nonzero()[0])
+            fail(f"{case}: bin {i} holds {int(counts[i])} values, which is too "
+                 f"{'many' if counts[i] > want[i] else 'few'}. Values equal to hi go in the "
+                 "last bin; values outside [lo, hi] are not counted.")

@@ -329,6 +329,61 @@ check_sparse_bytes(sparse_bytes, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ## Q7. Weight histograms before and after pruning (2 points)
+#
+# What magnitude pruning does to a layer shows in its weight histogram: the
+# trained weights form a peak around zero, and pruning cuts that peak out.
+# Write `histogram(values, bins, lo, hi)` returning an integer tensor of `bins`
+# counts: value $v$ with $lo \le v \le hi$ falls in bin
+# $\lfloor (v - lo) \cdot bins / (hi - lo) \rfloor$, a value equal to $hi$ in the
+# last bin, and values outside $[lo, hi]$ are not counted (what `torch.histc`
+# does; it is refused here, `torch.bincount` is allowed).
+
+# %% nbgrader={"grade": false, "grade_id": "q7_histogram", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def histogram(values, bins, lo, hi):
+    """Counts of `values` in `bins` equal bins over [lo, hi] (hi in the last bin)."""
+    ### BEGIN SOLUTION
+    v = values.detach().flatten().double()
+    v = v[(v >= lo) & (v <= hi)]
+    index = torch.floor((v - lo) * bins / (hi - lo)).long().clamp(max=bins - 1)
+    return torch.bincount(index, minlength=bins)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q7_histogram_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Q7: histogram counts as torch.histc, written by hand."""
+from autograde.checks.lab04_pruning import check_histogram
+
+check_histogram(histogram)
+### BEGIN HIDDEN TESTS
+check_histogram(histogram, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The middle conv's weights in the dense model and in your pruned model of Q4
+# (its zeros left out). Where did the pruned weights come from, and what did
+# fine-tuning do to the weights that were kept?
+
+# %%
+name = "features.3"
+dense_w = prune.prunable_layers(dense)[name].weight.detach()
+bound = float(dense_w.abs().max())
+counts = {"dense": plots.attempt(histogram, dense_w, 60, -bound, bound)}
+if pruned_model is not None:
+    kept = prune.prunable_layers(pruned_model)[name].weight.detach()
+    counts["pruned (nonzero)"] = plots.attempt(histogram, kept[kept != 0], 60, -bound, bound)
+if any(c is None for c in counts.values()):
+    print("Finish Q7 (and Q4) to see the histograms.")
+else:
+    edges = torch.linspace(-bound, bound, 61)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for label, c in counts.items():
+        ax.stairs(c.tolist(), edges.tolist(), fill=label == "dense", alpha=0.6, label=label)
+    ax.set(xlabel="weight value", ylabel="count", title=f"{name}: before and after pruning")
+    ax.legend()
+    plt.show()
+
+# %% [markdown]
 # ## What each kind of pruning buys, measured
 #
 # Three versions of the network: the dense one; a fine-grained 75%-sparse one
@@ -375,7 +430,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Q7. Reflection (2 points, graded by hand)
+# ## Q8. Reflection (2 points, graded by hand)
 #
 # Using the three bars above: why did the fine-grained model keep the dense
 # model's latency although three quarters of its weights are zero, and why did
@@ -383,7 +438,7 @@ plt.show()
 # pattern that would let fine-grained sparsity pay off in speed (three to five
 # sentences).
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q7_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q8_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # The fine-grained model still runs PyTorch's dense convolution kernels, which
 # multiply every weight whether it is zero or not, so it executes the same MACs
