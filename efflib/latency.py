@@ -66,6 +66,23 @@ class NoisyMeasurement(UserWarning):
     """A timing whose spread says the machine was busy while it ran."""
 
 
+def threads_for_load(cpus: int | None = None, loadavg: str | None = None) -> int:
+    """Torch threads worth using now: the cores that other runnable processes leave free.
+
+    Two threads on two cores beside busy processes are far slower than one: every
+    parallel region waits for its descheduled thread. Reads the count of runnable
+    processes from /proc/loadavg (it includes the reader itself); elsewhere, the
+    current setting.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    try:
+        text = loadavg if loadavg is not None else open("/proc/loadavg").read()
+        running = int(text.split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return torch.get_num_threads()
+    return max(1, min(cpus, cpus - (running - 1)))
+
+
 @contextmanager
 def threads(n: int | None):
     """Run the block with torch using `n` intra-op threads (None: leave as is)."""

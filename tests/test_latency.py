@@ -175,3 +175,14 @@ def test_a_busy_machine_is_flagged():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoisyMeasurement)
         measure_latency(Varying([0.01]), torch.zeros(1), warmup=0, repeats=5)  # steady: silent
+
+
+def test_threads_for_load_leaves_the_busy_cores_alone():
+    """From /proc/loadavg's count of runnable processes (the reader is one of them)."""
+    from efflib.latency import threads_for_load
+
+    assert threads_for_load(2, "0.50 0.40 0.30 1/300 12345") == 2   # only us: both cores
+    assert threads_for_load(2, "2.10 2.00 2.00 3/300 12345") == 1   # two others spinning
+    assert threads_for_load(2, "9.00 9.00 9.00 12/300 12345") == 1  # never fewer than one
+    assert threads_for_load(8, "1.00 1.00 1.00 3/300 12345") == 6
+    assert threads_for_load(2, "garbled") == torch.get_num_threads()

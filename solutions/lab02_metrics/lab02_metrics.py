@@ -38,12 +38,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import efflib
 from efflib import models, plots
-from efflib.latency import fast_mode
+from efflib.latency import fast_mode, threads_for_load
 
 torch.manual_seed(0)
 FAST = fast_mode()  # True while the grader runs this notebook: fewer timing repeats
-if FAST:
-    torch.set_num_threads(1)  # the grader runs notebooks side by side on few cores
+# one thread under the grader (notebooks run side by side) or on a busy machine
+torch.set_num_threads(1 if FAST else threads_for_load())
 IMAGE = torch.randn(1, 3, 224, 224)
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fast mode {FAST}")
 

@@ -35,12 +35,12 @@ from sklearn.datasets import load_digits
 
 import efflib
 from efflib import data, models, plots, train
-from efflib.latency import fast_mode
+from efflib.latency import fast_mode, threads_for_load
 
 torch.manual_seed(0)
 FAST = fast_mode()  # True while the grader runs this notebook: shorter training and timing
-if FAST:
-    torch.set_num_threads(1)  # the grader runs notebooks side by side on few cores
+# one thread under the grader (notebooks run side by side) or on a busy machine
+torch.set_num_threads(1 if FAST else threads_for_load())
 DEVICE = train.default_device()
 print(f"torch {torch.__version__}, training on {DEVICE}, fast mode {FAST}")
 
