@@ -1,0 +1,49 @@
+"""The journal: one finished student per JSON file, so an interrupted run resumes.
+
+Each record is written to a temporary file and renamed into place, so a run
+killed with kill -9 leaves every student either fully recorded or not at all.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    """What happened to one student's submission."""
+
+    student: str
+    status: str            # graded | no-notebook | failed
+    reason: str = ""
+    seconds: float = 0.0
+    digest: str = ""       # of the notebook graded (Submission.digest)
+
+
+class Journal:
+    """The finished students of one lab in one grading folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def done(self, student: str, digest: str | None = None) -> bool:
+        """Graded already (and, given a digest, from that very notebook)."""
+        path = self.folder / f"{student}.json"
+        if not path.exists():
+            return False
+        return digest is None or self.read(student).digest == digest
+
+    def record(self, result: Result) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{result.student}.tmp"
+        tmp.write_text(json.dumps(asdict(result)))
+        os.replace(tmp, self.folder / f"{result.student}.json")  # atomic: all or nothing
+
+    def read(self, student: str) -> Result:
+        return Result(**json.loads((self.folder / f"{student}.json").read_text()))
+
+    def forget(self) -> None:
+        """Start over: every student is graded again."""
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""A student's scratch folder: the only place their sandboxed kernel may write.
+
+The folder is short on purpose (`efflab-GRADERPID-STUDENT-*` in the system's
+temporary folder): the kernel's and the judge's Unix socket paths must stay
+under 108 bytes, which a folder deep inside a course tree can exceed. While it
+exists, the environment tells the kernel launcher its policy (`Policy.to_env`).
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from autograde.sandbox.policy import NOBODY, Policy, isolation_problem
+
+
+class Scratch:
+    """`with Scratch(student, policy) as folder:` a fresh folder, removed afterwards."""
+
+    def __init__(self, student: str, policy: Policy, root: str = ""):
+        self.student, self.policy = student, policy
+        self.root = Path(root or tempfile.gettempdir())
+        self.folder: Path | None = None
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.student)[:16]
+        grader = os.environ.get("EFFLAB_GRADER_PID", str(os.getpid()))
+        folder = Path(tempfile.mkdtemp(prefix=f"efflab-{grader}-{name}-", dir=self.root))
+        if len(str(folder / "kernel-ipc-65535")) > 100:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ValueError(f"scratch folder {folder} is too long for Unix sockets; set "
+                             "SandboxedExecute.scratch_root to a short folder")
+        if isolation_problem() is None:
+            os.chown(folder, NOBODY, NOBODY)
+        env = self.policy.to_env(folder)
+        self._saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # read by the kernel launcher (autograde.sandbox.kernel)
+        self.folder = folder
+        return folder
+
+    def __exit__(self, *exc) -> None:
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
