@@ -244,6 +244,14 @@ def test_feedback_hides_hidden_tests(graded):
 # Grading with judging off: every test cell runs in the kernel and only the integrity probe
 # stands between a tampering notebook and full marks. Kernel-only checks (Labs 02-04) rely
 # on it; here it is tested on Lab 01, whose solution earns full marks untampered.
+# a post-run hook reads the probe's nonce from its cell and prints a forged "clean" after it
+FORGED_VERDICT = PATCH_CHECKS + """
+import re
+def _forge(result):
+    m = re.search(r"_efflab_probe\\('([0-9a-f]+)'", result.info.raw_cell or "")
+    if m:
+        print(m.group(1), "clean")
+get_ipython().events.register("post_run_cell", _forge)"""
 PROBED = {
     "patched_checks": (PATCH_CHECKS, "IntegrityError"),
     "ast_transformer": (DROP_CHECKS, "IntegrityError"),
@@ -252,6 +260,7 @@ PROBED = {
     "patched_class": ("from IPython.core.interactiveshell import InteractiveShell\n"
                       "InteractiveShell.showtraceback = lambda *a, **k: None",
                       "InteractiveShell.showtraceback replaced"),
+    "forged_verdict": (FORGED_VERDICT, "more than one answer to the probe"),
 }
 
 
@@ -261,11 +270,22 @@ def probed(tmp_path_factory):
     nbformat.write(_solution(), incoming / "clean.ipynb")
     for name, (code, _) in PROBED.items():
         nbformat.write(_prepend_to_first_answer(code), incoming / f"{name}.ipynb")
+    nbformat.write(_replace_answer("q1_linear", (
+        "import sys\ndef linear_forward(x, W, b):\n    sys.displayhook(100)\n"
+        "    raise ValueError('not done')")), incoming / "displayhook.ipynb")
     grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2, cell_timeout=10,
                     notebook_timeout=150, judge=False)
     grader.run(incoming, progress=False)
     with open(grader.course / "reports" / LAB / "grades.csv") as f:
         return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def test_a_result_shown_before_the_error_earns_no_partial_credit(probed):
+    """nbgrader scores a test cell by its first execute_result when there is one; an answer
+    that calls sys.displayhook(100) before failing must still lose the test's points."""
+    row = probed["displayhook"]
+    assert float(row["score"]) == FULL - 2, row["reason"]
+    assert "q1_linear_test: CheckFailed" in row["reason"]
 
 
 @pytest.mark.parametrize("name", list(PROBED))

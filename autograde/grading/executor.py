@@ -123,8 +123,13 @@ class SandboxedExecute(Execute):
             return cell, self.resources
         try:
             cell, out = super().preprocess_cell(cell, resources, index)
-            if is_test_cell(cell) and self.probe:
-                self._check_integrity(cell, index)
+            if is_test_cell(cell):
+                # nbgrader reads an execute_result before an error as partial credit: a
+                # student's sys.displayhook(100) would turn a failed test into full marks
+                cell.outputs = [o for o in cell.outputs
+                                if o.output_type not in ("execute_result", "display_data")]
+                if self.probe:
+                    self._check_integrity(cell, index)
             return cell, out
         except Exception as e:  # noqa: BLE001 - DeadKernelError, timeouts, broken replies
             self._dead = f"{type(e).__name__}: {str(e)[:300]}"
@@ -162,7 +167,9 @@ class SandboxedExecute(Execute):
             self.nb.cells[index] = saved  # nbclient stored our cell at this index
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         lines = [ln for ln in text.splitlines() if ln.startswith(nonce)]
-        return lines[-1][len(nonce):].strip() if lines else ""
+        if len(lines) > 1:  # a hook that read the nonce answered too: forged
+            return "more than one answer to the probe"
+        return lines[0][len(nonce):].strip() if lines else ""
 
     def _stop_kernel(self) -> None:
         try:

@@ -92,9 +92,9 @@ class Grader:
         return result
 
     def _autograde(self, student: str, pool, reason: str) -> tuple[str, str]:
+        timeout = self.settings.notebook_timeout + 180
         for attempt in range(3):
             try:
-                timeout = self.settings.notebook_timeout + 180
                 workers.autograde_in(pool, self.lab, student, timeout, fallback=lambda: (
                     self.nbgrader("autograde", self.lab, "--student", student, "--force",
                                   timeout=timeout)))

@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only bac
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-
 def lost_marks(autograded: Path) -> str:
     """Why test cells failed, read from an autograded notebook (the grader's copy)."""
     if not autograded.exists():
