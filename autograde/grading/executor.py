@@ -52,6 +52,12 @@ class OutputBudget:
         return False
 
 
+def _no_results(outputs: list) -> list:
+    """A test cell's outputs without results: nbgrader reads an execute_result before an
+    error as partial credit, so a student's sys.displayhook(100) would earn full marks."""
+    return [o for o in outputs if o.output_type not in ("execute_result", "display_data")]
+
+
 class SandboxedExecute(Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
@@ -91,12 +97,9 @@ class SandboxedExecute(Execute):
                     self._zmq = None
 
     def create_kernel_manager(self):
-        """A kernel manager and client on IPC sockets, sharing one zmq context that this
-        executor destroys with LINGER 0 when the notebook is done.
-
-        Left to the garbage collector, a context whose socket still holds a message
-        for a dead kernel blocks forever in `term()` (default LINGER is infinite):
-        a grading worker once hung in the middle of the next student's SQL query."""
+        """Kernel manager and client on IPC sockets sharing one zmq context, destroyed with
+        LINGER 0 when done (left to the garbage collector, a context holding a message for a
+        dead kernel blocked a grading worker forever in term())."""
         self.kernel_name = KERNEL_NAME
         self._zmq = zmq.asyncio.Context()
         self._zmq.setsockopt(zmq.LINGER, 0)  # default for every socket made from it
@@ -124,10 +127,7 @@ class SandboxedExecute(Execute):
         try:
             cell, out = super().preprocess_cell(cell, resources, index)
             if is_test_cell(cell):
-                # nbgrader reads an execute_result before an error as partial credit: a
-                # student's sys.displayhook(100) would turn a failed test into full marks
-                cell.outputs = [o for o in cell.outputs
-                                if o.output_type not in ("execute_result", "display_data")]
+                cell.outputs = _no_results(cell.outputs)
                 if self.probe:
                     self._check_integrity(cell, index)
             return cell, out
