@@ -20,10 +20,16 @@ def test_solution_passes_every_check(solution, hidden):
     C.check_channel_shuffle(solution.channel_shuffle, hidden)
     C.check_shift(solution.shift, hidden)
     C.check_factorised(solution.factorised_conv, hidden)
+    C.check_edge_sizes(solution.feature_sizes, hidden)
+    C.check_rotate_shuffle(solution.rotate_shuffle, hidden)
+    C.check_contiguous_runs(solution.contiguous_runs, hidden)
+    C.check_dirac_unit(solution.dirac_unit, hidden)
 
 
 def test_solution_table5_and_digit_model(solution):
     C.check_table5(solution.ratios, solution.table5_counts)
+    C.check_edge_numbers(solution.conv5_side_at_192, solution.largest_side_for_4x4,
+                         solution.edge_macs)
     C.check_digit_model(solution.digit_model)
 
 
@@ -175,6 +181,96 @@ def test_table5_mistakes(solution):
         C.check_table5({1.0: 1.0}, "MACs")
 
 
+def test_edge_sizes_match_the_real_network():
+    """The check's arithmetic agrees with running efflib's ShuffleNetV2 with the cut conv5."""
+    net = C.edge_shufflenet_reference()
+    shapes = {}
+
+    def record(name):
+        def hook(module, args, out) -> None:
+            shapes[name] = tuple(out.shape[1:])
+        return hook
+    modules = {"conv1": net.stem[0], "maxpool": net.stem[-1], "stage2": net.stages[0],
+               "stage3": net.stages[1], "stage4": net.stages[2], "conv5": net.conv5}
+    hooks = [m.register_forward_hook(record(n)) for n, m in modules.items()]
+    for side in (192, 128, 97, 33):
+        net(torch.empty(1, 3, side, side, device="meta"))
+        assert [shapes[n] for n in C.EDGE_NAMES] == C.edge_sizes(side)
+    assert C.edge_sizes(192)[-1][1:] == (6, 6)  # the notes' slip: 192 does not give 4x4
+    for h in hooks:
+        h.remove()
+
+
+def test_edge_mistakes(solution):
+    def floor_halving(side):  # side // 2 at every stride: wrong for odd sides
+        sizes, h = [], side
+        for i, c in enumerate(C.EDGE_CHANNELS):
+            h = h // 2 if i < 5 else h
+            sizes.append((c, h, h))
+        return sizes
+    C.check_edge_sizes(floor_halving)  # the visible sides (224, 192) are even
+    with pytest.raises(CheckFailed, match="rounds odd sides up"):
+        C.check_edge_sizes(floor_halving, hidden=True)
+
+    def width_1x(side):
+        return [(116 if c == 48 else c, h, w) for c, h, w in solution.feature_sizes(side)]
+    with pytest.raises(CheckFailed, match="stage2 has 116 channels"):
+        C.check_edge_sizes(width_1x)
+    with pytest.raises(CheckFailed, match="4 \\(C, H, W\\)|6 \\(C, H, W\\)"):
+        C.check_edge_sizes(lambda side: solution.feature_sizes(side)[:4])
+    good = (solution.conv5_side_at_192, solution.largest_side_for_4x4, solution.edge_macs)
+    with pytest.raises(CheckFailed, match="conv5_side_at_192: got 4, which is too low"):
+        C.check_edge_numbers(4, *good[1:])
+    for side in (97, 192, 129):  # smallest 4x4 side, the notes' side, one too many
+        with pytest.raises(CheckFailed, match="largest_side_for_4x4"):
+            C.check_edge_numbers(good[0], side, good[2])
+    with pytest.raises(CheckFailed, match="edge_macs: got .*too high") as e:
+        C.check_edge_numbers(*good[:2], good[2] + 1)
+    assert f"{good[2]:,d}" not in str(e.value) and str(good[2]) not in str(e.value)
+
+
+def test_synetgy_mistakes(solution):
+    def roll_wrong_way(x):
+        c = x.shape[1]
+        if c % 4:
+            raise ValueError("channels")
+        return torch.cat((x[:, c // 4:], x[:, :c // 4]), dim=1)
+    with pytest.raises(CheckFailed, match="rotate_shuffle.*values differ"):
+        C.check_rotate_shuffle(roll_wrong_way)
+    with pytest.raises(CheckFailed, match="expected ValueError"):
+        C.check_rotate_shuffle(lambda x: x[:, [(j + 3 * x.shape[1] // 4) % x.shape[1]
+                                                for j in range(x.shape[1])]])
+    assert solution.contiguous_runs(C.rotate_reference(96)) == 2
+    with pytest.raises(CheckFailed, match="contiguous_runs"):
+        C.check_contiguous_runs(lambda perm: len(perm))  # one copy per channel
+    with pytest.raises(CheckFailed, match="contiguous_runs\\(\\[\\]\\)"):
+        C.check_contiguous_runs(  # forgets that an empty list needs no copy
+            lambda perm: 1 + sum(perm[i] != perm[i - 1] + 1 for i in range(1, len(perm))))
+
+
+def test_dirac_unit_mistakes(solution):
+    def additive(x, w1, w2):  # ResNet's skip: adds instead of concatenating
+        a, b = x.chunk(2, dim=1)
+        y = F.relu(F.conv2d(solution.shift(F.relu(F.conv2d(b, w1)), 3), w2))
+        return solution.rotate_shuffle(torch.cat((a + y, b), dim=1))
+    with pytest.raises(CheckFailed, match="concatenated \\(not added\\)"):
+        C.check_dirac_unit(additive)
+
+    def no_shift(x, w1, w2):
+        a, b = x.chunk(2, dim=1)
+        y = F.relu(F.conv2d(F.relu(F.conv2d(b, w1)), w2))
+        return solution.rotate_shuffle(torch.cat((a, y), dim=1))
+    with pytest.raises(CheckFailed, match="shift"):
+        C.check_dirac_unit(no_shift)
+
+    def no_rotation(x, w1, w2):
+        a, b = x.chunk(2, dim=1)
+        y = F.relu(F.conv2d(solution.shift(F.relu(F.conv2d(b, w1)), 3), w2))
+        return torch.cat((a, y), dim=1)
+    with pytest.raises(CheckFailed, match="zero weights"):
+        C.check_dirac_unit(no_rotation)
+
+
 def test_digit_model_rules():
     with pytest.raises(CheckFailed, match="efflib's DigitCNN"):
         C.check_digit_model(models.digit_cnn(width=4))
@@ -193,4 +289,4 @@ def test_digit_model_rules():
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab03_architectures")
-    assert (facts.judged_points, facts.auto_points) == (11, 20)
+    assert (facts.judged_points, facts.auto_points) == (18, 27)

@@ -1,6 +1,10 @@
 """efflib.quant.integer: fixed-point requantization by hand, BN folding, and the integer
 model against PyTorch's own int8 kernels (torch.ao, x86 backend)."""
 
+import copy
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,6 +13,9 @@ import efflib
 from efflib import models
 from efflib.quant import integer as I
 from efflib.quant.torch_int8 import to_torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_cuda import fake_cuda, on_cuda  # noqa: E402 - a helper next to the tests
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated")
 
@@ -128,3 +135,19 @@ def test_stored_bytes_count_every_integer_and_grid(trained):
     expected_bits = 8 * weights + 32 * channels + (32 + 8) * channels + 40 * (len(layers) + 1)
     assert im.stored_bytes() == -(-expected_bits // 8)
     assert im.stored_bytes() < efflib.model_size(model, 32) / 3
+
+
+def test_convert_takes_a_model_on_cuda(trained):
+    """A model trained on CUDA converts to the same CPU integer model (tried with the
+    mismatch detector that stands in for a GPU in tests/fake_cuda.py)."""
+    model, x = trained
+    on_cpu = I.convert(model, x[:400])
+    with fake_cuda():
+        twin = copy.deepcopy(model).to("cuda")
+        assert on_cuda(next(twin.parameters()))
+        im = I.convert(twin, x[:400].to("cuda"))
+        assert not any(on_cuda(t) for t in (im.steps[0][1].weight, im.steps[0][1].bias))
+    assert all(torch.equal(a.weight, b.weight) for (k, a), (_, b) in
+               zip(on_cpu.steps, im.steps, strict=True) if k == "quant")
+    assert torch.equal(im.predict(x[400:]), on_cpu.predict(x[400:]))
+    assert on_cuda(next(twin.parameters()))  # the caller's model did not move

@@ -15,6 +15,7 @@ from autograde.checks.api import (
     as_float,
     as_int,
     call,
+    expect_answer,
     expect_close,
     expect_int,
     expect_raises,
@@ -276,7 +277,158 @@ def check_table5(ratios, unit) -> None:
              "(= 2 x MACs)? Answer with the string 'MACs' or 'FLOPs'.")
 
 
-# --- Q8. A small CNN for digits -----------------------------------------------------
+# --- Q8. The notes' edge ShuffleNetV2 ----------------------------------------------
+
+EDGE_CHANNELS = (24, 24, 48, 96, 192, 512)  # conv1, maxpool, stage2-4 at 0.5x, conv5 cut to 512
+EDGE_NAMES = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
+
+
+def _halve(side: int) -> int:
+    """A 3x3 window, stride 2, padding 1: floor((side + 2 - 3) / 2) + 1."""
+    return (side - 1) // 2 + 1
+
+
+def edge_sizes(side: int) -> list[tuple[int, int, int]]:
+    """(C, H, W) after each of EDGE_NAMES for a side x side input (five stride-2 layers)."""
+    sizes, h = [], side
+    for i, c in enumerate(EDGE_CHANNELS):
+        if i < 5:
+            h = _halve(h)
+        sizes.append((c, h, h))
+    return sizes
+
+
+def edge_shufflenet_reference() -> nn.Module:
+    """ShuffleNetV2 0.5x with conv5 cut to 512 channels, built on the meta device."""
+    with torch.device("meta"):
+        net = models.shufflenet_v2(width=0.5)
+        net.conv5 = nn.Sequential(nn.Conv2d(192, 512, 1, bias=False), nn.BatchNorm2d(512),
+                                  nn.ReLU(inplace=True))
+        net.fc = nn.Linear(512, 1000)
+    return net
+
+
+def check_edge_sizes(fn, hidden: bool = False) -> None:
+    """feature_sizes(side): (C, H, W) after conv1, maxpool, stages 2-4 and conv5."""
+    r = rng(hidden, "edge")
+    sides = [224, 192] + ([r.randint(9, 300) for _ in range(6)] + [97, 33] if hidden else [])
+    for side in sides:
+        case = fmt_call("feature_sizes", side)
+        got = call(fn, case, side)
+        if not isinstance(got, list | tuple) or len(got) != len(EDGE_NAMES):
+            fail(f"{case}: expected a list of {len(EDGE_NAMES)} (C, H, W) tuples, one for each "
+                 f"of {', '.join(EDGE_NAMES)}")
+        for name, item, want in zip(EDGE_NAMES, got, edge_sizes(side), strict=True):
+            if not isinstance(item, list | tuple) or len(item) != 3:
+                fail(f"{case}: the {name} entry should be a (C, H, W) tuple, got {item!r}")
+            c, h, w = (as_int(v, f"{case} {name}") for v in item)
+            if c != want[0]:
+                fail(f"{case}: {name} has {c} channels; read them from table 5's 0.5x "
+                     "column (conv5 is cut to 512).")
+            if (h, w) != want[1:]:
+                fail(f"{case}: {name} is {h}x{w}, expected {want[1]}x{want[2]}. Each stride-2 "
+                     "layer (3x3 window, padding 1) maps a side n to floor((n + 2 - 3) / 2) + 1, "
+                     "which rounds odd sides up, not down.")
+
+
+def check_edge_numbers(conv5_side, largest_side, macs) -> None:
+    """The conv5 side at 192, the largest input that gives 4x4, and the edge model's MACs."""
+    expect_answer(conv5_side, edge_sizes(192)[-1][1], "conv5_side_at_192",
+                  hint="Apply your feature_sizes to 192.")
+    side = as_int(largest_side, "largest_side_for_4x4")
+    if edge_sizes(side)[-1][1] != 4 or edge_sizes(side + 1)[-1][1] == 4:
+        fail(f"largest_side_for_4x4: an input of {side} gives conv5 at "
+             f"{edge_sizes(side)[-1][1]}x{edge_sizes(side)[-1][1]}, and the largest side that "
+             "still gives 4x4 is wanted. Try sides with feature_sizes.")
+    net = edge_shufflenet_reference()
+    want = profile(net, torch.empty(1, 3, 128, 128, device="meta")).macs
+    expect_answer(macs, want, "edge_macs",
+                  hint="Profile ShuffleNetV2 0.5x with conv5 replaced by a 1x1 conv to 512 "
+                       "channels (with its BatchNorm and ReLU) and fc by Linear(512, 1000), on "
+                       "a 1x3x128x128 input.")
+
+
+# --- Q9. Synetgy's shuffle ------------------------------------------------------------
+
+def rotate_reference(c: int) -> list[int]:
+    """Output channel j of the rotation reads input channel (j + 3C/4) mod C."""
+    return [(j + 3 * c // 4) % c for j in range(c)]
+
+
+def _runs(perm: list[int]) -> int:
+    return 1 + sum(1 for i in range(1, len(perm)) if perm[i] != perm[i - 1] + 1) if perm else 0
+
+
+def check_rotate_shuffle(fn, hidden: bool = False) -> None:
+    """rotate_shuffle(x): the last quarter of the channels moves to the front."""
+    r = rng(hidden, "rotate")
+    cases = [(1, 4, 1, 1), (2, 8, 2, 3)] + [
+        (r.randint(1, 3), 4 * r.randint(1, 12), r.randint(1, 5), r.randint(1, 5))
+        for _ in range(8 if hidden else 2)]
+    for n, c, h, w in cases:
+        x = torch.randn(n, c, h, w, generator=torch_gen(r))
+        case = fmt_call("rotate_shuffle", x)
+        got = call(fn, case, x.clone())
+        expect_close(got, x[:, rotate_reference(c)], case, atol=0, rtol=0,
+                     hint="Channels 3C/4 .. C-1 come first, then channels 0 .. 3C/4-1, each "
+                          "block in its own order.")
+    expect_raises(fn, ValueError, "rotate_shuffle(<6 channels>)", torch.zeros(1, 6, 2, 2))
+
+
+def check_contiguous_runs(fn, hidden: bool = False) -> None:
+    """contiguous_runs(perm): how many block copies move the channels into place."""
+    r = rng(hidden, "runs")
+    perms = [[0, 1, 2, 3], [3, 0, 1, 2], [0, 2, 1, 3], [], rotate_reference(96),
+             [(j % 2) * 48 + j // 2 for j in range(96)]]
+    for _ in range(6 if hidden else 2):
+        p = list(range(r.randint(1, 40)))
+        r.shuffle(p)
+        perms.append(p)
+    for perm in perms:
+        shown = perm if len(perm) <= 8 else f"<{len(perm)} channels>"
+        case = f"contiguous_runs({shown})"
+        expect_int(call(fn, case, list(perm)), _runs(perm), case,
+                   hint="A new run starts wherever the next output channel does not read the "
+                        "input channel right after the previous one.")
+
+
+# --- Q10. A concatenative-skip unit ---------------------------------------------------
+
+def dirac_unit_reference(x, w1, w2, shift_k: int = 3) -> torch.Tensor:
+    """Split, 1x1 conv + ReLU, shift, 1x1 conv + ReLU on one half, concat, rotate."""
+    a, b = x.chunk(2, dim=1)
+    y = F.relu(F.conv2d(b, w1))
+    y = _shift_reference(y, shift_k)
+    y = F.relu(F.conv2d(y, w2))
+    out = torch.cat((a, y), dim=1)
+    return out[:, rotate_reference(out.shape[1])]
+
+
+def check_dirac_unit(fn, hidden: bool = False) -> None:
+    """dirac_unit(x, w1, w2): DiracDeltaNet's stride-1 unit with a concatenative skip."""
+    r = rng(hidden, "dirac")
+    cases = [(1, 8, 4, 4, 8), (2, 4, 3, 5, 6)] + [
+        (r.randint(1, 2), 4 * r.randint(1, 6), r.randint(2, 6), r.randint(2, 6),
+         r.randint(1, 16)) for _ in range(6 if hidden else 1)]
+    for n, c, h, w, mid in cases:
+        g = torch_gen(r)
+        x = torch.randn(n, c, h, w, generator=g)
+        w1 = torch.randn(mid, c // 2, 1, 1, generator=g)
+        w2 = torch.randn(c // 2, mid, 1, 1, generator=g)
+        case = fmt_call("dirac_unit", x, w1, w2)
+        got = call(fn, case, x.clone(), w1.clone(), w2.clone())
+        zero = call(fn, case, x.clone(), torch.zeros_like(w1), torch.zeros_like(w2))
+        expect_close(zero, dirac_unit_reference(x, 0 * w1, 0 * w2), case + " with zero weights",
+                     atol=0, rtol=0,
+                     hint="With zero weights only the skip is left: the first half of x "
+                          "passes untouched, concatenated (not added) with zeros, then "
+                          "rotate-shuffled.")
+        expect_close(got, dirac_unit_reference(x, w1, w2), case, atol=1e-4, rtol=1e-4,
+                     hint="The branch takes the second half: 1x1 conv, ReLU, shift(.., 3), "
+                          "1x1 conv, ReLU.")
+
+
+# --- Q11. A small CNN for digits -----------------------------------------------------
 
 MAX_PARAMS = 20_000
 

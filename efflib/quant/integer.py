@@ -15,6 +15,7 @@ conv before quantizing. Every step is integer arithmetic: C code that follows th
 same rules (efflib.quant's Lab 06 export) gets the same integers.
 """
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from efflib.devices import model_device
 from efflib.graded import reference
 from efflib.quant.linear import QuantSpec, qparams, quantize
 from efflib.size import tensor_bits
@@ -185,9 +187,13 @@ class IntegerModel:
 @torch.no_grad()
 def convert(model: nn.Module, calibration: torch.Tensor) -> IntegerModel:
     """An integer-only copy of a trained chain CNN: BN folded into its conv, activation
-    grids observed (min/max) on `calibration`, weights int8 per output channel."""
+    grids observed (min/max) on `calibration`, weights int8 per output channel. The integer
+    model is a CPU emulation (it is what the C export writes), so a model on CUDA is copied
+    to the CPU first."""
+    if model_device(model) not in (None, torch.device("cpu")):
+        model = copy.deepcopy(model).cpu()
     layers = chain(model)
-    x = calibration.float()
+    x = calibration.detach().cpu().float()
     current = QParams.observe(x)
     input_q, steps, i = current, [], 0
     while i < len(layers):

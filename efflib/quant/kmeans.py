@@ -43,10 +43,11 @@ def kmeans(w: torch.Tensor, bits: int, max_iter: int = 100) -> Codebook:
         raise ValueError(f"bits must be an int from 1 to 16, got {bits!r}")
     x = w.detach().reshape(-1).double()
     k = 2 ** bits
-    centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64)
+    centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64,
+                               device=x.device)
     labels = _assign(x, centroids)
     for _ in range(max_iter):
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, labels, x)
+        sums = torch.zeros(k, dtype=torch.float64, device=x.device).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k)
         # an empty cluster keeps its centroid
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
@@ -59,7 +60,7 @@ def kmeans(w: torch.Tensor, bits: int, max_iter: int = 100) -> Codebook:
 
 def centroid_grad(weight_grad: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
     """Gradient of each shared weight: the sum of the gradients of the weights that use it."""
-    return torch.zeros(k, dtype=weight_grad.dtype).index_add_(
+    return torch.zeros(k, dtype=weight_grad.dtype, device=weight_grad.device).index_add_(
         0, indices.reshape(-1), weight_grad.reshape(-1))
 
 

@@ -56,7 +56,7 @@ def _range(x: torch.Tensor, axis: int | None, percentile: float | None):
     else:
         if not 0 < percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-        p = torch.tensor([1 - percentile / 100, percentile / 100])
+        p = torch.tensor([1 - percentile / 100, percentile / 100], device=flat.device)
         lo, hi = torch.quantile(flat, p, dim=1)
     return (lo[0], hi[0]) if axis is None else (lo, hi)
 

@@ -27,7 +27,7 @@ class Compressed:
     huffman: HuffmanSize        # the kept weights' indices, Huffman-coded
 
     def reconstruct(self) -> torch.Tensor:
-        w = torch.zeros(self.shape)
+        w = torch.zeros(self.shape, device=self.mask.device)
         w[self.mask] = self.book.reconstruct()
         return w
 

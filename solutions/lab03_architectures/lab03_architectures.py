@@ -16,6 +16,7 @@
 # bottleneck, MobileNetV2's inverted residual, ShuffleNet's channel shuffle,
 # the zero-FLOP shift of Synetgy and a factorised Inception convolution),
 # check them against reference implementations with the profiler of Lab 02,
+# resize ShuffleNetV2 for an FPGA and build Synetgy's hardware-friendly unit,
 # design and train a small CNN of your own, and compare the accuracy, MACs and
 # measured latency of the classic ImageNet models.
 #
@@ -23,11 +24,12 @@
 # code where it says `YOUR CODE HERE` and delete the `raise NotImplementedError()`.
 # Your blocks are compared with efflib's by output shape, parameter count, MACs
 # and behaviour; they must be built from `torch.nn` layers (a block containing
-# efflib's modules is refused). Hidden checks try more configurations. Q9 is
+# efflib's modules is refused). Hidden checks try more configurations. Q12 is
 # read by a person.
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -397,7 +399,198 @@ from autograde.checks.lab03_architectures import check_table5
 check_table5(ratios, table5_counts)
 
 # %% [markdown]
-# ## Q8. Your own digit classifier (3 points)
+# ## Q8. The notes' ShuffleNetV2 for an FPGA (3 points)
+#
+# The edge-deployment notes shrink ShuffleNetV2 0.5x for a small accelerator:
+# the input goes from 224x224 to 192x192, conv5 is cut from 1024 to 512
+# channels with a 4x4 output, and the global pool averages that 4x4 grid. Trace
+# the sizes before believing them. Five layers have stride 2 (conv1, the max
+# pool and the first unit of each stage), and each uses a 3x3 window with
+# padding 1, so a side of $n$ becomes $\lfloor (n + 2 - 3)/2 \rfloor + 1$.
+#
+# 1. Write `feature_sizes(side)`: the `(C, H, W)` after conv1, maxpool, stage2,
+#    stage3, stage4 and conv5, in that order, for a `side x side` input (channels
+#    from table 5's 0.5x column, conv5 with 512). Use the formula, not a model.
+# 2. Set `conv5_side_at_192` to conv5's side for the notes' 192x192 input, and
+#    `largest_side_for_4x4` to the largest input side that really gives 4x4.
+# 3. Set `edge_macs` to the MACs of the modified network (1000 classes) at that
+#    largest side, counted with `efflib.profile`: start from
+#    `models.shufflenet_v2(width=0.5)` and replace its `conv5` (a 1x1 conv with
+#    BatchNorm and ReLU) and its `fc`.
+
+# %% nbgrader={"grade": false, "grade_id": "q8_edge_shufflenet", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def feature_sizes(side):
+    """(C, H, W) after conv1, maxpool, stage2, stage3, stage4 and conv5."""
+    ### BEGIN SOLUTION
+    sizes, h = [], side
+    for i, c in enumerate((24, 24, 48, 96, 192, 512)):
+        if i < 5:  # conv5 is 1x1, stride 1
+            h = (h + 2 - 3) // 2 + 1
+        sizes.append((c, h, h))
+    return sizes
+    ### END SOLUTION
+
+
+conv5_side_at_192 = None
+largest_side_for_4x4 = None
+edge_macs = None
+### BEGIN SOLUTION
+conv5_side_at_192 = feature_sizes(192)[-1][1]
+largest_side_for_4x4 = max(s for s in range(1, 512) if feature_sizes(s)[-1][1] == 4)
+with torch.device("meta"):
+    edge = models.shufflenet_v2(width=0.5)
+    edge.conv5 = nn.Sequential(nn.Conv2d(192, 512, 1, bias=False), nn.BatchNorm2d(512),
+                               nn.ReLU(inplace=True))
+    edge.fc = nn.Linear(512, 1000)
+side = largest_side_for_4x4
+edge_macs = efflib.profile(edge, torch.empty(1, 3, side, side, device="meta")).macs
+### END SOLUTION
+for name, size in zip(["conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"],
+                      plots.attempt(feature_sizes, 192) or [], strict=False):
+    print(f"{name:8s} {size}")
+print("conv5 side at 192:", conv5_side_at_192, "| largest side for 4x4:", largest_side_for_4x4,
+      "| edge MACs:", edge_macs)
+
+# %% nbgrader={"grade": true, "grade_id": "q8_edge_shufflenet_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q8: every stage's size, the input that gives conv5 at 4x4, and the edge model's MACs."""
+from autograde.checks.lab03_architectures import check_edge_numbers, check_edge_sizes
+
+check_edge_sizes(feature_sizes)
+check_edge_numbers(conv5_side_at_192, largest_side_for_4x4, edge_macs)
+### BEGIN HIDDEN TESTS
+check_edge_sizes(feature_sizes, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Where the MACs went: the original 0.5x at 224x224 beside the edge version
+# at the side you found, stage by stage.
+
+# %%
+def stage_macs(net, side):
+    """MACs of stem, stages 2-4, conv5 and fc for a side x side input."""
+    rows = efflib.profile(net, torch.empty(1, 3, side, side, device="meta")).rows
+    parts = {"stem": 0, "stages.0": 0, "stages.1": 0, "stages.2": 0, "conv5": 0, "fc": 0}
+    for row in rows:
+        for key in parts:
+            if row.name == key or row.name.startswith(key + "."):
+                parts[key] += row.macs
+    return parts
+
+
+if isinstance(largest_side_for_4x4, int) and "edge" in globals():
+    with torch.device("meta"):
+        original = models.shufflenet_v2(width=0.5)
+    before, after = stage_macs(original, 224), stage_macs(edge, largest_side_for_4x4)
+    labels = ["stem", "stage2", "stage3", "stage4", "conv5", "fc"]
+    xs = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(xs - 0.2, [v / 1e6 for v in before.values()], 0.4, label="0.5x, 224x224")
+    ax.bar(xs + 0.2, [v / 1e6 for v in after.values()], 0.4,
+           label=f"edge, {largest_side_for_4x4}x{largest_side_for_4x4}, conv5 = 512")
+    ax.set_xticks(xs, labels)
+    ax.set(ylabel="MACs (millions)", title="ShuffleNetV2 0.5x, where the MACs are")
+    ax.legend()
+    plt.tight_layout()
+    plt.show()
+else:
+    print("Answer Q8 (with the edge model in `edge`) to see where its MACs went.")
+
+# %% [markdown]
+# ## Q9. Synetgy's shuffle: two block copies instead of a transpose (2 points)
+#
+# On an FPGA or a microcontroller, moving channels costs one memory copy per
+# contiguous run of channels. ShuffleNet's shuffle (Q4) interleaves, so no two
+# neighbouring output channels come from neighbouring input channels: it costs
+# one copy per channel. Synetgy's DiracDeltaNet (the authors' code shows it)
+# mixes its two branches more cheaply: after concatenating the $C$ channels it
+# moves the last quarter to the front, so output channels are input channels
+# $3C/4, \dots, C-1, 0, \dots, 3C/4 - 1$. The next unit's split then gives each
+# half channels from both branches, which is all the shuffle was for.
+#
+# 1. Write `rotate_shuffle(x)` for `x` of shape `(N, C, H, W)`; raise a
+#    `ValueError` when `C` is not divisible by 4.
+# 2. Write `contiguous_runs(perm)`: output channel `j` reads input channel
+#    `perm[j]`; return the number of maximal runs in which each output channel
+#    reads the input channel right after the previous one's (0 for an empty list).
+
+# %% nbgrader={"grade": false, "grade_id": "q9_synetgy_shuffle", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def rotate_shuffle(x):
+    """Move the last quarter of the channels of x (N, C, H, W) to the front."""
+    ### BEGIN SOLUTION
+    c = x.shape[1]
+    if c % 4:
+        raise ValueError(f"rotate_shuffle needs a multiple of 4 channels, got {c}")
+    return torch.cat((x[:, 3 * c // 4:], x[:, :3 * c // 4]), dim=1)
+    ### END SOLUTION
+
+
+def contiguous_runs(perm):
+    """Number of block copies that gather input channels perm[0], perm[1], ... in order."""
+    ### BEGIN SOLUTION
+    if not perm:
+        return 0
+    return 1 + sum(1 for i in range(1, len(perm)) if perm[i] != perm[i - 1] + 1)
+    ### END SOLUTION
+
+
+c = 96  # stage 3 of the 0.5x network
+interleave = [(j % 2) * (c // 2) + j // 2 for j in range(c)]
+rotation = [(j + 3 * c // 4) % c for j in range(c)]
+print("block copies for", c, "channels: transpose shuffle",
+      plots.attempt(contiguous_runs, interleave), "| rotation", plots.attempt(contiguous_runs, rotation))
+
+# %% nbgrader={"grade": true, "grade_id": "q9_synetgy_shuffle_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Q9: rotate_shuffle moves the last quarter first; contiguous_runs counts block copies."""
+from autograde.checks.lab03_architectures import check_contiguous_runs, check_rotate_shuffle
+
+check_rotate_shuffle(rotate_shuffle)
+check_contiguous_runs(contiguous_runs)
+### BEGIN HIDDEN TESTS
+check_rotate_shuffle(rotate_shuffle, hidden=True)
+check_contiguous_runs(contiguous_runs, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Q10. A concatenative skip (2 points)
+#
+# ResNet *adds* its skip to the branch output: the accelerator has to read
+# both tensors back and spend $C \cdot H \cdot W$ additions. ShuffleNetV2's
+# stride-1 unit, and Synetgy after it, *concatenate* instead: half of the
+# channels skip the branch untouched and are written beside the branch's
+# output, which costs no arithmetic and, when the branch writes into the
+# second half of the same buffer, no copy either. DiracDeltaNet's stride-1 unit
+# (without its BatchNorms and quantizers) is:
+#
+# 1. split `x` into halves `a` (first `C/2` channels) and `b`;
+# 2. branch on `b`: 1x1 conv with `w1`, ReLU, your `shift(.., 3)` from Q5, 1x1
+#    conv with `w2`, ReLU (no biases);
+# 3. concatenate `a` and the branch output, then `rotate_shuffle`.
+#
+# Write `dirac_unit(x, w1, w2)` with `w1` of shape `(M, C/2, 1, 1)` and `w2` of
+# shape `(C/2, M, 1, 1)`.
+
+# %% nbgrader={"grade": false, "grade_id": "q10_concat_unit", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def dirac_unit(x, w1, w2):
+    """Split x (N, C, H, W), run the shift branch on one half, concatenate, rotate."""
+    ### BEGIN SOLUTION
+    a, b = x.chunk(2, dim=1)                   # (N, C/2, H, W) each
+    y = F.relu(F.conv2d(b, w1))                # (N, M, H, W)
+    y = F.relu(F.conv2d(shift(y, 3), w2))      # (N, C/2, H, W)
+    return rotate_shuffle(torch.cat((a, y), dim=1))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q10_concat_unit_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Q10: dirac_unit passes one half through, runs the shift branch on the other, and rotates."""
+from autograde.checks.lab03_architectures import check_dirac_unit
+
+check_dirac_unit(dirac_unit)
+### BEGIN HIDDEN TESTS
+check_dirac_unit(dirac_unit, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Q11. Your own digit classifier (3 points)
 #
 # Design a CNN for scikit-learn's 8x8 digits (`data.digits()`: 1,347 training and
 # 450 test images, input `(N, 1, 8, 8)`, 10 classes) with **at most 20,000
@@ -406,7 +599,7 @@ check_table5(ratios, table5_counts)
 # over budget anyway). Leave the trained model in `digit_model`. Keep
 # `fast_epochs` small: the grader trains with that many epochs, in seconds.
 
-# %% nbgrader={"grade": false, "grade_id": "q8_digit_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "q11_digit_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 loaders = data.digits(seed=0)
 digit_model = None
 ### BEGIN SOLUTION
@@ -422,8 +615,8 @@ history = train.fit(digit_model, loaders.train, loaders.test, epochs=8, fast_epo
 ### END SOLUTION
 print(f"{sum(p.numel() for p in digit_model.parameters()):,d} parameters")
 
-# %% nbgrader={"grade": true, "grade_id": "q8_digit_model_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-"""Q8: digit_model has at most 20,000 parameters and reaches 95% test accuracy."""
+# %% nbgrader={"grade": true, "grade_id": "q11_digit_model_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q11: digit_model has at most 20,000 parameters and reaches 95% test accuracy."""
 from autograde.checks.lab03_architectures import check_digit_model
 
 check_digit_model(digit_model)
@@ -433,7 +626,7 @@ check_digit_model(digit_model)
 
 # %%
 if digit_model is None or "history" not in globals():
-    print("Train your model in Q8 (and keep train.fit's result in `history`) to see its curves.")
+    print("Train your model in Q11 (and keep train.fit's result in `history`) to see its curves.")
 else:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
     ax1.plot(history.train_loss, "o-")
@@ -487,13 +680,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Q9. Reflection (2 points, graded by hand)
+# ## Q12. Reflection (2 points, graded by hand)
 #
 # Look at the two panels above. Name one pair of networks whose order changes
 # between the MACs axis and the latency axis, and explain from the blocks you
 # wrote in this lab why it changes (three to five sentences).
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q9_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q12_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # A good answer names a pair from its own plot. On a quiet run of this
 # machine, AlexNet needed 2.4x the MACs of MobileNetV2 but only about 1.5x its

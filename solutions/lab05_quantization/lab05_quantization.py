@@ -58,13 +58,14 @@ print(f"torch {torch.__version__}, fast mode {FAST}")
 # %% [markdown]
 # The network we quantize: efflib's digit CNN at width 16 (three 3x3 convs of
 # 16, 32 and 64 channels with BatchNorm, global pooling, a linear classifier),
-# trained for a few seconds.
+# trained for a few seconds (on CUDA when there is one), then brought to the
+# CPU, where integer arithmetic and the bit-level plots below run.
 
 # %%
 torch.manual_seed(0)
 base = models.digit_cnn(width=16)
 train.fit(base, loaders.train, loaders.test, epochs=6, fast_epochs=3)
-base.eval()
+base = base.cpu().eval()  # trained on CUDA when there is one; quantized on the CPU
 base_acc = train.evaluate(base, loaders.test)
 LAYERS = ["features.0", "features.3", "features.7", "fc"]  # every conv and the classifier
 print(f"fp32: {sum(p.numel() for p in base.parameters()):,d} parameters, "
@@ -285,10 +286,11 @@ def kmeans_quantize(w, bits):
     ### BEGIN SOLUTION
     x = w.detach().reshape(-1).double()
     k = 2**bits
-    centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64)
+    centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64,
+                               device=x.device)
     labels = torch.argmin((x[:, None] - centroids[None, :]).abs(), dim=1)
     while True:
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, labels, x)
+        sums = torch.zeros(k, dtype=torch.float64, device=x.device).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k)
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
         new = torch.argmin((x[:, None] - centroids[None, :]).abs(), dim=1)

@@ -670,7 +670,7 @@ loaders = data.digits(seed=0)
 torch.manual_seed(0)
 digit = models.digit_cnn(width=16)
 train.fit(digit, loaders.train, loaders.test, epochs=5, fast_epochs=2)
-digit.eval()
+digit = digit.cpu().eval()  # trained on CUDA when there is one; exported from the CPU
 int_model = integer.convert(digit, torch.cat([x for x, _ in loaders.train]))
 program = export_c.export(int_model, (1, 8, 8))
 test_x = torch.cat([x for x, _ in loaders.test])

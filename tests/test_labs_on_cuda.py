@@ -1,0 +1,76 @@
+"""The labs are device-clean: every lab runs as if on CUDA (no GPU reaches CI), and the
+mismatch detector that stands in for the GPU catches the bugs a GPU would."""
+
+import copy
+import sys
+from pathlib import Path
+from unittest import mock
+
+import jupytext
+import matplotlib
+import pytest
+import torch
+import torch.nn as nn
+
+from autograde import build
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_cuda import fake_cuda, on_cuda  # noqa: E402 - a helper next to the tests
+
+TRAINING_LABS = ["lab03_architectures", "lab04_pruning", "lab05_quantization", "lab06_loops"]
+
+
+def run_lab(lab: str) -> dict:
+    """Every code cell of the solution, test cells included, in one namespace."""
+    matplotlib.use("Agg")
+    nb = jupytext.read(build.source_path(lab), fmt="py:percent")
+    env: dict = {"__name__": "__main__"}
+    try:
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            exec(compile(cell.source, f"{lab}:cell{i}", "exec"), env)  # noqa: S102
+    finally:
+        matplotlib.pyplot.close("all")
+    return env
+
+
+def test_detector_behaves_like_cuda():
+    with fake_cuda():
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).to("cuda")
+        assert all(on_cuda(t) for t in model.state_dict(keep_vars=True).values())
+        assert str(model[0].weight.device) == "cuda:0" and model[0].weight.is_cuda
+        x = torch.randn(1, 1, 5, 5)
+        with pytest.raises(RuntimeError, match="same device"):
+            model(x)
+        y = model(x.cuda())
+        assert on_cuda(y) and not on_cuda(y.cpu()) and not on_cuda(y.to("cpu"))
+        with pytest.raises(TypeError, match="numpy"):
+            y.detach().numpy()
+        y.detach().cpu().numpy()
+        twin = copy.deepcopy(model)  # copies stay where the original is
+        assert all(on_cuda(p) for p in twin.parameters())
+        assert on_cuda(y * torch.tensor(2.0))  # a 0-dim CPU tensor may mix, as on CUDA
+        assert on_cuda(torch.zeros(3, device=y.device))
+        moved = x.to("cuda")
+        assert on_cuda(moved) and not on_cuda(x)  # moving makes a new tensor
+
+
+def test_detector_catches_inputs_left_on_the_cpu(monkeypatch, tmp_path):
+    """Lab 04's bug before efflib moved inputs: its profile and latency cells fail."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    keep = lambda model, *inputs: inputs  # noqa: E731 - the old behaviour
+    with mock.patch("efflib.metrics.to_model_device", keep), \
+            mock.patch("efflib.latency.to_model_device", keep), fake_cuda(), \
+            pytest.raises(RuntimeError, match="same device"):
+        run_lab("lab04_pruning")
+
+
+@pytest.mark.course
+@pytest.mark.parametrize("lab", build.lab_names())
+def test_lab_runs_as_if_on_cuda(lab, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # the grader's short training
+    with fake_cuda() as detector:
+        run_lab(lab)
+    if lab in TRAINING_LABS:  # the detector really saw the model on "cuda"
+        assert detector.tagged_ops > 1000, detector.tagged_ops
