@@ -1,4 +1,7 @@
-"""Profiling cost of efflib.profile relative to one plain forward pass (goal: <= 1.5x).
+"""Profiling cost of efflib.profile relative to one plain forward pass.
+
+Goals: at most 1.5x for ResNet-50 (required: the script fails above it) and 1.5x for
+MobileNetV2 (reported: its many small ops make the per-op bookkeeping show).
 
 Both are timed the same way after a warm-up: 15 runs each, taken in turn so that
 drift in this shared machine's speed hits both alike, and the median of the 15
@@ -39,7 +42,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     x = torch.randn(1, 3, 224, 224)
-    ok, figures, before = True, {}, load()
+    ok, mobile_ok, figures, before = True, True, {}, load()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, make in [("resnet50", models.resnet50), ("mobilenet_v2", models.mobilenet_v2),
@@ -54,12 +57,15 @@ def main() -> None:
             ratio = statistics.median(p / f for p, f in zip(prof, fwd, strict=True))
             figures.setdefault(name, {})[str(threads)] = round(ratio, 2)
             ok &= ratio <= GOAL or name != "resnet50"
+            if name == "mobilenet_v2":
+                mobile_ok &= ratio <= GOAL
             print(f"{threads} thread{'s' if threads > 1 else ' '} {name:13s} forward "
                   f"{statistics.median(fwd) * 1e3:7.1f} ms  profile "
                   f"{statistics.median(prof) * 1e3:7.1f} ms  median ratio {ratio:4.2f}x"
-                  f"{'  (goal <= 1.5x)' if name == 'resnet50' else ''}")
+                  f"{'  (goal <= 1.5x)' if name != 'vgg16' else ''}")
     print(f"recorded in {record('profiler_overhead', figures, before)}")
-    print("goal met" if ok else "GOAL MISSED")
+    print("ResNet-50 goal met" if ok else "ResNet-50 GOAL MISSED")
+    print("MobileNetV2 goal met" if mobile_ok else "MobileNetV2 goal (1.5x) not met yet")
     sys.exit(0 if ok else 1)
 
 

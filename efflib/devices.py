@@ -5,22 +5,28 @@ batches on the CPU; efflib's measuring functions therefore move inputs to the
 model's device instead of failing on the mismatch.
 """
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn as nn
 
 
-def model_device(model: nn.Module) -> torch.device | None:
-    """The one device of the model's parameters and buffers (None if it has none)."""
-    devices = {t.device for t in (*model.parameters(), *model.buffers())}
+def model_device(model: nn.Module, modules: Iterable[nn.Module] | None = None
+                 ) -> torch.device | None:
+    """The one device of the model's parameters and buffers (None if it has none);
+    `modules` is model.modules() when the caller has that list already."""
+    devices = {t.device for m in (model.modules() if modules is None else modules)
+               for t in (*m._parameters.values(), *m._buffers.values()) if t is not None}
     if len(devices) > 1:
         raise ValueError(f"the model is spread over several devices "
                          f"({sorted(map(str, devices))}): move it to one with .to(device)")
     return devices.pop() if devices else None
 
 
-def to_model_device(model: nn.Module, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def to_model_device(model: nn.Module, *inputs: torch.Tensor,
+                    modules: Iterable[nn.Module] | None = None) -> tuple[torch.Tensor, ...]:
     """The inputs on the model's device (unchanged when it has no parameters or buffers)."""
-    device = model_device(model)
+    device = model_device(model, modules)
     if device is None:
         return inputs
     return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)

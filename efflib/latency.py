@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from efflib.devices import to_model_device
+from efflib.measuring import measuring
 
 
 def fast_mode() -> bool:
@@ -123,10 +124,12 @@ def _time_cuda(fn, repeats: int, device: torch.device) -> list[float]:
 
 
 def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats: int = 50,
-                    num_threads: int | None = None, budget_s: float | None = None) -> Latency:
+                    num_threads: int | None = None, budget_s: float | None = None,
+                    mode: str = "eval") -> Latency:
     """Median and spread of the time `model(x)` takes, after `warmup` untimed calls.
 
-    Runs under no_grad on the model's device (`x` is moved there first, outside the
+    Runs under no_grad in `mode` (efflib.measuring: the model comes back unchanged)
+    on the model's device (`x` is moved there first, outside the
     timing); CUDA is synchronized after warm-up and timed with events. With
     `budget_s`, timing stops once that many seconds are spent (after at least
     MIN_RUNS calls), so a busy machine shortens the sample instead of the wait
@@ -142,7 +145,7 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats
     def run():
         model(x)
 
-    with torch.no_grad(), threads(num_threads):
+    with measuring(model, mode), torch.no_grad(), threads(num_threads):
         for _ in range(warmup):
             run()
         if device.type == "cuda":
@@ -163,7 +166,8 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats
 
 def measure_throughput(model: nn.Module, x: torch.Tensor, batch_sizes: Sequence[int],
                        warmup: int = 3, repeats: int = 10, num_threads: int | None = None,
-                       progress: bool = True, budget_s: float | None = None) -> list[Latency]:
+                       progress: bool = True, budget_s: float | None = None,
+                       mode: str = "eval") -> list[Latency]:
     """Latency of `model` at each batch size, built by repeating the single input x[0]."""
     from tqdm.auto import tqdm
 
@@ -172,5 +176,6 @@ def measure_throughput(model: nn.Module, x: torch.Tensor, batch_sizes: Sequence[
     results = []
     for b in tqdm(batch_sizes, desc="batch sizes", disable=not progress):
         xb = x[:1].expand(b, *x.shape[1:]).contiguous()  # (b, ...)
-        results.append(measure_latency(model, xb, warmup, repeats, num_threads, budget_s))
+        results.append(measure_latency(model, xb, warmup, repeats, num_threads, budget_s,
+                                       mode))
     return results

@@ -137,8 +137,9 @@ def prune_channels(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, next_layer: nn.Mo
         for attr in ("weight", "bias"):
             if getattr(bn, attr) is not None:
                 setattr(new_bn, attr, nn.Parameter(getattr(bn, attr).detach()[idx].clone()))
-        new_bn.running_mean = bn.running_mean[idx].clone()
-        new_bn.running_var = bn.running_var[idx].clone()
+        if bn.running_mean is not None:  # None with track_running_stats=False
+            new_bn.running_mean = bn.running_mean[idx].clone()
+            new_bn.running_var = bn.running_var[idx].clone()
     return new_conv, new_bn, _slice_inputs(next_layer, idx, conv.out_channels)
 
 

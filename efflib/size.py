@@ -38,8 +38,11 @@ def tensor_bits(t: torch.Tensor, bits: int = 32, fmt: str = "dense", index_bits:
     return nnz * (bits + index_bits) + (rows + 1) * index_bits
 
 
-def _bits_for(name: str, bits: int | Mapping[str, int]) -> int:
-    """Bit width of parameter `name`: the longest matching name prefix in `bits` wins."""
+def _bits_for(name: str, bits: int | Mapping[str, int] | None, t: torch.Tensor) -> int:
+    """Bit width of parameter `name`: the longest matching name prefix in `bits` wins;
+    None means the tensor's own dtype width (16 for fp16/bf16, 8 for int8)."""
+    if bits is None:
+        return t.element_size() * 8
     if isinstance(bits, Mapping):
         matches = [k for k in bits if name == k or name.startswith(k + ".") or k == ""]
         if not matches:
@@ -51,20 +54,21 @@ def _bits_for(name: str, bits: int | Mapping[str, int]) -> int:
 
 @reference("model_size")
 def model_size(params: nn.Module | Iterable[tuple[str, torch.Tensor]],
-               bits: int | Mapping[str, int] = 32, fmt: str = "dense",
+               bits: int | Mapping[str, int] | None = None, fmt: str = "dense",
                index_bits: int = 32) -> int:
     """Bytes to store every parameter (each tensor rounded up to whole bytes).
 
     Args:
         params: a model, or (name, tensor) pairs such as `model.named_parameters()`.
-        bits: one width for all, or {name prefix: width}, e.g. {"": 8, "fc": 32}
-            keeps the layer named fc at 32 bits and stores the rest at 8.
+        bits: None (the default) stores each tensor at its own dtype's width; an int is
+            one width for all; {name prefix: width}, e.g. {"": 8, "fc": 32}, keeps the
+            layer named fc at 32 bits and stores the rest at 8.
         fmt: "dense" stores every element; "bitmask" and "csr" store only nonzeros
             plus their positions.
         index_bits: width of a CSR column index or row pointer.
     """
     named = params.named_parameters() if isinstance(params, nn.Module) else params
-    return sum(math.ceil(tensor_bits(t.detach(), _bits_for(name, bits), fmt, index_bits) / 8)
+    return sum(math.ceil(tensor_bits(t.detach(), _bits_for(name, bits, t), fmt, index_bits) / 8)
                for name, t in named)
 
 

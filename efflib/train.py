@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from efflib.devices import model_device
 from efflib.latency import fast_mode
+from efflib.measuring import measuring
 
 
 def default_device() -> torch.device:
@@ -36,14 +37,15 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | None = None
              ) -> float:
-    """Top-1 accuracy of `model` on `loader`, in [0, 1] (the model is left in eval mode)."""
+    """Top-1 accuracy of `model` on `loader`, in [0, 1], in eval mode; the model's modes
+    are restored afterwards."""
     device = torch.device(device) if device is not None else _model_device(model)
-    model.eval()
     correct = total = 0
-    for x, y in loader:
-        pred = model(x.to(device)).argmax(1)  # (N,)
-        correct += int((pred == y.to(device)).sum())
-        total += len(y)
+    with measuring(model, "eval"):
+        for x, y in loader:
+            pred = model(x.to(device)).argmax(1)  # (N,)
+            correct += int((pred == y.to(device)).sum())
+            total += len(y)
     if not total:
         raise ValueError("evaluate() got an empty loader")
     return correct / total
@@ -103,6 +105,7 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
             hist.test_accuracy.append(evaluate(model, test, device))
             bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", acc=f"{hist.test_accuracy[-1]:.3f}")
     bar.close()
+    model.eval()  # trained: ready for inference
     hist.seconds = time.perf_counter() - start
     return hist
 

@@ -58,7 +58,7 @@ def test_detector_catches_inputs_left_on_the_cpu(monkeypatch, tmp_path):
     """Lab 04's bug before efflib moved inputs: its profile and latency cells fail."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    keep = lambda model, *inputs: inputs  # noqa: E731 - the old behaviour
+    keep = lambda model, *inputs, **kw: inputs  # noqa: E731 - the old behaviour
     with mock.patch("efflib.metrics.to_model_device", keep), \
             mock.patch("efflib.latency.to_model_device", keep), fake_cuda(), \
             pytest.raises(RuntimeError, match="same device"):

@@ -122,3 +122,123 @@ def test_bad_arguments_are_named():
         profile(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="list"):
         profile(nn.Linear(2, 2), [1.0, 2.0])
+
+
+def test_tied_weights_are_counted_once():
+    class TiedLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(40, 40)
+            self.out = nn.Linear(40, 40, bias=False)
+            self.out.weight = self.embed.weight  # one matrix, two uses
+
+        def forward(self, tokens):
+            return self.out(self.embed(tokens))
+    p = profile(TiedLM(), torch.tensor([[1, 2, 3]]))
+    assert p.params == p.weights == 1600
+    assert p.model_size() == 1600 * 4
+    assert p.macs == 3 * 40 * 40
+
+
+def test_meta_device_counts_everything_exactly():
+    """ResNet-50 on the meta device: nothing computed, every count equal to a real pass."""
+    from efflib import models  # noqa: PLC0415 - only this test needs the zoo
+    real = profile(models.resnet50().eval(), torch.randn(1, 3, 224, 224))
+    with torch.device("meta"):
+        net = models.resnet50()
+    meta = profile(net, torch.empty(1, 3, 224, 224, device="meta"))
+    assert (meta.macs, meta.params, meta.weights) == (real.macs, real.params, real.weights)
+    assert (meta.activations, meta.peak_activations) == (28_101_608, 2_408_448)
+    assert (real.activations, real.peak_activations) == (28_101_608, 2_408_448)
+    assert [r.activations for r in meta.rows] == [r.activations for r in real.rows]
+
+
+def test_batch_of_zero_is_refused():
+    with pytest.raises(ValueError, match="input 0 has batch size 0"):
+        profile(nn.Linear(3, 2), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="input 'mask' has batch size 0"):
+        profile(KwModel(), torch.zeros(2, 3), mask=torch.zeros(0, 3))
+
+
+def test_half_precision_model_size_uses_its_own_width():
+    net = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).half()
+    p = profile(net, torch.randn(2, 8, dtype=torch.float16))
+    assert p.macs == 2 * 8 * 4
+    assert p.model_size() == (8 * 4 + 4) * 2  # 16 bits each, the default
+    assert p.model_size(32) == (8 * 4 + 4) * 4
+
+
+class KwModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 5), nn.Linear(3, 5)
+
+    def forward(self, x, mask=None, scale=1.0):
+        y = self.a(x)
+        return y if mask is None else y + scale * self.b(mask)
+
+
+def test_several_and_keyword_inputs():
+    x, mask = torch.randn(2, 3), torch.randn(2, 3)
+    assert profile(KwModel(), x).macs == 2 * 3 * 5
+    p = profile(KwModel(), x, mask=mask, scale=0.5)
+    assert p.macs == 2 * 2 * 3 * 5
+    assert p.row("b").input_shape == (2, 3)
+    assert p.activations >= x.numel() + mask.numel()
+    bil = profile(nn.Bilinear(3, 4, 2), torch.randn(5, 3), torch.randn(5, 4))
+    assert bil.macs == 5 * 2 * 3 * 4
+
+
+def test_records_top_and_table(alexnet_profile):
+    records = alexnet_profile.to_records()
+    assert [r["name"] for r in records] == [r.name for r in alexnet_profile.rows]
+    assert records[1]["macs"] == alexnet_profile.rows[1].macs and isinstance(records[1], dict)
+    top = alexnet_profile.top(2)
+    assert [r.macs for r in top] == sorted((r.macs for r in alexnet_profile.rows),
+                                           reverse=True)[:2]
+    convs = alexnet_profile.top(by="activations", type="Conv2d")
+    assert {r.type for r in convs} == {"Conv2d"} and len(convs) == 5
+    assert [r.activations for r in convs] == sorted((r.activations for r in convs), reverse=True)
+    assert alexnet_profile.table(top).count("\n") == 4  # header, rule, 2 rows, total
+    with pytest.raises(ValueError, match="by must be one of"):
+        alexnet_profile.top(by="flops")
+    try:
+        import pandas  # noqa: F401, PLC0415 - optional
+    except ImportError:
+        with pytest.raises(ImportError, match="to_records"):
+            alexnet_profile.to_dataframe()
+    else:
+        assert alexnet_profile.to_dataframe().loc["features.0", "macs"] == records[1]["macs"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_exported_traced_and_scripted_modules():
+    from efflib import models  # noqa: PLC0415
+    from efflib.roofline import Machine, roofline_points  # noqa: PLC0415
+    net, x = models.alexnet().eval(), torch.randn(1, 3, 224, 224)
+    eager = profile(net, x)
+    exported = profile(torch.export.export(net, (x,)).module(), x)
+    assert (exported.macs, exported.activations, exported.peak_activations) == \
+        (eager.macs, eager.activations, eager.peak_activations)
+    by_layer = {r.name: (r.type, r.macs, r.input_shape, r.output_shape) for r in eager.rows
+                if r.macs}
+    assert {r.name: (r.type, r.macs, r.input_shape, r.output_shape) for r in exported.rows
+            if r.macs} == by_layer
+    machine = Machine(gflops=100.0, bandwidth_gbs=10.0, threads=1)
+    assert len(roofline_points(exported, machine)) == len(by_layer) == 8
+    with pytest.warns(UserWarning, match="TorchScript module.*totals are exact"):
+        traced = profile(torch.jit.trace(net, x), x)
+    assert (traced.macs, traced.activations) == (eager.macs, eager.activations)
+    assert traced.row("(model)").macs == eager.macs
+    with pytest.warns(UserWarning, match="RecursiveScriptModule"):
+        scripted = profile(torch.jit.script(nn.Sequential(nn.Linear(4, 5), nn.ReLU())),
+                           torch.randn(2, 4))
+    assert scripted.macs == 2 * 4 * 5
+
+
+def test_views_of_weights_are_not_activations():
+    """Linear transposes its weight (a view): only the output is a new activation."""
+    for device in ("cpu", "meta"):
+        net = nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)).to(device)
+        p = profile(net, torch.zeros(2, 6, device=device))
+        assert [p.row(n).activations for n in ("0", "1")] == [8, 6], device

@@ -122,6 +122,17 @@ def test_prune_channels_rejects_what_it_cannot_do():
         prune.prune_channels(conv, bn, nn.ReLU(), 4)
 
 
+def test_prune_channels_with_batch_norm_that_keeps_no_statistics():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8, track_running_stats=False)
+    nxt = nn.Conv2d(8, 2, 1)
+    new_conv, new_bn, new_next = prune.prune_channels(conv, bn, nxt, 5)
+    assert new_bn.num_features == 5 and new_bn.running_mean is None
+    assert new_bn.weight.shape == (5,)
+    out = new_next(new_bn(new_conv(torch.randn(2, 3, 6, 6))))  # batch statistics
+    assert out.shape == (2, 2, 6, 6)
+
+
 def test_channel_prune_gives_a_smaller_dense_model_equal_when_dropped_inputs_are_unused():
     model = models.digit_cnn(width=8).eval()
     x = torch.randn(3, 1, 8, 8)

@@ -18,6 +18,15 @@ def test_alexnet_fp32_is_244_mb_not_224():
     assert model_size(m, 32) == 4 * (1000 * 61_100 + 61_100)
 
 
+def test_default_width_is_each_tensors_own():
+    net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2))
+    assert model_size(net) == (110 + 22) * 4
+    net[0].half()
+    assert model_size(net) == 110 * 2 + 22 * 4
+    assert model_size(net.bfloat16()) == (110 + 22) * 2
+    assert model_size(net, 8) == 110 + 22
+
+
 def test_mixed_widths_longest_prefix_wins():
     m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))  # 0: 16 + 4, 1: 8 + 2
     assert model_size(m, {"": 8, "1": 32}) == 20 + 40
