@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from autograde.checks.notebook import show_failures_briefly
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -34,6 +35,8 @@ __all__ = ["CheckFailed", "as_float", "as_int", "as_int_tuple", "as_plain_tensor
            "call", "expect_answer", "expect_close", "expect_int", "expect_raises", "fail",
            "fmt_call",
            "is_layer_tree", "kernel_only", "rng", "torch_gen", "type_name", "watch"]
+
+show_failures_briefly()  # in a student's kernel: a failed check reads as its message
 
 
 def rng(hidden: bool, salt: str) -> random.Random:

@@ -1,0 +1,39 @@
+"""How a failed check looks in a notebook: its message, not a traceback through the checks.
+
+In a student's kernel a `CheckFailed` is shown as one line (case, expected, got,
+hint), without the checks' frames and without "During handling of the above
+exception". When the failure was an error raised by the student's own code (the
+check reports it), that error's traceback is shown above the message, because
+there the frames are the student's.
+"""
+
+from IPython import get_ipython
+
+from autograde.judging.values import CheckFailed
+from efflib.graded import GradedAnswerError
+
+BRIEF = (CheckFailed, GradedAnswerError)
+
+
+def brief_traceback(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython's custom exception handler: the student's own error, then the message (shown
+    as an error output, so nbgrader and Validate still see the cell fail)."""
+    cause = value.__cause__ or (None if value.__suppress_context__ else value.__context__)
+    lines = []
+    if cause is not None and not isinstance(cause, BRIEF):
+        lines = shell.InteractiveTB.structured_traceback(type(cause), cause, cause.__traceback__)
+        lines.append("")
+    title = "Check failed" if isinstance(value, CheckFailed) else etype.__name__
+    lines.append(f"\x1b[1;31m{title}:\x1b[0m {value}")
+    shell._showtraceback(etype, value, lines)  # IPython leaves showing it to the handler
+    return lines
+
+
+def show_failures_briefly() -> bool:
+    """Install the brief display in the running IPython kernel (no-op elsewhere)."""
+    shell = get_ipython()
+    if shell is None:
+        return False
+    if BRIEF[0] not in getattr(shell, "custom_exceptions", ()):
+        shell.set_custom_exc(BRIEF, brief_traceback)
+    return True
