@@ -22,10 +22,10 @@ $(STAMP): constraints.txt pyproject.toml
 build: setup
 	$(PY) -m autograde build
 
-# Never overwrites a notebook in labs/: a student's work survives every `make lab`.
+# Students work in work/ (git-ignored), copied once from labs/: `git pull` never touches it.
+# make lab [PORT=8888] [FRESH=lab01_layers]  (FRESH: a new copy, the old one kept)
 lab: setup
-	$(PY) -m autograde build --keep-existing
-	$(PY) -m autograde lab --port=$(PORT)
+	$(PY) -m autograde lab --port=$(PORT) $(if $(FRESH),--fresh $(FRESH),)
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadfile

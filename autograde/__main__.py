@@ -2,8 +2,10 @@
 
     build   solutions/ -> build/source -> labs/ (fixed cell ids, nbgrader release)
     check   exit 1 if labs/ differs from a fresh build
-    lab     serve JupyterLab on labs/
+    lab     serve JupyterLab on the student's work/ folder (copied once from labs/)
     grade   grade a class's submissions of one lab (autograde.grading)
+    formgrader  serve nbgrader's formgrader on a graded lab, to grade reflections by hand
+    export  after hand grading: final grades per lab and for the course, feedback again
     readme  regenerate the README's generated blocks (lab table, measured figures)
 """
 
@@ -12,8 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from autograde import build, readme
+from autograde import build, lab_server, readme, workspace
+from autograde.grading import export
 from autograde.grading.grader import Grader
+from autograde.nbgrader_glue import NbgraderError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +29,24 @@ def main(argv: list[str] | None = None) -> int:
                          help="only write lab files that are missing (never overwrite work)")
     p_check = sub.add_parser("check", help="exit 1 if labs/ differs from a fresh build")
     p_check.add_argument("labs", nargs="*", help="lab names (default: all)")
-    p_lab = sub.add_parser("lab", help="serve JupyterLab on labs/ (nbgrader extension on)")
+    p_lab = sub.add_parser("lab", help="serve JupyterLab on work/ (a copy of labs/ made once)")
     p_lab.add_argument("--port", type=int, default=8888)
     p_lab.add_argument("--token", default=None, help="fixed access token (default: random)")
+    p_lab.add_argument("--fresh", nargs="*", default=[], metavar="LAB",
+                       help="take a fresh copy of these labs (your old copy is kept)")
+    p_lab.add_argument("--work", type=Path, default=workspace.WORK, help=argparse.SUPPRESS)
+    p_form = sub.add_parser("formgrader", help="grade reflections by hand in the browser")
+    p_form.add_argument("lab", help="a lab graded with `grade` before")
+    p_form.add_argument("--course", type=Path, default=None,
+                        help="course folder (default: grading/LAB)")
+    p_form.add_argument("--port", type=int, default=8889)
+    p_form.add_argument("--token", default=None)
+    p_export = sub.add_parser("export", help="final grades as CSV (per lab and course) and "
+                                             "feedback with the hand-given points")
+    p_export.add_argument("labs", nargs="*", help="lab names (default: every graded lab)")
+    p_export.add_argument("--grading", type=Path, default=build.ROOT / "grading",
+                          help="folder holding one grading folder per lab")
+    p_export.add_argument("--no-feedback", action="store_true")
     p_grade = sub.add_parser("grade", help="autograde a folder or zip of submissions")
     p_grade.add_argument("lab", help="lab name, e.g. lab01_layers")
     p_grade.add_argument("submissions", type=Path, help="folder or .zip, one notebook per student")
@@ -50,7 +69,18 @@ def main(argv: list[str] | None = None) -> int:
                                                      "readme`)" if args.check else "updated"))
         return 1 if stale and args.check else 0
     if args.command == "lab":
-        return serve_lab(args.port, args.token)
+        return serve_lab(args)
+    if args.command == "formgrader":
+        return serve_formgrader(args)
+    if args.command == "export":
+        try:
+            paths = export.export(args.grading, args.labs or None, not args.no_feedback)
+        except (ValueError, NbgraderError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
     if args.command == "grade":
         return grade(args)
 
@@ -86,19 +116,29 @@ def grade(args) -> int:
     return 0
 
 
-def serve_lab(port: int, token: str | None) -> int:
-    """Replace this process with JupyterLab serving labs/ on localhost."""
-    jupyter = str(Path(sys.executable).parent / "jupyter")
-    cmd = [jupyter, "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--ServerApp.root_dir={build.LABS}"]
-    if token is not None:
-        cmd.append(f"--IdentityProvider.token={token}")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")  # JupyterLab refuses root without it
-    print("Starting JupyterLab on labs/; open the http://127.0.0.1 URL printed below "
-          "(Ctrl-C to stop).", flush=True)
-    os.execv(jupyter, cmd)
-    return 0  # not reached
+def serve_lab(args) -> int:
+    """Fill work/ from labs/ where needed, then serve JupyterLab there."""
+    try:
+        notices = workspace.prepare(args.work, fresh=tuple(args.fresh))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    notes = [n.message for n in notices]
+    notes.append(f"Your notebooks: {args.work}/labNN_topic/labNN_topic.ipynb. Hand in that "
+                 "file, under that name.")
+    return lab_server.serve(args.work, args.port, args.token, "student", notes)
+
+
+def serve_formgrader(args) -> int:
+    """nbgrader's formgrader on a lab's course folder, with the venv's tools on PATH."""
+    course = args.course or build.ROOT / "grading" / args.lab
+    if not (course / "nbgrader_config.json").is_file():
+        print(f"error: {course} has no graded class yet: run `make grade LAB={args.lab} "
+              "SUBMISSIONS=...` first.", file=sys.stderr)
+        return 2
+    notes = [f"Formgrader: open Nbgrader > Formgrader, then Manage Submissions > {args.lab}.",
+             f"Afterwards `python -m autograde export {args.lab}` writes the grades."]
+    return lab_server.serve(course, args.port, args.token, "instructor", notes, cwd=course)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbformat.notebooknode import NotebookNode
@@ -135,8 +136,24 @@ def zero_scores(db_url: str, lab: str, student: str) -> None:
         gb.db.commit()
 
 
+def by_hand(grade) -> bool:
+    """A written answer a person grades (a markdown cell), not a test cell. nbgrader gives an
+    unchanged one an automatic 0, so the automatic score cannot tell them apart."""
+    return grade.cell.cell_type == "markdown"
+
+
+class Mark(NamedTuple):
+    """One graded cell of one student: points earned, points possible, and whether it still
+    waits for a person (a reflection before hand grading)."""
+
+    score: float
+    max: float
+    pending: bool = False
+    manual: bool = False  # a written answer graded by a person
+
+
 def scores(db_url: str, lab: str, students: list[str]):
-    """{student: {grade_id: (score, max)}} and the ordered grade ids, from the gradebook."""
+    """{student: {grade_id: Mark}} and the ordered grade ids, from the gradebook."""
     found, ids = {}, []
     with gradebook(db_url) as gb:
         for student in students:
@@ -145,7 +162,8 @@ def scores(db_url: str, lab: str, students: list[str]):
             except MissingEntry:
                 found[student] = {}
                 continue
-            found[student] = {g.name: (float(g.score or 0), float(g.max_score))
+            found[student] = {g.name: Mark(float(g.score or 0), float(g.max_score),
+                                           bool(g.needs_manual_grade), by_hand(g))
                               for g in nb.grades}
             ids = ids or [g.name for g in sorted(nb.grades, key=lambda g: g.name)]
     return found, ids

@@ -7,7 +7,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from autograde.grading.journal import Result
 from autograde.grading.report import lost_marks, write_reports
-from autograde.nbgrader_glue import error_output
+from autograde.nbgrader_glue import Mark, error_output
 
 
 def test_lost_marks_quote_the_checks_first_line(tmp_path):
@@ -23,7 +23,7 @@ def test_lost_marks_quote_the_checks_first_line(tmp_path):
 
 def test_reports_of_a_clean_class(tmp_path):
     results = [Result("ann", "graded"), Result("bob", "graded", "q1_x_test: CheckFailed: f")]
-    scores = {"ann": {"q1_x_test": (2.0, 2.0)}, "bob": {"q1_x_test": (0.0, 2.0)}}
+    scores = {"ann": {"q1_x_test": Mark(2.0, 2.0)}, "bob": {"q1_x_test": Mark(0.0, 2.0)}}
     path = write_reports(tmp_path, "lab01_layers", results, scores, ["q1_x_test"])
     rows = list(csv.DictReader(open(path)))
     assert [(r["student"], r["score"], r["max_score"]) for r in rows] == \
@@ -31,3 +31,18 @@ def test_reports_of_a_clean_class(tmp_path):
     summary = (tmp_path / "summary.txt").read_text()
     assert summary.endswith("students with problems: none\n")  # no empty header
     assert (tmp_path / "summary.png").stat().st_size > 5_000
+
+
+def test_answers_awaiting_hand_grading_are_marked(tmp_path):
+    results = [Result("ann", "graded"), Result("bob", "graded")]
+    ids = ["q1_x_test", "q2_reflection"]
+    scores = {"ann": {"q1_x_test": Mark(2.0, 2.0), "q2_reflection": Mark(0.0, 2.0, True, True)},
+              "bob": {"q1_x_test": Mark(1.0, 2.0), "q2_reflection": Mark(2.0, 2.0, False, True)}}
+    path = write_reports(tmp_path, "lab01_layers", results, scores, ids)
+    rows = {r["student"]: r for r in csv.DictReader(open(path))}
+    assert rows["ann"]["needs_hand_grading"] == "q2_reflection"
+    assert rows["ann"]["q2_reflection"] == "pending" and rows["ann"]["score"] == "2"
+    assert rows["bob"]["needs_hand_grading"] == "" and rows["bob"]["q2_reflection"] == "2"
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "needs hand grading: 1 of 2" in summary
+    assert "q2_reflection" not in summary.split("failures by question:")[1].split("students")[0]

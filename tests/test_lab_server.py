@@ -1,15 +1,17 @@
-"""`make lab`'s server (python -m autograde lab) serves Lab 01 with the nbgrader extension."""
+"""`make lab`'s server (python -m autograde lab): work/ served, students' menus only, URL last."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
-from autograde import build
+from autograde import build, lab_server
 from autograde import nbgrader_glue as nbg
 
 
@@ -21,36 +23,62 @@ def free_port() -> int:
 
 def get(url: str, token: str) -> bytes:
     req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read()
 
 
+def test_student_config_hides_the_instructor_side(tmp_path):
+    student = lab_server.write_config("student", tmp_path)
+    page = json.loads((student / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"]["@jupyter/nbgrader:formgrader"] is True
+    assert "@jupyter/nbgrader:validate-assignment" not in page["disabledExtensions"]
+    server = json.loads((student / "jupyter_server_config.json").read_text())
+    ext = server["ServerApp"]["jpserver_extensions"]
+    assert not ext["nbgrader.server_extensions.formgrader"]
+    assert ext["nbgrader.server_extensions.validate_assignment"]
+    instructor = lab_server.write_config("instructor", tmp_path)
+    assert json.loads((instructor / "labconfig" / "page_config.json").read_text()) == \
+        {"disabledExtensions": {}}
+
+
 @pytest.mark.course
-def test_jupyterlab_serves_the_labs(tmp_path):
-    port, token = free_port(), "efflab-test"
-    log = open(tmp_path / "jupyter.log", "w")
+def test_jupyterlab_serves_work_with_validate_only(tmp_path):
+    port, token, work = free_port(), "efflab-test", tmp_path / "work"
+    log_path = tmp_path / "jupyter.log"
+    log = open(log_path, "w")
     server = subprocess.Popen([sys.executable, "-m", "autograde", "lab", f"--port={port}",
-                               f"--token={token}"], stdout=log, stderr=subprocess.STDOUT,
-                              env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)},
-                              cwd=build.ROOT)
+                               f"--token={token}", f"--work={work}"], stdout=log,
+                              stderr=subprocess.STDOUT, cwd=build.ROOT,
+                              env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                listing = json.loads(get(f"{base}/api/contents/", token))
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "jupyter.log").read_text()
-                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
-                time.sleep(0.5)
+        deadline = time.monotonic() + 90
+        while "JupyterLab is ready" not in log_path.read_text():
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
+            time.sleep(0.3)
+        time.sleep(0.5)
+        ready = log_path.read_text()  # before our requests add their own log lines
+        lines = [line.strip() for line in ready.strip().splitlines()]
+        assert lines[-2:] == [f"JupyterLab is ready: http://127.0.0.1:{port}/lab?token={token}",
+                              f"Serving {work}. Ctrl-C stops it."], ready[-1500:]
+        assert "Hand in that file" in ready
+        listing = json.loads(get(f"{base}/api/contents/", token))
         names = {item["name"] for item in listing["content"]}
         assert set(build.lab_names()) <= names
         nb = json.loads(get(f"{base}/api/contents/lab01_layers/lab01_layers.ipynb", token))
         assert nb["content"]["cells"][0]["source"].startswith("# Lab 01")
         page = get(f"{base}/lab", token).decode()
-        assert "@jupyter/nbgrader" in page, "nbgrader's JupyterLab extension is not enabled"
+        config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page,
+                                      re.S).group(1))
+        disabled = config.get("disabled_labextensions") or config.get("disabledExtensions")
+        assert "@jupyter/nbgrader:formgrader" in str(disabled), config.keys()
+        assert "@jupyter/nbgrader:validate-assignment" not in str(disabled)
+        with pytest.raises(urllib.error.HTTPError) as e:  # the instructor's handlers are off
+            get(f"{base}/formgrader", token)
+        assert e.value.code == 404
+        assert not (build.ROOT / "gradebook.db").exists()
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        server.wait(timeout=30)
         log.close()

@@ -34,33 +34,46 @@ def lost_marks(autograded: Path) -> str:
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
                   ids: list[str]) -> Path:
     """grades.csv, summary.png and summary.txt in `out`, from each student's
-    {grade_id: (score, max)} in `scores`; returns the csv's path."""
+    {grade_id: Mark} in `scores`; returns the csv's path. A cell that waits for hand
+    grading is listed under needs_hand_grading, and its column says "pending"."""
     out.mkdir(parents=True, exist_ok=True)
-    max_total = sum(m for _, m in next((s for s in scores.values() if s), {}).values()) or 0.0
+    max_total = sum(m.max for m in next((s for s in scores.values() if s), {}).values()) or 0.0
     path = out / "grades.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "score", "max_score", "status", "reason", *ids])
+        w.writerow(["student", "score", "max_score", "status", "needs_hand_grading", "reason",
+                    *ids])
         for r in results:
             row = scores.get(r.student, {})
-            total = sum(s for s, _ in row.values())
-            w.writerow([r.student, f"{total:g}", f"{max_total:g}", r.status, r.reason,
-                        *(f"{row[i][0]:g}" if i in row else "0" for i in ids)])
-    totals = [sum(s for s, _ in scores.get(r.student, {}).values()) for r in results]
-    failures = Counter(i for r in results for i, (s, m) in scores.get(r.student, {}).items()
-                       if s < m and m > 0 and not i.endswith("reflection"))
+            total = sum(m.score for m in row.values())
+            pending = " ".join(i for i in ids if i in row and row[i].pending)
+            w.writerow([r.student, f"{total:g}", f"{max_total:g}", r.status, pending, r.reason,
+                        *(_cell(row.get(i)) for i in ids)])
+    totals = [sum(m.score for m in scores.get(r.student, {}).values()) for r in results]
+    failures = Counter(i for r in results for i, m in scores.get(r.student, {}).items()
+                       if m.score < m.max and m.max > 0 and not m.manual)
+    waiting = sum(any(m.pending for m in scores.get(r.student, {}).values()) for r in results)
     _plot(out / "summary.png", lab, len(results), totals, max_total, ids, failures)
     lines = [f"{lab}: {len(results)} submissions, mean "
              f"{sum(totals) / max(len(totals), 1):.1f} of {max_total:g}"]
     lines += [f"  {status}: {n}" for status, n in Counter(r.status for r in results).items()]
+    if waiting:
+        lines.append(f"needs hand grading: {waiting} of {len(results)} (scores above count "
+                     "those answers as 0 until then; `python -m autograde formgrader LAB`)")
     lines += ["failures by question:"] + [f"  {i}: {n}" for i, n in failures.most_common()]
     problems = [f"  {r.student}: {r.reason}" for r in results
                 if r.status != "graded" or "Died" in r.reason or "NotRun" in r.reason]
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:3 + len(failures) + 1]))
+    print("\n".join(lines[:3 + bool(waiting) + len(failures) + 1]))
     return path
+
+
+def _cell(mark) -> str:
+    if mark is None:
+        return "0"
+    return "pending" if mark.pending else f"{mark.score:g}"
 
 
 def _plot(path: Path, lab: str, n: int, totals: list[float], max_total: float,

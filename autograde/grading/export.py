@@ -1,0 +1,90 @@
+"""After hand grading: each lab's grades as CSV, the course's as one CSV, feedback again.
+
+The gradebook holds automatic scores (test cells) and a person's scores and
+comments (reflections, via the formgrader). `export` reads both: per lab,
+grading/LAB/reports/LAB/final.csv with automatic, by hand, total and what still
+waits for hand grading; for the course, grading/course.csv with one column per
+lab. Feedback is generated again, so students see the hand-given points and comments.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+from nbgrader.api import MissingEntry
+
+from autograde import build, nbgrader_glue
+
+COLUMNS = ["student", "automatic", "by_hand", "total", "max_score", "needs_hand_grading"]
+
+
+def course_db(course: Path) -> str:
+    """The gradebook URL a grading folder was graded with."""
+    config = json.loads((course / nbgrader_glue.CONFIG_FILE).read_text())
+    return config["CourseDirectory"]["db_url"]
+
+
+def lab_rows(db_url: str, lab: str) -> list[dict]:
+    """One row per student of the gradebook: automatic, by hand, total, pending ids."""
+    rows = []
+    with nbgrader_glue.gradebook(db_url) as gb:
+        max_score = gb.find_assignment(lab).max_score
+        for student in sorted(s.id for s in gb.students):
+            try:
+                grades = gb.find_submission_notebook(lab, lab, student).grades
+            except MissingEntry:
+                grades = []
+            auto = sum(float(g.score or 0) for g in grades if not nbgrader_glue.by_hand(g))
+            hand = sum(float(g.score or 0) for g in grades if nbgrader_glue.by_hand(g))
+            pending = sorted(g.name for g in grades if g.needs_manual_grade)
+            rows.append({"student": student, "automatic": auto, "by_hand": hand,
+                         "total": auto + hand, "max_score": float(max_score),
+                         "needs_hand_grading": " ".join(pending)})
+    return rows
+
+
+def _write(path: Path, header: list[str], rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: f"{v:g}" if isinstance(v, float) else v for k, v in row.items()})
+    return path
+
+
+def export(grading: Path, labs: list[str] | None = None, feedback: bool = True,
+           env: dict | None = None) -> list[Path]:
+    """Write every graded lab's final.csv and grading/course.csv; returns their paths."""
+    graded = [lab for lab in build.lab_names() if (grading / lab / nbgrader_glue.CONFIG_FILE)
+              .is_file()]
+    if not graded:
+        raise ValueError(f"no graded lab in {grading} (run `make grade` first)")
+    unknown = sorted(set(labs or []) - set(graded))
+    if unknown:
+        raise ValueError(f"not graded yet: {', '.join(unknown)} (graded: "
+                         f"{', '.join(graded) or 'none'}; run `make grade` first)")
+    written, course = [], {}
+    for lab in labs or graded:
+        folder = grading / lab
+        rows = lab_rows(course_db(folder), lab)
+        written.append(_write(folder / "reports" / lab / "final.csv", COLUMNS, rows))
+        for row in rows:
+            course.setdefault(row["student"], {})[lab] = row
+        if feedback and any((folder / "autograded").glob(f"*/{lab}")):
+            nbgrader_glue.run(folder, "generate_feedback", lab, "--force",
+                              extra_env={"JUPYTER_PATH": str(folder / "jupyter"), **(env or {})})
+    names = labs or graded
+    header = ["student", *names, "total", "max_score", "needs_hand_grading"]
+    maxima = {lab: next((r[lab]["max_score"] for r in course.values() if lab in r), 0.0)
+              for lab in names}
+    rows = [{"student": student, **{lab: by_lab[lab]["total"] if lab in by_lab else 0.0
+                                    for lab in names},
+             "total": sum(r["total"] for r in by_lab.values()),
+             "max_score": sum(maxima.values()),
+             "needs_hand_grading": " ".join(f"{lab}:{r['needs_hand_grading']}"
+                                            for lab, r in by_lab.items()
+                                            if r["needs_hand_grading"])}
+            for student, by_lab in sorted(course.items())]
+    written.append(_write(grading / "course.csv", header, rows))
+    return written

@@ -1,0 +1,96 @@
+"""`make lab`: JupyterLab on the student's work/ folder, showing students what they need.
+
+Students get nbgrader's Validate button and nothing of the instructor's side:
+the formgrader, the assignment and course lists (which need an exchange folder
+this course does not use) and "Create Assignment" are switched off, in the
+browser and on the server, by a Jupyter config folder put first on the config
+path. The instructor's formgrader is `python -m autograde formgrader LAB`.
+The URL is printed last, once the server answers.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autograde import build
+from autograde.nbgrader_glue import env
+
+CONFIG = build.ROOT / "build" / "jupyter"
+STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
+STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
+
+
+def write_config(mode: str, root: Path = CONFIG) -> Path:
+    """A Jupyter config folder for `mode` ("student" or "instructor")."""
+    folder = root / mode
+    (folder / "labconfig").mkdir(parents=True, exist_ok=True)
+    student = mode == "student"
+    server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
+    server["nbgrader.server_extensions.validate_assignment"] = True
+    (folder / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": server}}, indent=1))
+    hidden = {f"@jupyter/nbgrader:{name}": True for name in STUDENT_HIDDEN_PLUGINS} \
+        if student else {}
+    (folder / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": hidden}, indent=1))
+    return folder
+
+
+def command(root: Path, port: int, token: str, config: Path) -> tuple[list[str], dict]:
+    """The JupyterLab command line and environment."""
+    jupyter = str(Path(sys.executable).parent / "jupyter")
+    cmd = [jupyter, "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
+           f"--IdentityProvider.token={token}", "--ServerApp.log_level=WARN"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # JupyterLab refuses root without it
+    paths = [str(config), os.environ.get("JUPYTER_CONFIG_PATH", "")]
+    return cmd, {**env(), "JUPYTER_CONFIG_PATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
+          cwd: Path | None = None) -> int:
+    """Run JupyterLab on `root` until Ctrl-C; print the URL when it answers."""
+    if _port_busy(port):
+        print(f"error: port {port} is in use (another JupyterLab?). Stop it, or run "
+              f"`make lab PORT={port + 1}`.", file=sys.stderr)
+        return 2
+    token = token or secrets.token_hex(16)
+    cmd, environment = command(root, port, token, write_config(mode))
+    server = subprocess.Popen(cmd, env=environment, cwd=cwd or root)
+    try:
+        deadline = time.monotonic() + 120
+        while not _port_busy(port):
+            if server.poll() is not None:
+                print(f"error: JupyterLab stopped (exit {server.returncode}); see above.",
+                      file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print("error: JupyterLab did not answer in 120 s.", file=sys.stderr)
+                server.terminate()
+                return 1
+            time.sleep(0.2)
+        for note in notes:
+            print(note)
+        print(f"\n    JupyterLab is ready: http://127.0.0.1:{port}/lab?token={token}\n"
+              f"    Serving {root}. Ctrl-C stops it.\n", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGINT)  # JupyterLab asks to confirm the first one
+        try:
+            return server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            return 130

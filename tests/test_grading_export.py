@@ -1,0 +1,115 @@
+"""Hand grading as the formgrader does it, then `python -m autograde export`: final grades
+per lab and for the course, and feedback that carries the hand-given points and comment."""
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+
+from autograde import build
+from autograde import nbgrader_glue as nbg
+from autograde.grading import export
+from autograde.grading.grader import Grader
+
+LAB = "lab01_layers"
+pytestmark = pytest.mark.course
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    grading = tmp_path_factory.mktemp("grading")
+    incoming = grading / "incoming"
+    incoming.mkdir()
+    nbformat.write(build.source_notebook(LAB), incoming / "ann.ipynb")
+    nbformat.write(nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4), incoming / "bob.ipynb")
+    grader = Grader(LAB, grading / LAB, workers=2, cell_timeout=120)
+    grader.run(incoming, progress=False)
+    return grading, grader
+
+
+def rows(path) -> dict:
+    return {r["student"]: r for r in csv.DictReader(open(path))}
+
+
+def test_before_hand_grading_the_reflection_is_pending(graded):
+    grading, grader = graded
+    report = rows(grading / LAB / "reports" / LAB / "grades.csv")
+    assert report["ann"]["needs_hand_grading"] == "q9_reflection"
+    assert report["ann"]["q9_reflection"] == "pending" and report["ann"]["score"] == "25"
+    summary = (grading / LAB / "reports" / LAB / "summary.txt").read_text()
+    assert "needs hand grading: 1 of 2" in summary  # bob's untouched answer is 0 already
+    assert "q9_reflection" not in summary.split("failures by question:")[1]
+    export.export(grading, feedback=False)
+    final = rows(grading / LAB / "reports" / LAB / "final.csv")
+    assert final["ann"]["automatic"] == "25" and final["ann"]["by_hand"] == "0"
+    assert final["ann"]["needs_hand_grading"] == "q9_reflection"
+
+
+def test_export_after_hand_grading(graded):
+    grading, grader = graded
+    with nbg.gradebook(grader.db_url) as gb:  # what the formgrader does on "save"
+        for student, points in (("ann", 2.0), ("bob", 0.5)):
+            grade = gb.find_grade("q9_reflection", LAB, LAB, student)
+            grade.manual_score, grade.needs_manual_grade = points, False
+            comment = gb.find_comment("q9_reflection", LAB, LAB, student)
+            comment.manual_comment = f"Well argued, {student}."
+        gb.db.commit()
+    done = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
+                           str(grading)], capture_output=True, text=True, env=nbg.env())
+    assert done.returncode == 0, done.stderr
+    final = rows(grading / LAB / "reports" / LAB / "final.csv")
+    assert (final["ann"]["automatic"], final["ann"]["by_hand"], final["ann"]["total"],
+            final["ann"]["max_score"], final["ann"]["needs_hand_grading"]) == \
+        ("25", "2", "27", "27", "")
+    assert (final["bob"]["automatic"], final["bob"]["total"]) == ("0", "0.5")
+    course = rows(grading / "course.csv")
+    assert course["ann"][LAB] == "27" and course["bob"]["total"] == "0.5"
+    html = (grading / LAB / "feedback" / "ann" / LAB / f"{LAB}.html").read_text()
+    assert "Well argued, ann." in html and "2.0 / 2.0" in html
+
+
+def test_export_names_what_is_missing(graded, tmp_path):
+    grading, _ = graded
+    with pytest.raises(ValueError, match="not graded yet: lab02_metrics"):
+        export.export(grading, ["lab02_metrics"])
+    with pytest.raises(ValueError, match="no graded lab"):
+        export.export(tmp_path)
+
+
+def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
+    grading, _ = graded
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path / "formgrader.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "autograde", "formgrader", LAB, "--course",
+             str(grading / LAB), f"--port={port}", "--token=t"], stdout=log,
+            stderr=subprocess.STDOUT, env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)},
+            cwd=build.ROOT)
+        try:
+            deadline = time.monotonic() + 90
+            while "JupyterLab is ready" not in log_path.read_text():
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.3)
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/formgrader/api/submissions/{LAB}",
+                headers={"Authorization": "token t"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                submissions = {s["student"] for s in json.loads(resp.read())}
+            assert submissions == {"ann", "bob"}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    missing = subprocess.run([sys.executable, "-m", "autograde", "formgrader", "lab02_metrics",
+                              "--course", str(tmp_path / "nothing")], capture_output=True,
+                             text=True, env=nbg.env())
+    assert missing.returncode == 2 and "make grade LAB=lab02_metrics" in missing.stderr
