@@ -44,7 +44,7 @@ def compare_curves(student: Mapping[str, Callable], reference: Mapping[str, Call
         ax.set_xlabel("x")
     axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    return fig
+    plt.show()  # shown once; returning the figure would show it a second time
 
 
 def growth_curves(fn: Callable, stacks: Mapping[str, Sequence], ylabel: str = "",
@@ -70,7 +70,7 @@ def growth_curves(fn: Callable, stacks: Mapping[str, Sequence], ylabel: str = ""
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return fig
+    plt.show()  # shown once; returning the figure would show it a second time
 
 
 def show_maps(maps: Mapping[str, torch.Tensor | None], annotate: bool = True):
@@ -91,4 +91,4 @@ def show_maps(maps: Mapping[str, torch.Tensor | None], annotate: bool = True):
                                  m.flatten().tolist(), strict=True):
                 ax.text(j, i, f"{v:g}", ha="center", va="center", color="w", fontsize=8)
     fig.tight_layout()
-    return fig
+    plt.show()  # shown once; returning the figure would show it a second time

@@ -79,6 +79,21 @@ def test_solution_runs_without_errors(graded):
     assert not errors, f"{lab} solution raises in cells {errors}"
 
 
+def test_plots_reach_the_autograded_notebook_once_each(graded):
+    """Students see their plots in feedback: images, not `<Figure size ...>` text."""
+    lab, _, autograded = graded
+    shown = [o for c in autograded["solution"].cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if o.output_type in ("display_data", "execute_result")]
+    images = [o for o in shown if "image/png" in o.get("data", {})]
+    assert images, f"{lab}: no plot reached the autograded notebook"
+    assert not [o for o in shown if "<Figure size" in o.get("data", {}).get("text/plain", "")
+                and "image/png" not in o.get("data", {})], f"{lab}: a plot is shown as text"
+    for cell in autograded["solution"].cells:  # a figure shown twice in one cell is a bug
+        pngs = [o["data"]["image/png"] for o in cell.get("outputs", [])
+                if "image/png" in o.get("data", {})]
+        assert len(pngs) == len(set(pngs)), f"{lab}: a plot appears twice in {cell.id}"
+
+
 def test_blank_lab_fails_only_in_answer_and_test_cells(graded):
     lab, _, autograded = graded
     errors = _errored_cells(autograded["blank"])

@@ -94,7 +94,9 @@ def mount_plan(policy: Policy, scratch: Path) -> list[tuple[str, ...]]:
 def kernel_env(policy: Policy, scratch: Path) -> dict[str, str]:
     """The whole environment of the kernel process: nothing of the grader's leaks in."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch),
-            "TMPDIR": "/tmp", "MPLCONFIGDIR": str(scratch / ".mpl"), "MPLBACKEND": "Agg",
+            "TMPDIR": "/tmp", "MPLCONFIGDIR": str(scratch / ".mpl"),
+            # the notebook's backend: plots stay images in the autograded notebook and feedback
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "IPYTHONDIR": str(scratch / ".ipython"), "JUPYTER_RUNTIME_DIR": str(scratch),
             "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
             "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
