@@ -28,9 +28,23 @@ def graded(tmp_path_factory):
     incoming.mkdir()
     nbformat.write(build.source_notebook(LAB), incoming / "ann.ipynb")
     nbformat.write(nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4), incoming / "bob.ipynb")
+    done = subprocess.run([sys.executable, "-m", "autograde", "grade", LAB, str(incoming),
+                           "--course", str(grading / LAB), "--workers", "2"],
+                          capture_output=True, text=True, env=nbg.env(), cwd=build.ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
     grader = Grader(LAB, grading / LAB, workers=2, cell_timeout=120)
-    grader.run(incoming, progress=False)
-    return grading, grader
+    return grading, grader, done.stdout + done.stderr
+
+
+def test_the_console_says_little(graded):
+    """A progress bar, the summary, one line per problem and where the results are."""
+    output = graded[2]
+    for noise in ("SAWarning", "Ctrl-C will not work", "--existing", "without encryption"):
+        assert noise not in output
+    lines = [line for line in output.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("grading lab01")]
+    assert len(lines) <= 10, lines
+    assert any(line.startswith("grades: ") for line in lines)
 
 
 def rows(path) -> dict:
@@ -38,7 +52,7 @@ def rows(path) -> dict:
 
 
 def test_before_hand_grading_the_reflection_is_pending(graded):
-    grading, grader = graded
+    grading, grader, _ = graded
     report = rows(grading / LAB / "reports" / LAB / "grades.csv")
     assert report["ann"]["needs_hand_grading"] == "q9_reflection"
     assert report["ann"]["q9_reflection"] == "pending" and report["ann"]["score"] == "25"
@@ -52,7 +66,7 @@ def test_before_hand_grading_the_reflection_is_pending(graded):
 
 
 def test_export_after_hand_grading(graded):
-    grading, grader = graded
+    grading, grader, _ = graded
     with nbg.gradebook(grader.db_url) as gb:  # what the formgrader does on "save"
         for student, points in (("ann", 2.0), ("bob", 0.5)):
             grade = gb.find_grade("q9_reflection", LAB, LAB, student)
@@ -75,7 +89,7 @@ def test_export_after_hand_grading(graded):
 
 
 def test_export_names_what_is_missing(graded, tmp_path):
-    grading, _ = graded
+    grading, *_ = graded
     with pytest.raises(ValueError, match="not graded yet: lab02_metrics"):
         export.export(grading, ["lab02_metrics"])
     with pytest.raises(ValueError, match="no graded lab"):
@@ -83,7 +97,7 @@ def test_export_names_what_is_missing(graded, tmp_path):
 
 
 def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
-    grading, _ = graded
+    grading, *_ = graded
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

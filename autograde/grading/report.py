@@ -66,7 +66,9 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:3 + bool(waiting) + len(failures) + 1]))
+    head = lines[:2 + len(Counter(r.status for r in results)) + bool(waiting)]
+    print("\n".join(head + [line for line in lines if line.startswith("students with")]
+                    + problems))
     return path
 
 

@@ -10,12 +10,14 @@ import os
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
+from sqlalchemy.exc import SAWarning
 
 from autograde.nbgrader_glue import NbgraderError
 
@@ -38,6 +40,9 @@ def _init(course: str, env: dict[str, str], config) -> None:
 
     threading.Thread(target=orphan_watch, daemon=True).start()
     torch.set_num_threads(1)
+    # nbgrader's gradebook trips SQLAlchemy's "not in session" warning on every
+    # submission; it is harmless and would bury the grader's own messages
+    warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
     os.environ.update(env)
     os.chdir(course)
     coursedir = CourseDirectory(config=config)

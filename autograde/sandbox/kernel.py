@@ -31,6 +31,11 @@ MODULE = __spec__.name  # this module's name, also when run with -m
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
 
 
+# the kernel's own console notes (Ctrl-C, connection file, TCP without encryption) would
+# repeat for every student on the grader's terminal; students' output goes to the notebook
+QUIET = ("--IPKernelApp.log_level=CRITICAL",)
+
+
 def write_kernelspec(jupyter_dir: Path) -> Path:
     """Install the sandboxed kernel under `jupyter_dir`/kernels (put it on JUPYTER_PATH)."""
     spec = jupyter_dir / "kernels" / KERNEL_NAME
@@ -75,7 +80,7 @@ def outside(connection_file: str) -> None:
         print(f"!!! efflab: kernel NOT isolated ({why}); student code runs with the "
               "grader's rights !!!", file=sys.stderr, flush=True)
         os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
-                                  connection_file])
+                                  connection_file, *QUIET])
     policy = Policy.from_env()
     os.environ["EFFLAB_CGROUP"] = "1" if join_memory_cgroup(policy.memory_mb) else ""
     os.execvp("unshare", ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
@@ -101,7 +106,7 @@ def inside(connection_file: str) -> None:
     _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     os.chdir(scratch)
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
-                               connection_file], kernel_env(policy, scratch))
+                               connection_file, *QUIET], kernel_env(policy, scratch))
 
 
 if __name__ == "__main__":
