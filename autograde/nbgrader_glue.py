@@ -56,9 +56,11 @@ class GradingSettings:
     judge: bool = True
 
 
-def grading_config(s: GradingSettings, execute: type, feedback: type) -> Config:
+def grading_config(s: GradingSettings, execute: type, feedback: list[type],
+                   template: tuple[str, str] | None = None) -> Config:
     """nbgrader's settings for a grading folder: `execute` runs the notebook in place of
-    nbgrader's Execute step, `feedback` shortens what students see of failed tests."""
+    nbgrader's Execute step, `feedback` are the preprocessors that shape what students see
+    of it (after nbgrader has read the grades), `template` the (folder, name) of the page."""
     c = Config()
     c.CourseDirectory.root = str(s.root)
     c.CourseDirectory.source_directory = "source"
@@ -72,8 +74,11 @@ def grading_config(s: GradingSettings, execute: type, feedback: type) -> Config:
     c[execute.__name__].notebook_timeout = s.notebook_timeout
     c[execute.__name__].memory_mb = s.memory_mb
     c[execute.__name__].judge = s.judge
-    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, feedback,
+    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, *feedback,
                                         ClearHiddenTests]
+    if template is not None:
+        c.HTMLExporter.extra_template_basedirs = [template[0]]
+        c.HTMLExporter.template_name = template[1]
     return c
 
 

@@ -59,6 +59,8 @@ def test_before_hand_grading_the_reflection_is_pending(graded):
     summary = (grading / LAB / "reports" / LAB / "summary.txt").read_text()
     assert "needs hand grading: 1 of 2" in summary  # bob's untouched answer is 0 already
     assert "q9_reflection" not in summary.split("failures by question:")[1]
+    page = (grading / LAB / "feedback" / "ann" / LAB / f"{LAB}.html").read_text()
+    assert "not graded yet" in page  # the reflection, before a person has read it
     export.export(grading, feedback=False)
     final = rows(grading / LAB / "reports" / LAB / "final.csv")
     assert final["ann"]["automatic"] == "25" and final["ann"]["by_hand"] == "0"
@@ -86,6 +88,21 @@ def test_export_after_hand_grading(graded):
     assert course["ann"][LAB] == "27" and course["bob"]["total"] == "0.5"
     html = (grading / LAB / "feedback" / "ann" / LAB / f"{LAB}.html").read_text()
     assert "Well argued, ann." in html and "2.0 / 2.0" in html
+    assert "not graded yet" not in html
+
+
+def test_feedback_pages_read_well_offline(graded):
+    grading, *_ = graded
+    for student in ("ann", "bob"):
+        html = (grading / LAB / "feedback" / student / LAB / f"{LAB}.html").read_text()
+        assert "<script" not in html.lower() and "cdnjs" not in html  # nothing to fetch
+        assert "<math" in html and "$\\" not in html  # formulas are MathML, not raw TeX
+        assert "Q1. Linear layer" in html and "Q2. Convolution output sizes" in html
+        assert "Test cell" not in html
+        assert "pre-wrap" in html  # long check messages wrap instead of scrolling sideways
+        assert "data:image/png" in html  # the student's plots
+    assert "No response." not in \
+        (grading / LAB / "feedback" / "bob" / LAB / f"{LAB}.html").read_text()
 
 
 def test_export_names_what_is_missing(graded, tmp_path):

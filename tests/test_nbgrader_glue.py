@@ -14,7 +14,8 @@ from autograde.grading.feedback import ShortTracebacks
 def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, monkeypatch):
     settings = glue.GradingSettings(tmp_path, f"sqlite:///{tmp_path}/gb.db", cell_timeout=7,
                                     notebook_timeout=99, memory_mb=321, judge=False)
-    config = glue.grading_config(settings, SandboxedExecute, ShortTracebacks)
+    config = glue.grading_config(settings, SandboxedExecute, [ShortTracebacks],
+                                 (str(tmp_path), "efflab_feedback"))
     glue.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
@@ -29,6 +30,8 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
         "autograde.grading.executor.SandboxedExecute"
     assert "autograde.grading.feedback.ShortTracebacks" in \
         loaded.GenerateFeedback.preprocessors
+    assert loaded.HTMLExporter.template_name == "efflab_feedback"
+    assert loaded.HTMLExporter.extra_template_basedirs == [str(tmp_path)]
     assert os.path.basename(glue.CONFIG_FILE) in os.listdir(Path(tmp_path))
 
 

@@ -1,12 +1,27 @@
-"""Feedback shows a failed test's message only.
+"""What students see in feedback: short failures, question names, math that renders offline.
 
 IPython's tracebacks quote the lines around the failing one, which would show
-hidden tests to the student.
+hidden tests to the student, so a failed test shows its one-line message. Each
+graded cell is labelled with its question's heading ("Q2. Convolution output
+sizes"), an answer still waiting for a person says so, and nbgrader's automatic
+"No response." is dropped where the check below already reports the answer.
+Math becomes MathML, which browsers render without MathJax (grading is offline).
+The page itself is templates/efflab_feedback.
 """
 
+import re
+from pathlib import Path
+
+from latex2mathml.converter import convert
+from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_glue import gradebook, is_test_cell
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE = "efflab_feedback"
+_HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\..*?)\s*(\(\d.*\))?\s*$", re.M)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 
 
 class ShortTracebacks(NbGraderPreprocessor):
@@ -17,4 +32,50 @@ class ShortTracebacks(NbGraderPreprocessor):
             for out in cell.get("outputs", []):
                 if out.output_type == "error":
                     out.traceback = [f"{out.ename}: {out.evalue}"]
+        return cell, resources
+
+
+class QuestionTitles(NbGraderPreprocessor):
+    """Label graded cells with their question, mark answers waiting for hand grading."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        pending = set()
+        with gradebook(info["db_url"]) as gb:
+            try:
+                grades = gb.find_submission_notebook(info["notebook"], info["assignment"],
+                                                     info["student"]).grades
+                pending = {g.name for g in grades if g.needs_manual_grade}
+            except MissingEntry:
+                pass
+        question = ""
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and (m := _HEADING.search(cell.source)):
+                question = m.group(1)
+            g = cell.metadata.get("nbgrader", {})
+            if g.get("grade") or g.get("solution"):
+                cell.metadata["efflab_question"] = question
+                g["pending"] = g.get("grade_id") in pending
+                if cell.cell_type == "code" and g.get("comment") == "No response.":
+                    g["comment"] = None
+        return nb, resources
+
+
+def to_mathml(markdown: str) -> str:
+    """$...$ and $$...$$ as MathML; a formula it cannot read stays as written."""
+    def one(m):
+        tex, display = (m.group(1), "block") if m.group(1) is not None else (m.group(2), "inline")
+        try:
+            return convert(tex.strip(), display=display)
+        except Exception:  # noqa: BLE001 - the raw TeX is still readable
+            return m.group(0)
+    return _MATH.sub(one, markdown)
+
+
+class MathML(NbGraderPreprocessor):
+    """Markdown math as MathML in feedback pages."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "markdown" and "$" in cell.source:
+            cell.source = to_mathml(cell.source)
         return cell, resources

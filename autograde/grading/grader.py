@@ -18,9 +18,9 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import workers
+from autograde.grading import feedback, workers
 from autograde.grading.executor import SandboxedExecute
-from autograde.grading.feedback import ShortTracebacks
+from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
 from autograde.grading.report import lost_marks, write_reports
 from autograde.grading.submissions import Submission, collect, reasons, repair
@@ -43,8 +43,9 @@ class Grader:
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = GradingSettings(self.course, self.db_url, cell_timeout,
                                         notebook_timeout, memory_mb, judge)
-        self.config = nbgrader_glue.grading_config(self.settings, SandboxedExecute,
-                                                   ShortTracebacks)
+        self.config = nbgrader_glue.grading_config(
+            self.settings, SandboxedExecute, [ShortTracebacks, QuestionTitles, MathML],
+            (str(feedback.TEMPLATES), feedback.TEMPLATE))
 
     def env(self) -> dict[str, str]:
         """What nbgrader and its kernels need on top of nbgrader_glue.env()."""
