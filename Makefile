@@ -5,18 +5,28 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.efflab-installed
+DEV_STAMP := $(VENV)/.efflab-dev-installed
 PORT ?= 8888
+# Off this machine, the public registry's torch for Linux is the CUDA build (GBs). Opt in
+# to PyTorch's CPU wheels with: make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
-.PHONY: setup build lab test test-fast lint bench grade clean
+.PHONY: setup setup-dev build lab test test-fast lint bench grade clean
 
+# Students need the runtime only; tests, lint and grading tools come with setup-dev.
 setup: $(STAMP)
+setup-dev: $(DEV_STAMP)
 
 # Torch goes in first and alone, pinned, so nothing can drag in a CUDA build.
 $(STAMP): constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -q torch==2.13.0
-	$(PIP) -q -e '.[dev]'
+	$(PIP) -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) torch==2.13.0
+	$(PIP) -q -e .
 	$(PY) -c "import torch, nbgrader, efflib, autograde; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) -q -e '.[dev]'
 	touch $@
 
 build: setup
@@ -27,10 +37,10 @@ build: setup
 lab: setup
 	$(PY) -m autograde lab --port=$(PORT) $(if $(FRESH),--fresh $(FRESH),)
 
-test: setup
+test: setup-dev
 	$(PY) -m pytest -n 2 --dist loadfile
 
-test-fast: setup
+test-fast: setup-dev
 	$(PY) -m pytest -m "not course"
 
 # make grade LAB=lab01_layers SUBMISSIONS=path/to/folder-or.zip [WORKERS=2]
@@ -38,10 +48,10 @@ grade: setup
 	@test -n "$(LAB)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade LAB=lab01_layers SUBMISSIONS=folder-or.zip"; exit 2; }
 	$(PY) -m autograde grade $(LAB) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS),)
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 
-bench: setup
+bench: setup-dev
 	$(PY) bench/lab_times.py
 	$(PY) bench/profiler_overhead.py
 	$(PY) bench/quant_int8.py
