@@ -11,7 +11,9 @@ PORT ?= 8888
 # to PyTorch's CPU wheels with: make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup setup-dev build lab test test-fast lint bench grade clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup setup-dev build lab test test-fast test-browser browser-setup lint bench grade clean
 
 # Students need the runtime only; tests, lint and grading tools come with setup-dev.
 setup: $(STAMP)
@@ -39,6 +41,17 @@ lab: setup
 
 test: setup-dev
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# The browser test: playwright from the package registry, Chromium from Debian's
+# (playwright cannot download its own browsers here).
+browser-setup: setup-dev
+	$(PIP) -q -e '.[dev,browser]'
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	  else echo "Chromium is missing: sudo apt-get install chromium (or CHROMIUM=/path/to/chromium)"; exit 1; fi; }
+
+test-browser: browser-setup
+	EFFLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/test_browser.py
 
 test-fast: setup-dev
 	$(PY) -m pytest -m "not course"

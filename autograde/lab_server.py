@@ -3,8 +3,9 @@
 Students get nbgrader's Validate button and nothing of the instructor's side:
 the formgrader, the assignment and course lists (which need an exchange folder
 this course does not use) and "Create Assignment" are switched off, in the
-browser and on the server, by a Jupyter config folder put first on the config
-path. The instructor's formgrader is `python -m autograde formgrader LAB`.
+browser and on the server, by the server's own Jupyter config folder, whose
+custom.css also makes Validate list one line per failed check. The instructor's
+formgrader is `python -m autograde formgrader LAB`.
 The URL is printed last, once the server answers.
 """
 
@@ -24,6 +25,14 @@ from autograde.nbgrader_glue import env
 CONFIG = build.ROOT / "build" / "jupyter"
 STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
 STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
+# nbgrader's Validate dialog repeats each failed test cell's source above its error, in
+# three blocks per failure; keep the error, which names the question, one line each
+VALIDATE_CSS = """\
+.validation-failed > div:nth-child(3n+1), .validation-failed > div:nth-child(3n+2) {
+  display: none;
+}
+.validation-failed pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 2px 0; }
+"""
 
 
 def write_config(mode: str, root: Path = CONFIG) -> Path:
@@ -33,8 +42,11 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
     student = mode == "student"
     server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
     server["nbgrader.server_extensions.validate_assignment"] = True
-    (folder / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": server}}, indent=1))
+    (folder / "custom").mkdir(exist_ok=True)
+    (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)
+    (folder / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"jpserver_extensions": server},
+        "LabApp": {"custom_css": True}}, indent=1))
     hidden = {f"@jupyter/nbgrader:{name}": True for name in STUDENT_HIDDEN_PLUGINS} \
         if student else {}
     (folder / "labconfig" / "page_config.json").write_text(
@@ -50,8 +62,8 @@ def command(root: Path, port: int, token: str, config: Path) -> tuple[list[str],
            f"--IdentityProvider.token={token}", "--ServerApp.log_level=WARN"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # JupyterLab refuses root without it
-    paths = [str(config), os.environ.get("JUPYTER_CONFIG_PATH", "")]
-    return cmd, {**env(), "JUPYTER_CONFIG_PATH": os.pathsep.join(p for p in paths if p)}
+    # the server's own config folder: its settings win, and custom/custom.css is read there
+    return cmd, {**env(), "JUPYTER_CONFIG_DIR": str(config)}
 
 
 def _port_busy(port: int) -> bool:

@@ -22,17 +22,18 @@ def run_cells(*sources: str) -> list:
 def test_failures_are_one_message_and_student_errors_keep_their_traceback():
     errors = run_cells(
         "from autograde.checks import lab03_architectures as C",
-        "C.check_channel_shuffle(lambda x, g: x)",
+        '"""Q4: channel_shuffle interleaves."""\nC.check_channel_shuffle(lambda x, g: x)',
         "def my_shuffle(x, g):\n    return x.view(5, g, -1)  # a student's slip\n"
         "C.check_channel_shuffle(my_shuffle)",
         "1 / 0",
+        "def later(x, g):\n    raise NotImplementedError()\nC.check_channel_shuffle(later)",
     )
     assert errors[0] == []
     (wrong,) = errors[1]
     assert wrong.ename == "CheckFailed" and "values differ" in wrong.evalue
     assert len(wrong.traceback) == 1, wrong.traceback
     text = ANSI.sub("", wrong.traceback[0])
-    assert text.startswith("Check failed: channel_shuffle(") and "swap the two" in text
+    assert text.startswith("Check failed (Q4): channel_shuffle(") and "swap the two" in text
     assert "During handling" not in text and "autograde/checks" not in text
     (crashed,) = errors[2]
     shown = ANSI.sub("", "\n".join(crashed.traceback))
@@ -42,6 +43,8 @@ def test_failures_are_one_message_and_student_errors_keep_their_traceback():
     assert "During handling" not in shown
     (plain,) = errors[3]  # anything else keeps IPython's usual traceback
     assert plain.ename == "ZeroDivisionError" and len(plain.traceback) > 1
+    (todo,) = errors[4]  # an answer not written yet: the message says so, nothing more
+    assert len(todo.traceback) == 1 and "not implemented yet" in todo.traceback[0]
 
 
 def test_outside_a_kernel_nothing_is_installed():

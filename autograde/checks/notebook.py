@@ -4,8 +4,10 @@ In a student's kernel a `CheckFailed` is shown as one line (case, expected, got,
 hint), without the checks' frames and without "During handling of the above
 exception". When the failure was an error raised by the student's own code (the
 check reports it), that error's traceback is shown above the message, because
-there the frames are the student's.
+there the frames are the student's; an answer not written yet is just the message.
 """
+
+import re
 
 from IPython import get_ipython
 
@@ -13,6 +15,14 @@ from autograde.judging.values import CheckFailed
 from efflib.graded import GradedAnswerError
 
 BRIEF = (CheckFailed, GradedAnswerError)
+_QUESTION = re.compile(r'^\s*(?:"""|\'\'\')\s*(Q\d+[a-z]?)\b')  # a test cell's docstring
+
+
+def question(shell) -> str:
+    """The question of the cell running now, from its docstring ("Q2a: ..."), or ""."""
+    history = shell.user_ns.get("_ih") or [""]
+    m = _QUESTION.match(history[-1])
+    return m.group(1) if m else ""
 
 
 def brief_traceback(shell, etype, value, tb, tb_offset=None) -> list[str]:
@@ -20,10 +30,12 @@ def brief_traceback(shell, etype, value, tb, tb_offset=None) -> list[str]:
     as an error output, so nbgrader and Validate still see the cell fail)."""
     cause = value.__cause__ or (None if value.__suppress_context__ else value.__context__)
     lines = []
-    if cause is not None and not isinstance(cause, BRIEF):
+    if cause is not None and not isinstance(cause, BRIEF + (NotImplementedError,)):
         lines = shell.InteractiveTB.structured_traceback(type(cause), cause, cause.__traceback__)
         lines.append("")
     title = "Check failed" if isinstance(value, CheckFailed) else etype.__name__
+    if q := question(shell):
+        title += f" ({q})"
     lines.append(f"\x1b[1;31m{title}:\x1b[0m {value}")
     shell._showtraceback(etype, value, lines)  # IPython leaves showing it to the handler
     return lines
