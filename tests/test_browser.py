@@ -6,48 +6,25 @@ test-browser` runs this, and .ci/run calls it."""
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import autograde_server
 
 from autograde import build
-from autograde import nbgrader_glue as nbg
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("EFFLAB_CHROMIUM", "/usr/bin/chromium"))
 LAB = "lab01_layers"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`python -m autograde lab` on a fresh work folder, as `make lab` starts it."""
     tmp = tmp_path_factory.mktemp("browser")
-    port, token, work = free_port(), "browser-test", tmp / "work"
-    log_path = tmp / "jupyter.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "autograde", "lab", f"--port={port}",
-                             f"--token={token}", f"--work={work}"], stdout=log,
-                            stderr=subprocess.STDOUT, cwd=build.ROOT,
-                            env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp)})
-    deadline = time.monotonic() + 120
-    while "JupyterLab is ready" not in log_path.read_text():
-        assert proc.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, "JupyterLab did not start in 120 s"
-        time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}", token, work
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with autograde_server(tmp, "lab", f"--work={tmp / 'work'}") as (base, token, _):
+        yield base, token
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +32,7 @@ def page(server):
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - the browser extra
 
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make browser-setup`"
-    base, token, _ = server
+    base, token = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                     args=["--no-sandbox", "--disable-gpu"])

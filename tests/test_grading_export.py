@@ -3,14 +3,13 @@ per lab and for the course, and feedback that carries the hand-given points and 
 
 import csv
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import nbformat
 import pytest
+from conftest import autograde_server
 
 from autograde import build
 from autograde import nbgrader_glue as nbg
@@ -115,31 +114,13 @@ def test_export_names_what_is_missing(graded, tmp_path):
 
 def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
     grading, *_ = graded
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = tmp_path / "formgrader.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "autograde", "formgrader", LAB, "--course",
-             str(grading / LAB), f"--port={port}", "--token=t"], stdout=log,
-            stderr=subprocess.STDOUT, env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)},
-            cwd=build.ROOT)
-        try:
-            deadline = time.monotonic() + 90
-            while "JupyterLab is ready" not in log_path.read_text():
-                assert server.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.3)
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{port}/formgrader/api/submissions/{LAB}",
-                headers={"Authorization": "token t"})
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                submissions = {s["student"] for s in json.loads(resp.read())}
-            assert submissions == {"ann", "bob"}
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with autograde_server(tmp_path, "formgrader", LAB, "--course", str(grading / LAB),
+                          token="t") as (base, token, _):
+        req = urllib.request.Request(f"{base}/formgrader/api/submissions/{LAB}",
+                                     headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            submissions = {s["student"] for s in json.loads(resp.read())}
+        assert submissions == {"ann", "bob"}
     missing = subprocess.run([sys.executable, "-m", "autograde", "formgrader", "lab02_metrics",
                               "--course", str(tmp_path / "nothing")], capture_output=True,
                              text=True, env=nbg.env())

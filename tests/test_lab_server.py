@@ -2,23 +2,13 @@
 
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+from conftest import autograde_server
 
 from autograde import build, lab_server
-from autograde import nbgrader_glue as nbg
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, token: str) -> bytes:
@@ -43,23 +33,11 @@ def test_student_config_hides_the_instructor_side(tmp_path):
 
 @pytest.mark.course
 def test_jupyterlab_serves_work_with_validate_only(tmp_path):
-    port, token, work = free_port(), "efflab-test", tmp_path / "work"
-    log_path = tmp_path / "jupyter.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen([sys.executable, "-m", "autograde", "lab", f"--port={port}",
-                               f"--token={token}", f"--work={work}"], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=build.ROOT,
-                              env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while "JupyterLab is ready" not in log_path.read_text():
-            assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
-            time.sleep(0.3)
-        time.sleep(0.5)
+    work = tmp_path / "work"
+    with autograde_server(tmp_path, "lab", f"--work={work}") as (base, token, log_path):
         ready = log_path.read_text()  # before our requests add their own log lines
         lines = [line.strip() for line in ready.strip().splitlines()]
+        port = base.rsplit(":", 1)[1]
         assert lines[-2:] == [f"JupyterLab is ready: http://127.0.0.1:{port}/lab?token={token}",
                               f"Serving {work}. Ctrl-C stops it."], ready[-1500:]
         assert "Hand in that file" in ready
@@ -77,8 +55,5 @@ def test_jupyterlab_serves_work_with_validate_only(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:  # the instructor's handlers are off
             get(f"{base}/formgrader", token)
         assert e.value.code == 404
+        assert b"validation-failed" in get(f"{base}/custom/custom.css", token)
         assert not (build.ROOT / "gradebook.db").exists()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
