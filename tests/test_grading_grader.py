@@ -261,6 +261,15 @@ PROBED = {
                       "InteractiveShell.showtraceback = lambda *a, **k: None",
                       "InteractiveShell.showtraceback replaced"),
     "forged_verdict": (FORGED_VERDICT, "more than one answer to the probe"),
+    # after the checks install their brief display: IPython's own do-nothing handler would
+    # swallow every failed check, and the checks' handler may not be stretched to others
+    "swallowing_handler": ("import autograde.checks.api\n"
+                           "get_ipython().set_custom_exc((AssertionError,), None)",
+                           "custom exception handlers installed"),
+    "stretched_handler": ("import autograde.checks.api\n"
+                          "from autograde.checks.notebook import brief_traceback\n"
+                          "get_ipython().set_custom_exc((Exception,), brief_traceback)",
+                          "custom exception handlers installed"),
 }
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 # Run in the student's kernel after every test cell that is not judged outside it
 # (kernel_only checks). It looks for the usual ways of faking a pass: check functions,
 # builtins or shell methods replaced by code from the notebook, AST or input
-# transformers, custom exception handlers, trace hooks, swapped modules. Code that reads
+# transformers, custom exception handlers (other than the checks' own), trace hooks,
+# swapped modules. Code that reads
 # this probe can still hide from it; judged cells (autograde.judging.judge) do not depend on it.
 PROBE = r"""
 def _efflab_probe(nonce, trusted):
@@ -41,8 +42,23 @@ def _efflab_probe(nonce, trusted):
         value = getattr(sys, hook)
         if foreign(getattr(value, "__func__", value)):
             found.append(f"sys.{hook} replaced")
-    if ip.custom_exceptions:
-        found.append("custom exception handlers installed")
+    if ip.custom_exceptions:  # only the checks' own brief display of a failed check
+        closure = getattr(getattr(ip.CustomTB, "__func__", None), "__closure__", None) or ()
+        handlers = []
+        for c in closure:
+            try:
+                if getattr(c.cell_contents, "__name__", "") == "brief_traceback":
+                    handlers.append(c.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+        ours = sys.modules.get("autograde.checks.notebook")
+        if not (len(handlers) == 1 and ours is not None
+                and handlers[0] is getattr(ours, "brief_traceback", None)
+                and not foreign(handlers[0])
+                and all(getattr(e, "__module__", "") in ("autograde.judging.values",
+                                                         "efflib.graded")
+                        for e in ip.custom_exceptions)):
+            found.append("custom exception handlers installed")
     if ip.ast_transformers:
         found.append("AST transformers installed")
     if ip.input_transformers_post:
