@@ -81,6 +81,8 @@ def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
     token = token or secrets.token_hex(16)
     cmd, environment = command(root, port, token, write_config(mode))
     server = subprocess.Popen(cmd, env=environment, cwd=cwd or root)
+    # stopped with SIGTERM (a process manager, a test), stop JupyterLab too, not orphan it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         deadline = time.monotonic() + 120
         while not _port_busy(port):
@@ -90,7 +92,6 @@ def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
                 return 1
             if time.monotonic() > deadline:
                 print("error: JupyterLab did not answer in 120 s.", file=sys.stderr)
-                server.terminate()
                 return 1
             time.sleep(0.2)
         for note in notes:
@@ -99,10 +100,20 @@ def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
               f"    Serving {root}. Ctrl-C stops it.\n", flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        server.send_signal(signal.SIGINT)
-        server.send_signal(signal.SIGINT)  # JupyterLab asks to confirm the first one
-        try:
-            return server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            return 130
+        return 130
+    finally:
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """JupyterLab shut down: SIGINT twice (it asks to confirm the first), then kill."""
+    if server.poll() is not None:
+        return
+    for sig in (signal.SIGINT, signal.SIGINT):
+        server.send_signal(sig)
+        time.sleep(0.2)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

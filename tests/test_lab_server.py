@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -57,3 +58,15 @@ def test_jupyterlab_serves_work_with_validate_only(tmp_path):
         assert e.value.code == 404
         assert b"validation-failed" in get(f"{base}/custom/custom.css", token)
         assert not (build.ROOT / "gradebook.db").exists()
+
+
+@pytest.mark.course
+def test_stopping_the_command_stops_jupyterlab(tmp_path):
+    """A SIGTERM to `python -m autograde lab` (what a test or a process manager sends) must
+    not leave JupyterLab running on its port."""
+    with autograde_server(tmp_path, "lab", f"--work={tmp_path / 'work'}") as (base, token, _):
+        port = int(base.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 30
+    while lab_server._port_busy(port):
+        assert time.monotonic() < deadline, "JupyterLab still answers after its command ended"
+        time.sleep(0.3)
