@@ -291,6 +291,14 @@ def _peak(counter: _Counter, outputs: Sequence[torch.Tensor]) -> int:
 
 
 
+def _normal(value):
+    """A normal tensor in place of an inference-mode tensor (other values unchanged)."""
+    if isinstance(value, torch.Tensor) and value.is_inference():
+        with torch.inference_mode(False):
+            return value.clone()
+    return value
+
+
 def _check_inputs(inputs: tuple, kwinputs: dict) -> None:
     values = [*inputs, *kwinputs.values()]
     tensors = [v for v in torch.utils._pytree.tree_leaves(values) if isinstance(v, torch.Tensor)]
@@ -382,6 +390,11 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
     if not (scripted or exported):
         handles = [nn.modules.module.register_module_forward_pre_hook(enter),
                    nn.modules.module.register_module_forward_hook(leave)]
+    if torch.is_inference_mode_enabled():
+        # under inference mode PyTorch dispatches conv2d and linear undecomposed, so their
+        # MACs would be missed: count in normal mode, on normal copies of the inputs
+        inputs, kwinputs = torch.utils._pytree.tree_map(
+            _normal, (tuple(inputs), kwinputs))
     tensors = [t for t in torch.utils._pytree.tree_leaves([inputs, kwinputs])
                if isinstance(t, torch.Tensor)]
     counter = _Counter(rows, stack, tensors, meta=any(t.is_meta for t in tensors),
@@ -389,7 +402,7 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
                                 for t in (*m._parameters.values(), *m._buffers.values())
                                 if t is not None})
     try:
-        with measuring(model, mode), torch.no_grad(), counter:
+        with measuring(model, mode), torch.inference_mode(False), torch.no_grad(), counter:
             if exported:
                 out = _ExportedRunner(model, rows, stack).run(*inputs, **kwinputs)
             else:

@@ -242,3 +242,17 @@ def test_views_of_weights_are_not_activations():
         net = nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)).to(device)
         p = profile(net, torch.zeros(2, 6, device=device))
         assert [p.row(n).activations for n in ("0", "1")] == [8, 6], device
+
+
+def test_inference_mode_outside_changes_nothing():
+    """Under torch.inference_mode PyTorch dispatches conv2d and linear undecomposed; profile
+    must still count their MACs (it used to report 0)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                        nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    x = torch.randn(2, 3, 8, 8)
+    plain = profile(net, x)
+    with torch.inference_mode():
+        inside = profile(net, torch.randn(2, 3, 8, 8))
+    assert plain.macs == inside.macs == 2 * (4 * 36 * 27 + 144 * 5)
+    assert (plain.activations, plain.peak_activations) == \
+        (inside.activations, inside.peak_activations)
