@@ -6,6 +6,7 @@ import zipfile
 import nbformat
 import pytest
 
+from autograde.grading import submissions
 from autograde.grading.submissions import collect, repair, student_id
 
 
@@ -48,6 +49,28 @@ def test_zip_is_unpacked_safely(tmp_path):
     with pytest.raises(ValueError, match="neither a folder nor a zip"):
         (tmp_path / "notes.txt").write_text("x")
         collect(tmp_path / "notes.txt", "lab01_layers", tmp_path / "s2")
+
+
+def test_one_bad_zip_entry_costs_only_its_student(tmp_path, monkeypatch):
+    """An entry too big to unpack, or corrupt, is reported against its student; the rest of
+    the class is still collected (it used to stop the whole run)."""
+    monkeypatch.setattr(submissions, "MAX_NOTEBOOK_BYTES", 5_000)
+    archive = tmp_path / "class.zip"
+    good = nbformat.writes(nbformat.v4.new_notebook())
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("class/ann.ipynb", good)
+        zf.writestr("class/bob/lab01_layers.ipynb", good + " " * 10_000)  # too big
+        zf.writestr("class/cy.ipynb", good)
+        zf.writestr("class/dee/lab01_layers.ipynb", good.replace("cells", "cellz"))
+    data = bytearray(archive.read_bytes())  # corrupt dee's bytes, keep the zip's index
+    at = data.index(b'"cellz"')
+    data[at:at + 7] = b'"XXXXX"'
+    archive.write_bytes(bytes(data))
+    subs = {s.student: s for s in collect(archive, "lab01_layers", tmp_path / "scratch")}
+    assert set(subs) == {"ann", "bob", "cy", "dee"}
+    assert subs["ann"].notebook and subs["cy"].notebook and not subs["ann"].problem
+    assert subs["bob"].notebook is None and "declares" in subs["bob"].problem
+    assert subs["dee"].notebook is None and "unreadable" in subs["dee"].problem
 
 
 def test_student_ids_are_safe():

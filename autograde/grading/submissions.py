@@ -8,7 +8,6 @@ links, oversized files and unreadable notebooks are reported, never followed.
 
 import hashlib
 import re
-import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -48,30 +47,50 @@ def student_id(name: str) -> str:
     return cleaned[:64]
 
 
-def unpack(archive: Path, dest: Path) -> Path:
-    """Extract a zip safely (no absolute paths, no '..', no links, bounded size)."""
+def unpack(archive: Path, dest: Path) -> tuple[Path, dict[Path, str]]:
+    """Extract a zip safely (no absolute paths, no '..', no links, bounded size). An entry
+    that is too big or corrupt is skipped, not fatal: returns the folder of submissions and
+    {entry path: why it was skipped}, to be reported against its student."""
     dest.mkdir(parents=True, exist_ok=True)
-    total = 0
+    total, skipped = 0, {}
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             parts = Path(info.filename).parts
             mode = info.external_attr >> 16
             if info.filename.startswith("/") or ".." in parts or stat.S_ISLNK(mode):
                 continue  # reported as missing if it was a student's only file
-            total += info.file_size
-            if total > MAX_ZIP_BYTES:
-                raise ValueError(f"{archive} unpacks to more than {MAX_ZIP_BYTES:,d} bytes")
             target = dest.joinpath(*parts)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
+            if info.file_size > MAX_NOTEBOOK_BYTES or total + info.file_size > MAX_ZIP_BYTES:
+                skipped[Path(*parts)] = (f"{info.filename} in the zip declares "
+                                         f"{info.file_size:,d} bytes; not unpacked")
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+            try:
+                total += _extract(zf, info, target)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                target.unlink(missing_ok=True)
+                skipped[Path(*parts)] = f"{info.filename} in the zip is unreadable ({e})"
     entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__MACOSX"))]
     if len(entries) == 1 and entries[0].is_dir() and _is_wrapper(entries[0]):
-        return entries[0]  # the zip wraps everything in one folder
-    return dest
+        wrapper = entries[0].name  # the zip wraps everything in one folder
+        return entries[0], {Path(*p.parts[1:]): why for p, why in skipped.items()
+                            if p.parts[0] == wrapper and len(p.parts) > 1}
+    return dest, skipped
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> int:
+    """Copy one entry, stopping at MAX_NOTEBOOK_BYTES whatever size it declared."""
+    written = 0
+    with zf.open(info) as src, open(target, "wb") as out:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > MAX_NOTEBOOK_BYTES:
+                raise ValueError(f"it unpacks to more than {MAX_NOTEBOOK_BYTES:,d} bytes")
+            out.write(chunk)
+    return written
 
 
 def _is_wrapper(folder: Path) -> bool:
@@ -87,7 +106,9 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
     if source.is_file():
         if not zipfile.is_zipfile(source):
             raise ValueError(f"{source} is neither a folder nor a zip archive")
-        source = unpack(source, scratch / "unzipped")
+        source, skipped = unpack(source, scratch / "unzipped")
+    else:
+        skipped = {}
     found: dict[str, Submission] = {}
     for entry in sorted(source.iterdir()):
         if entry.name.startswith((".", "__MACOSX")) or entry.is_symlink():
@@ -116,6 +137,10 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
             if "not a readable notebook" in sub.problem or "larger than" in sub.problem:
                 sub.notebook = None
         found[sub.student] = sub
+    for path, why in skipped.items():  # an entry that could not be unpacked: its student's
+        sid = student_id(path.stem if len(path.parts) == 1 else path.parts[0])
+        sub = found.setdefault(sid, Submission(sid, None))
+        sub.problem = reasons(sub.problem, why)
     return list(found.values())
 
 
