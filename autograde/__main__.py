@@ -17,6 +17,7 @@ from pathlib import Path
 from autograde import build, lab_server, readme, workspace
 from autograde.grading import export
 from autograde.grading.grader import Grader
+from autograde.grading.preflight import SandboxError
 from autograde.nbgrader_glue import NbgraderError
 
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--cell-timeout", type=int, default=60)
     p_grade.add_argument("--notebook-timeout", type=int, default=600)
     p_grade.add_argument("--memory-mb", type=int, default=3072, help="per student kernel")
+    p_grade.add_argument("--disk-mb", type=int, default=512,
+                         help="per student kernel: size of its scratch folder, /tmp and "
+                              "/dev/shm (each a tmpfs, counted in its memory)")
     p_grade.add_argument("--fresh", action="store_true",
                          help="forget earlier runs of this lab (default: resume them)")
     p_readme = sub.add_parser("readme", help="regenerate the README's generated blocks")
@@ -106,11 +110,11 @@ def grade(args) -> int:
     course = args.course or build.ROOT / "grading" / args.lab
     try:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
-                        args.notebook_timeout, args.memory_mb)
+                        args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb)
         if args.fresh:
             grader.journal.forget()
         grader.run(args.submissions)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, SandboxError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

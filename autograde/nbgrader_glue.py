@@ -54,6 +54,7 @@ class GradingSettings:
     notebook_timeout: int = 600
     memory_mb: int = 3072
     judge: bool = True
+    disk_mb: int = 512
 
 
 def grading_config(s: GradingSettings, execute: type, feedback: list[type],
@@ -74,8 +75,14 @@ def grading_config(s: GradingSettings, execute: type, feedback: list[type],
     c[execute.__name__].notebook_timeout = s.notebook_timeout
     c[execute.__name__].memory_mb = s.memory_mb
     c[execute.__name__].judge = s.judge
+    c[execute.__name__].disk_mb = s.disk_mb
     c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, *feedback,
                                         ClearHiddenTests]
+    # every page rendered from a submission (feedback, the formgrader) passes what the
+    # student wrote through an allow-list: markdown, HTML outputs, math (grading.sanitize)
+    c.HTMLExporter.sanitize_html = True
+    c.HTMLExporter.filters = {name: f"autograde.grading.sanitize.{name}"
+                              for name in ("markdown2html", "clean_html")}
     if template is not None:
         c.HTMLExporter.extra_template_basedirs = [template[0]]
         c.HTMLExporter.template_name = template[1]

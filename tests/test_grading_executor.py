@@ -13,7 +13,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograde.grading.executor import OutputBudget, SandboxedExecute
+from autograde.grading.executor import (
+    KERNEL_START_FAILED,
+    TIMED_OUT,
+    KernelStartError,
+    OutputBudget,
+    SandboxedExecute,
+)
 from autograde.sandbox.kernel import KERNEL_NAME
 
 
@@ -50,13 +56,19 @@ def errors(cell) -> list[str]:
     return [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
 
 
-def test_a_kernel_that_dies_at_start_passes_no_test(tmp_path, monkeypatch, scratch_root):
-    fake_kernel(tmp_path, monkeypatch, [sys.executable, "-c", "import sys; sys.exit(3)"])
+def test_a_kernel_that_dies_at_start_is_the_graders_problem(tmp_path, monkeypatch,
+                                                            scratch_root):
+    """A kernel that never came up is not a student's 0: grading this notebook fails, with
+    what the launcher said, so the grader retries it and reports it (grading.grader)."""
+    fake_kernel(tmp_path, monkeypatch, [sys.executable, "-c", (
+        "import sys; print('mount: /dev/shm: permission denied', file=sys.stderr); "
+        "sys.exit(3)")])
     nb = new_notebook(cells=[new_code_cell("x = 1"), graded("assert x == 1", "q1_test"),
                              graded("assert True", "q2_test")])
-    nb = execute(nb, tmp_path, scratch_root, timeout=20, startup_timeout=20)
-    for cell in nb.cells[1:]:
-        assert errors(cell) and errors(cell)[0].startswith("NotRun: the kernel stopped")
+    with pytest.raises(KernelStartError) as e:
+        execute(nb, tmp_path, scratch_root, timeout=20, startup_timeout=20)
+    assert str(e.value).startswith(KERNEL_START_FAILED)
+    assert "mount: /dev/shm: permission denied" in str(e.value)
     assert not list(scratch_root.iterdir()), "the scratch folder was left behind"
 
 
@@ -84,6 +96,17 @@ def test_a_notebook_past_its_budget_runs_no_more_tests(tmp_path, plain_kernel, s
                              graded("assert True", "q1_test")])
     nb = execute(nb, tmp_path, scratch_root, timeout=60, notebook_timeout=1)
     assert errors(nb.cells[1]) == ["NotRun: not run: the notebook ran out of its 1 s budget"]
+    assert TIMED_OUT in nb.cells[1].outputs[-1].text  # the grader grades it again, alone
+
+
+def test_a_cell_interrupted_for_time_is_marked_and_the_rest_runs(tmp_path, plain_kernel,
+                                                                scratch_root):
+    nb = new_notebook(cells=[new_code_cell("import time\nwhile True: time.sleep(0.1)"),
+                             new_code_cell("x = 1"), graded("assert x == 1", "q1_test")])
+    nb = execute(nb, tmp_path, scratch_root, timeout=2)
+    assert TIMED_OUT in nb.cells[0].outputs[-1].text
+    assert all(TIMED_OUT not in o.get("text", "") for c in nb.cells[1:] for o in c.outputs)
+    assert errors(nb.cells[2]) == []
 
 
 def test_output_past_the_budget_is_dropped_but_errors_are_kept(tmp_path, plain_kernel,

@@ -1,22 +1,28 @@
 """The grading command on a corpus of hostile submissions: grades, reasons, an untouched
 gradebook and repository, feedback without hidden tests, and resuming after kill -9."""
 
+import contextlib
 import copy
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import autograde_server
 
 from autograde import build
 from autograde.grading.grader import Grader
+from autograde.grading.preflight import SandboxError
 from autograde.nbgrader_glue import COURSE_ID
 from autograde.sandbox.policy import isolation_problem
 
@@ -100,6 +106,90 @@ except OSError as e:
     print('DENIED network', type(e).__name__)
 """
 
+# looks everywhere it can for what the fixture hid around it (other students' submissions,
+# the course, another course's folder), and leaves files where another kernel could find them
+CANARY = "efflab-canary"
+PEEK = f"""
+import os
+found = []
+for top, dirs, files in os.walk('/'):
+    if top.startswith(('/proc', '/sys', '/usr')):  # the system's files: not where courses live
+        dirs[:] = []
+        continue
+    found += [os.path.join(top, f) for f in files + dirs if f.startswith({CANARY!r})]
+print('FOUND', found or 'nothing')
+for place in ['/run/lock', '/dev/shm', '/var/tmp', '/tmp', '/srv']:
+    try:
+        open(os.path.join(place, {CANARY!r} + '-left-by-peek'), 'w').write('x')
+    except OSError:
+        pass
+"""
+# writes a forged line into every file descriptor it inherited that is not a socket
+FORGE_LOG = """
+import os, stat
+for fd in range(1024):
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.write(fd, b'\\nFORGED-GRADER-LINE: all students scored 0\\n')
+    except OSError:
+        pass
+"""
+# holds as many threads as it can get for a while: another kernel must not be starved
+HOG = """
+import threading, time
+held = []
+try:
+    while len(held) < 4000:
+        t = threading.Thread(target=time.sleep, args=(15,), daemon=True)
+        t.start()
+        held.append(t)
+except RuntimeError:
+    pass
+print('HELD', len(held), 'threads')
+time.sleep(15)
+"""
+# fills every byte of its folder it can, in files under the per-file limit
+FILL = """
+import os
+chunk, total = b'x' * (8 << 20), 0
+try:
+    for i in range(200):
+        with open(f'fill{i}.bin', 'wb') as f:
+            for _ in range(6):
+                f.write(chunk)
+                f.flush()
+                total += 8
+except OSError:
+    pass
+print('FILLED', total, 'MB')
+for i in range(200):
+    if os.path.exists(f'fill{i}.bin'):
+        os.remove(f'fill{i}.bin')
+"""
+
+# scripts in every place a student's words or outputs reach a page a person opens
+XSS_MARKDOWN = ('<img src=x onerror="window.EFFLAB_XSS=1"> [link](javascript:window.EFFLAB_XSS=2) '
+                '<script>window.EFFLAB_XSS=3</script> '
+                '$\\text{<script>window.EFFLAB_XSS=4</script>}$')
+XSS_OUTPUTS = """
+from IPython.display import HTML, SVG, Javascript, display
+display(HTML('<img src=x onerror="window.EFFLAB_XSS=5">'))
+display(Javascript('window.EFFLAB_XSS=6'))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="window.EFFLAB_XSS=7"></svg>'))
+"""
+ACTIVE = re.compile(r"<(img|svg|a|body|iframe)\b[^>]*(onerror|onload|javascript:)|"
+                    r"<script\b[^>]*>[^<]*EFFLAB_XSS", re.I)
+
+
+def _xss():
+    nb = _prepend_to_first_answer(XSS_OUTPUTS)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = XSS_MARKDOWN  # the hand-graded reflection
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(XSS_MARKDOWN))
+    return nb
+
+
 PATCH_CHECKS = ("import autograde.checks.lab01_layers as L\nfor n in dir(L):\n"
                 "    if n.startswith('check_'): setattr(L, n, lambda *a, **k: None)")
 DROP_CHECKS = ("import ast\nclass Drop(ast.NodeTransformer):\n    def visit_Expr(self, node):\n"
@@ -136,6 +226,11 @@ CORPUS = {
     "flipped_grade_flag": (lambda: _flip_flag("q1_linear"), "graded", FULL,
                            "cell q1_linear's grading settings were edited: restored"),
     "snoop": (lambda: _prepend_to_first_answer(SNOOP), "graded", FULL, ""),
+    "peek": (lambda: _prepend_to_first_answer(PEEK), "graded", FULL, ""),
+    "forge_log": (lambda: _prepend_to_first_answer(FORGE_LOG), "graded", FULL, ""),
+    "process_hog": (lambda: _prepend_to_first_answer(HOG), "graded", FULL, ""),
+    "disk_filler": (lambda: _prepend_to_first_answer(FILL), "graded", FULL, ""),
+    "xss": (_xss, "graded", FULL, ""),
     # tricks that make a failing test look passed: on a blank lab they must earn nothing
     "patched_checks": (lambda: _prepend_to_first_answer(PATCH_CHECKS, _blank), "graded", 0,
                        "CheckFailed"),
@@ -163,24 +258,69 @@ CORPUS = {
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    incoming = tmp_path_factory.mktemp("incoming")
+    """The corpus graded as an instructor would: submissions and course in a folder of their
+    own outside the temporary folders (/srv), beside another course's folder, with the
+    grader's output captured at the file-descriptor level."""
+    base = Path(tempfile.mkdtemp(prefix="efflab-test-", dir=_outside_tmp()))
+    incoming, course, other = base / "incoming", base / "course", base / "other-course"
+    for folder in (incoming, course, other):
+        folder.mkdir()
+        (folder / f"{CANARY}-{folder.name}").write_text("secret")
     for name, (make, *_) in CORPUS.items():
         nbformat.write(make(), incoming / f"{name}.ipynb")
     (incoming / "broken.ipynb").write_text("{not json")
     (incoming / "missing").mkdir()
     (incoming / "missing" / "README.txt").write_text("forgot to attach it")
-    course = tmp_path_factory.mktemp("course")
-    grader = Grader(LAB, course, workers=2, cell_timeout=10, notebook_timeout=150,
-                    memory_mb=1500)
-    results = grader.run(incoming, progress=False)
+    left_before = _left_canaries()
+    # timeouts only a hang reaches (an honest Lab 01 cell takes well under a second), and a
+    # cell that hits one is graded again alone before its 0 stands
+    grader = Grader(LAB, course, workers=2, cell_timeout=30, notebook_timeout=300,
+                    memory_mb=1500, disk_mb=200)
+    log = base / "grader.log"
+    with _fd_output_to(log):
+        results = grader.run(incoming, progress=False)
     with open(course / "reports" / LAB / "grades.csv") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
-    return grader, {r.student: r for r in results}, rows
+    yield grader, {r.student: r for r in results}, rows, log.read_text(), left_before
+    for path in _left_canaries() - left_before:
+        path.unlink()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _outside_tmp() -> str:
+    Path("/srv").mkdir(exist_ok=True)
+    return "/srv"
+
+
+def _left_canaries() -> set[Path]:
+    return {p for place in ["/run/lock", "/dev/shm", "/var/tmp", "/tmp", "/srv"]
+            for p in Path(place).glob(f"{CANARY}-left-by-*")}
+
+
+@contextlib.contextmanager
+def _fd_output_to(path: Path):
+    """File descriptors 1 and 2 of this process (inherited by workers and kernels) go to
+    `path` for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_each_submission_gets_what_it_earned(graded, name):
-    _, results, rows = graded
+    _, results, rows, *_ = graded
     _, status, score, reason = CORPUS[name]
     row = rows[name]
     assert row["max_score"] == "27"
@@ -190,7 +330,7 @@ def test_each_submission_gets_what_it_earned(graded, name):
 
 
 def test_unreadable_or_missing_notebooks_score_zero_with_a_reason(graded):
-    _, results, rows = graded
+    _, results, rows, *_ = graded
     assert results["broken"].status == results["missing"].status == "no-notebook"
     assert "not a readable notebook" in rows["broken"]["reason"]
     assert "no notebook" in rows["missing"]["reason"]
@@ -198,7 +338,7 @@ def test_unreadable_or_missing_notebooks_score_zero_with_a_reason(graded):
 
 
 def test_sandbox_kept_the_snooper_out(graded):
-    grader, _, _ = graded
+    grader, *_ = graded
     nb = nbformat.read(grader.course / "autograded" / "snoop" / LAB / f"{LAB}.ipynb", 4)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "READ" not in text
@@ -207,10 +347,85 @@ def test_sandbox_kept_the_snooper_out(graded):
     assert not (REPO / "PWNED").exists()
 
 
+def _printed(grader, student: str) -> str:
+    nb = nbformat.read(grader.course / "autograded" / student / LAB / f"{LAB}.ipynb", 4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_a_kernel_sees_no_submission_course_or_other_folder(graded):
+    """The kernel's filesystem is an allow-list: a folder the instructor passed on the
+    command line, the course and any other folder on the disk are simply not there."""
+    grader, *_ = graded
+    printed = _printed(grader, "peek")
+    assert "FOUND nothing" in printed, printed[-2000:]
+
+
+def test_nothing_a_kernel_writes_outlives_it(graded):
+    """/run/lock, /dev/shm, /tmp and the like are the kernel's own: what it writes there is
+    gone with it, so no later kernel can read it."""
+    *_, left_before = graded
+    assert _left_canaries() == left_before
+
+
+def test_a_kernel_cannot_write_into_the_graders_output(graded):
+    grader, _, _, log, _ = graded
+    assert "FORGED-GRADER-LINE" not in log
+    assert "FORGED-GRADER-LINE" not in (grader.course / "reports" / LAB / "grades.csv"
+                                        ).read_text()
+
+
+def test_a_cell_that_ran_out_of_time_is_graded_again_alone(graded):
+    """The hang is interrupted in the batch and once more when graded alone; the second
+    grade stands and the reason says what happened. Nobody else was graded twice."""
+    grader, results, rows, *_ = graded
+    for name in ("hang", "hang_in_answer"):
+        assert "again when graded alone" in rows[name]["reason"], rows[name]["reason"]
+    assert "ran out of time" not in rows["solution"]["reason"]
+
+
+def test_no_script_of_a_student_reaches_a_page(graded, tmp_path):
+    """Raw HTML and javascript: links in markdown, HTML/JS/SVG outputs and TeX that smuggles
+    tags: none of it is active in the autograded notebook, the feedback page, or the
+    formgrader's view of the submission (served by `python -m autograde formgrader`)."""
+    grader, *_ = graded
+    nb = nbformat.read(grader.course / "autograded" / "xss" / LAB / f"{LAB}.ipynb", 4)
+    kinds = {k for c in nb.cells for o in c.get("outputs", []) for k in o.get("data", {})}
+    assert kinds <= {"text/plain", "image/png", "image/jpeg"}, kinds
+    feedback = (grader.course / "feedback" / "xss" / LAB / f"{LAB}.html").read_text()
+    assert "EFFLAB_XSS" in feedback  # the words are still there, as text
+    assert not ACTIVE.search(feedback), ACTIVE.search(feedback)
+    with autograde_server(tmp_path, "formgrader", LAB, "--course", str(grader.course),
+                          token="t") as (base, token, _):
+        def get(path):
+            req = urllib.request.Request(base + path, headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.read().decode()
+        [sub] = [s for s in json.loads(get(f"/formgrader/api/submitted_notebooks/{LAB}/{LAB}"))
+                 if s["student"] == "xss"]
+        page = get(f"/formgrader/submissions/{sub['id']}/")
+    assert "EFFLAB_XSS" in page
+    assert not ACTIVE.search(page), ACTIVE.search(page)
+
+
+def test_a_process_hog_starves_only_itself(graded):
+    """Threads count against the kernel's own pids cgroup, not a limit shared by every
+    kernel of uid nobody: the hog got many, and everyone graded beside it earned their marks
+    (test_each_submission_gets_what_it_earned)."""
+    grader, *_ = graded
+    held = int(_printed(grader, "process_hog").split("HELD ")[1].split()[0])
+    assert 100 <= held < 4000
+
+
+def test_a_kernel_cannot_fill_the_disk(graded):
+    grader, *_ = graded
+    filled = int(_printed(grader, "disk_filler").split("FILLED ")[1].split()[0])
+    assert 0 < filled <= 200  # the fixture's disk_mb
+
+
 def test_forged_replies_reached_the_judge_and_earned_nothing(graded):
     """The forgery ran where the judge's requests arrive: every judged cell got its forged
     reply, and each was refused as data rather than taken as a pass."""
-    grader, _, rows = graded
+    grader, _, rows, *_ = graded
     nb = nbformat.read(grader.course / "autograded" / "forged_answers" / LAB / f"{LAB}.ipynb", 4)
     tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "")
              .endswith("_test")]
@@ -223,7 +438,7 @@ def test_forged_replies_reached_the_judge_and_earned_nothing(graded):
 def test_gradebook_is_complete_and_consistent(graded):
     from nbgrader.api import Gradebook
 
-    grader, results, rows = graded
+    grader, results, rows, *_ = graded
     with Gradebook(grader.db_url, COURSE_ID) as gb:
         students = {s.id for s in gb.students}
         assert students == set(results)
@@ -233,7 +448,7 @@ def test_gradebook_is_complete_and_consistent(graded):
 
 
 def test_feedback_hides_hidden_tests(graded):
-    grader, results, _ = graded
+    grader, *_ = graded
     for name in ("solution", "blank", "hang"):
         html = (grader.course / "feedback" / name / LAB / f"{LAB}.html").read_text()
         assert "hidden=True" not in html and "BEGIN HIDDEN TESTS" not in html
@@ -282,7 +497,7 @@ def probed(tmp_path_factory):
     nbformat.write(_replace_answer("q1_linear", (
         "import sys\ndef linear_forward(x, W, b):\n    sys.displayhook(100)\n"
         "    raise ValueError('not done')")), incoming / "displayhook.ipynb")
-    grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2, cell_timeout=10,
+    grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2, cell_timeout=30,
                     notebook_timeout=150, judge=False)
     grader.run(incoming, progress=False)
     with open(grader.course / "reports" / LAB / "grades.csv") as f:
@@ -305,7 +520,7 @@ def test_the_probe_catches_tampering_in_kernel_run_cells(probed, name):
 
 
 def test_summary_is_written(graded):
-    grader, results, _ = graded
+    grader, results, *_ = graded
     out = grader.course / "reports" / LAB
     assert (out / "summary.png").stat().st_size > 10_000
     text = (out / "summary.txt").read_text()
@@ -370,6 +585,85 @@ def test_resume_after_kill_minus_9(tmp_path):
     assert sorted(r["student"] for r in rows) == ["s0", "s1", "s2", "s3"]
     assert all(float(r["score"]) == FULL for r in rows)
     assert all(json.loads(p.read_text())["status"] == "graded" for p in journal.glob("*.json"))
+
+
+def _flaky_kernelspec(counter: Path, fail_on: set[int]):
+    """A kernelspec writer for the grader: the sandbox's kernel, except that its n-th start
+    (counted in `counter`, from 0) fails as a broken sandbox would, for n in `fail_on`."""
+    from autograde.sandbox import kernel
+
+    def write(jupyter_dir: Path) -> Path:
+        spec = kernel.write_kernelspec(jupyter_dir)
+        launcher = (f"import os, sys\np = {str(counter)!r}\n"
+                    "n = int(open(p).read()) if os.path.exists(p) else 0\n"
+                    "open(p, 'w').write(str(n + 1))\n"
+                    f"if n in {sorted(fail_on)!r}:\n"
+                    "    print('unshare: cannot mount /proc', file=sys.stderr)\n"
+                    "    sys.exit(1)\n"
+                    f"os.execv(sys.executable, [sys.executable, '-m', {kernel.MODULE!r}, "
+                    "sys.argv[1]])\n")
+        argv = [sys.executable, "-c", launcher, "{connection_file}"]
+        (spec / "kernel.json").write_text(json.dumps({**json.loads(
+            (spec / "kernel.json").read_text()), "argv": argv}))
+        return spec
+    return write
+
+
+def test_a_sandbox_that_cannot_start_stops_the_run_before_anyone_is_scored(tmp_path,
+                                                                            monkeypatch):
+    import autograde.grading.grader as G
+
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    nbformat.write(_solution(), incoming / "alice.ipynb")
+    monkeypatch.setattr(G, "write_kernelspec",
+                        _flaky_kernelspec(tmp_path / "starts", set(range(99))))
+    grader = Grader(LAB, tmp_path / "course", workers=1)
+    with pytest.raises(SandboxError, match="could not start a kernel.*cannot mount /proc"):
+        grader.run(incoming, progress=False)
+    assert not grader.journal.done("alice")
+    assert not (tmp_path / "course" / "reports").exists()
+
+
+def test_a_kernel_that_fails_to_start_is_retried_then_reported_not_scored(tmp_path,
+                                                                         monkeypatch):
+    """Start 0 is the preflight; starts 1 and 2 (alice, then her retry) fail: she is
+    'failed', with the reason, and the next run grades her."""
+    import autograde.grading.grader as G
+
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    nbformat.write(_solution(), incoming / "alice.ipynb")
+    counter = tmp_path / "starts"
+    monkeypatch.setattr(G, "write_kernelspec", _flaky_kernelspec(counter, {1, 2}))
+    grader = Grader(LAB, tmp_path / "course", workers=1)
+    [first] = grader.run(incoming, progress=False)
+    assert counter.read_text() == "3"  # the preflight, alice, alice once more
+    assert first.status == "failed"
+    assert "could not start a kernel" in first.reason and "twice" in first.reason
+    assert "cannot mount /proc" in first.reason
+    [second] = grader.run(incoming, progress=False)
+    assert second.status == "graded"
+    with open(grader.course / "reports" / LAB / "grades.csv") as f:
+        assert float(next(csv.DictReader(f))["score"]) == FULL
+
+
+def test_a_solution_graded_beside_busy_processes_earns_every_mark(tmp_path):
+    """A grade never depends on how busy the machine is: four processes spin on the two
+    cores while a solution is graded with the grader's default timeouts."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    nbformat.write(_solution(), incoming / "busy.ipynb")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        [result] = Grader(LAB, tmp_path / "course", workers=1).run(incoming, progress=False)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert result.status == "graded" and "ran out of time" not in result.reason
+    with open(tmp_path / "course" / "reports" / LAB / "grades.csv") as f:
+        assert float(next(csv.DictReader(f))["score"]) == FULL
 
 
 def test_database_url_and_loud_warning_without_isolation(tmp_path, monkeypatch, capsys):

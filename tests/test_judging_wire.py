@@ -80,6 +80,50 @@ def test_standard_layers_travel_as_data_and_are_rebuilt():
         wire.encode(nn.Sequential(MyConv(1, 1, 1)))
 
 
+def _weightless(m):
+    """`m`'s description with its tensors left out, as a forged reply would send it."""
+    enc = wire.encode(m)
+
+    def strip(node):
+        if isinstance(node, dict) and node.get("__t") == "module":
+            node["params"] = node["buffers"] = {"__t": "dict", "v": []}
+            for _, child in node["children"]:
+                strip(child)
+        return node
+    for pair in enc["children"]:
+        strip(pair[1])
+    return strip(enc)
+
+
+def test_a_few_bytes_cannot_make_the_grader_build_gigabytes():
+    """Layers are made on the meta device and must bring every tensor they have: a tiny
+    description of huge layers, or many weightless ones, is refused without allocating."""
+    import time
+
+    import torch.nn as nn
+
+    huge = {"__t": "module", "cls": "Linear", "training": False,
+            "config": wire.encode({"in_features": 10**6, "out_features": 10**6, "bias": True}),
+            "params": {"__t": "dict", "v": []}, "buffers": {"__t": "dict", "v": []},
+            "children": []}
+    with pytest.raises(JudgeError, match="Linear.weight is missing"):
+        wire.decode(huge)
+    many = _weightless(nn.Sequential(*[nn.Conv2d(512, 512, 3) for _ in range(200)]))
+    start = time.perf_counter()
+    with pytest.raises(JudgeError, match="missing"):
+        wire.decode(many)
+    assert time.perf_counter() - start < 5  # refused, not built (200 real convs: 1.9 GB)
+    padded = wire.encode(nn.Sequential(nn.Conv2d(1, 1, 1)))
+    padded["children"][0][1]["config"] = wire.encode(
+        {**{k: getattr(nn.Conv2d(1, 1, 1), k) for k in layers.LAYERS["Conv2d"]},
+         "padding": (10**6, 10**6), "bias": True})
+    with pytest.raises(JudgeError, match="out of range"):
+        wire.decode(padded)
+    flat = wire.encode(nn.Sequential(*[nn.ReLU() for _ in range(wire.MAX_MODULES)]))
+    with pytest.raises(JudgeError, match="layers in one answer"):
+        wire.decode(flat)
+
+
 @pytest.mark.parametrize("bad", [
     {"__t": "module", "cls": "Module", "config": {"__t": "dict", "v": []}},
     {"__t": "module", "cls": "ReLU", "config": {"__t": "dict", "v": [["inplace", False],

@@ -13,7 +13,8 @@ from autograde.grading.feedback import ShortTracebacks
 
 def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, monkeypatch):
     settings = glue.GradingSettings(tmp_path, f"sqlite:///{tmp_path}/gb.db", cell_timeout=7,
-                                    notebook_timeout=99, memory_mb=321, judge=False)
+                                    notebook_timeout=99, memory_mb=321, judge=False,
+                                    disk_mb=77)
     config = glue.grading_config(settings, SandboxedExecute, [ShortTracebacks],
                                  (str(tmp_path), "efflab_feedback"))
     glue.write_config(config, tmp_path)
@@ -24,8 +25,8 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
     assert loaded.CourseDirectory.course_id == glue.COURSE_ID != ""
     assert loaded.CourseDirectory.db_url == settings.db_url
     assert (loaded.SandboxedExecute.timeout, loaded.SandboxedExecute.notebook_timeout,
-            loaded.SandboxedExecute.memory_mb, loaded.SandboxedExecute.judge) == (7, 99, 321,
-                                                                                 False)
+            loaded.SandboxedExecute.memory_mb, loaded.SandboxedExecute.judge,
+            loaded.SandboxedExecute.disk_mb) == (7, 99, 321, False, 77)
     assert loaded.Autograde.autograde_preprocessors[0] == \
         "autograde.grading.executor.SandboxedExecute"
     assert "autograde.grading.feedback.ShortTracebacks" in \

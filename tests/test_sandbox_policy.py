@@ -1,8 +1,8 @@
 """autograde.sandbox.policy: limits, the mount plan and the kernel's environment, tested
 without root (the plan is data; tests/test_grading_grader.py runs it for real)."""
 
+import os
 import resource
-import sys
 from pathlib import Path
 
 from autograde.sandbox import policy
@@ -16,38 +16,62 @@ def test_policy_travels_through_the_environment():
     assert Policy.from_env(env) == p
 
 
-def test_limits_cap_memory_by_address_space_only_without_a_cgroup():
+def test_limits_leave_memory_and_processes_to_cgroups_where_there_are_some():
     p = Policy(memory_mb=100, cpu_seconds=9, file_mb=2, processes=5)
-    with_cgroup = dict(p.rlimits(memory_cgroup=True))
-    assert with_cgroup[resource.RLIMIT_CPU] == 9
-    assert with_cgroup[resource.RLIMIT_FSIZE] == 2 * 2**20
-    assert with_cgroup[resource.RLIMIT_NPROC] == 5 and with_cgroup[resource.RLIMIT_CORE] == 0
-    assert resource.RLIMIT_AS not in with_cgroup
-    assert dict(p.rlimits(memory_cgroup=False))[resource.RLIMIT_AS] == 100 * 2**20
+    with_cgroups = dict(p.rlimits(memory_cgroup=True, pids_cgroup=True))
+    assert with_cgroups[resource.RLIMIT_CPU] == 9
+    assert with_cgroups[resource.RLIMIT_FSIZE] == 2 * 2**20
+    assert with_cgroups[resource.RLIMIT_CORE] == 0
+    # per-uid limits are shared by every kernel of uid nobody: never set beside a cgroup
+    assert resource.RLIMIT_AS not in with_cgroups and resource.RLIMIT_NPROC not in with_cgroups
+    without = dict(p.rlimits(memory_cgroup=False, pids_cgroup=False))
+    assert without[resource.RLIMIT_AS] == 100 * 2**20 and without[resource.RLIMIT_NPROC] == 5
 
 
-def test_mount_plan_hides_secrets_and_keeps_what_the_kernel_needs():
+def _sources(steps):
+    """What each bind mount of the plan shows, and where."""
+    return {s[-1]: s[-2] for s in steps if s[:2] in (("mount", "--rbind"), ("mount", "--bind"))}
+
+
+def test_mount_plan_is_an_allow_list():
     scratch = Path("/tmp/efflab-1-alice-x")
     steps = mount_plan(Policy(hide=["/srv/course"]), scratch)
+    root = policy.ROOT
+    shown = _sources(steps)
+    allowed = {os.path.realpath(p) for p in [*policy.SYSTEM, *policy.visible_code()]}
+    allowed |= {f"/dev/{d}" for d in policy.DEVICES} | {str(scratch)}
+    assert set(shown.values()) <= allowed, set(shown.values()) - allowed
+    assert all(target.startswith(root + "/") for target in shown)
+    # the course, the submissions' folders, /run, /home: none of it is shown
+    for path in ["/srv/course", "/run", "/home", "/var", str(policy.REPO / "solutions"),
+                 str(policy.REPO / "tests"), str(policy.REPO)]:
+        assert path not in shown.values()
+    # everything shown is read-only but the scratch folder
+    read_only = {s[-1] for s in steps if s[:3] == ("mount", "-o", "remount,bind,ro")}
+    binds = {t for t in shown if not t.startswith(root + "/dev/")}
+    assert binds - read_only == {root + str(scratch)}
+    # private /tmp, /dev/shm and /proc; the secrets hidden again; entered last
+    for path in ["/tmp", "/dev/shm"]:
+        i = steps.index(("mkdir", root + path))
+        assert steps[i + 1][:3] == ("mount", "-t", "tmpfs")
+        assert f"size={Policy().disk_mb}m" in steps[i + 1][4]
+    assert ("mount", "-t", "proc", "proc", root + "/proc") in steps
     hidden = [s[1] for s in steps if s[0] == "hide"]
-    for path in ["/tmp", "/root", "/home", "/var/tmp", "/srv/course",
-                 *policy.repository_secrets()]:
-        assert path in hidden, f"{path} is not hidden"
-    assert str(policy.REPO / "solutions") in hidden
+    assert root + "/srv/course" in hidden and root + str(policy.REPO / "solutions") in hidden
+    assert steps[-1] == ("chroot", root)
 
-    def index(step):
-        return steps.index(step)
 
-    first_shared = index(("hide", "/tmp"))
-    for i, kept in enumerate([sys.base_prefix, sys.prefix, str(policy.REPO)]):
-        aside = f"{policy.STASH}/.efflab-keep{i}"
-        # set aside before /tmp is hidden, put back after, and before the secrets go
-        assert index(("mount", "--bind", kept, aside)) < first_shared
-        back = index(("mount", "--move", aside, kept))
-        assert first_shared < back < index(("hide", policy.repository_secrets()[0]))
-    # the scratch folder comes back last, over anything hidden above it
-    assert steps[-1] == ("mount", "--move", f"{policy.STASH}/.efflab-keep3", str(scratch))
-    assert index(("hide", "/srv/course")) < len(steps) - 1
+def test_code_behind_a_link_is_shown_at_both_places(tmp_path, monkeypatch):
+    """A venv reached through a symbolic link (a CI checkout) must exist inside at the path
+    Python uses and at the real one its files resolve to."""
+    real = tmp_path / "real-venv"
+    real.mkdir()
+    (tmp_path / "venv").symlink_to(real)
+    monkeypatch.setattr(policy.sys, "prefix", str(tmp_path / "venv"))
+    shown = policy.visible_code()
+    assert str(real) in shown and str(tmp_path / "venv") in shown
+    steps = mount_plan(Policy(), Path("/tmp/efflab-1-s"))
+    assert _sources(steps)[policy.ROOT + str(tmp_path / "venv")] == str(real)
 
 
 def test_kernel_environment_carries_nothing_of_the_graders(monkeypatch):

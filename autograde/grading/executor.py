@@ -11,7 +11,7 @@ integrity probe. Output beyond a byte budget is dropped as it arrives.
 
 import functools
 import os
-import secrets
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,34 +22,38 @@ from nbgrader.preprocessors.execute import Execute
 from traitlets import Bool, Integer, Unicode
 
 from autograde.grading.judged_cell import run_judged
+from autograde.grading.output_budget import OutputBudget
+from autograde.grading.probed_cell import IntegrityProbe
+from autograde.grading.sanitize import passive_outputs
 from autograde.grading.scratch import Scratch
-from autograde.judging import integrity
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import error_output, is_test_cell
 from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import Policy
 
-PROBE_OUTPUT_LIMIT = 100_000  # the probe's verdict gets through a spent output budget
+KERNEL_START_FAILED = "the sandbox could not start a kernel"
 
 
-class OutputBudget:
-    """Bytes of output a notebook may keep; what comes after is dropped, errors never."""
+TIMED_OUT = "[efflab grader: this cell ran out of its time"
 
-    def __init__(self, limit: int):
-        self.limit, self.used, self.truncated = limit, 0, False
 
-    def admit(self, msg: dict, outs: list) -> bool:
-        if msg.get("msg_type") == "error":  # errors decide grades
-            return True
-        self.used += len(str(msg.get("content", "")))
-        if self.used <= self.limit:
-            return True
-        if not self.truncated:
-            self.truncated = True
-            outs.append(NotebookNode(output_type="stream", name="stderr",
-                                     text=f"[output beyond {self.limit:,d} bytes dropped "
-                                          "by the grader]\n"))
-        return False
+def timeout_note(seconds) -> NotebookNode:
+    """The output that marks a cell interrupted for time (the grader grades such a notebook
+    once more, alone, before a 0 stands: a busy machine must not cost marks)."""
+    return NotebookNode(output_type="stream", name="stderr",
+                        text=f"\n{TIMED_OUT} ({seconds} s) and was interrupted]\n")
+
+
+class KernelStartError(RuntimeError):
+    """No kernel came up (before any cell ran): the grader's problem, never the student's."""
+
+
+def start_failure(error: Exception, launcher_log) -> str:
+    """Why no kernel came up: the error, and what the launcher wrote to its stderr."""
+    launcher_log.seek(0)
+    said = launcher_log.read()[-1500:].decode(errors="replace").strip()
+    return (f"{KERNEL_START_FAILED} ({type(error).__name__}: {str(error)[:300]})"
+            + (f"; its launcher said: {said}" if said else ""))
 
 
 def _no_results(outputs: list) -> list:
@@ -58,7 +62,7 @@ def _no_results(outputs: list) -> list:
     return [o for o in outputs if o.output_type not in ("execute_result", "display_data")]
 
 
-class SandboxedExecute(Execute):
+class SandboxedExecute(IntegrityProbe, Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
     scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
@@ -67,6 +71,8 @@ class SandboxedExecute(Execute):
         config=True)
     max_output_bytes = Integer(2_000_000, help="Output kept per notebook").tag(config=True)
     memory_mb = Integer(3072, help="Memory limit of the kernel (MB)").tag(config=True)
+    disk_mb = Integer(512, help="Size of each of the kernel's writable places: its scratch "
+                                "folder, /tmp and /dev/shm (MB)").tag(config=True)
     cpu_seconds = Integer(600, help="CPU-time limit of the kernel (s)").tag(config=True)
     probe = Bool(True, help="Check the kernel for tampering after kernel-run test cells").tag(
         config=True)
@@ -74,27 +80,37 @@ class SandboxedExecute(Execute):
                             "plain values (autograde.judging)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
-        self._dead, self._tampered, self._zmq = "", "", None
+        self._dead, self._tampered, self._zmq, self._cells_seen = "", "", None, 0
         self._budget, self._probe_budget = OutputBudget(self.max_output_bytes), None
         self._start = time.monotonic()
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
         course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
         policy = Policy(memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
-                        hide=[str(Path(course).resolve())])
-        with Scratch(student, policy, self.scratch_root) as self._scratch:
+                        disk_mb=self.disk_mb, hide=[str(Path(course).resolve())])
+        with Scratch(student, policy, self.scratch_root) as self._scratch, \
+                tempfile.TemporaryFile() as self._launcher_log:
             try:
-                return super().preprocess(nb, resources, km)
+                nb, resources = super().preprocess(nb, resources, km)
             except Exception as e:  # noqa: BLE001 - the kernel failed to start or vanished
+                if not self._cells_seen:
+                    raise KernelStartError(start_failure(e, self._launcher_log)) from None
                 self._dead = self._dead or f"the kernel stopped: {type(e).__name__}: {e}"
                 for cell in nb.cells:
                     if is_test_cell(cell) and not any(o.output_type == "error"
                                                       for o in cell.get("outputs", [])):
                         cell.outputs = [error_output("NotRun", self._dead)]
-                return nb, resources
             finally:
                 if self._zmq is not None:
                     self._zmq.destroy(linger=0)
                     self._zmq = None
+        passive_outputs(nb)  # no script of the student's reaches a reader's browser
+        return nb, resources
+
+    def start_new_kernel(self, **kwargs):
+        """Start the kernel with the launcher's stderr kept (outside the kernel's reach) for
+        the message if it fails; the kernel itself lets go of it (sandbox.kernel)."""
+        kwargs.setdefault("stderr", self._launcher_log)
+        return super().start_new_kernel(**kwargs)
 
     def create_kernel_manager(self):
         """Kernel manager and client on IPC sockets sharing one zmq context, destroyed with
@@ -112,20 +128,30 @@ class SandboxedExecute(Execute):
         return km
 
     def preprocess_cell(self, cell, resources, index):
-        if not self._dead and time.monotonic() - self._start > self.notebook_timeout:
+        self._cells_seen += 1
+        out_of_time = not self._dead and time.monotonic() - self._start > self.notebook_timeout
+        if out_of_time:
             self._dead = f"the notebook ran out of its {self.notebook_timeout} s budget"
             self._stop_kernel()
         if self._dead:
             if is_test_cell(cell):
                 cell.outputs = [error_output("NotRun", f"not run: {self._dead}")]
+            if out_of_time:
+                cell.outputs = [*cell.get("outputs", []), timeout_note(self.notebook_timeout)]
             return cell, self.resources
         if is_test_cell(cell) and self.judge and judged_checks(cell.source):
-            self._dead = run_judged(cell, self.kc, self.km, self._scratch, self.timeout)
+            self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
+                                               self.timeout)
+            if timed_out:
+                cell.outputs.insert(0, timeout_note(self.timeout))
             if self._dead:
                 self._stop_kernel()
             return cell, self.resources
+        self._timed_out = False
         try:
             cell, out = super().preprocess_cell(cell, resources, index)
+            if self._timed_out:
+                cell.outputs.append(timeout_note(self.timeout))
             if is_test_cell(cell):
                 cell.outputs = _no_results(cell.outputs)
                 if self.probe:
@@ -135,41 +161,14 @@ class SandboxedExecute(Execute):
             self._dead = f"{type(e).__name__}: {str(e)[:300]}"
             cell.outputs = list(cell.get("outputs", [])) + [error_output("KernelDied",
                                                                          self._dead)]
+            if self._timed_out:
+                cell.outputs.append(timeout_note(self.timeout))
             self._stop_kernel()
             return cell, self.resources
 
-    def _check_integrity(self, cell, index) -> None:
-        """After a kernel-run test cell: a tampered kernel's pass does not count."""
-        if not self._tampered:
-            try:
-                verdict = self._probe(index)
-            except Exception as e:  # noqa: BLE001 - a probe that cannot run is suspicious
-                self._tampered = f"the integrity probe failed ({type(e).__name__})"
-            else:
-                if verdict != "clean":
-                    gid = cell.metadata["nbgrader"]["grade_id"]
-                    self._tampered = (f"tampering detected after {gid}: "
-                                      f"{verdict[:300] or 'no answer from the probe'}")
-        if self._tampered:
-            cell.outputs = [error_output("IntegrityError", self._tampered)]
-
-    def _probe(self, index: int) -> str:
-        """Run the integrity probe in the kernel; its verdict ("clean" or what it found)."""
-        nonce = secrets.token_hex(16)
-        cell = NotebookNode(cell_type="code", source=integrity.code(repr(nonce)),
-                            metadata={}, outputs=[], execution_count=None)
-        saved = self.nb.cells[index]
-        self._probe_budget = OutputBudget(PROBE_OUTPUT_LIMIT)
-        try:
-            super().preprocess_cell(cell, self.resources, index)
-        finally:
-            self._probe_budget = None
-            self.nb.cells[index] = saved  # nbclient stored our cell at this index
-        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-        lines = [ln for ln in text.splitlines() if ln.startswith(nonce)]
-        if len(lines) > 1:  # a hook that read the nonce answered too: forged
-            return "more than one answer to the probe"
-        return lines[0][len(nonce):].strip() if lines else ""
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
 
     def _stop_kernel(self) -> None:
         try:

@@ -16,6 +16,7 @@ from latex2mathml.converter import convert
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from autograde.grading.sanitize import clean_html
 from autograde.nbgrader_glue import gradebook, is_test_cell
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -62,11 +63,12 @@ class QuestionTitles(NbGraderPreprocessor):
 
 
 def to_mathml(markdown: str) -> str:
-    """$...$ and $$...$$ as MathML; a formula it cannot read stays as written."""
+    """$...$ and $$...$$ as MathML; a formula it cannot read stays as written. What the
+    converter copies through from the TeX (`\\text{<b>}`) passes the allow-list."""
     def one(m):
         tex, display = (m.group(1), "block") if m.group(1) is not None else (m.group(2), "inline")
         try:
-            return convert(tex.strip(), display=display)
+            return clean_html(convert(tex.strip(), display=display))
         except Exception:  # noqa: BLE001 - the raw TeX is still readable
             return m.group(0)
     return _MATH.sub(one, markdown)

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
 from autograde.grading import feedback, workers
-from autograde.grading.executor import SandboxedExecute
+from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
-from autograde.grading.report import lost_marks, write_reports
+from autograde.grading.preflight import preflight
+from autograde.grading.report import lost_marks, timed_out, write_reports
 from autograde.grading.submissions import Submission, collect, reasons, repair
 from autograde.nbgrader_glue import GradingSettings, NbgraderError
 from autograde.sandbox import cleanup
@@ -35,14 +36,14 @@ class Grader:
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
                  cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
-                 judge: bool = True):
+                 judge: bool = True, disk_mb: int = 512):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
         self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = GradingSettings(self.course, self.db_url, cell_timeout,
-                                        notebook_timeout, memory_mb, judge)
+                                        notebook_timeout, memory_mb, judge, disk_mb)
         self.config = nbgrader_glue.grading_config(
             self.settings, SandboxedExecute, [ShortTracebacks, QuestionTitles, MathML],
             (str(feedback.TEMPLATES), feedback.TEMPLATE))
@@ -79,12 +80,24 @@ class Grader:
                 nbformat.write(nb, dest / f"{self.lab}.ipynb")
                 sub.problem = reasons(sub.problem, *notes)
 
-    def grade_one(self, sub: Submission, pool=None) -> Result:
-        """nbgrader autograde for one student, in a warm worker process; never raises."""
+    def grade_one(self, sub: Submission, pool=None, alone: bool = False) -> Result | None:
+        """nbgrader autograde for one student, in a warm worker process; never raises.
+
+        A notebook with a cell interrupted for time is not recorded from a batch: it
+        returns None, and `run` grades it once more alone (`alone=True`), so that a busy
+        machine never costs marks; that second grade stands, and its reason says so."""
         start = time.monotonic()
         status, reason = "no-notebook", sub.problem
         if sub.notebook is not None:
-            status, reason = self._autograde(sub.student, pool, reason)
+            status, reason = autograde_with_retries(self, sub.student, pool, reason)
+            if status == "graded" and timed_out(self.autograded(sub.student)):
+                if not alone:
+                    return None
+                reason = reasons("a cell ran out of time in the batch and again when graded "
+                                 "alone", reason)
+            elif status == "graded" and alone:
+                reason = reasons("a cell ran out of time in the batch; graded again alone",
+                                 reason)
         if status != "graded":
             nbgrader_glue.zero_scores(self.db_url, self.lab, sub.student)
         result = Result(sub.student, status, reason, round(time.monotonic() - start, 1),
@@ -92,23 +105,8 @@ class Grader:
         self.journal.record(result)
         return result
 
-    def _autograde(self, student: str, pool, reason: str) -> tuple[str, str]:
-        timeout = self.settings.notebook_timeout + 180
-        for attempt in range(3):
-            try:
-                workers.autograde_in(pool, self.lab, student, timeout, fallback=lambda: (
-                    self.nbgrader("autograde", self.lab, "--student", student, "--force",
-                                  timeout=timeout)))
-                path = self.course / "autograded" / student / self.lab / f"{self.lab}.ipynb"
-                return "graded", reasons(reason, lost_marks(path))
-            except subprocess.TimeoutExpired:
-                return "failed", "grading took too long; scored 0"
-            except NbgraderError as e:
-                if "database is locked" in str(e) and attempt < 2:
-                    time.sleep(1 + attempt)
-                    continue
-                return "failed", f"nbgrader could not grade it: {str(e).splitlines()[-1][:200]}"
-        raise AssertionError("not reached")
+    def autograded(self, student: str) -> Path:
+        return self.course / "autograded" / student / self.lab / f"{self.lab}.ipynb"
 
     def run(self, source: Path, progress: bool = True) -> list[Result]:
         """Grade every submission in `source` that the journal does not mark as done."""
@@ -124,6 +122,8 @@ class Grader:
         subs = collect(source, self.lab, self.course / "incoming")
         self.intake(subs)
         todo = [s for s in subs if not self.journal.done(s.student, s.digest)]
+        if any(s.notebook is not None for s in todo):
+            preflight(self.config, self.env(), self.course)
         changed = sum(self.journal.done(s.student) for s in todo)
         if len(todo) < len(subs):
             print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
@@ -134,22 +134,64 @@ class Grader:
         with workers.start(self.workers, str(self.course), env, self.config) as pool, \
                 ThreadPoolExecutor(self.workers) as threads, \
                 tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
-            for future in as_completed([threads.submit(self.grade_one, s, pool)
-                                        for s in todo]):
-                future.result()
+            futures = {threads.submit(self.grade_one, s, pool): s for s in todo}
+            again = []
+            for future in as_completed(futures):
+                if future.result() is None:
+                    again.append(futures[future])
+                else:
+                    bar.update()
+            for sub in again:  # one at a time, nothing else running
+                self.grade_one(sub, pool, alone=True)
                 bar.update()
         self.timings = {"autograde": time.monotonic() - start}
         start = time.monotonic()
-        cleanup.remove_empty_cgroups()
-        results = [self.journal.read(s.student) for s in subs]
-        if any((self.course / "autograded").glob(f"*/{self.lab}")):
-            try:
-                self.nbgrader("generate_feedback", self.lab, "--force")
-            except NbgraderError as e:  # grades are safe in the gradebook either way
-                print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
-        scores, ids = nbgrader_glue.scores(self.db_url, self.lab, [r.student for r in results])
-        out = self.course / "reports" / self.lab
-        path = write_reports(out, self.lab, results, scores, ids)
+        results = feedback_and_reports(self, subs)
         self.timings["feedback and reports"] = time.monotonic() - start
-        print(f"grades: {path}\nfeedback: {self.course / 'feedback'}\nsummary: {out}")
         return results
+
+
+def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> tuple[str, str]:
+    """(status, reason) of one student's autograde. A locked gradebook is waited for; a
+    kernel the sandbox could not start is tried once more, then reported as the grader's
+    failure (the next run tries again), never scored as the student's."""
+    timeout = grader.settings.notebook_timeout + 180
+    kernel_tries = 0
+    for attempt in range(4):
+        try:
+            workers.autograde_in(pool, grader.lab, student, timeout, fallback=lambda: (
+                grader.nbgrader("autograde", grader.lab, "--student", student, "--force",
+                                timeout=timeout)))
+            return "graded", reasons(reason, lost_marks(grader.autograded(student)))
+        except subprocess.TimeoutExpired:
+            return "failed", "grading took too long; scored 0"
+        except NbgraderError as e:
+            if "database is locked" in str(e) and attempt < 3:
+                time.sleep(1 + attempt)
+                continue
+            if KERNEL_START_FAILED in str(e):
+                kernel_tries += 1
+                if kernel_tries < 2:
+                    time.sleep(2)
+                    continue
+                why = str(e)[str(e).index(KERNEL_START_FAILED):][:300]
+                return "failed", (f"not graded: {why} (twice); the next run of the grader "
+                                  "tries again")
+            return "failed", f"nbgrader could not grade it: {str(e).splitlines()[-1][:200]}"
+    raise AssertionError("not reached")
+
+
+def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]:
+    """After a batch: every student's feedback page, grades.csv and the summary."""
+    cleanup.remove_empty_cgroups()
+    results = [grader.journal.read(s.student) for s in subs]
+    if any((grader.course / "autograded").glob(f"*/{grader.lab}")):
+        try:
+            grader.nbgrader("generate_feedback", grader.lab, "--force")
+        except NbgraderError as e:  # grades are safe in the gradebook either way
+            print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
+    scores, ids = nbgrader_glue.scores(grader.db_url, grader.lab, [r.student for r in results])
+    out = grader.course / "reports" / grader.lab
+    path = write_reports(out, grader.lab, results, scores, ids)
+    print(f"grades: {path}\nfeedback: {grader.course / 'feedback'}\nsummary: {out}")
+    return results

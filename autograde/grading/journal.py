@@ -29,11 +29,14 @@ class Journal:
         self.folder = folder
 
     def done(self, student: str, digest: str | None = None) -> bool:
-        """Graded already (and, given a digest, from that very notebook)."""
+        """Graded already (and, given a digest, from that very notebook); a student whose
+        grading failed (the grader's trouble, not a score) is not done: the next run tries
+        again."""
         path = self.folder / f"{student}.json"
         if not path.exists():
             return False
-        return digest is None or self.read(student).digest == digest
+        result = self.read(student)
+        return result.status != "failed" and (digest is None or result.digest == digest)
 
     def record(self, result: Result) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,9 @@ def budget_seconds(cell_timeout: int | None) -> int:
     return 3 * (cell_timeout or 60)
 
 
-def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> str:
-    """Judge `cell`, setting its outputs; return why the kernel died ('' if it did not)."""
+def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> tuple[str, bool]:
+    """Judge `cell`, setting its outputs; return why the kernel died ('' if it did not) and
+    whether a call into the kernel ran out of time."""
     cell.execution_count = None
     interrupt = run_sync(km.interrupt_kernel)
     try:
@@ -33,7 +34,7 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> str:
                                lambda: interrupt())
     except OSError as e:  # the socket could not be made: this test fails, the kernel lives
         cell.outputs = [error_output("JudgeError", f"the grader could not listen: {e}")]
-        return ""
+        return "", False
     msg_id = kc.execute(request_loop_code(str(channel.path)), store_history=False,
                         allow_stdin=False, stop_on_error=False)
     with channel:
@@ -49,7 +50,7 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> str:
         cell.outputs.append(error_output("KernelDied", dead))
     elif error is not None:
         cell.outputs.append(error_output(type(error).__name__, str(error)))
-    return dead
+    return dead, channel.timed_out
 
 
 def _drain(kc, msg_id: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 import nbformat
 
+from autograde.grading.executor import TIMED_OUT
 from autograde.grading.journal import Result
 from autograde.nbgrader_glue import is_test_cell
 
@@ -29,6 +30,15 @@ def lost_marks(autograded: Path) -> str:
                 why = f"{errors[0].ename}: {lines[0][:150]}"
                 lost.setdefault(why, []).append(cell.metadata["nbgrader"]["grade_id"])
     return "; ".join(f"{', '.join(ids)}: {why}" for why, ids in lost.items())
+
+
+def timed_out(autograded: Path) -> bool:
+    """Whether a cell of this autograded notebook was interrupted for time."""
+    if not autograded.exists():
+        return False
+    nb = nbformat.read(autograded, as_version=4)
+    return any(o.get("output_type") == "stream" and TIMED_OUT in o.get("text", "")
+               for c in nb.cells for o in c.get("outputs", []))
 
 
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,

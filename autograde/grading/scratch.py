@@ -2,16 +2,21 @@
 
 The folder is short on purpose (`efflab-GRADERPID-STUDENT-*` in the system's
 temporary folder): the kernel's and the judge's Unix socket paths must stay
-under 108 bytes, which a folder deep inside a course tree can exceed. While it
-exists, the environment tells the kernel launcher its policy (`Policy.to_env`).
+under 108 bytes, which a folder deep inside a course tree can exceed. Where kernels
+are isolated it is a tmpfs of `Policy.disk_mb`, owned by nobody: a kernel cannot
+fill the host's disk through it, and its pages count against the kernel's memory
+cgroup. While it exists, the environment tells the kernel launcher its policy
+(`Policy.to_env`).
 """
 
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
+from autograde.sandbox.cleanup import unmount
 from autograde.sandbox.policy import NOBODY, Policy, isolation_problem
 
 
@@ -34,7 +39,10 @@ class Scratch:
             raise ValueError(f"scratch folder {folder} is too long for Unix sockets; set "
                              "SandboxedExecute.scratch_root to a short folder")
         if isolation_problem() is None:
-            os.chown(folder, NOBODY, NOBODY)
+            subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            f"size={self.policy.disk_mb}m,mode=0700,uid={NOBODY},gid={NOBODY},"
+                            "nosuid,nodev", "efflab-scratch", str(folder)],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         env = self.policy.to_env(folder)
         self._saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # read by the kernel launcher (autograde.sandbox.kernel)
@@ -48,4 +56,5 @@ class Scratch:
             else:
                 os.environ[k] = v
         if self.folder is not None:
+            unmount(self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -19,6 +19,7 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
 
+from autograde.grading.executor import KERNEL_START_FAILED
 from autograde.nbgrader_glue import NbgraderError
 
 _API = None
@@ -53,7 +54,9 @@ def _init(course: str, env: dict[str, str], config) -> None:
 def autograde(lab: str, student: str) -> tuple[bool, str]:
     """In a worker: nbgrader's autograde of one student; (success, error or log tail)."""
     result = _API.autograde(lab, student, force=True, create=True)
-    return bool(result.get("success")), (result.get("error") or result.get("log") or "")[-3000:]
+    text = (result.get("log") or "") + (result.get("error") or "")
+    start = text.find(KERNEL_START_FAILED)  # said in the middle of nbgrader's log
+    return bool(result.get("success")), text[start:start + 2000] if start >= 0 else text[-3000:]
 
 
 def autograde_in(pool: ProcessPoolExecutor | None, lab: str, student: str, timeout: float,

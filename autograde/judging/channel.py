@@ -26,6 +26,7 @@ class JudgeChannel:
         self.budget, self.call_timeout, self.interrupt = budget_s, call_timeout_s, interrupt
         self.deadline = time.monotonic() + budget_s
         self.broken = ""  # why the kernel stopped answering, once it has
+        self.timed_out = False  # a call or the whole cell ran out of time
         self._conn: socket.socket | None = None
         self.path.unlink(missing_ok=True)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -43,6 +44,7 @@ class JudgeChannel:
             raise JudgeError(f"the kernel stopped: {self.broken}")
         left = self.deadline - time.monotonic()
         if left <= 0:
+            self.timed_out = True
             raise TimeoutError(f"the test ran out of its {self.budget} s")
         limit = int(min(left, self.call_timeout or left)) + 1
         try:
@@ -60,6 +62,7 @@ class JudgeChannel:
         except (OSError, JudgeError) as e:
             self.broken = f"the kernel stopped answering ({type(e).__name__}: {e})"
             raise JudgeError(self.broken) from None
+        self.timed_out = True
         raise TimeoutError(f"the call took longer than {limit} s and was interrupted")
 
     def close(self) -> None:

@@ -27,6 +27,18 @@ LAYERS = {  # class: the constructor arguments read back from an instance
     "AdaptiveAvgPool2d": ("output_size",), "Flatten": ("start_dim", "end_dim"),
 }
 _BIASED = ("Conv1d", "Conv2d", "Linear")
+MAX_WIDTH = 2**24  # channels and features: they only size tensors, which must be sent
+MAX_ARGUMENT = 4096  # kernel sizes, strides, paddings: a padding of 10**6 makes huge outputs
+_WIDTHS = {"in_channels", "out_channels", "in_features", "out_features", "num_features"}
+
+
+def _bounded(value, limit: int) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= limit
+    return (isinstance(value, (tuple, list)) and len(value) <= 4
+            and all(_bounded(v, limit) for v in value))
 
 
 def is_layer_tree(value) -> bool:
@@ -58,20 +70,31 @@ def require_standard(name: str) -> None:
 
 
 def rebuild(name: str, training, config, params, buffers, children) -> nn.Module:
-    """The module `describe` described, from torch's own classes; malformed parts refused."""
+    """The module `describe` described, from torch's own classes; malformed parts refused.
+
+    The layer is made on the meta device, so its arguments allocate nothing; then every
+    tensor it has must have arrived, with its shape, and only those tensors become its
+    storage. A few bytes of arguments can never make the grader allocate gigabytes: what
+    it holds is what was sent, and what may be sent is bounded (`wire.MAX_MESSAGE`).
+    """
     require_standard(name)
     allowed = set(LAYERS[name]) | ({"bias"} if name in _BIASED else set())
     if not isinstance(config, dict) or set(config) != allowed:
         raise JudgeError(f"bad arguments for {name}")
+    for k, v in config.items():
+        limit = MAX_WIDTH if k in _WIDTHS else MAX_ARGUMENT
+        if not _bounded(v, limit):
+            raise JudgeError(f"{name}'s {k} is out of range (at most {limit:,d})")
     if not isinstance(children, list) or (children and name != "Sequential"):
         raise JudgeError(f"unexpected children in {name}")
     try:
         if name == "Sequential":
             m = nn.Sequential(OrderedDict((str(k), c) for k, c in children))
         else:
-            m = getattr(nn, name)(**config)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise JudgeError(f"cannot rebuild {name}: {e}") from None
+            with torch.device("meta"):
+                m = getattr(nn, name)(**config)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise JudgeError(f"cannot rebuild {name}: {str(e)[:200]}") from None
     # the tensors as they were, even where a student resized a weight by hand
     for kind, tensors, store in (("params", params, m._parameters),
                                  ("buffers", buffers, m._buffers)):
@@ -80,8 +103,12 @@ def rebuild(name: str, training, config, params, buffers, children) -> nn.Module
         for k, t in tensors.items():
             if not isinstance(t, torch.Tensor):
                 raise JudgeError(f"{name}.{k} is not a tensor")
-            store[k] = nn.Parameter(t, t.is_floating_point()) if kind == "params" else t
-        for k in set(store) - set(tensors):
-            store[k] = None
+        for k, made in store.items():
+            if made is not None and k not in tensors:
+                raise JudgeError(f"{name}.{k} is missing: every tensor of a layer travels")
+        for k in list(store):
+            t = tensors.get(k)
+            store[k] = None if t is None else (
+                nn.Parameter(t, t.is_floating_point()) if kind == "params" else t)
     m.training = bool(training)
     return m

@@ -21,6 +21,7 @@ from autograde.judging.values import JudgeError, as_plain_tensor
 MAX_ITEMS = 100_000  # elements of a list/tuple/dict answer
 MAX_DEPTH = 20
 MAX_MESSAGE = 256_000_000
+MAX_MODULES = 10_000  # layers in one answer: each costs the grader a Python object
 
 
 # --- plain data <-> JSON (both sides) ------------------------------------------------
@@ -80,8 +81,9 @@ def _encode_tensor(value: torch.Tensor) -> dict:
             "shape": list(t.shape), "data": base64.b64encode(t.numpy().tobytes()).decode()}
 
 
-def decode(obj, make_ref: Callable | None = None, depth: int = 0):
+def decode(obj, make_ref: Callable | None = None, depth: int = 0, _made: list | None = None):
     """Plain Python and torch values from `encode`'s form; anything else is refused."""
+    made = [0] if _made is None else _made  # modules rebuilt so far in this answer
     if depth > MAX_DEPTH:
         raise JudgeError("nested too deep")
     if obj is None or type(obj) in (bool, str, int, float):
@@ -89,14 +91,16 @@ def decode(obj, make_ref: Callable | None = None, depth: int = 0):
     if type(obj) is list:
         if len(obj) > MAX_ITEMS:
             raise JudgeError("too many items")
-        return [decode(v, make_ref, depth + 1) for v in obj]
+        return [decode(v, make_ref, depth + 1, made) for v in obj]
     if type(obj) is not dict or type(obj.get("__t")) is not str:
         raise JudgeError(f"not a valid value: {type(obj).__name__}")
     kind = obj["__t"]
     if kind == "tuple":
-        return tuple(decode(obj["v"], make_ref, depth))
+        return tuple(decode(obj["v"], make_ref, depth, made))
     if kind == "dict":
-        return {_key(decode(k, make_ref, depth + 1)): decode(v, make_ref, depth + 1)
+        if type(obj["v"]) is not list or len(obj["v"]) > MAX_ITEMS:
+            raise JudgeError("too many items")
+        return {_key(decode(k, make_ref, depth + 1, made)): decode(v, make_ref, depth + 1, made)
                 for k, v in obj["v"]}
     if kind == "dtype":
         dtype = getattr(torch, str(obj["v"]), None)
@@ -108,7 +112,10 @@ def decode(obj, make_ref: Callable | None = None, depth: int = 0):
     if kind == "module":
         name = str(obj.get("cls"))
         layers.require_standard(name)
-        parts = {k: decode(obj.get(k), None, depth + 1)
+        made[0] += 1
+        if made[0] > MAX_MODULES:
+            raise JudgeError(f"more than {MAX_MODULES:,d} layers in one answer")
+        parts = {k: decode(obj.get(k), None, depth + 1, made)
                  for k in ("config", "params", "buffers", "children")}
         return layers.rebuild(name, obj.get("training"), **parts)
     if kind == "ref" and make_ref is not None:

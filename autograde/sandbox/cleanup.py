@@ -1,37 +1,61 @@
-"""Memory cgroups of kernels, and what a grader killed with kill -9 leaves behind.
+"""The cgroups of kernels, and what a grader killed with kill -9 leaves behind.
 
 Kernel cgroups and scratch folders are named `efflab-GRADERPID-...`, so a new run
 can tell those of a dead grader from those of one still running.
 """
 
+import ctypes
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-CGROUP_BASES = ("/sys/fs/cgroup/memory", "/sys/fs/cgroup")  # cgroup v1, v2
+V1 = {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
+V2 = "/sys/fs/cgroup"
+CGROUP_BASES = (*V1.values(), V2)
+_MNT_DETACH = 2
 
 
-def join_memory_cgroup(limit_mb: int) -> bool:
-    """Put this process in a fresh memory cgroup (v1 or v2) with a hard limit."""
-    pid = os.getpid()
-    for base, limit_file in zip(CGROUP_BASES, ("memory.limit_in_bytes", "memory.max"),
-                                strict=True):
-        try:
-            group = Path(base) / f"efflab-{os.environ.get('EFFLAB_GRADER_PID', 0)}-{pid}"
-            group.mkdir(exist_ok=True)
-            (group / limit_file).write_text(str(limit_mb * 2**20))
-            swap = group / "memory.memsw.limit_in_bytes"
-            if swap.exists():
+def _limits(memory_mb: int, processes: int) -> dict[str, dict[str, str]]:
+    """Per controller: the files that set its limit (v1 names, then v2 names)."""
+    memory = str(memory_mb * 2**20)
+    return {"memory": {"memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": memory,
+                       "memory.max": memory, "memory.swap.max": "0"},
+            "pids": {"pids.max": str(processes)}}
+
+
+def join_cgroups(memory_mb: int, processes: int) -> list[str]:
+    """Put this process in fresh cgroups that cap its memory and its number of processes
+    (tasks: threads count); return the controllers joined ("memory", "pids")."""
+    name = f"efflab-{os.environ.get('EFFLAB_GRADER_PID', 0)}-{os.getpid()}"
+    joined = []
+    for controller, files in _limits(memory_mb, processes).items():
+        for base in (V1[controller], V2):
+            if base == V2 and not Path(V2, "cgroup.controllers").exists():
+                continue  # no unified hierarchy here (a folder made there is not a cgroup)
+            group = Path(base) / name
+            try:
+                group.mkdir(exist_ok=True)
+                written = 0
+                for limit, value in files.items():
+                    if (group / limit).exists():
+                        try:
+                            (group / limit).write_text(value)
+                            written += 1
+                        except OSError:
+                            if not limit.startswith(("memory.memsw", "memory.swap")):
+                                raise
+                if not written:
+                    raise OSError(f"no {controller} controller at {base}")
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+                joined.append(controller)
+                break
+            except OSError:
                 try:
-                    swap.write_text(str(limit_mb * 2**20))
+                    group.rmdir()
                 except OSError:
                     pass
-            (group / "cgroup.procs").write_text(str(pid))
-            return True
-        except OSError:
-            continue
-    return False
+    return joined
 
 
 def _kernel_cgroups(pattern: str = "efflab-*"):
@@ -47,17 +71,25 @@ def grader_gone(name: str) -> bool:
 
 def reap_orphans() -> int:
     """Kill kernels whose grader is gone (e.g. after kill -9); return how many."""
-    killed = 0
+    killed: set[int] = set()
     for group in _kernel_cgroups("efflab-*-*"):
         if not grader_gone(group.name):
             continue  # its grader still runs
         try:
-            for pid in (group / "cgroup.procs").read_text().split():
-                os.kill(int(pid), 9)
-                killed += 1
+            for pid in map(int, (group / "cgroup.procs").read_text().split()):
+                if pid not in killed:
+                    os.kill(pid, 9)
+                    killed.add(pid)
         except (OSError, ValueError):
             pass
-    return killed
+    return len(killed)
+
+
+def unmount(path: Path) -> None:
+    """Detach whatever is mounted on `path` (a scratch tmpfs); nothing if nothing is."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    while libc.umount2(str(path).encode(), _MNT_DETACH) == 0:
+        pass
 
 
 def remove_stale_scratch(root: str | None = None) -> int:
@@ -65,13 +97,14 @@ def remove_stale_scratch(root: str | None = None) -> int:
     removed = 0
     for folder in Path(root or tempfile.gettempdir()).glob("efflab-*-*"):
         if folder.is_dir() and grader_gone(folder.name):
+            unmount(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
 
 
 def remove_empty_cgroups() -> None:
-    """Remove the memory cgroups of kernels that have exited."""
+    """Remove the cgroups of kernels that have exited."""
     for group in _kernel_cgroups():
         try:
             if not (group / "cgroup.procs").read_text().strip():

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autograde.sandbox.cleanup import join_memory_cgroup
+from autograde.sandbox.cleanup import join_cgroups
 from autograde.sandbox.policy import (
     NOBODY,
     Policy,
@@ -68,8 +68,30 @@ def _run_step(step: tuple[str, ...]) -> None:
             return
     if step[0] == "mkdir":
         os.makedirs(step[1], exist_ok=True)
+    elif step[0] == "symlink":
+        os.makedirs(os.path.dirname(step[2]), exist_ok=True)
+        os.symlink(step[1], step[2])
+    elif step[0] == "touch":
+        Path(step[1]).touch()
+    elif step[0] == "chroot":
+        os.chroot(step[1])
+        os.chdir("/")
     else:
         subprocess.run(step, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _detach_from_grader() -> None:
+    """Leave the kernel no file descriptor of the grader's: its terminal, log or pipes.
+
+    Standard input and output become /dev/null (a student's prints reach the notebook
+    through the kernel's own sockets, made after this); every other inherited
+    descriptor is closed. Errors of the launcher itself came before, on the grader's
+    stderr, where they belong.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 def outside(connection_file: str) -> None:
@@ -82,7 +104,8 @@ def outside(connection_file: str) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
                                   connection_file, *QUIET])
     policy = Policy.from_env()
-    os.environ["EFFLAB_CGROUP"] = "1" if join_memory_cgroup(policy.memory_mb) else ""
+    joined = join_cgroups(policy.memory_mb, policy.processes)
+    os.environ["EFFLAB_CGROUPS"] = ",".join(joined)
     os.execvp("unshare", ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
                           "--kill-child", "--mount-proc", "--propagation", "private",
                           sys.executable, "-m", MODULE, "--inside", connection_file])
@@ -95,8 +118,11 @@ def inside(connection_file: str) -> None:
     for step in mount_plan(policy, scratch):
         _run_step(step)
     os.chown(connection_file, NOBODY, NOBODY)
-    for which, value in policy.rlimits(memory_cgroup=bool(os.environ.get("EFFLAB_CGROUP"))):
+    joined = os.environ.get("EFFLAB_CGROUPS", "").split(",")
+    for which, value in policy.rlimits(memory_cgroup="memory" in joined,
+                                       pids_cgroup="pids" in joined):
         resource.setrlimit(which, (value, value))
+    _detach_from_grader()
     os.setgroups([])
     os.setgid(NOBODY)
     os.setuid(NOBODY)

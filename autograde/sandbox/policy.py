@@ -1,10 +1,14 @@
-"""What a student's kernel may use and see: limits, and the mounts that hide the rest.
+"""What a student's kernel may use and see: limits, and the allow-list of its filesystem.
 
 The kernel gets new mount, PID, network, IPC and UTS namespaces (no network, no
-view of other processes); tmpfs over everything it must not read (the course
-folder, the repository's solutions, build and .git, /root, /home, /tmp, /var/tmp);
-its own scratch folder mounted back in; uid/gid `nobody`, no new privileges; and
-limits on memory (a cgroup, else RLIMIT_AS), CPU seconds, file size and processes.
+view of other processes) and a root of its own, built in a private tmpfs and
+entered with chroot: the system's programs and libraries, Python, the venv and
+efflib/autograde, all read-only; a private /proc, /dev (a few devices), /tmp and
+/dev/shm; and its own scratch folder, the only place it shares with the grader.
+Nothing else of the disk is there: not the submissions, not the course, not other
+courses or backups, not /run. It runs as uid/gid `nobody` with no new privileges,
+in its own cgroups (memory, and the number of processes: never a per-uid limit that
+one kernel could exhaust for all), with limits on CPU seconds and file size.
 """
 
 import json
@@ -17,8 +21,10 @@ from pathlib import Path
 
 NOBODY = 65534
 REPO = Path(__file__).resolve().parents[2]
-SHARED_HIDDEN = ["/tmp", "/root", "/home", "/var/tmp"]  # hidden first: anything may live there
-STASH = "/dev/shm"  # a private tmpfs where kept folders wait while the hiding is done
+STASH = "/dev/shm"  # a private tmpfs (in the kernel's mount namespace) holds the new root
+ROOT = f"{STASH}/root"
+SYSTEM = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+DEVICES = ["null", "zero", "full", "random", "urandom"]
 
 
 @dataclass
@@ -28,7 +34,8 @@ class Policy:
     memory_mb: int = 3072
     cpu_seconds: int = 600
     file_mb: int = 64
-    processes: int = 512
+    processes: int = 512  # in the kernel's own pids cgroup (RLIMIT_NPROC only without one)
+    disk_mb: int = 512  # each of scratch, /tmp and /dev/shm is a tmpfs of this size
     threads: int = 1  # torch/OpenMP threads: parallel graders must not oversubscribe cores
     hide: list[str] = field(default_factory=list)  # extra paths to hide
 
@@ -40,14 +47,17 @@ class Policy:
     def from_env(cls, env=os.environ) -> "Policy":
         return cls(**json.loads(env["EFFLAB_SANDBOX"]))
 
-    def rlimits(self, memory_cgroup: bool) -> list[tuple[int, int]]:
-        """(resource, limit) pairs; address space only when no memory cgroup holds it."""
+    def rlimits(self, memory_cgroup: bool, pids_cgroup: bool) -> list[tuple[int, int]]:
+        """(resource, limit) pairs; address space and process count only where no cgroup
+        holds them (RLIMIT_NPROC counts every process of uid nobody on the machine: one
+        kernel could use it up for all the others)."""
         limits = [(resource.RLIMIT_CPU, self.cpu_seconds),
                   (resource.RLIMIT_FSIZE, self.file_mb * 2**20),
-                  (resource.RLIMIT_NPROC, self.processes),
                   (resource.RLIMIT_CORE, 0)]
         if not memory_cgroup:
             limits.append((resource.RLIMIT_AS, self.memory_mb * 2**20))
+        if not pids_cgroup:
+            limits.append((resource.RLIMIT_NPROC, self.processes))
         return limits
 
 
@@ -63,31 +73,64 @@ def isolation_problem() -> str | None:
 
 
 def repository_secrets() -> list[str]:
-    """Folders of this repository no student kernel may read."""
+    """Folders of this repository no student kernel may read (hidden again, in case a
+    visible folder holds them)."""
     return [str(REPO / d) for d in ("solutions", "build", ".git", "grading")]
 
 
-def mount_plan(policy: Policy, scratch: Path) -> list[tuple[str, ...]]:
-    """The steps, in order, that give a kernel its view of the disk.
+def visible_code() -> list[str]:
+    """What the kernel runs on besides the system: Python, the venv, efflib and autograde.
 
-    Python, the venv and this repository may live under /tmp or /root (a CI
-    checkout, pyenv): they are set aside in a private tmpfs, the shared folders
-    are hidden, they are put back, then the repository's secrets and the course
-    are hidden, and last the scratch folder is put back in. Each step is
-    ("mkdir", path), ("hide", path) (whatever is there when the step runs: a tmpfs
-    over a folder, /dev/null over a file) or a `mount` command line.
+    A path reached through a symbolic link is shown at both its own and its real
+    place (a venv behind a link, as in some CI checkouts). Paths the system folders
+    already show are left out.
     """
-    keep = [sys.base_prefix, sys.prefix, str(REPO), str(scratch)]
-    stash = [f"{STASH}/.efflab-keep{i}" for i in range(len(keep))]
-    steps: list[tuple[str, ...]] = [("mount", "-t", "tmpfs", "-o", "size=256m,mode=1777",
-                                     "efflab-shm", STASH)]
-    for path, aside in zip(keep, stash, strict=True):
-        steps += [("mkdir", aside), ("mount", "--bind", path, aside)]
-    steps += [("hide", path) for path in SHARED_HIDDEN]
-    for path, aside in zip(keep[:3], stash[:3], strict=True):
-        steps += [("mkdir", path), ("mount", "--move", aside, path)]
-    steps += [("hide", path) for path in [*repository_secrets(), *policy.hide]]
-    steps += [("mkdir", str(scratch)), ("mount", "--move", stash[3], str(scratch))]
+    wanted = [sys.base_prefix, sys.prefix, str(REPO / "efflib"), str(REPO / "autograde")]
+    system = [os.path.realpath(p) for p in SYSTEM if os.path.exists(p)]
+    paths: list[str] = []
+    for path in wanted:
+        real = os.path.realpath(path)
+        if any(real == s or real.startswith(s + "/") for s in system):
+            continue
+        paths += [p for p in dict.fromkeys([real, os.path.abspath(path)]) if p not in paths]
+    return paths
+
+
+def _bind(source: str, target: str, writable: bool = False) -> list[tuple[str, ...]]:
+    steps = [("mkdir", target), ("mount", "--rbind", source, target)]
+    return steps if writable else [*steps, ("mount", "-o", "remount,bind,ro", target)]
+
+
+def _tmpfs(target: str, size_mb: int, mode: str = "1777") -> list[tuple[str, ...]]:
+    return [("mkdir", target), ("mount", "-t", "tmpfs", "-o",
+                                f"size={size_mb}m,mode={mode},nosuid,nodev", "efflab", target)]
+
+
+def mount_plan(policy: Policy, scratch: Path) -> list[tuple[str, ...]]:
+    """The steps, in order, that build the kernel's root and enter it.
+
+    Each step is ("mkdir", path), ("symlink", target, path), ("touch", path),
+    ("hide", path) (a tmpfs over a folder, /dev/null over a file, when it exists
+    as the step runs), a `mount` command line, or ("chroot", path), the last.
+    Everything is allowed by name: what is not in the plan does not exist inside.
+    """
+    steps: list[tuple[str, ...]] = [*_tmpfs(STASH, 64, "0755"), ("mkdir", ROOT)]
+    for path in SYSTEM:
+        if os.path.islink(path):
+            steps.append(("symlink", os.readlink(path), ROOT + path))
+        elif os.path.isdir(path):
+            steps += _bind(path, ROOT + path)
+    for path in visible_code():
+        steps += _bind(os.path.realpath(path), ROOT + path)
+    steps += [("hide", ROOT + path) for path in [*repository_secrets(), *policy.hide]]
+    steps += [("mkdir", ROOT + "/proc"), ("mount", "-t", "proc", "proc", ROOT + "/proc")]
+    steps += [*_tmpfs(ROOT + "/dev", 1, "0755")]
+    for device in DEVICES:
+        steps += [("touch", f"{ROOT}/dev/{device}"),
+                  ("mount", "--bind", f"/dev/{device}", f"{ROOT}/dev/{device}")]
+    steps += [("symlink", "/proc/self/fd", ROOT + "/dev/fd"),
+              *_tmpfs(ROOT + "/dev/shm", policy.disk_mb), *_tmpfs(ROOT + "/tmp", policy.disk_mb)]
+    steps += [*_bind(str(scratch), ROOT + str(scratch), writable=True), ("chroot", ROOT)]
     return steps
 
 

@@ -1,0 +1,39 @@
+"""Before anyone is graded: one sandboxed kernel must start and import the lab's libraries.
+
+A sandbox that cannot work on this machine (no namespaces, a venv it cannot
+show, a broken mount) would otherwise score every student 0 for the grader's
+fault. The run stops instead, with the launcher's own words.
+"""
+
+import os
+
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograde.grading.executor import KernelStartError, SandboxedExecute
+
+
+class SandboxError(RuntimeError):
+    """Kernels cannot be started here at all: grading stops before anyone is scored."""
+
+
+def preflight(config, env: dict[str, str], course) -> None:
+    """Run `import efflib, torch` in a sandboxed kernel set up as the grading folder's
+    `config` and `env` say; raise SandboxError with the reason when it cannot."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    nb = new_notebook(cells=[new_code_cell("import efflib, torch")])
+    try:
+        nb, _ = SandboxedExecute(config=config, probe=False).preprocess(
+            nb, {"nbgrader": {"student": "preflight"}, "metadata": {"path": str(course)}})
+    except KernelStartError as e:
+        raise SandboxError(f"{e}; nobody was graded") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
+    if errors:
+        raise SandboxError(f"a sandboxed kernel cannot import efflib and torch "
+                           f"({errors[0].ename}: {errors[0].evalue[:300]}); nobody was graded")
