@@ -2,6 +2,7 @@
 the command-line servers started as an instructor or a student would."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -34,6 +35,35 @@ def solution(request) -> types.SimpleNamespace:
     if lab not in _SOLUTIONS:
         _SOLUTIONS[lab] = solution_namespace(lab)
     return _SOLUTIONS[lab]
+
+
+def judged_session(namespace: dict):
+    """A judge Session whose kernel is this process: every request and reply goes through
+    JSON, and the kernel side runs with judging switched off, as it would in the kernel."""
+    from autograde.judging import judge, kernel_side, watch
+
+    def ask(request):
+        request = json.loads(json.dumps(request))
+        watch._JUDGING.append(False)
+        try:
+            return json.loads(json.dumps(kernel_side.answer(request, namespace)))
+        finally:
+            watch._JUDGING.pop()
+    return judge.Session(ask)
+
+
+def judge_solution(lab: str, namespace: dict) -> dict[str, str]:
+    """Every test cell of `lab` that the grader judges, run as the grader would against the
+    solution's namespace; {grade_id: the error, or "" when it passed}."""
+    from autograde.judging.judge import judge_cell, judged_checks
+
+    verdicts = {}
+    for cell in build.source_notebook(lab).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code" and judged_checks(cell.source):
+            _, error = judge_cell(cell.source, judged_session(namespace))
+            verdicts[meta["grade_id"]] = "" if error is None else f"{type(error).__name__}: {error}"
+    return verdicts
 
 
 @contextlib.contextmanager

@@ -3,12 +3,15 @@
 import pytest
 import torch
 import torch.nn as nn
+from conftest import judge_solution, judged_session
 from torch.utils.flop_counter import FlopCounterMode
 
 import efflib
 from autograde import inventory
 from autograde.checks import lab02_metrics as C
 from autograde.checks.api import CheckFailed
+from autograde.judging.judge import judge_cell
+from autograde.judging.watch import Recorder, from_spec
 from efflib.graded import GradedAnswerError
 
 FAILS = (CheckFailed, GradedAnswerError)
@@ -238,4 +241,43 @@ def test_always_equal_values_do_not_pass():
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab02_metrics")
-    assert (facts.judged_points, facts.auto_points) == (25, 29)
+    assert (facts.judged_points, facts.auto_points) == (29, 29)
+
+
+def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
+    verdicts = judge_solution("lab02_metrics", vars(solution))
+    assert "q7_hook_counter_test" in verdicts
+    assert all(v == "" for v in verdicts.values()), verdicts
+
+
+def _judged(source: str, **namespace) -> BaseException | None:
+    return judge_cell(source, judged_session(namespace))[1]
+
+
+Q7 = ("from autograde.checks.lab02_metrics import check_hook_counter\n"
+      "check_hook_counter(count_macs_with_hooks)")
+
+
+def test_q7_judged_in_the_grader_still_sees_hooks_and_flop_counters(solution):
+    """The model travels to the kernel as data and comes back after the call: hooks left on
+    it there are seen here; FlopCounterMode is refused in the kernel by module."""
+    assert _judged(Q7, count_macs_with_hooks=solution.count_macs_with_hooks) is None
+
+    def leaves_hooks(model, x):
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.register_forward_hook(lambda *a: None)
+        return solution.count_macs_with_hooks(model, x)
+    assert "still registered" in str(_judged(Q7, count_macs_with_hooks=leaves_hooks))
+
+    def via_mode(model, x):
+        with FlopCounterMode(display=False) as c:
+            model(x)
+        return c.get_total_flops() // 2
+    assert "FlopCounterMode" in str(_judged(Q7, count_macs_with_hooks=via_mode))
+    # in a real kernel the grader's patch of FlopCounterMode is not there: the watch that
+    # travels with the call refuses the module itself
+    recorder = Recorder([], modules=C.FLOP_COUNTERS)
+    with pytest.raises(CheckFailed, match="torch.utils.flop_counter"), \
+            from_spec(recorder.spec()):
+        via_mode(nn.Linear(2, 2), torch.ones(1, 2))

@@ -4,10 +4,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import judge_solution, judged_session
 
 from autograde import inventory
 from autograde.checks import lab03_architectures as C
 from autograde.checks.api import CheckFailed
+from autograde.judging.judge import judge_cell
 from efflib import models
 from efflib.graded import GradedAnswerError
 
@@ -282,11 +284,39 @@ def test_digit_model_rules():
         C.check_digit_model(untrained)
     with pytest.raises(CheckFailed, match="no nn.Conv2d"):
         C.check_digit_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
-    with pytest.raises(CheckFailed, match="trained nn.Module, got NoneType"):
+    with pytest.raises(CheckFailed, match="trained nn.Sequential.*got NoneType"):
         C.check_digit_model(None)
 
 
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab03_architectures")
-    assert (facts.judged_points, facts.auto_points) == (18, 27)
+    assert (facts.judged_points, facts.auto_points) == (21, 27)
+
+
+def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
+    verdicts = judge_solution("lab03_architectures", vars(solution))
+    assert "q11_digit_model_test" in verdicts
+    assert all(v == "" for v in verdicts.values()), verdicts
+
+
+Q11 = ("from autograde.checks.lab03_architectures import check_digit_model\n"
+       "check_digit_model(digit_model)")
+
+
+def test_a_digit_model_cannot_lie_about_its_size(solution):
+    """Judged in the grader, the model is rebuilt from its layers and tensors: methods the
+    student wrote, on the instance or in a subclass, count for nothing."""
+    big = nn.Sequential(nn.Conv2d(1, 300, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(300 * 64, 10))
+    big.parameters = lambda recurse=True: iter([torch.zeros(10)])  # "10 parameters"
+    assert sum(p.numel() for p in big.parameters()) == 10
+    _, error = judge_cell(Q11, judged_session({"digit_model": big}))
+    assert "195,010 parameters" in str(error), error
+
+    class Lying(nn.Sequential):
+        def parameters(self, recurse=True):
+            return iter([])
+    _, error = judge_cell(Q11, judged_session({"digit_model": Lying(*solution.digit_model)}))
+    assert "nn.Sequential built only from torch.nn layers" in str(error), error
+    assert "got Lying" in str(error)

@@ -5,10 +5,12 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+from conftest import judge_solution, judged_session
 
 from autograde import inventory
 from autograde.checks import lab04_pruning as C
 from autograde.checks.api import CheckFailed
+from autograde.judging.judge import judge_cell
 from efflib import models, prune, size
 from efflib.graded import GradedAnswerError
 
@@ -173,7 +175,55 @@ def test_pruned_model_rules():
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab04_pruning")
-    assert (facts.judged_points, facts.auto_points) == (7, 18)
+    assert (facts.judged_points, facts.auto_points) == (18, 18)
+
+
+def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
+    verdicts = judge_solution("lab04_pruning", vars(solution))
+    assert {"q2_prune_model_test", "q3_sensitivity_test", "q4_prune_finetune_test",
+            "q5_prune_channels_test"} <= set(verdicts)
+    assert all(v == "" for v in verdicts.values()), verdicts
+
+
+def _judged(check: str, **namespace) -> BaseException | None:
+    source = (f"from autograde.checks.lab04_pruning import {check}\n"
+              f"{check}({', '.join(namespace)})")
+    return judge_cell(source, judged_session(namespace))[1]
+
+
+def test_in_place_edits_come_back_from_the_kernel(solution):
+    """The model goes to the kernel as data; what the student's function did to it there
+    comes back, so a prune that does nothing or a scan that leaves layers pruned fails."""
+    def forgets_to_prune(model, sparsities):
+        masks = {}
+        for name, s in sparsities.items():
+            masks[name] = solution.magnitude_mask(
+                prune.prunable_layers(model)[name].weight.detach(), s)
+        return masks
+    error = _judged("check_prune_model", prune_model=forgets_to_prune,
+                    apply_masks=solution.apply_masks)
+    assert "nonzero weights" in str(error), error
+
+    def no_restore(model, score, sparsities, names):
+        out = solution.sensitivity_scan(model, score, sparsities, names)
+        with torch.no_grad():
+            next(iter(prune.prunable_layers(model).values())).weight.zero_()
+        return out
+    assert "not restored" in str(_judged("check_sensitivity_scan", sensitivity_scan=no_restore))
+
+
+def test_a_dense_model_cannot_hide_beside_a_pruned_one(solution):
+    """check_pruned_model tests the layers the model has, rebuilt from their data: a forward
+    swapped on the instance (to a dense model kept beside it) is not what is run."""
+    dense = solution.dense
+    fake = copy.deepcopy(dense)
+    with torch.no_grad():
+        for m in prune.prunable_layers(fake).values():
+            m.weight.zero_()
+    fake.forward = dense.forward  # runs the dense model in the kernel
+    assert "needs 95%" in str(_judged("check_pruned_model", pruned_model=fake))
+    fake.hidden = dense  # a dense copy kept beside the zeroed layers counts as layers
+    assert "the goal is at least 75%" in str(_judged("check_pruned_model", pruned_model=fake))
 
 
 def test_histogram_mistakes_fail(solution):

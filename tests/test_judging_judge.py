@@ -3,15 +3,15 @@
 The kernel side runs here in-process through a JSON round trip, so these tests need no
 kernel; tests/test_grading_grader.py runs the same path against real sandboxed kernels."""
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import judged_session
 
 from autograde.checks import lab01_layers
 from autograde.checks.api import CheckFailed
-from autograde.judging import judge, kernel_side, watch
+from autograde.judging import judge, watch
 from autograde.judging.judge import judged_checks
 from autograde.judging.values import JudgeError
 
@@ -36,17 +36,7 @@ def test_which_cells_are_judged():
 
 # --- judging a cell against an in-process "kernel" ------------------------------------
 
-def session_for(namespace: dict) -> judge.Session:
-    """A Session whose kernel is this process: every request and reply goes through JSON,
-    and the kernel side runs with judging switched off, as it would in the kernel."""
-    def ask(request):
-        request = json.loads(json.dumps(request))
-        watch._JUDGING.append(False)
-        try:
-            return json.loads(json.dumps(kernel_side.answer(request, namespace)))
-        finally:
-            watch._JUDGING.pop()
-    return judge.Session(ask)
+session_for = judged_session
 
 
 Q1 = ("from autograde.checks.lab01_layers import check_linear_forward\n"

@@ -56,6 +56,10 @@ def test_mount_plan_is_an_allow_list():
         assert steps[i + 1][:3] == ("mount", "-t", "tmpfs")
         assert f"size={Policy().disk_mb}m" in steps[i + 1][4]
     assert ("mount", "-t", "proc", "proc", root + "/proc") in steps
+    # code that lives under /tmp (a CI checkout) is shown inside the private /tmp, not
+    # covered by it
+    for path in policy.visible_code():
+        assert steps.index(("mkdir", root + path)) > steps.index(("mkdir", root + "/tmp"))
     hidden = [s[1] for s in steps if s[0] == "hide"]
     assert root + "/srv/course" in hidden and root + str(policy.REPO / "solutions") in hidden
     assert steps[-1] == ("chroot", root)

@@ -14,6 +14,9 @@ import io
 import re
 from collections.abc import Callable
 
+import torch.nn as nn
+
+from autograde.judging import layers
 from autograde.judging.values import CheckFailed, JudgeError
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode
@@ -82,6 +85,12 @@ class Session:
         if recorder is not None:
             called = answer.get("called", [])
             recorder.called.update(str(c)[:100] for c in called if isinstance(c, str))
+        after = answer.get("after")
+        for arg, state in zip(args, after if isinstance(after, list) else [], strict=False):
+            if isinstance(arg, nn.Module) and state is not None:  # changed in place there
+                theirs = decode(state)
+                if type(theirs) is type(arg):
+                    layers.sync(arg, theirs)
         return decode(answer.get("value"), self._ref)
 
 

@@ -7,6 +7,7 @@ with their results encoded by `judging.wire`. It decides nothing.
 
 import socket
 
+from autograde.judging.layers import is_layer_tree
 from autograde.judging.watch import from_spec
 from autograde.judging.wire import decode, encode, receive, send
 
@@ -41,6 +42,12 @@ def serve(path: str) -> None:
         sock.close()
 
 
+def _after(arg):
+    """A module argument as the call left it (changed in place?), for the grader to copy;
+    None for anything else, or a module that can no longer travel."""
+    return encode(arg) if is_layer_tree(arg) else None
+
+
 def answer(req: dict, namespace: dict) -> dict:
     """The reply to one request, run against the notebook's `namespace`."""
     try:
@@ -54,7 +61,8 @@ def answer(req: dict, namespace: dict) -> dict:
             with from_spec(req.get("watch")) as recorder:
                 value = fn(*args, **kwargs)
             called = sorted(recorder.called) if recorder is not None else []
-            return {"value": encode(value, _REFS), "called": called}
+            return {"value": encode(value, _REFS), "called": called,
+                    "after": [_after(a) for a in args]}
         raise ValueError(f"unknown request {req['op']!r}")
     except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt (a timeout) too
         return {"error": {"type": type(e).__name__, "message": str(e)[:2000]}}

@@ -26,9 +26,10 @@ class Recorder(TorchFunctionMode):
     """
 
     def __init__(self, forbidden: Sequence[object], why: str = "", topics: Sequence[str] = (),
-                 numpy: Sequence[str] = ()):
+                 numpy: Sequence[str] = (), modules: Sequence[str] = ()):
         super().__init__()
         self.numpy = set(numpy)  # names of NumPy / SciPy functions refused as well
+        self.modules = tuple(modules)  # Python modules none of whose functions may run
         self.why = why or ("this question asks you to write yourself from simpler "
                            "tensor operations.")
         self.names = {f for f in forbidden if isinstance(f, str)}
@@ -40,7 +41,7 @@ class Recorder(TorchFunctionMode):
         """The same watch as plain data, to send with a call into the student's kernel."""
         objects = [[f.__module__, f.__qualname__] for f in self.objects]
         return {"forbidden": sorted(self.names) + objects, "topics": self.topics,
-                "why": self.why, "numpy": sorted(self.numpy)}
+                "why": self.why, "numpy": sorted(self.numpy), "modules": list(self.modules)}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", repr(func))
@@ -70,9 +71,10 @@ def is_judging() -> bool:
 
 @contextlib.contextmanager
 def _numpy_watch(recorder: Recorder) -> Iterator[None]:
-    """Refuse calls of NumPy and SciPy functions named in `recorder.numpy`, however they were
-    imported or aliased: a profile hook sees every call by the function's own name."""
-    if not recorder.numpy:
+    """Refuse calls of NumPy and SciPy functions named in `recorder.numpy`, and of any
+    function of the modules in `recorder.modules`, however they were imported or aliased:
+    a profile hook sees every call by the function's own name and module."""
+    if not recorder.numpy and not recorder.modules:
         yield
         return
     called: set[str] = set()
@@ -86,6 +88,8 @@ def _numpy_watch(recorder: Recorder) -> Iterator[None]:
             return
         if name in recorder.numpy and module.startswith(NUMPY_MODULES):
             called.add(f"{module.split('.')[0]}'s {name}")
+        elif recorder.modules and module.startswith(recorder.modules):
+            called.add(f"{module} (its {name})")
 
     previous = sys.getprofile()
     sys.setprofile(hook)
@@ -106,10 +110,11 @@ NUMPY_MODULES = ("numpy", "scipy")
 
 @contextlib.contextmanager
 def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
-          why: str = "", numpy: Sequence[str] = ()) -> Iterator[Recorder]:
-    """Run student code with `forbidden` torch functions, efflib `topics` and the `numpy`
-    functions named refused."""
-    recorder = Recorder(forbidden, why, topics, numpy)
+          why: str = "", numpy: Sequence[str] = (),
+          modules: Sequence[str] = ()) -> Iterator[Recorder]:
+    """Run student code with `forbidden` torch functions, efflib `topics`, the `numpy`
+    functions named and every function of `modules` refused."""
+    recorder = Recorder(forbidden, why, topics, numpy, modules)
     _WATCHES.append(recorder)
     try:
         if is_judging():
@@ -130,7 +135,8 @@ def from_spec(spec: dict | None):
     if spec is None:
         return contextlib.nullcontext()
     forbidden = [f if isinstance(f, str) else _resolve(*f) for f in spec["forbidden"]]
-    return watch(forbidden, spec["topics"], spec["why"], spec.get("numpy", ()))
+    return watch(forbidden, spec["topics"], spec["why"], spec.get("numpy", ()),
+                 spec.get("modules", ()))
 
 
 def _resolve(module: str, qualname: str):

@@ -61,8 +61,8 @@ def encode(value, refs: dict | None = None, depth: int = 0):
     if layers.is_layer_tree(value):
         parts = layers.describe(value)
         return {"__t": "module", "cls": parts["cls"], "training": parts["training"],
-                **{k: encode(parts[k], None, depth + 1)
-                   for k in ("config", "params", "buffers", "children")}}
+                "hooks": parts["hooks"], **{k: encode(parts[k], None, depth + 1)
+                                            for k in ("config", "params", "buffers", "children")}}
     if refs is None:
         raise TypeError(f"{type(value).__name__} is not plain data")
     refs[id(value)] = value
@@ -117,7 +117,7 @@ def decode(obj, make_ref: Callable | None = None, depth: int = 0, _made: list | 
             raise JudgeError(f"more than {MAX_MODULES:,d} layers in one answer")
         parts = {k: decode(obj.get(k), None, depth + 1, made)
                  for k in ("config", "params", "buffers", "children")}
-        return layers.rebuild(name, obj.get("training"), **parts)
+        return layers.rebuild(name, obj.get("training"), **parts, hooks=obj.get("hooks", 0))
     if kind == "ref" and make_ref is not None:
         return make_ref(int(obj["id"]), str(obj.get("type", "object"))[:80],
                         bool(obj.get("callable")))

@@ -24,6 +24,7 @@ from autograde.sandbox.policy import (
     isolation_problem,
     kernel_env,
     mount_plan,
+    visible_code,
 )
 
 KERNEL_NAME = "efflab-sandbox"
@@ -117,6 +118,10 @@ def inside(connection_file: str) -> None:
     scratch = Path(os.environ["EFFLAB_SCRATCH"])
     for step in mount_plan(policy, scratch):
         _run_step(step)
+    missing = [p for p in [sys.executable, *visible_code(), str(scratch)]
+               if not os.path.exists(p)]
+    if missing:  # said on the launcher's stderr, which the grader reports
+        sys.exit(f"efflab sandbox: not visible inside the kernel's root: {', '.join(missing)}")
     os.chown(connection_file, NOBODY, NOBODY)
     joined = os.environ.get("EFFLAB_CGROUPS", "").split(",")
     for which, value in policy.rlimits(memory_cgroup="memory" in joined,

@@ -120,16 +120,18 @@ def mount_plan(policy: Policy, scratch: Path) -> list[tuple[str, ...]]:
             steps.append(("symlink", os.readlink(path), ROOT + path))
         elif os.path.isdir(path):
             steps += _bind(path, ROOT + path)
-    for path in visible_code():
-        steps += _bind(os.path.realpath(path), ROOT + path)
-    steps += [("hide", ROOT + path) for path in [*repository_secrets(), *policy.hide]]
-    steps += [("mkdir", ROOT + "/proc"), ("mount", "-t", "proc", "proc", ROOT + "/proc")]
-    steps += [*_tmpfs(ROOT + "/dev", 1, "0755")]
+    # the private writable places first: code that lives under /tmp (a CI checkout) is
+    # then shown inside them, not covered by them
+    steps += [*_tmpfs(ROOT + "/tmp", policy.disk_mb), *_tmpfs(ROOT + "/dev", 1, "0755")]
     for device in DEVICES:
         steps += [("touch", f"{ROOT}/dev/{device}"),
                   ("mount", "--bind", f"/dev/{device}", f"{ROOT}/dev/{device}")]
     steps += [("symlink", "/proc/self/fd", ROOT + "/dev/fd"),
-              *_tmpfs(ROOT + "/dev/shm", policy.disk_mb), *_tmpfs(ROOT + "/tmp", policy.disk_mb)]
+              *_tmpfs(ROOT + "/dev/shm", policy.disk_mb)]
+    for path in visible_code():
+        steps += _bind(os.path.realpath(path), ROOT + path)
+    steps += [("hide", ROOT + path) for path in [*repository_secrets(), *policy.hide]]
+    steps += [("mkdir", ROOT + "/proc"), ("mount", "-t", "proc", "proc", ROOT + "/proc")]
     steps += [*_bind(str(scratch), ROOT + str(scratch), writable=True), ("chroot", ROOT)]
     return steps
 

@@ -595,8 +595,10 @@ check_dirac_unit(dirac_unit, hidden=True)
 # Design a CNN for scikit-learn's 8x8 digits (`data.digits()`: 1,347 training and
 # 450 test images, input `(N, 1, 8, 8)`, 10 classes) with **at most 20,000
 # parameters** and train it with `train.fit` to **at least 95% test accuracy**.
-# Build it from `torch.nn` layers (efflib's `digit_cnn` has 24,058 parameters,
-# over budget anyway). Leave the trained model in `digit_model`. Keep
+# Build it as an `nn.Sequential` of `torch.nn` layers (Conv2d, BatchNorm2d, ReLU,
+# MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, ...): the grader rebuilds it from
+# its layers and weights and tests that copy (efflib's `digit_cnn` has 24,058
+# parameters, over budget anyway). Leave the trained model in `digit_model`. Keep
 # `fast_epochs` small: the grader trains with that many epochs, in seconds.
 
 # %% nbgrader={"grade": false, "grade_id": "q11_digit_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
