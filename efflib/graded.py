@@ -35,6 +35,8 @@ def reference(topic: str) -> Callable[[F], F]:
             return fn(*args, **kwargs)
 
         guarded.__efflib_topic__ = topic
+        # functools.wraps links the unguarded function; inspect.unwrap would hand it out
+        del guarded.__wrapped__
         return guarded  # type: ignore[return-value]
 
     return decorate

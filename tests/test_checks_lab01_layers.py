@@ -1,5 +1,7 @@
 """The Lab 01 checks accept the solution and reject wrong, lazy and hostile answers."""
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -206,6 +208,23 @@ def test_einsum_is_required(solution):
         C.check_conv2d_einsum(unfold_matmul)
 
 
+def test_switching_the_torch_function_layer_off_does_not_hide_a_forbidden_op(solution):
+    """torch._C.DisableTorchFunction skips the watch's function mode; the same refusal waits
+    at the dispatcher (F.pad arrives there as constant_pad_nd, F.conv2d as convolution)."""
+    def sneaky_pad(x, padding, mode):
+        with torch._C.DisableTorchFunction():
+            return F.pad(x, (padding,) * 4, mode={"zeros": "constant"}.get(mode, mode))
+    with pytest.raises(CheckFailed, match="pad"):
+        C.check_pad2d(sneaky_pad)
+
+    def sneaky_conv(x, w, b=None, stride=1, padding=0):
+        torch.einsum("i->i", torch.ones(1))  # "uses einsum"
+        with torch._C.DisableTorchFunction():
+            return F.conv2d(x, w, b, stride=stride, padding=padding)
+    with pytest.raises(CheckFailed, match="convolution"):
+        C.check_conv2d_einsum(sneaky_conv)
+
+
 @pytest.mark.parametrize("check,answer", [
     (C.check_conv_output_size, efflib.conv_output_size),
     (C.check_conv_output_size, lambda *a, **k: efflib.shapes.conv_output_size(*a, **k)),
@@ -214,6 +233,10 @@ def test_einsum_is_required(solution):
     (C.check_conv_transpose_output_size, efflib.conv_transpose_output_size),
     (C.check_receptive_field, efflib.receptive_field),
     (C.check_receptive_field, lambda layers: efflib.receptive_fields(layers)[-1]),
+    # the unguarded function is not one attribute away
+    (C.check_conv_output_size, getattr(efflib.conv_output_size, "__wrapped__",
+                                       efflib.conv_output_size)),
+    (C.check_conv_output_size, inspect.unwrap(efflib.conv_output_size)),
 ])
 def test_calling_efflib_reference_is_refused(check, answer):
     with pytest.raises(GradedAnswerError, match="yourself"):

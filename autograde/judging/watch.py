@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from autograde.judging.values import CheckFailed
 from efflib.graded import blocked
@@ -48,6 +49,22 @@ class Recorder(TorchFunctionMode):
         self.called.add(name)
         if name in self.names or any(func is f for f in self.objects):
             raise CheckFailed(f"your code calls torch's {name}, which {self.why}")
+        return func(*args, **(kwargs or {}))
+
+
+class DispatchGuard(TorchDispatchMode):
+    """The recorder's refusals one level down, at PyTorch's dispatcher, by aten op name: an
+    answer that switches the torch-function layer off (torch._C.DisableTorchFunction)
+    still meets them (F.pad arrives here as constant_pad_nd, F.conv2d as convolution)."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.recorder.names:
+            raise CheckFailed(f"your code calls torch's {name}, which {self.recorder.why}")
         return func(*args, **(kwargs or {}))
 
 
@@ -120,7 +137,8 @@ def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
         if is_judging():
             yield recorder  # applied in the kernel, around each call (from_spec)
         else:
-            with blocked(*topics), recorder, _numpy_watch(recorder):
+            guard = DispatchGuard(recorder) if recorder.names else contextlib.nullcontext()
+            with blocked(*topics), recorder, guard, _numpy_watch(recorder):
                 yield recorder
     finally:
         _WATCHES.pop()
