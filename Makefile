@@ -70,6 +70,7 @@ bench: setup-dev
 	$(PY) bench/quant_int8.py
 	$(PY) bench/loops.py
 	$(PY) bench/grade_speed.py
+	$(PY) bench/grade_cluster.py
 
 clean:
 	rm -rf build .pytest_cache gradebook.db

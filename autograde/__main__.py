@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--disk-mb", type=int, default=512,
                          help="per student kernel: size of its scratch folder, /tmp and "
                               "/dev/shm (each a tmpfs, counted in its memory)")
+    p_grade.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                         help="grade on this Dask scheduler's workers (default: a local "
+                              "pool of --workers processes)")
     p_grade.add_argument("--fresh", action="store_true",
                          help="forget earlier runs of this lab (default: resume them)")
     p_readme = sub.add_parser("readme", help="regenerate the README's generated blocks")
@@ -110,7 +113,8 @@ def grade(args) -> int:
     course = args.course or build.ROOT / "grading" / args.lab
     try:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
-                        args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb)
+                        args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb,
+                        scheduler=args.scheduler)
         if args.fresh:
             grader.journal.forget()
         grader.run(args.submissions)

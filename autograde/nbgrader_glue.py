@@ -57,11 +57,11 @@ class GradingSettings:
     disk_mb: int = 512
 
 
-def grading_config(s: GradingSettings, execute: type, feedback: list[type],
-                   template: tuple[str, str] | None = None) -> Config:
+def grading_config(s: GradingSettings, execute: type, feedback: list[type]) -> Config:
     """nbgrader's settings for a grading folder: `execute` runs the notebook in place of
     nbgrader's Execute step, `feedback` are the preprocessors that shape what students see
-    of it (after nbgrader has read the grades), `template` the (folder, name) of the page."""
+    of it (after nbgrader has read the grades). The feedback page's template is not among
+    them: the formgrader reads this file too and must keep its own (`feedback.page_args`)."""
     c = Config()
     c.CourseDirectory.root = str(s.root)
     c.CourseDirectory.source_directory = "source"
@@ -83,9 +83,6 @@ def grading_config(s: GradingSettings, execute: type, feedback: list[type],
     c.HTMLExporter.sanitize_html = True
     c.HTMLExporter.filters = {name: f"autograde.grading.sanitize.{name}"
                               for name in ("markdown2html", "clean_html")}
-    if template is not None:
-        c.HTMLExporter.extra_template_basedirs = [template[0]]
-        c.HTMLExporter.template_name = template[1]
     return c
 
 

@@ -15,8 +15,7 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
     settings = glue.GradingSettings(tmp_path, f"sqlite:///{tmp_path}/gb.db", cell_timeout=7,
                                     notebook_timeout=99, memory_mb=321, judge=False,
                                     disk_mb=77)
-    config = glue.grading_config(settings, SandboxedExecute, [ShortTracebacks],
-                                 (str(tmp_path), "efflab_feedback"))
+    config = glue.grading_config(settings, SandboxedExecute, [ShortTracebacks])
     glue.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
@@ -31,8 +30,12 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
         "autograde.grading.executor.SandboxedExecute"
     assert "autograde.grading.feedback.ShortTracebacks" in \
         loaded.GenerateFeedback.preprocessors
-    assert loaded.HTMLExporter.template_name == "efflab_feedback"
-    assert loaded.HTMLExporter.extra_template_basedirs == [str(tmp_path)]
+    # the formgrader reads this file too: the feedback page's template is not in it (it
+    # would replace the formgrader's own and break its submission pages), the safe
+    # rendering is
+    assert "template_name" not in loaded.HTMLExporter
+    assert loaded.HTMLExporter.sanitize_html is True
+    assert loaded.HTMLExporter.filters["markdown2html"].startswith("autograde.grading.sanitize")
     assert os.path.basename(glue.CONFIG_FILE) in os.listdir(Path(tmp_path))
 
 

@@ -25,6 +25,13 @@ _HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\..*?)\s*(\(\d.*\))?\s*$", re.M)
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 
 
+def page_args() -> list[str]:
+    """Command-line settings of `nbgrader generate_feedback` for efflab's page (given there,
+    not in the grading folder's config, which the formgrader reads for its own pages)."""
+    return [f"--HTMLExporter.template_name={TEMPLATE}",
+            f"--HTMLExporter.extra_template_basedirs={TEMPLATES}"]
+
+
 class ShortTracebacks(NbGraderPreprocessor):
     """In feedback, a failed test cell's error is its one-line message."""
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
 from autograde.grading import feedback, workers
+from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
@@ -36,7 +37,7 @@ class Grader:
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
                  cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
-                 judge: bool = True, disk_mb: int = 512):
+                 judge: bool = True, disk_mb: int = 512, scheduler: str | None = None):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
@@ -44,9 +45,12 @@ class Grader:
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = GradingSettings(self.course, self.db_url, cell_timeout,
                                         notebook_timeout, memory_mb, judge, disk_mb)
+        self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
         self.config = nbgrader_glue.grading_config(
-            self.settings, SandboxedExecute, [ShortTracebacks, QuestionTitles, MathML],
-            (str(feedback.TEMPLATES), feedback.TEMPLATE))
+            self.settings, ClusterExecute if scheduler else SandboxedExecute,
+            [ShortTracebacks, QuestionTitles, MathML])
+        if scheduler:
+            self.config.ClusterExecute.scheduler = scheduler
 
     def env(self) -> dict[str, str]:
         """What nbgrader and its kernels need on top of nbgrader_glue.env()."""
@@ -123,7 +127,7 @@ class Grader:
         self.intake(subs)
         todo = [s for s in subs if not self.journal.done(s.student, s.digest)]
         if any(s.notebook is not None for s in todo):
-            preflight(self.config, self.env(), self.course)
+            preflight(self.config, self.env(), self.course, self.scheduler)
         changed = sum(self.journal.done(s.student) for s in todo)
         if len(todo) < len(subs):
             print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
@@ -187,7 +191,7 @@ def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]
     results = [grader.journal.read(s.student) for s in subs]
     if any((grader.course / "autograded").glob(f"*/{grader.lab}")):
         try:
-            grader.nbgrader("generate_feedback", grader.lab, "--force")
+            grader.nbgrader("generate_feedback", grader.lab, "--force", *feedback.page_args())
         except NbgraderError as e:  # grades are safe in the gradebook either way
             print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
     scores, ids = nbgrader_glue.scores(grader.db_url, grader.lab, [r.student for r in results])

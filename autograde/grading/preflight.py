@@ -9,6 +9,7 @@ import os
 
 from nbformat.v4 import new_code_cell, new_notebook
 
+from autograde.grading.cluster import ClusterExecute, ClusterUnreachable
 from autograde.grading.executor import KernelStartError, SandboxedExecute
 
 
@@ -16,16 +17,19 @@ class SandboxError(RuntimeError):
     """Kernels cannot be started here at all: grading stops before anyone is scored."""
 
 
-def preflight(config, env: dict[str, str], course) -> None:
+def preflight(config, env: dict[str, str], course, scheduler: str | None = None) -> None:
     """Run `import efflib, torch` in a sandboxed kernel set up as the grading folder's
-    `config` and `env` say; raise SandboxError with the reason when it cannot."""
+    `config` and `env` say, here or on the Dask cluster at `scheduler`; raise SandboxError
+    with the reason when it cannot."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     nb = new_notebook(cells=[new_code_cell("import efflib, torch")])
+    execute = (SandboxedExecute(config=config, probe=False) if scheduler is None
+               else ClusterExecute(config=config))
     try:
-        nb, _ = SandboxedExecute(config=config, probe=False).preprocess(
+        nb, _ = execute.preprocess(
             nb, {"nbgrader": {"student": "preflight"}, "metadata": {"path": str(course)}})
-    except KernelStartError as e:
+    except (KernelStartError, ClusterUnreachable) as e:
         raise SandboxError(f"{e}; nobody was graded") from None
     finally:
         for k, v in saved.items():

@@ -1,0 +1,102 @@
+"""Grading on a Dask cluster: each student's notebook runs as one task on a worker.
+
+The grading folder stays on the instructor's machine: intake, nbgrader's own
+steps, the gradebook, the journal and feedback. Only the Execute step travels:
+a task gets the notebook as nbgrader prepared it (locked and test cells restored
+from the gradebook, hidden tests included) with the executor's settings, runs it
+in a sandboxed kernel on the worker, judges the test cells in the worker's own
+process, and returns the executed notebook as JSON. The one writer of grades is
+the grader that submitted the task.
+
+A worker needs efflib and autograde installed (the checks) and, for the sandbox,
+Linux and root; never the gradebook, its credentials, the solutions or the
+grading folder. Start workers with `--nthreads 1`: one kernel at a time per
+worker process (use `--nworkers` for more).
+"""
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool, Integer, Unicode
+
+_CLIENTS: dict[str, object] = {}
+_ON_WORKER = threading.Lock()  # one notebook at a time per worker process
+_WORKER_READY: list[str] = []
+
+
+class ClusterUnreachable(RuntimeError):
+    """The Dask scheduler named on the command line does not answer."""
+
+
+def client(address: str, timeout: float = 20):
+    """This process's client of the scheduler at `address` (made once)."""
+    if address not in _CLIENTS:
+        from distributed import Client
+
+        try:
+            _CLIENTS[address] = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise ClusterUnreachable(f"cannot reach the Dask scheduler at {address}: "
+                                     f"{type(e).__name__}: {e}") from None
+    return _CLIENTS[address]
+
+
+def settings_of(pre) -> dict:
+    """The executor settings a task carries (the grading folder's, from its config)."""
+    return {"timeout": pre.timeout, "notebook_timeout": pre.notebook_timeout,
+            "memory_mb": pre.memory_mb, "disk_mb": pre.disk_mb, "judge": pre.judge}
+
+
+class ClusterExecute(NbGraderPreprocessor):
+    """nbgrader's Execute step, done by a task on the Dask cluster at `scheduler`."""
+
+    scheduler = Unicode("", help="Address of the Dask scheduler (tcp://HOST:8786)").tag(
+        config=True)
+    timeout = Integer(60, help="Seconds per cell").tag(config=True)
+    notebook_timeout = Integer(600, help="Wall-clock seconds for the whole notebook").tag(
+        config=True)
+    memory_mb = Integer(3072, help="Memory limit of the kernel (MB)").tag(config=True)
+    disk_mb = Integer(512, help="Size of the kernel's writable places (MB)").tag(config=True)
+    judge = Bool(True, help="Judge test cells outside the kernel").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        student = resources.get("nbgrader", {}).get("student", "student")
+        future = client(self.scheduler).submit(
+            execute_notebook, nbformat.writes(nb), settings_of(self), student, pure=False)
+        # a worker that dies mid-task has the task rerun elsewhere by the scheduler; the
+        # result is recorded once, here, whichever worker produced it
+        return nbformat.reads(future.result(), as_version=4), resources
+
+
+def _prepare_worker() -> None:
+    """Before each task: the sandbox's kernelspec (made once per worker process), and what
+    a worker killed on this machine left behind reaped (kernels, cgroups, scratch mounts)."""
+    from autograde.sandbox import cleanup
+    from autograde.sandbox.kernel import write_kernelspec
+
+    if not _WORKER_READY:
+        jupyter = tempfile.mkdtemp(prefix="efflab-dask-jupyter-")
+        write_kernelspec(Path(jupyter))
+        os.environ["JUPYTER_PATH"] = jupyter
+        os.environ["EFFLAB_GRADER_PID"] = str(os.getpid())
+        _WORKER_READY.append(jupyter)
+    cleanup.reap_orphans()
+    cleanup.remove_stale_scratch()
+
+
+def execute_notebook(nb_json: str, settings: dict, student: str) -> str:
+    """On a worker: the notebook executed in a sandboxed kernel, its test cells judged here."""
+    from autograde.grading.executor import SandboxedExecute
+
+    with _ON_WORKER:
+        _prepare_worker()
+        with tempfile.TemporaryDirectory(prefix="efflab-dask-course-") as course:
+            os.environ["EFFLAB_COURSE_ROOT"] = course
+            nb, _ = SandboxedExecute(**settings).preprocess(
+                nbformat.reads(nb_json, as_version=4),
+                {"nbgrader": {"student": student}, "metadata": {"path": course}})
+    return nbformat.writes(nb)
