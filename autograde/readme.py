@@ -73,13 +73,14 @@ def measured_block() -> str:
                      f"workers {g['parallel_s']:g} s ({g['speedup']:g}x; goal 1.8x); "
                      f"{_conditions(grading)}.")
     if cluster := _bench("grade_cluster"):
-        c = cluster["figures"]
+        c, none = cluster["figures"], " (none measurable)"
         lines.append(f"- Grading {c['students']} x {c['lab']} on Dask distributed (a LocalCluster "
                      f"on this machine, `--nthreads 1` workers): 1 worker {c['dask1_s']:g} s "
                      f"({c['per_minute']['1']:g} students/min), 2 workers {c['dask2_s']:g} s "
                      f"({c['per_minute']['2']:g} students/min); the local pool of 2 workers "
-                     f"{c['local_s']:g} s, so Dask costs {c['overhead_s_per_student']:+g} s "
-                     f"per student; {_conditions(cluster)}.")
+                     f"{c['local_s']:g} s, so Dask adds {c['overhead_s_per_student']:+g} s "
+                     f"per student{none if c['overhead_s_per_student'] <= 0 else ''}; "
+                     f"{_conditions(cluster)}.")
     if quant := _bench("quant_int8"):
         q = quant["figures"]
         lines.append(

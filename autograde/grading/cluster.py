@@ -45,6 +45,13 @@ def client(address: str, timeout: float = 20):
     return _CLIENTS[address]
 
 
+def close_client(address: str) -> None:
+    """Let go of this process's client of `address` (after a run)."""
+    c = _CLIENTS.pop(address, None)
+    if c is not None:
+        c.close()
+
+
 def settings_of(pre) -> dict:
     """The executor settings a task carries (the grading folder's, from its config)."""
     return {"timeout": pre.timeout, "notebook_timeout": pre.notebook_timeout,

@@ -18,7 +18,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import feedback, workers
+from autograde.grading import cluster, feedback, workers
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
@@ -148,6 +148,8 @@ class Grader:
             for sub in again:  # one at a time, nothing else running
                 self.grade_one(sub, pool, alone=True)
                 bar.update()
+        if self.scheduler:
+            cluster.close_client(self.scheduler)  # the preflight's, in this process
         self.timings = {"autograde": time.monotonic() - start}
         start = time.monotonic()
         results = feedback_and_reports(self, subs)
