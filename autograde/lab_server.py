@@ -4,8 +4,8 @@ Students get nbgrader's Validate button and nothing of the instructor's side:
 the formgrader, the assignment and course lists (which need an exchange folder
 this course does not use) and "Create Assignment" are switched off, in the
 browser and on the server, by the server's own Jupyter config folder, whose
-custom.css also makes Validate list one line per failed check. The instructor's
-formgrader is `python -m autograde formgrader LAB`.
+custom.css and a server extension (autograde.validation) make Validate say one line
+per question. The instructor's formgrader is `python -m autograde formgrader LAB`.
 The URL is printed last, once the server answers.
 """
 
@@ -26,12 +26,14 @@ CONFIG = build.ROOT / "build" / "jupyter"
 STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
 STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
-# three blocks per failure; keep the error, which names the question, one line each
+# three blocks per failure; keep the errors: the first holds one line per question
+# (autograde.validation), the others are empty
 VALIDATE_CSS = """\
 .validation-failed > div:nth-child(3n+1), .validation-failed > div:nth-child(3n+2) {
   display: none;
 }
 .validation-failed pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 2px 0; }
+.validation-failed pre:empty, .validation-failed div:has(> pre:empty) { display: none; }
 """
 
 
@@ -42,6 +44,7 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
     student = mode == "student"
     server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
     server["nbgrader.server_extensions.validate_assignment"] = True
+    server["autograde.validation"] = student  # Validate says one line per question
     (folder / "custom").mkdir(exist_ok=True)
     (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)
     (folder / "jupyter_server_config.json").write_text(json.dumps({

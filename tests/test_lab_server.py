@@ -57,6 +57,18 @@ def test_jupyterlab_serves_work_with_validate_only(tmp_path):
             get(f"{base}/formgrader", token)
         assert e.value.code == 404
         assert b"validation-failed" in get(f"{base}/custom/custom.css", token)
+        # the Validate button's request, as the dialog makes it, on the untouched Lab 01
+        req = urllib.request.Request(
+            f"{base}/assignments/validate", method="POST",
+            data=json.dumps({"path": "lab01_layers/lab01_layers.ipynb"}).encode(),
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            result = json.loads(resp.read())
+        failed = result["value"]["failed"]
+        lines = failed[0]["raw_error"].splitlines()  # one line per question, then nothing
+        assert lines[0] == "✗ Q1. Linear layer: not answered yet", lines
+        assert len(lines) == 9 and all(line.startswith("✗ Q") for line in lines), lines
+        assert all(f["raw_error"] == "" for f in failed[1:])
         assert not (build.ROOT / "gradebook.db").exists()
 
 

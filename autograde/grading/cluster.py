@@ -23,6 +23,15 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
+from autograde.grading.executor import SandboxedExecute
+from autograde.sandbox import cleanup
+from autograde.sandbox.kernel import write_kernelspec
+
+try:  # the `cluster` extra: only an instructor who names a scheduler needs it
+    from distributed import Client
+except ImportError:
+    Client = None
+
 _CLIENTS: dict[str, object] = {}
 _ON_WORKER = threading.Lock()  # one notebook at a time per worker process
 _WORKER_READY: list[str] = []
@@ -35,8 +44,9 @@ class ClusterUnreachable(RuntimeError):
 def client(address: str, timeout: float = 20):
     """This process's client of the scheduler at `address` (made once)."""
     if address not in _CLIENTS:
-        from distributed import Client
-
+        if Client is None:
+            raise ClusterUnreachable("grading on a Dask cluster needs the `cluster` extra: "
+                                     "pip install -e '.[cluster]'")
         try:
             _CLIENTS[address] = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -82,9 +92,6 @@ class ClusterExecute(NbGraderPreprocessor):
 def _prepare_worker() -> None:
     """Before each task: the sandbox's kernelspec (made once per worker process), and what
     a worker killed on this machine left behind reaped (kernels, cgroups, scratch mounts)."""
-    from autograde.sandbox import cleanup
-    from autograde.sandbox.kernel import write_kernelspec
-
     if not _WORKER_READY:
         jupyter = tempfile.mkdtemp(prefix="efflab-dask-jupyter-")
         write_kernelspec(Path(jupyter))
@@ -97,8 +104,6 @@ def _prepare_worker() -> None:
 
 def execute_notebook(nb_json: str, settings: dict, student: str) -> str:
     """On a worker: the notebook executed in a sandboxed kernel, its test cells judged here."""
-    from autograde.grading.executor import SandboxedExecute
-
     with _ON_WORKER:
         _prepare_worker()
         with tempfile.TemporaryDirectory(prefix="efflab-dask-course-") as course:

@@ -1,0 +1,95 @@
+"""What a student's Validate button says: one line per question, passed or not.
+
+nbgrader's Validate dialog lists each failed test cell (its source, then its
+error), and says nothing of the questions that pass. `QuestionSummary` runs last
+among the Validator's steps in the student's JupyterLab: this module is also a
+Jupyter server extension, enabled there by `lab_server`, that hands nbgrader's
+Validate handler a `SummarizingValidator`. It puts one line per question into
+the first failed cell's error: passed, not answered yet, failed with the check's
+message, or a written answer for a person to grade. It empties the other failed
+cells' errors, which the dialog's CSS then hides. Grading never runs it.
+"""
+
+import re
+
+from nbgrader import utils
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute, NbGraderPreprocessor
+from nbgrader.server_extensions.validate_assignment import handlers
+from nbgrader.validator import Validator
+from traitlets import List
+
+_HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _status(cell) -> str:
+    """One test cell's verdict: "passed", "not answered yet" or "failed: MESSAGE"."""
+    errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+    if not errors:
+        return "passed"
+    error = errors[0]
+    message = _ANSI.sub("", str(error.evalue)).splitlines()[0] if error.evalue else ""
+    if error.ename == "NotImplementedError" or "not implemented yet" in message:
+        return "not answered yet"
+    return f"failed: {message[:300] or error.ename}"
+
+
+def summary(nb) -> list[str]:
+    """One line per question of an executed notebook, in the notebook's order."""
+    verdicts: dict[str, list[str]] = {}
+    title = "Before the questions"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and (m := _HEADING.search(cell.source)):
+            title = m.group(1)
+        if not utils.is_grade(cell):
+            continue
+        if cell.cell_type == "code":
+            verdicts.setdefault(title, []).append(_status(cell))
+        else:
+            score, _ = utils.determine_grade(cell)
+            verdicts.setdefault(title, []).append(
+                "not answered yet" if score == 0 else "written answer, graded by a person")
+    lines = []
+    for title, found in verdicts.items():
+        worst = next((v for v in found if v.startswith("failed")), None) or next(
+            (v for v in found if v != "passed"), "passed")
+        mark = {"passed": "✓"}.get(worst, "·" if "person" in worst else "✗")
+        lines.append(f"{mark} {title}: {worst}")
+    return lines
+
+
+class QuestionSummary(NbGraderPreprocessor):
+    """The last of the Validator's steps: the per-question lines in the first failure."""
+
+    def preprocess(self, nb, resources):
+        failed = [c for c in nb.cells if utils.is_grade(c) and c.cell_type == "code"
+                  and any(o.output_type == "error" for o in c.get("outputs", []))]
+        if not failed:
+            return nb, resources  # nothing failed: nbgrader's own "Success!" (or the
+            # unanswered written question) says it
+        lines = summary(nb)
+        for cell in failed:
+            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
+            for out in cell.outputs:
+                if out.output_type == "error":
+                    out.traceback = lines if cell is failed[0] else []
+        for cell in nb.cells:  # already a line above: not listed again on its own
+            if utils.is_grade(cell) and cell.cell_type == "markdown":
+                cell.source += "\n"
+        return nb, resources
+
+
+class SummarizingValidator(Validator):
+    """nbgrader's Validator with the per-question summary as its last step."""
+
+    preprocessors = List([CheckCellMetadata, ClearOutput, Execute, QuestionSummary])
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "autograde.validation"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """In the student's JupyterLab: the Validate button's handler validates with the
+    summary (nbgrader's `Validator.preprocessors` is not configurable)."""
+    handlers.Validator = SummarizingValidator

@@ -1,0 +1,57 @@
+"""autograde.validation: Validate's dialog says one line per question, passed or not."""
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbgrader.utils import compute_checksum
+
+from autograde.nbgrader_glue import error_output
+from autograde.validation import QuestionSummary, summary
+
+
+def _test_cell(grade_id: str, *outputs):
+    cell = new_code_cell(f"check_{grade_id}()", metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": True, "points": 1, "grade_id": grade_id,
+        "schema_version": 3}})
+    cell.outputs = list(outputs)
+    return cell
+
+
+def _notebook():
+    reflection = new_markdown_cell("YOUR ANSWER HERE", metadata={"nbgrader": {
+        "grade": True, "solution": True, "locked": False, "points": 2,
+        "grade_id": "q4_reflection", "schema_version": 3}})
+    reflection.metadata.nbgrader["checksum"] = compute_checksum(reflection)
+    return new_notebook(cells=[
+        new_markdown_cell("## Q1. Linear layer (3 points)"),
+        _test_cell("q1_a_test"),
+        _test_cell("q1_b_test", new_output("stream", name="stdout", text="ok\n")),
+        new_markdown_cell("## Q2. Padding (2 points)"),
+        _test_cell("q2_test", error_output("CheckFailed", "pad2d(x, 1): expected (1, 1, 5, 5), "
+                                                          "got (1, 1, 3, 3)\nmore")),
+        new_markdown_cell("## Q3. Pooling (2 points)"),
+        _test_cell("q3_a_test"),
+        _test_cell("q3_b_test", error_output("CheckFailed", "max_pool: not implemented yet")),
+        new_markdown_cell("## Q4. Reflection (2 points)"), reflection,
+    ])
+
+
+def test_one_line_per_question():
+    assert summary(_notebook()) == [
+        "✓ Q1. Linear layer: passed",
+        "✗ Q2. Padding: failed: pad2d(x, 1): expected (1, 1, 5, 5), got (1, 1, 3, 3)",
+        "✗ Q3. Pooling: not answered yet",
+        "✗ Q4. Reflection: not answered yet",
+    ]
+
+
+def test_the_lines_take_the_first_failures_place_and_the_rest_stay_quiet():
+    nb, _ = QuestionSummary().preprocess(_notebook(), {})
+    failed = [c for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert failed[0].outputs[0].traceback == summary(_notebook())
+    assert failed[1].outputs[0].traceback == []
+    nbformat.validate(nb)
+    passing = _notebook()
+    for cell in passing.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    assert QuestionSummary().preprocess(passing, {})[0] == passing  # nbgrader's "Success!"
