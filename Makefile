@@ -69,6 +69,7 @@ bench: setup-dev
 	$(PY) bench/profiler_overhead.py
 	$(PY) bench/quant_int8.py
 	$(PY) bench/loops.py
+	$(PY) bench/beyond_compression.py
 	$(PY) bench/grade_speed.py
 	$(PY) bench/grade_cluster.py
 

@@ -102,7 +102,34 @@ def measured_block() -> str:
             + ", ".join(f"{name} {v:,d} images/s" for name, v in ips.items())
             + " (the C program reads its images from a file, process start included)"
             + f"; {_conditions(conv)}.")
+    if beyond := _bench("beyond_compression"):
+        lines.append(_beyond_line(beyond))
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
+
+
+def _beyond_line(result: dict) -> str:
+    """Lab 07's figures: distillation, early exit, search and capstone."""
+    b = result["figures"]
+    hard, soft = b["distillation"]["hard labels"], b["distillation"]["distilled"]
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    exits = {t: (rate, acc, macs) for t, rate, acc, macs in b["early_exit"]}
+    full, some = exits[1.01], exits[0.9]
+    s, c = b["search"], b["capstone"]
+    arch = ", ".join(f"{k} {v}" for k, v in s["best"].items())
+    return (f"- Lab 07's solution: a 2,410-parameter student from 100 labelled images reaches "
+            f"{mean(hard):.1%} test accuracy on hard labels and {mean(soft):.1%} distilled "
+            f"from a {b['teacher_accuracy']:.1%} teacher (three seeds each, every distilled "
+            f"run above every hard-label one: {min(soft):.1%} against {max(hard):.1%}); the "
+            f"early exit at threshold 0.9 lets {some[0]:.0%} of the test images stop early, "
+            f"for {some[1]:.1%} accuracy at {some[2]:,d} MACs per image on average against "
+            f"{full[1]:.1%} at {full[2]:,d} without exits; whole networks take "
+            f"{b['table_ratio']:g}x the batch-1 latency the per-layer table predicts (median "
+            f"of a sample); the random "
+            f"search trained {s['candidates']} of the candidates within the limits and found "
+            f"{arch} ({s['macs']:,d} MACs, {s['accuracy']:.1%} after 3 epochs); the "
+            f"capstone model stores in {c['bytes']:,.0f} B (8-bit weights), reaches "
+            f"{c['acc']:.1%} and runs in {c['ms']:.3f} ms at batch 1, with "
+            f"{c['macs']:,.0f} MACs; {_conditions(result)}.")
 
 
 BLOCKS = {"labs": labs_block, "measured": measured_block}

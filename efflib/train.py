@@ -55,7 +55,9 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
         lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0,
         device: torch.device | str | None = None,
         after_step: Callable[[nn.Module], None] | None = None, fast_epochs: int | None = None,
-        progress: bool = True) -> History:
+        progress: bool = True,
+        loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        ) -> History:
     """Train with Adam and a cosine schedule; evaluate on `test` after every epoch.
 
     Args:
@@ -70,6 +72,9 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
         fast_epochs: the number of epochs used instead while nbgrader executes the
             notebook (environment variable NBGRADER_EXECUTION set), to keep grading quick.
         progress: show a tqdm bar over the batches of all epochs.
+        loss: `loss(model, x, y)` returning the batch's loss to minimise, for training
+            that needs more than the model's output (a teacher's logits, several exits);
+            default: cross-entropy of `model(x)` against `y`.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -91,14 +96,17 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
         total, count = 0.0, 0
         for x, y in train:
             x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x), y)
+            value = F.cross_entropy(model(x), y) if loss is None else loss(model, x, y)
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                raise TypeError("loss(model, x, y) must return a scalar tensor, got "
+                                f"{getattr(value, 'shape', type(value).__name__)}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
             sched.step()
             if after_step is not None:
                 after_step(model)
-            total, count = total + loss.item() * len(y), count + len(y)
+            total, count = total + value.item() * len(y), count + len(y)
             bar.update()
         hist.train_loss.append(total / count)
         if test is not None:

@@ -96,3 +96,24 @@ def test_evaluate_counts_correct_predictions():
     assert train.evaluate(Oracle(), loader, "cpu") == 0.75
     with pytest.raises(ValueError, match="epochs"):
         train.fit(Oracle(), loader, epochs=0)
+
+
+def test_a_custom_loss_gets_the_model_and_the_batch(loaders):
+    seen = []
+
+    def loss(model, x, y):
+        seen.append((x.shape[0], y.shape[0]))
+        return (model(x) ** 2).mean()  # drives every logit to zero
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    train.fit(model, loaders.train, None, epochs=2, loss=loss, progress=False)
+    assert len(seen) == 2 * len(loaders.train) and seen[0][0] == seen[0][1]
+    x, _ = next(iter(loaders.test))
+    with torch.no_grad():
+        assert model(x).abs().mean() < 0.2  # it minimised that loss, not cross-entropy
+
+
+def test_a_loss_that_is_not_a_scalar_is_refused(loaders):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(TypeError, match="scalar tensor"):
+        train.fit(model, loaders.train, None, epochs=1, progress=False,
+                  loss=lambda m, x, y: nn.functional.cross_entropy(m(x), y, reduction="none"))

@@ -143,3 +143,12 @@ def test_bad_arguments_name_the_problem(bad):
 def test_factories_are_keyword_only():
     with pytest.raises(TypeError):
         models.shufflenet_v2(1.0)
+
+
+def test_early_exit_cnn_exits_and_full_path():
+    model = models.early_exit_cnn(width=4).eval()
+    x = torch.randn(3, 1, 8, 8)
+    early, final = model.exits(x)
+    assert early.shape == final.shape == (3, 10)
+    assert torch.equal(final, model(x))
+    assert torch.equal(early, model.exit1(model.block1(x)))

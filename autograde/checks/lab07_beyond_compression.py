@@ -1,0 +1,324 @@
+"""Checks for Lab 07, beyond compression: distillation, early exits, a tiny NAS, the capstone.
+
+The distillation loss is held against torch's own KL divergence and cross-entropy
+(which the answer may not call for the soft part); the early exit against the two
+classifiers run in the grader, with a counting layer that sees which images went on;
+the latency predictor against efflib.nas; the Pareto front against its definition;
+the capstone model is rebuilt in the grader from its layers and measured there.
+"""
+
+import math
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograde.checks.api import (
+    as_float,
+    as_int,
+    as_plain_tensor,
+    call,
+    expect_close,
+    expect_int,
+    fail,
+    fmt_call,
+    is_layer_tree,
+    rng,
+    torch_gen,
+    watch,
+)
+from efflib import models, nas
+from efflib.data import digits
+from efflib.latency import NoisyMeasurement, measure_latency
+from efflib.size import tensor_bits
+from efflib.train import evaluate
+
+TOPICS = ("latency_predictor",)
+
+
+# --- Q1. The distillation loss --------------------------------------------------------
+
+def reference_distillation(student, teacher, labels, T: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE."""
+    soft = F.kl_div(F.log_softmax(student / T, 1), F.log_softmax(teacher / T, 1),
+                    reduction="batchmean", log_target=True)
+    return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student, labels)
+
+
+def check_distillation_loss(fn, hidden: bool = False) -> None:
+    """The loss on random logits at several temperatures and weights, KL written by hand."""
+    r = rng(hidden, "distillation")
+    cases = [(4, 10, 1.0, 0.0), (4, 10, 4.0, 1.0), (8, 10, 4.0, 0.9), (3, 5, 2.0, 0.5)]
+    cases += [(r.randint(1, 32), r.randint(2, 20), round(r.uniform(0.5, 10), 2),
+               round(r.random(), 2)) for _ in range(8 if hidden else 2)]
+    for n, classes, T, alpha in cases:
+        g = torch_gen(r)
+        s, t = torch.randn(n, classes, generator=g) * 3, torch.randn(n, classes, generator=g) * 3
+        y = torch.randint(0, classes, (n,), generator=g)
+        case = fmt_call("distillation_loss", s, t, y, T=T, alpha=alpha)
+        with watch(forbidden=("kl_div",), topics=TOPICS,
+                   why="write the soft-target term from log_softmax"):
+            got = call(fn, case, s.clone(), t.clone(), y.clone(), T=T, alpha=alpha)
+        got_t = as_plain_tensor(got, case) if isinstance(got, torch.Tensor) else None
+        if got_t is not None and got_t.numel() != 1:
+            fail(f"{case}: expected one number (the batch mean), got shape {tuple(got_t.shape)}")
+        expect_close(torch.tensor(as_float(got, case)),
+                     reference_distillation(s, t, y, T, alpha), case, atol=1e-5, rtol=1e-4,
+                     hint="The soft part is alpha * T**2 * KL(teacher || student) between the "
+                          "softened distributions, averaged over the batch; the hard part is "
+                          "(1 - alpha) * cross-entropy at T = 1.")
+    same = torch.randn(6, 10, generator=torch_gen(r))
+    case = "distillation_loss(s, s, y, T=3.0, alpha=1.0) (a student equal to its teacher)"
+    with watch(forbidden=("kl_div",), topics=TOPICS):
+        got = call(fn, case, same.clone(), same.clone(), torch.zeros(6, dtype=torch.long),
+                   T=3.0, alpha=1.0)
+    if abs(as_float(got, case)) > 1e-5:
+        fail(f"{case}: got {as_float(got, case):.4g}; a divergence is zero when the two "
+             "distributions agree (a cross-entropy with soft targets is not).")
+
+
+# --- Q2. The distilled student ----------------------------------------------------------
+
+STUDENT_PARAMS = 2_500
+STUDENT_ACCURACY = 0.82
+
+
+def _standard_layers(model, name: str, kinds: str = "") -> None:
+    """Models handed in travel to the grader as data: torch.nn layers only."""
+    if not isinstance(model, nn.Module) or not is_layer_tree(model):
+        fail(f"{name} should be an nn.Sequential of torch.nn layers{kinds}, got "
+             f"{type(model).__name__}")
+
+
+def _test_accuracy(model, name: str, goal: float, advice: str) -> None:
+    acc = evaluate(model, digits(seed=0).test)
+    if acc < goal:
+        fail(f"{name} reaches {acc:.1%} test accuracy; it needs {goal:.0%}. {advice}")
+
+
+def check_student(model) -> None:
+    """At most STUDENT_PARAMS parameters and at least STUDENT_ACCURACY on the test split."""
+    _standard_layers(model, "student")
+    params = sum(p.numel() for p in model.parameters())
+    if params > STUDENT_PARAMS:
+        fail(f"student has {params:,d} parameters; the student may have at most "
+             f"{STUDENT_PARAMS:,d}.")
+    _test_accuracy(model, "student", STUDENT_ACCURACY,
+                   "Train it with your distillation loss against the teacher's logits.")
+
+
+# --- Q3. Early exit ---------------------------------------------------------------------
+
+class Counter(nn.Module):
+    """Passes its input on and counts the images that went through it (a buffer, so the
+    count comes back from the student's kernel with the model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += x.shape[0]
+        return x
+
+
+def reference_early_exit(model, x: torch.Tensor, threshold: float):
+    with torch.no_grad():
+        h = model.block1(x)
+        early = model.exit1(h)
+        conf, pred = early.softmax(1).max(1)
+        exited = conf >= threshold
+        final = model.head(model.block2(h)).argmax(1)
+    return torch.where(exited, pred, final), exited
+
+
+def _exit_model(r) -> nn.Module:
+    torch.manual_seed(r.randrange(2**31))
+    model = models.early_exit_cnn(width=r.choice([2, 4]))
+    with torch.no_grad():
+        model.exit1[-1].weight.mul_(8)  # confident enough that some images exit
+    model.block2 = nn.Sequential(Counter(), *model.block2)
+    return model.eval()
+
+
+def check_early_exit(fn, hidden: bool = False) -> None:
+    """Predictions and exits equal the reference; only the images that stay run block2."""
+    r = rng(hidden, "early_exit")
+    for trial in range(4 if hidden else 2):
+        model = _exit_model(r)
+        x = torch.randn(r.randint(8, 40), 1, 8, 8, generator=torch_gen(r))
+        with torch.no_grad():
+            conf = model.exit1(model.block1(x)).softmax(1).max(1).values.sort().values
+        middle = float(conf[len(conf) // 2 - 1] + conf[len(conf) // 2]) / 2
+        for threshold in (0.0, 1.01, middle) if trial == 0 else (middle,):
+            model.block2[0].seen.zero_()
+            case = fmt_call("early_exit", "<EarlyExitCNN>", x, round(threshold, 4)).replace(
+                "'<EarlyExitCNN>'", "model")
+            with watch(topics=TOPICS):
+                out = call(fn, case, model, x.clone(), threshold)
+            if not isinstance(out, tuple) or len(out) != 2:
+                fail(f"{case}: should return (predictions, exited)")
+            went_on = int(model.block2[0].seen)
+            want_pred, want_exit = reference_early_exit(model, x, threshold)
+            exited = as_plain_tensor(out[1], f"{case}: exited")
+            if exited.dtype != torch.bool or tuple(exited.shape) != (len(x),):
+                fail(f"{case}: exited should be a bool tensor of shape ({len(x)},), got "
+                     f"{exited.dtype} {tuple(exited.shape)}")
+            if not torch.equal(exited, want_exit):
+                fail(f"{case}: {int(exited.sum())} images exited early, expected "
+                     f"{int(want_exit.sum())}. An image exits when the largest softmax "
+                     "probability of exit1 is at least the threshold.")
+            pred = as_plain_tensor(out[0], f"{case}: predictions")
+            if tuple(pred.shape) != (len(x),) or not torch.equal(pred.long(), want_pred):
+                fail(f"{case}: the predictions differ from exit1's class for the images that "
+                     "exited and the head's class for the others.")
+            expect_int(went_on, int((~want_exit).sum()),
+                       f"{case}: images that went through block2",
+                       hint="Run block2 and the head only on the images that did not exit: "
+                            "that is the computation an early exit saves.")
+
+
+# --- Q4. The latency lookup table ---------------------------------------------------------
+
+def _table(r) -> dict:
+    keys = dict.fromkeys(k for c in nas.all_configs() for k in nas.layer_keys(c))
+    return {k: round(r.uniform(1e-5, 1e-3), 7) for k in keys}
+
+
+def check_predict_latency(fn, hidden: bool = False) -> None:
+    """The sum of the table entries of every layer of the configuration, as efflib.nas."""
+    r = rng(hidden, "latency_table")
+    table = _table(r)
+    configs = [{"width": 8, "depth": 1, "kernel": 3, "expand": 1},
+               {"width": 16, "depth": 3, "kernel": 5, "expand": 4}]
+    configs += [nas.sample(r) for _ in range(12 if hidden else 4)]
+    for config in configs:
+        case = f"predict_latency({config}, table)"
+        with watch(topics=TOPICS):
+            got = call(fn, case, dict(config), dict(table))
+        want = nas.predict_latency(config, table)
+        if not math.isclose(as_float(got, case), want, rel_tol=1e-9, abs_tol=1e-12):
+            fail(f"{case}: got {as_float(got, case):.4g} s, expected the sum over the stem, "
+                 f"{config['depth']} block(s) and the head. Check each block's channels, "
+                 "stride and input resolution against the layer list above.")
+
+
+# --- Q5. The Pareto front -----------------------------------------------------------------
+
+def reference_front(macs, accuracy) -> list[int]:
+    """Indices of the points no other point beats (fewer or equal MACs and higher or equal
+    accuracy, better in one), by MACs then index."""
+    n = len(macs)
+    front = [i for i in range(n) if not any(
+        macs[j] <= macs[i] and accuracy[j] >= accuracy[i]
+        and (macs[j] < macs[i] or accuracy[j] > accuracy[i]) for j in range(n))]
+    return sorted(front, key=lambda i: (macs[i], i))
+
+
+def check_pareto_front(fn, hidden: bool = False) -> None:
+    """The non-dominated points, sorted by MACs, ties and duplicates as defined."""
+    r = rng(hidden, "pareto")
+    cases = [([10, 20, 30], [0.5, 0.7, 0.6]), ([10, 10, 20], [0.5, 0.6, 0.6]),
+             ([5, 5], [0.9, 0.9]), ([7], [0.1])]
+    for _ in range(10 if hidden else 3):
+        n = r.randint(2, 40)
+        cases.append(([r.randint(1, 20) * 1000 for _ in range(n)],
+                      [round(r.uniform(0.5, 1.0), 2) for _ in range(n)]))
+    for macs, acc in cases:
+        case = f"pareto_front({macs}, {acc})"
+        with watch(topics=TOPICS):
+            got = call(fn, case, list(macs), list(acc))
+        if not isinstance(got, (list, tuple)):
+            fail(f"{case}: should return a list of indices, got {type(got).__name__}")
+        got = [as_int(i, case) for i in got]
+        want = reference_front(macs, acc)
+        if got != want:
+            extra = sorted(set(got) - set(want))
+            missing = sorted(set(want) - set(got))
+            what = (f"point {extra[0]} is beaten by another point" if extra else
+                    f"point {missing[0]} is on the front but missing" if missing else
+                    "the right points in the wrong order (sort by MACs, then index)")
+            fail(f"{case}: {what}. A point is on the front when no other point has at most "
+                 "its MACs and at least its accuracy, and is better in one of the two.")
+
+
+# --- Q6. The capstone -------------------------------------------------------------------
+
+BUDGET_BYTES = 20_000
+BUDGET_ACCURACY = 0.97
+BUDGET_MS = 1.0
+
+
+def grid_levels(row: torch.Tensor, most: int) -> int | None:
+    """Levels of the coarsest evenly spaced grid (min + step * q) holding every value of
+    `row`, or None when no grid of at most `most` levels does (the values were not
+    linearly quantized)."""
+    values = torch.unique(row.detach().double())  # sorted
+    if len(values) == 1:
+        return 1
+    offsets = values - values[0]
+    gap = float((values[1:] - values[:-1]).min())
+    parts = 1
+    while True:  # the grid may skip levels: its step divides the smallest gap
+        levels = round(float(offsets[-1]) / (gap / parts)) + 1
+        if levels > most:
+            return None
+        q = offsets / (float(offsets[-1]) / (levels - 1))  # the step the whole range gives
+        if bool(((q - q.round()).abs() < 1e-3).all()):
+            return levels
+        parts += 1
+
+
+def stored_bytes(model: nn.Module, bits: int) -> int:
+    """Bytes to store the model: each weight tensor (2-D and up) at `bits` bits plus a 32-bit
+    scale and zero point per output channel, when every output channel lies on an evenly
+    spaced grid of at most 2^bits levels (linear quantization); everything else (biases,
+    BatchNorm's parameters and statistics) at 32 bits."""
+    total = 0
+    tensors = [*model.named_parameters(),
+               *((n, b) for n, b in model.named_buffers() if b.is_floating_point())]
+    for name, t in tensors:
+        t = t.detach()
+        if t.dim() >= 2 and bits < 32:
+            if any(grid_levels(row, 2**bits) is None for row in t.flatten(1)):
+                fail(f"final_model's {name} has an output channel whose values do not lie "
+                     f"on a grid of 2^{bits} evenly spaced levels: it cannot be stored at "
+                     f"{bits} bits. Quantize its weights (per channel) before handing it in.")
+            total += tensor_bits(t, bits) + t.shape[0] * 64
+        else:
+            total += tensor_bits(t, 32)
+    return math.ceil(total / 8)
+
+
+def batch1_ms(model: nn.Module, rounds: int = 5) -> tuple[float, float]:
+    """Fastest batch-1 call of `model` and of the width-32 DigitCNN, measured in turns on
+    one thread (a busy machine slows both alike; the minimum ignores interruptions)."""
+    reference = models.digit_cnn(width=32).eval()
+    x = torch.randn(1, 1, 8, 8)
+    best = [math.inf, math.inf]
+    with warnings.catch_warnings():  # a noisy spread does not matter: the minimum is used
+        warnings.simplefilter("ignore", NoisyMeasurement)
+        for _ in range(rounds):
+            for i, m in enumerate((model, reference)):
+                lat = measure_latency(m, x, warmup=3, repeats=20, num_threads=1)
+                best[i] = min(best[i], lat.minimum * 1e3)
+    return best[0], best[1]
+
+
+def check_capstone(model, bits) -> None:
+    """Within the budget: stored bytes, test accuracy and batch-1 latency, measured here."""
+    _standard_layers(model, "final_model", " (tiny_net's or DigitCNN's)")
+    bits = as_int(bits, "final_bits")
+    if not 1 <= bits <= 32:
+        fail(f"final_bits should be from 1 to 32, got {bits}")
+    size = stored_bytes(model, bits)
+    if size > BUDGET_BYTES:
+        fail(f"final_model takes {size:,d} bytes at {bits} bits; the budget is "
+             f"{BUDGET_BYTES:,d}.")
+    _test_accuracy(model, "final_model", BUDGET_ACCURACY,
+                   "Distil it from the teacher, or quantize with fewer levels lost.")
+    ms, reference_ms = batch1_ms(model)
+    if ms > max(BUDGET_MS, reference_ms):
+        fail(f"final_model takes {ms:.3f} ms at batch 1, more than {BUDGET_MS} ms and more "
+             f"than the width-32 DigitCNN measured beside it ({reference_ms:.3f} ms).")

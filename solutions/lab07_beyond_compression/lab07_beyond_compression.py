@@ -1,0 +1,572 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 07: Beyond compression
+#
+# *Efficient Deep Learning for Edge Deployment*
+#
+# Pruning (Lab 04) and quantization (Lab 05) shrink a network that someone has
+# already designed and trained. Three more ideas change what is trained, what
+# runs, and what is designed:
+#
+# * **Knowledge distillation** (Hinton et al., [arXiv:1503.02531](https://arxiv.org/abs/1503.02531)):
+#   a small *student* learns from a large *teacher*'s softened output
+#   distribution, which says more per image than a hard label does.
+# * **Dynamic computation**, here an **early exit** (BranchyNet, Teerapittayanon
+#   et al., [arXiv:1709.01686](https://arxiv.org/abs/1709.01686)): easy images
+#   stop at a cheap classifier halfway through the network, and only hard
+#   ones pay for the rest.
+# * **Neural architecture search** under a hardware budget: a latency *lookup
+#   table* predicts a candidate's latency from per-layer measurements, as in
+#   ProxylessNAS ([arXiv:1812.00332](https://arxiv.org/abs/1812.00332)) and
+#   MCUNet ([arXiv:2007.10319](https://arxiv.org/abs/2007.10319)), so a search
+#   can throw out slow candidates without timing them.
+#
+# The lab ends with a capstone: put the digit classifier on a budget of size,
+# latency and accuracy, with anything from the course.
+#
+# **How this lab is graded.** Each `## Q…` heading gives its points. Write your
+# code where it says `YOUR CODE HERE` and delete the `raise NotImplementedError()`.
+# Hidden checks use random cases. Models you hand in are rebuilt and measured by
+# the grader, so they must be made of standard `torch.nn` layers (efflib's models
+# are). Q7 is read by a person.
+
+# %%
+import random
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+import efflib
+from efflib import data, models, nas, plots, train
+from efflib.latency import fast_mode, threads_for_load
+from efflib.quant import linear
+
+torch.manual_seed(0)
+FAST = fast_mode()  # True while the grader runs this notebook: shorter training and timing
+# one thread under the grader (notebooks run side by side) or on a busy machine
+torch.set_num_threads(1 if FAST else threads_for_load())
+loaders = data.digits(seed=0)
+x1 = torch.randn(1, 1, 8, 8)  # one image: edge devices see them one at a time
+measured = {}  # this lab's numbers, collected for the README
+print(f"torch {torch.__version__}, fast mode {FAST}")
+
+# %% [markdown]
+# The teacher: efflib's digit CNN at width 32 (94,186 parameters), trained for
+# a few seconds on all 1,347 training images. It stays frozen from here on.
+
+# %%
+torch.manual_seed(0)
+teacher = models.digit_cnn(width=32)
+train.fit(teacher, loaders.train, None, epochs=8, fast_epochs=5)
+teacher.eval().requires_grad_(False)
+measured["teacher_accuracy"] = train.evaluate(teacher, loaders.test)
+print(f"teacher: {sum(p.numel() for p in teacher.parameters()):,d} parameters, "
+      f"test accuracy {measured['teacher_accuracy']:.1%}")
+
+# %% [markdown]
+# The student: a small MLP (64 -> 32 -> 10, 2,410 parameters, 40 times fewer
+# than the teacher), and the only **100** training images that, in Q2, come
+# with labels. `kd_loss` is the training loss of Q2, built on your Q1.
+
+# %%
+few = DataLoader(Subset(loaders.train.dataset, range(100)), batch_size=32, shuffle=True,
+                 generator=torch.Generator().manual_seed(1))
+
+
+def make_student(seed):
+    """The student MLP, initialised from `seed`."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def kd_loss(m, x, y):
+    return distillation_loss(m(x), teacher(x), y, T=4.0, alpha=0.9)
+
+
+# %% [markdown]
+# ## Q1. The distillation loss (3 points)
+#
+# Soften both networks' outputs with a temperature $T$:
+# $p_i = \mathrm{softmax}(z_i / T)$ for the teacher's logits $z$ and
+# $q_i = \mathrm{softmax}(s_i / T)$ for the student's logits $s$. A higher $T$
+# spreads the teacher's probability over the wrong classes too, and *which*
+# wrong classes look alike (a 3 and an 8) is what the student learns from. The
+# loss mixes the divergence from the teacher with the ordinary cross-entropy on
+# the true label $y$:
+#
+# $$L = \alpha\, T^2\, \mathrm{KL}(p \,\|\, q) + (1 - \alpha)\, \mathrm{CE}(s, y),
+# \qquad \mathrm{KL}(p \,\|\, q) = \sum_i p_i (\log p_i - \log q_i).$$
+#
+# The $T^2$ keeps the soft term's gradients the same size whatever $T$ is
+# (they shrink as $1/T^2$). Both terms are means over the batch.
+#
+# Write `distillation_loss(student_logits, teacher_logits, labels, T, alpha)`
+# returning a scalar tensor. Use `F.log_softmax` for the logarithms (it does not
+# overflow); `F.kl_div` is refused, `F.cross_entropy` is fine for the hard term.
+
+# %% nbgrader={"grade": false, "grade_id": "q1_distillation_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def distillation_loss(student_logits, teacher_logits, labels, T, alpha):
+    """alpha * T^2 * KL(teacher || student), both at temperature T, + (1 - alpha) * CE."""
+    ### BEGIN SOLUTION
+    log_p = F.log_softmax(teacher_logits / T, dim=1)   # (N, classes)
+    log_q = F.log_softmax(student_logits / T, dim=1)   # (N, classes)
+    kl = (log_p.exp() * (log_p - log_q)).sum(1).mean()
+    return alpha * T * T * kl + (1 - alpha) * F.cross_entropy(student_logits, labels)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q1_distillation_loss_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q1: distillation_loss equals alpha T^2 KL + (1 - alpha) CE on random logits."""
+from autograde.checks.lab07_beyond_compression import check_distillation_loss
+
+check_distillation_loss(distillation_loss)
+### BEGIN HIDDEN TESTS
+check_distillation_loss(distillation_loss, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Q2. A student from 100 labelled images (3 points)
+#
+# Labels are expensive; images are not. Suppose only the **100** images of
+# `few` come with labels. Trained on those hard labels alone, the student MLP
+# overfits them; the teacher's soft outputs on the same 100 images carry far
+# more information per image (Hinton et al. trained a speech model on 3% of
+# its data this way).
+#
+# Train `student` (made by `make_student(0)`) on `few` with your
+# `distillation_loss` at $T = 4$, $\alpha = 0.9$: pass `loss=kd_loss` to
+# `train.fit` with `epochs=40, lr=1e-2`. The check asks for at least 82%
+# test accuracy from a model of at most 2,500 parameters.
+
+# %% nbgrader={"grade": false, "grade_id": "q2_student", "locked": false, "schema_version": 3, "solution": true, "task": false}
+student = None
+### BEGIN SOLUTION
+student = make_student(0)
+train.fit(student, few, None, epochs=40, lr=1e-2, loss=kd_loss)
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q2_student_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q2: the distilled student has at most 2,500 parameters and 82% test accuracy."""
+from autograde.checks.lab07_beyond_compression import check_student
+
+check_student(student)
+
+# %% [markdown]
+# Is the gain real, or one lucky initialisation? The same student, trained
+# from the same three seeds on the same 100 images, once with hard labels only
+# and once distilled:
+
+# %%
+seeds = [0, 1, 2]
+ready = plots.attempt(distillation_loss, torch.zeros(1, 2), torch.zeros(1, 2),
+                      torch.zeros(1, dtype=torch.long), 1.0, 0.5) is not None
+runs = {"hard labels": [], "distilled": []}
+for seed in tqdm(seeds, desc="seeds"):
+    for kind, loss in (("hard labels", None), ("distilled", kd_loss)):
+        if kind == "distilled" and not ready:
+            continue  # Q1 not written yet
+        m = make_student(seed)
+        train.fit(m, few, None, epochs=40, lr=1e-2, seed=seed, loss=loss, progress=False)
+        runs[kind].append(train.evaluate(m, loaders.test))
+fig, ax = plt.subplots(figsize=(6, 3))
+for i, (kind, accs) in enumerate(runs.items()):
+    ax.scatter([100 * a for a in accs], [i] * len(accs), s=60, label=kind)
+ax.axvline(100 * measured["teacher_accuracy"], color="k", ls="--", lw=1, label="teacher")
+ax.set(yticks=[0, 1], yticklabels=list(runs), xlabel="test accuracy (%)",
+       title="The student from 100 labelled images, three seeds", ylim=(-0.7, 1.7))
+ax.legend(fontsize=8, loc="lower left")
+plt.tight_layout()
+plt.show()
+for kind, accs in runs.items():
+    if accs:
+        print(f"{kind:12s}: " + ", ".join(f"{a:.1%}" for a in accs))
+if runs["distilled"]:
+    measured["distillation"] = {k: [round(a, 4) for a in v] for k, v in runs.items()}
+
+# %% [markdown]
+# ## Q3. Early exit (3 points)
+#
+# `models.early_exit_cnn` is a digit CNN with two classifiers: `exit1`, a
+# linear layer on the features of `block1` (two convs), and `head`, after two
+# more convs in `block2`. `model.exits(x)` returns both outputs, so one
+# training run teaches both (their losses are summed).
+#
+# At inference an image **exits early** when `exit1` is confident: its largest
+# softmax probability is at least `threshold`. Write
+# `early_exit(model, x, threshold)` returning `(predictions, exited)`: the
+# predicted class of each image (exit1's for the images that exited, the
+# head's for the others) and a bool tensor saying which exited. Run
+# `model.block2` and `model.head` **only on the images that did not exit**:
+# that is the work an early exit saves (the check counts them).
+
+# %%
+torch.manual_seed(0)
+branchy = models.early_exit_cnn(width=8)
+train.fit(branchy, loaders.train, None, epochs=6, fast_epochs=3,
+          loss=lambda m, x, y: sum(F.cross_entropy(out, y) for out in m.exits(x)))
+print(f"full network: {train.evaluate(branchy, loaders.test):.1%} test accuracy")
+
+
+# %% nbgrader={"grade": false, "grade_id": "q3_early_exit", "locked": false, "schema_version": 3, "solution": true, "task": false}
+@torch.no_grad()
+def early_exit(model, x, threshold):
+    """(predictions, exited): exit1's class where its confidence >= threshold, else head's."""
+    ### BEGIN SOLUTION
+    h = model.block1(x)                                    # (N, C, 4, 4)
+    confidence, pred = model.exit1(h).softmax(1).max(1)    # (N,), (N,)
+    exited = confidence >= threshold
+    stay = ~exited
+    if stay.any():
+        pred[stay] = model.head(model.block2(h[stay])).argmax(1)
+    return pred, exited
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q3_early_exit_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q3: early_exit predicts like the two classifiers and runs block2 only where needed."""
+from autograde.checks.lab07_beyond_compression import check_early_exit
+
+check_early_exit(early_exit)
+### BEGIN HIDDEN TESTS
+check_early_exit(early_exit, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The price of the exit path and of the rest, counted by `efflib.profile`, and
+# the sweep: for each threshold, test accuracy against the **average** MACs
+# per image (every image pays for block1 and exit1; only those that stay pay
+# for block2 and the head).
+
+# %%
+branchy.eval()
+exit_path = nn.Sequential(branchy.block1, branchy.exit1)
+rest = nn.Sequential(branchy.block2, branchy.head)
+macs_exit = efflib.profile(exit_path, x1).macs
+macs_rest = efflib.profile(rest, torch.randn(1, 16, 4, 4)).macs
+print(f"exit path {macs_exit:,d} MACs, the rest {macs_rest:,d} MACs per image")
+images, labels = next(iter(loaders.test))  # the whole test split (450 images)
+device = next(branchy.parameters()).device
+thresholds = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01]
+curve = []
+for t in thresholds:
+    out = plots.attempt(early_exit, branchy, images.to(device), t)
+    if out is None:
+        break
+    pred, exited = out
+    rate = exited.float().mean().item()
+    acc = (pred.cpu() == labels).float().mean().item()
+    curve.append((t, rate, acc, macs_exit + (1 - rate) * macs_rest))
+if len(curve) < len(thresholds):
+    print("Finish Q3 to see the accuracy against the average MACs.")
+else:
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot([c[3] / 1e3 for c in curve], [100 * c[2] for c in curve], "o-")
+    for t, rate, acc, macs in curve:
+        ax.annotate(f"{t:g} ({rate:.0%} exit)", (macs / 1e3, 100 * acc), fontsize=7,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set(xlabel="average thousand MACs per image", ylabel="test accuracy (%)",
+           title="Early exit: the threshold trades accuracy for computation")
+    plt.tight_layout()
+    plt.show()
+    measured["early_exit"] = [[t, round(r, 3), round(a, 4), round(m)] for t, r, a, m in curve]
+
+# %% [markdown]
+# MACs are not time. The exit path against the full network at batch 1 on
+# this machine:
+
+# %%
+repeats = 20 if FAST else 100
+lat_exit = efflib.measure_latency(exit_path, x1, warmup=5, repeats=repeats)
+lat_full = efflib.measure_latency(branchy, x1, warmup=5, repeats=repeats)
+print(f"exit path: {lat_exit.median * 1e3:.3f} ms for {macs_exit:,d} MACs")
+print(f"full:      {lat_full.median * 1e3:.3f} ms for {macs_exit + macs_rest:,d} MACs")
+print(f"the exit saves {1 - macs_exit / (macs_exit + macs_rest):.0%} of the MACs and "
+      f"{1 - lat_exit.median / lat_full.median:.0%} of the time")
+
+# %% [markdown]
+# ## Q4. A latency lookup table (3 points)
+#
+# The search space of `efflib.nas` has four knobs: `width` (8, 12, 16),
+# `depth` (1-3 blocks), `kernel` (3 or 5) and `expand` (1, 2, 4): 54 networks
+# in all. A configuration's layers, with the **key** under which each one's
+# latency is stored in the table:
+#
+# * the stem, a 3x3 conv from 1 to `width` channels at 8x8: key `("stem", width)`;
+# * `depth` blocks. Block $i$ (from 0) has stride 2 and doubles the channels when
+#   $i < 2$, and keeps both when $i = 2$. Its key is
+#   `("block", c_in, c_out, kernel, expand, stride, resolution)`, where
+#   `resolution` is the side of its **input** (8 for the first block);
+# * the head (global pooling and a linear layer): key `("head", channels, resolution)`,
+#   with the channels and side of the last block's output.
+#
+# For example `{"width": 8, "depth": 1, "kernel": 3, "expand": 1}` has the keys
+# `("stem", 8)`, `("block", 8, 16, 3, 1, 2, 8)` and `("head", 16, 4)`.
+#
+# Write `predict_latency(config, table)`: the sum of the table's entries for
+# the configuration's layers. (`efflib.nas`'s own `layer_keys` and
+# `predict_latency` are refused.)
+
+# %% nbgrader={"grade": false, "grade_id": "q4_predict_latency", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def predict_latency(config, table):
+    """Sum of the table's latencies for the stem, each block and the head of `config`."""
+    ### BEGIN SOLUTION
+    channels, res = config["width"], 8
+    total = table[("stem", channels)]
+    for i in range(config["depth"]):
+        stride = 2 if i < 2 else 1
+        out = 2 * channels if stride == 2 else channels
+        total += table[("block", channels, out, config["kernel"], config["expand"], stride, res)]
+        channels, res = out, res // stride
+    return total + table[("head", channels, res)]
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q4_predict_latency_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q4: predict_latency sums the right table entries for any configuration."""
+from autograde.checks.lab07_beyond_compression import check_predict_latency
+
+check_predict_latency(predict_latency)
+### BEGIN HIDDEN TESTS
+check_predict_latency(predict_latency, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The table for this machine: every distinct layer of the space (63 of them)
+# timed once at batch 1, a second or two in all. Then, for a sample of whole
+# networks, the prediction against a measurement of the network itself. Does
+# the table over- or under-estimate, and why could that be?
+
+# %%
+table = nas.measure_table(nas.all_configs(), repeats=10 if FAST else 30)
+sample = random.Random(0).sample(nas.all_configs(), 6 if FAST else 12)
+pairs = []
+for config in sample:
+    predicted = plots.attempt(predict_latency, config, table)
+    if predicted is None:
+        break
+    net = nas.tiny_net(config).eval()
+    real = efflib.measure_latency(net, x1, warmup=3, repeats=10 if FAST else 30).median
+    pairs.append((predicted * 1e3, real * 1e3))
+if len(pairs) < len(sample):
+    print("Finish Q4 to compare the table's predictions with measurements.")
+else:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(*zip(*pairs, strict=True))
+    top = max(max(p) for p in pairs) * 1.1
+    ax.plot([0, top], [0, top], "k--", lw=1, label="prediction = measurement")
+    ax.set(xlabel="predicted by the table (ms)", ylabel="measured (ms)", xlim=(0, top),
+           ylim=(0, top), title="Latency lookup table, batch 1")
+    ax.legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    ratio = sorted(real / pred for pred, real in pairs)[len(pairs) // 2]
+    print(f"median measured / predicted: {ratio:.2f}")
+    measured["table_ratio"] = round(ratio, 3)
+
+# %% [markdown]
+# ## Q5. The Pareto front (2 points)
+#
+# A search returns many candidates, each with a cost (MACs) and a quality
+# (accuracy). A candidate is **dominated** when another has at most its MACs
+# and at least its accuracy, and is strictly better in one of the two. The
+# candidates nobody dominates form the **Pareto front**: the only ones worth
+# choosing between.
+#
+# Write `pareto_front(macs, accuracy)` returning the indices of the
+# non-dominated candidates, sorted by MACs (then by index). Two identical
+# candidates do not dominate each other.
+
+# %% nbgrader={"grade": false, "grade_id": "q5_pareto_front", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def pareto_front(macs, accuracy):
+    """Indices of the candidates no other candidate dominates, by MACs then index."""
+    ### BEGIN SOLUTION
+    front = []
+    for i, (m, a) in enumerate(zip(macs, accuracy, strict=True)):
+        beaten = any(m2 <= m and a2 >= a and (m2 < m or a2 > a)
+                     for m2, a2 in zip(macs, accuracy, strict=True))
+        if not beaten:
+            front.append(i)
+    return sorted(front, key=lambda i: (macs[i], i))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q5_pareto_front_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Q5: pareto_front keeps exactly the non-dominated candidates, sorted by MACs."""
+from autograde.checks.lab07_beyond_compression import check_pareto_front
+
+check_pareto_front(pareto_front)
+### BEGIN HIDDEN TESTS
+check_pareto_front(pareto_front, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### A random search under two constraints
+#
+# The search below draws configurations at random and keeps those that meet
+# both constraints: at most 150,000 MACs (counted by `efflib.profile`) and a
+# latency, predicted by **your** table, among the fastest two thirds of the
+# space (a limit relative to this machine, so it means the same on a laptop).
+# Each survivor is trained briefly (three epochs) and scored on the test split.
+# Training every candidate fully would cost minutes; short training ranks them
+# roughly as long training would, which is all a search needs (weight-shared
+# supernets, as in Once-for-All, [arXiv:1908.09791](https://arxiv.org/abs/1908.09791),
+# go further and train once for all candidates).
+
+# %%
+MAX_MACS = 150_000
+limit = None
+if plots.attempt(predict_latency, nas.all_configs()[0], table) is not None:
+    predicted_all = sorted(predict_latency(c, table) for c in nas.all_configs())
+    limit = predicted_all[2 * len(predicted_all) // 3]
+candidates = []
+rng = random.Random(0)
+order = rng.sample(nas.all_configs(), len(nas.all_configs()))
+wanted = 5 if FAST else 10
+bar = tqdm(total=wanted, desc="candidates trained")
+for config in order:
+    if limit is None or len(candidates) == wanted:
+        break
+    macs = efflib.profile(nas.tiny_net(config), x1).macs
+    if macs > MAX_MACS or predict_latency(config, table) > limit:
+        continue  # rejected without training or timing it
+    torch.manual_seed(0)
+    net = nas.tiny_net(config)
+    train.fit(net, loaders.train, None, epochs=3, fast_epochs=2, lr=1e-2, progress=False)
+    candidates.append((config, macs, train.evaluate(net, loaders.test)))
+    bar.update()
+bar.close()
+front = plots.attempt(pareto_front, [c[1] for c in candidates], [c[2] for c in candidates])
+if not candidates or front is None:
+    print("Finish Q4 and Q5 to run the search and see its Pareto front.")
+else:
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.scatter([c[1] / 1e3 for c in candidates], [100 * c[2] for c in candidates],
+               color="tab:gray", label="candidates")
+    ax.plot([candidates[i][1] / 1e3 for i in front], [100 * candidates[i][2] for i in front],
+            "o-", color="tab:red", label="Pareto front")
+    for i in front:
+        c = candidates[i][0]
+        ax.annotate(f"w{c['width']} d{c['depth']} k{c['kernel']} e{c['expand']}",
+                    (candidates[i][1] / 1e3, 100 * candidates[i][2]), fontsize=7,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set(xlabel="thousand MACs per image", ylabel="test accuracy after 3 epochs (%)",
+           title="Random search under a MAC and a latency limit")
+    ax.legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    best = max(candidates, key=lambda c: c[2])
+    print("best found:", best[0], f"{best[1]:,d} MACs, {best[2]:.1%} after brief training")
+    measured["search"] = {"candidates": len(candidates), "best": best[0], "macs": best[1],
+                          "accuracy": round(best[2], 4)}
+
+# %% [markdown]
+# ## Q6. The capstone: a digit classifier on a budget (4 points)
+#
+# Hand in `final_model`, an `nn.Sequential` of `torch.nn` layers (a
+# `nas.tiny_net`, efflib's `DigitCNN`, or your own stack), and `final_bits`,
+# the bits its weights are stored at. The grader rebuilds it and measures:
+#
+# * **size at most 20,000 bytes**: every weight tensor (conv and linear) at
+#   `final_bits` bits plus a 32-bit scale and zero point per output channel, so
+#   each output channel may hold at most $2^{\text{final\_bits}}$ distinct values
+#   (quantize per channel, Lab 05); biases and BatchNorm's parameters and
+#   statistics at 32 bits;
+# * **test accuracy at least 97%**;
+# * **batch-1 latency at most 1 ms** on one thread (if the grading machine is
+#   slow or busy, anything no slower than the width-32 DigitCNN measured beside
+#   it also passes).
+#
+# Combine what you like: a searched architecture, distillation from the
+# teacher, pruning (Lab 04), quantization (Lab 05), and, for the brave, export
+# it to C with Lab 06's tools.
+
+# %% nbgrader={"grade": false, "grade_id": "q6_capstone", "locked": false, "schema_version": 3, "solution": true, "task": false}
+final_model = None
+final_bits = 32
+### BEGIN SOLUTION
+config = {"width": 12, "depth": 2, "kernel": 3, "expand": 4}  # the search's best kind
+torch.manual_seed(0)
+final_model = nas.tiny_net(config)
+train.fit(final_model, loaders.train, None, epochs=8, fast_epochs=5, lr=1e-2,
+          loss=lambda m, x, y: distillation_loss(m(x), teacher(x), y, T=4.0, alpha=0.7))
+final_bits = 8
+spec = linear.QuantSpec(final_bits, symmetric=True)
+with torch.no_grad():  # per-channel 8-bit weights, kept as floats on the integer grid
+    for layer in final_model.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            scale, zero = linear.qparams(layer.weight, spec, axis=0)
+            layer.weight.copy_(linear.fake_quantize(layer.weight, scale, zero, spec, axis=0))
+final_model.eval()
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q6_capstone_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+"""Q6: final_model fits in 20 kB at final_bits, reaches 97% and runs within 1 ms."""
+from autograde.checks.lab07_beyond_compression import check_capstone
+
+check_capstone(final_model, final_bits)
+
+# %% [markdown]
+# Your model beside the teacher, measured the way the grader measures it:
+
+# %%
+from autograde.checks.lab07_beyond_compression import batch1_ms, stored_bytes
+
+if final_model is not None:
+    final_model.eval()
+    rows = {"teacher (fp32)": (teacher, 32), "final_model": (final_model, final_bits)}
+    report = {}
+    for name, (model, bits) in rows.items():
+        model_cpu = model.to("cpu")
+        report[name] = dict(bytes=stored_bytes(model_cpu, bits),
+                            acc=train.evaluate(model_cpu, loaders.test),
+                            macs=efflib.profile(model_cpu, x1).macs,
+                            ms=batch1_ms(model_cpu, rounds=2 if FAST else 5)[0])
+        r = report[name]
+        print(f"{name:15s} {r['bytes']:>9,d} B  {r['macs']:>9,d} MACs  {r['acc']:.1%}  "
+              f"{r['ms']:.3f} ms at batch 1")
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+    for ax, key, label in zip(axes, ("bytes", "macs", "ms"),
+                              ("stored bytes", "MACs per image", "batch-1 latency (ms)"),
+                              strict=True):
+        ax.bar(list(report), [r[key] for r in report.values()],
+               color=["tab:gray", "tab:green"])
+        ax.set_title(label)
+    plt.tight_layout()
+    plt.show()
+    measured["capstone"] = {k: round(v, 4) for k, v in report["final_model"].items()}
+
+# %% [markdown]
+# ## Q7. Reflection (2 points, graded by hand)
+#
+# Which technique bought the most in your capstone, and what did it cost? Use
+# the early-exit measurements and your capstone's numbers to explain why MACs,
+# parameters and latency disagree as measures of "small" on this CPU (three to
+# six sentences).
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q7_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# Quantizing the weights to 8 bits bought the most size: it cut the searched
+# network's storage about 4x at no measurable accuracy cost, while
+# distillation bought accuracy for free at inference time (it only costs the
+# teacher's forward passes during training). The three measures disagree
+# because they count different things: parameters count storage, MACs count
+# arithmetic, and at batch 1 on a CPU latency is dominated by the fixed cost of
+# launching each layer, so a network with many small layers is slow although it
+# has few MACs. The early exit shows it: it skips about three quarters of the
+# MACs but saves a smaller share of the time, because the exit path still pays
+# for half of the layer calls. The capstone makes the point more sharply: it
+# has about 18x fewer MACs than the teacher yet is slower at batch 1, because it
+# runs more layers, and its depthwise convolutions do little arithmetic per
+# byte they touch.
+# ### END SOLUTION

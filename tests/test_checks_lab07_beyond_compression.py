@@ -1,0 +1,261 @@
+"""The Lab 07 checks accept the solution and reject wrong, lazy and hostile answers."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import judge_solution, judged_session
+
+from autograde import inventory
+from autograde.checks import lab07_beyond_compression as C
+from autograde.checks.api import CheckFailed
+from autograde.judging import layers
+from autograde.judging.judge import judge_cell
+from efflib import models, nas
+from efflib.graded import GradedAnswerError
+from efflib.quant import linear
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_solution_passes_every_check(solution, hidden):
+    C.check_distillation_loss(solution.distillation_loss, hidden)
+    C.check_early_exit(solution.early_exit, hidden)
+    C.check_predict_latency(solution.predict_latency, hidden)
+    C.check_pareto_front(solution.pareto_front, hidden)
+
+
+def test_solution_models(solution):
+    C.check_student(solution.student)
+    C.check_capstone(solution.final_model, solution.final_bits)
+
+
+def test_distillation_mistakes(solution):
+    def no_t_squared(s, t, y, T, alpha):
+        return solution.distillation_loss(s, t, y, T, alpha) - alpha * (T * T - 1) * (
+            solution.distillation_loss(s, t, y, T, 1.0) / (T * T))
+    with pytest.raises(CheckFailed, match="T\\*\\*2"):
+        C.check_distillation_loss(no_t_squared)
+
+    def soft_cross_entropy(s, t, y, T, alpha):  # differs from KL by the teacher's entropy
+        soft = -(F.softmax(t / T, 1) * F.log_softmax(s / T, 1)).sum(1).mean()
+        return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(s, y)
+    with pytest.raises(CheckFailed):
+        C.check_distillation_loss(soft_cross_entropy)
+
+    def reversed_kl(s, t, y, T, alpha):
+        return solution.distillation_loss(t, s, y, T, alpha) - (1 - alpha) * (
+            F.cross_entropy(t, y) - F.cross_entropy(s, y))
+    with pytest.raises(CheckFailed):
+        C.check_distillation_loss(reversed_kl)
+
+    def summed_over_batch(s, t, y, T, alpha):
+        return solution.distillation_loss(s, t, y, T, alpha) * len(y)
+    with pytest.raises(CheckFailed):
+        C.check_distillation_loss(summed_over_batch)
+    with pytest.raises(CheckFailed, match="kl_div"):
+        C.check_distillation_loss(C.reference_distillation)
+
+    def per_image(s, t, y, T, alpha):
+        return torch.full((len(y),), float(solution.distillation_loss(s, t, y, T, alpha)))
+    with pytest.raises(CheckFailed, match="one number"):
+        C.check_distillation_loss(per_image)
+
+
+def test_student_rules(solution):
+    with pytest.raises(CheckFailed, match="at most 2,500"):
+        C.check_student(nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(),
+                                      nn.Linear(64, 10)))
+    with pytest.raises(CheckFailed, match="needs 82%"):
+        C.check_student(solution.make_student(0))  # untrained
+    with pytest.raises(CheckFailed, match="nn.Sequential"):
+        C.check_student(None)
+
+
+def test_early_exit_mistakes(solution):
+    def everything_through_block2(model, x, threshold):
+        h = model.block1(x)
+        early = model.exit1(h)
+        final = model.head(model.block2(h))
+        conf, pred = early.softmax(1).max(1)
+        exited = conf >= threshold
+        return torch.where(exited, pred, final.argmax(1)), exited
+    with pytest.raises(CheckFailed, match="images that went through block2"):
+        C.check_early_exit(everything_through_block2)
+
+    def strict_threshold(model, x, threshold):
+        h = model.block1(x)
+        conf, pred = model.exit1(h).softmax(1).max(1)
+        exited = conf > threshold + 1e-3
+        if (~exited).any():
+            pred[~exited] = model.head(model.block2(h[~exited])).argmax(1)
+        return pred, exited
+    with pytest.raises(CheckFailed, match="exited early"):
+        C.check_early_exit(strict_threshold)
+
+    def logits_not_probabilities(model, x, threshold):
+        h = model.block1(x)
+        conf, pred = model.exit1(h).max(1)
+        exited = conf >= threshold
+        if (~exited).any():
+            pred[~exited] = model.head(model.block2(h[~exited])).argmax(1)
+        return pred, exited
+    with pytest.raises(CheckFailed):
+        C.check_early_exit(logits_not_probabilities)
+
+    def exit_class_everywhere(model, x, threshold):
+        pred, exited = solution.early_exit(model, x, threshold)
+        return model.exit1(model.block1(x)).argmax(1), exited
+    with pytest.raises(CheckFailed, match="predictions differ"):
+        C.check_early_exit(exit_class_everywhere)
+
+
+def test_latency_table_mistakes(solution):
+    def no_doubling(config, table):
+        channels, res = config["width"], 8
+        total = table[("stem", channels)]
+        for i in range(config["depth"]):
+            stride = 2 if i < 2 else 1
+            total += table[("block", channels, channels, config["kernel"], config["expand"],
+                            stride, res)]
+            res //= stride
+        return total + table[("head", channels, res)]
+    with pytest.raises(CheckFailed, match="KeyError"):
+        C.check_predict_latency(no_doubling)
+
+    def without_head(config, table):
+        return solution.predict_latency(config, table) - table[nas.layer_keys(config)[-1]]
+    with pytest.raises(GradedAnswerError, match="latency_predictor"):
+        C.check_predict_latency(without_head)  # calls efflib's layer_keys: refused first
+    with pytest.raises(GradedAnswerError):
+        C.check_predict_latency(nas.predict_latency)
+
+    def one_block_only(config, table):
+        return solution.predict_latency({**config, "depth": 1}, table)
+    with pytest.raises(CheckFailed, match="block"):
+        C.check_predict_latency(one_block_only)
+
+
+def test_pareto_mistakes(solution):
+    def keeps_ties_out(macs, acc):
+        return [i for i in solution.pareto_front(macs, acc)
+                if not any(j != i and macs[j] == macs[i] and acc[j] == acc[i]
+                           for j in range(len(macs)))]
+    with pytest.raises(CheckFailed, match="missing"):
+        C.check_pareto_front(keeps_ties_out)
+
+    def weak_domination(macs, acc):  # drops a point that is only equalled
+        return [i for i in range(len(macs)) if not any(
+            j != i and macs[j] <= macs[i] and acc[j] >= acc[i] for j in range(len(macs)))]
+    with pytest.raises(CheckFailed):
+        C.check_pareto_front(weak_domination)
+
+    def unsorted(macs, acc):
+        return sorted(solution.pareto_front(macs, acc), key=lambda i: -macs[i])
+    with pytest.raises(CheckFailed, match="wrong order"):
+        C.check_pareto_front(unsorted)
+
+    def everything(macs, acc):
+        return list(range(len(macs)))
+    with pytest.raises(CheckFailed, match="beaten"):
+        C.check_pareto_front(everything)
+
+
+def test_capstone_rules(solution):
+    unquantized = nas.tiny_net({"width": 12, "depth": 2, "kernel": 3, "expand": 4})
+    unquantized.load_state_dict(solution.final_model.state_dict())
+    unquantized[0][0].weight.data += torch.randn_like(unquantized[0][0].weight) * 1e-3
+    with pytest.raises(CheckFailed, match="cannot be stored at 8 bits"):
+        C.check_capstone(unquantized, 8)
+    with pytest.raises(CheckFailed, match="cannot be stored at 2 bits"):
+        C.check_capstone(solution.final_model, 2)
+    with pytest.raises(CheckFailed, match="budget is 20,000"):
+        C.check_capstone(solution.final_model, 32)  # the same model counted at 32 bits
+    untrained = nas.tiny_net({"width": 8, "depth": 1, "kernel": 3, "expand": 1})
+    with pytest.raises(CheckFailed, match="needs 97%"):
+        C.check_capstone(untrained, 32)
+
+    class Custom(nn.Module):
+        def forward(self, x):
+            return x
+    with pytest.raises(CheckFailed, match="nn.Sequential"):
+        C.check_capstone(Custom(), 8)
+    with pytest.raises(CheckFailed, match="from 1 to 32"):
+        C.check_capstone(solution.final_model, 0)
+
+
+def test_grid_levels():
+    assert C.grid_levels(torch.tensor([0.5, 0.5]), 4) == 1
+    assert C.grid_levels(torch.tensor([-0.2, 0.0, 0.6]), 16) == 5  # a level skipped
+    assert C.grid_levels(torch.tensor([0.0, 0.2, 0.5]), 16) == 6   # step 0.1 after 0.2
+    assert C.grid_levels(torch.tensor([0.0, 1.0, 20.0]), 16) is None  # 21 levels
+    assert C.grid_levels(torch.randn(50, generator=torch.Generator().manual_seed(0)), 256) \
+        is None
+    assert C.grid_levels(torch.arange(-128, 128) * 0.0173, 256) == 256
+
+
+def test_stored_bytes_counts_per_channel_codes_and_statistics():
+    layer = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4))
+    spec = linear.QuantSpec(4, symmetric=True)
+    with torch.no_grad():
+        w = layer[0].weight
+        scale, zero = linear.qparams(w, spec, axis=0)
+        w.copy_(linear.fake_quantize(w, scale, zero, spec, axis=0))
+    # weights: 36 x 4 bits + 4 channels x 64 bits; BN: weight, bias, mean, var: 16 x 32
+    assert C.stored_bytes(layer, 4) == (36 * 4 + 4 * 64 + 16 * 32) // 8
+    assert C.stored_bytes(layer, 32) == (36 + 16) * 4
+
+
+def test_capstone_latency_is_judged_against_a_reference_beside_it(solution, monkeypatch):
+    """A slow machine slows the reference too: the check compares, it does not time out."""
+    monkeypatch.setattr(C, "batch1_ms", lambda model, rounds=5: (5.0, 6.0))
+    C.check_capstone(solution.final_model, solution.final_bits)
+    monkeypatch.setattr(C, "batch1_ms", lambda model, rounds=5: (5.0, 2.0))
+    with pytest.raises(CheckFailed, match="more than 1.0 ms"):
+        C.check_capstone(solution.final_model, solution.final_bits)
+
+
+def test_judged_in_the_grader():
+    """Every autograded point of Lab 07 is judged outside the student's kernel."""
+    facts = inventory.facts("lab07_beyond_compression")
+    assert (facts.judged_points, facts.auto_points, facts.manual_points) == (18, 18, 2)
+
+
+def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
+    verdicts = judge_solution("lab07_beyond_compression", vars(solution))
+    assert set(verdicts) == {"q1_distillation_loss_test", "q2_student_test",
+                             "q3_early_exit_test", "q4_predict_latency_test",
+                             "q5_pareto_front_test", "q6_capstone_test"}
+    assert all(v == "" for v in verdicts.values()), verdicts
+
+
+def test_the_block2_count_comes_back_from_the_kernel(solution):
+    """The model travels to the kernel as data; its counting layer's buffer comes back, so
+    an answer that runs block2 on every image fails when judged too."""
+    def everything_through_block2(model, x, threshold):
+        pred, exited = solution.early_exit(model, x, threshold)
+        model.block2(model.block1(x))
+        return pred, exited
+    source = ("from autograde.checks.lab07_beyond_compression import check_early_exit\n"
+              "check_early_exit(early_exit)")
+    error = judge_cell(source, judged_session({"early_exit": everything_through_block2}))[1]
+    assert "went through block2" in str(error), error
+    ok = judge_cell(source, judged_session({"early_exit": solution.early_exit}))[1]
+    assert ok is None, ok
+
+
+def test_a_model_that_is_not_standard_layers_stays_in_the_kernel(solution):
+    class Sneaky(nn.Sequential):
+        pass
+    sneaky = Sneaky(*copy.deepcopy(solution.final_model))
+    source = ("from autograde.checks.lab07_beyond_compression import check_capstone\n"
+              "check_capstone(final_model, final_bits)")
+    error = judge_cell(source, judged_session({"final_model": sneaky, "final_bits": 8}))[1]
+    assert "nn.Sequential of torch.nn layers" in str(error), error
+
+
+def test_early_exit_cnn_counts_travel_by_name():
+    model = models.early_exit_cnn(width=2)
+    model.block2 = nn.Sequential(C.Counter(), *model.block2)
+    assert layers.is_layer_tree(model)
