@@ -113,14 +113,16 @@ def _beyond_line(result: dict) -> str:
     hard, soft = b["distillation"]["hard labels"], b["distillation"]["distilled"]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     exits = {t: (rate, acc, macs) for t, rate, acc, macs in b["early_exit"]}
-    full, some = exits[1.01], exits[0.9]
+    full, some = exits[1.01], exits[0.8]
     s, c = b["search"], b["capstone"]
     arch = ", ".join(f"{k} {v}" for k, v in s["best"].items())
+    apart = ("every distilled run above every hard-label one" if min(soft) > max(hard) else
+             "the two ranges overlap")
     return (f"- Lab 07's solution: a 2,410-parameter student from 100 labelled images reaches "
             f"{mean(hard):.1%} test accuracy on hard labels and {mean(soft):.1%} distilled "
-            f"from a {b['teacher_accuracy']:.1%} teacher (three seeds each, every distilled "
-            f"run above every hard-label one: {min(soft):.1%} against {max(hard):.1%}); the "
-            f"early exit at threshold 0.9 lets {some[0]:.0%} of the test images stop early, "
+            f"from a {b['teacher_accuracy']:.1%} teacher (three seeds each, {apart}: the "
+            f"worst distilled {min(soft):.1%}, the best hard-label {max(hard):.1%}); the "
+            f"early exit at threshold 0.8 lets {some[0]:.0%} of the test images stop early, "
             f"for {some[1]:.1%} accuracy at {some[2]:,d} MACs per image on average against "
             f"{full[1]:.1%} at {full[2]:,d} without exits; whole networks take "
             f"{b['table_ratio']:g}x the batch-1 latency the per-layer table predicts (median "
