@@ -1,6 +1,7 @@
 """The Lab 07 checks accept the solution and reject wrong, lazy and hostile answers."""
 
 import copy
+import random
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ def test_solution_passes_every_check(solution, hidden):
     C.check_early_exit(solution.early_exit, hidden)
     C.check_predict_latency(solution.predict_latency, hidden)
     C.check_pareto_front(solution.pareto_front, hidden)
+    C.check_mutate(solution.mutate, hidden)
 
 
 def test_solution_models(solution):
@@ -162,6 +164,47 @@ def test_pareto_mistakes(solution):
         C.check_pareto_front(everything)
 
 
+def test_mutation_mistakes(solution):
+    def changes_in_place(config, space, seed):
+        child = solution.mutate(config, space, seed)
+        config.update(child)
+        return child
+    with pytest.raises(CheckFailed, match="changed config itself"):
+        C.check_mutate(changes_in_place)
+
+    def unseeded(config, space, seed):
+        return solution.mutate(config, space, random.random())
+    with pytest.raises(CheckFailed, match="same seed"):
+        C.check_mutate(unseeded)
+
+    def may_keep_the_value(config, space, seed):
+        r = random.Random(seed)
+        knob = r.choice(sorted(space))
+        return {**config, knob: r.choice(space[knob])}
+    with pytest.raises(CheckFailed, match="changes 0 knobs"):
+        C.check_mutate(may_keep_the_value)
+
+    def always_the_first_knob(config, space, seed):
+        knob = next(k for k, v in space.items() if len(v) > 1)
+        others = [v for v in space[knob] if v != config[knob]]
+        return {**config, knob: random.Random(seed).choice(others)}
+    with pytest.raises(CheckFailed, match="never changed"):
+        C.check_mutate(always_the_first_knob)
+
+    def next_value(config, space, seed):
+        r = random.Random(seed)
+        knob = r.choice(sorted(k for k, v in space.items() if len(v) > 1))
+        choices = list(space[knob])
+        return {**config, knob: choices[(choices.index(config[knob]) + 1) % len(choices)]}
+    with pytest.raises(CheckFailed, match="same value"):
+        C.check_mutate(next_value)
+
+    def nas_only(config, space, seed):
+        return solution.mutate(config, nas.SPACE, seed)
+    with pytest.raises(CheckFailed):
+        C.check_mutate(nas_only)
+
+
 def test_capstone_rules(solution):
     unquantized = nas.tiny_net({"width": 12, "depth": 2, "kernel": 3, "expand": 4})
     unquantized.load_state_dict(solution.final_model.state_dict())
@@ -219,14 +262,14 @@ def test_capstone_latency_is_judged_against_a_reference_beside_it(solution, monk
 def test_judged_in_the_grader():
     """Every autograded point of Lab 07 is judged outside the student's kernel."""
     facts = inventory.facts("lab07_beyond_compression")
-    assert (facts.judged_points, facts.auto_points, facts.manual_points) == (18, 18, 2)
+    assert (facts.judged_points, facts.auto_points, facts.manual_points) == (20, 20, 2)
 
 
 def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
     verdicts = judge_solution("lab07_beyond_compression", vars(solution))
     assert set(verdicts) == {"q1_distillation_loss_test", "q2_student_test",
                              "q3_early_exit_test", "q4_predict_latency_test",
-                             "q5_pareto_front_test", "q6_capstone_test"}
+                             "q5_pareto_front_test", "q6_mutate_test", "q7_capstone_test"}
     assert all(v == "" for v in verdicts.values()), verdicts
 
 

@@ -4,6 +4,7 @@ The distillation loss is held against torch's own KL divergence and cross-entrop
 (which the answer may not call for the soft part); the early exit against the two
 classifiers run in the grader, with a counting layer that sees which images went on;
 the latency predictor against efflib.nas; the Pareto front against its definition;
+mutation by its properties over many seeds and spaces;
 the capstone model is rebuilt in the grader from its layers and measured there.
 """
 
@@ -243,7 +244,59 @@ def check_pareto_front(fn, hidden: bool = False) -> None:
                  "its MACs and at least its accuracy, and is better in one of the two.")
 
 
-# --- Q6. The capstone -------------------------------------------------------------------
+# --- Q6. Mutation -----------------------------------------------------------------------
+
+def _spaces(r, hidden: bool) -> list[dict]:
+    spaces = [dict(nas.SPACE), {"a": (1, 2), "b": ("x",)}]
+    for _ in range(3 if hidden else 1):
+        spaces.append({f"k{i}": tuple(range(r.randint(1, 5))) for i in range(r.randint(2, 5))})
+    return [s for s in spaces if any(len(v) > 1 for v in s.values())]
+
+
+def check_mutate(fn, hidden: bool = False) -> None:
+    """One knob (with a choice) changed to another allowed value, reproducibly, over seeds
+    that reach every knob and more than one new value; the parent left unchanged."""
+    r = rng(hidden, "mutate")
+    for space in _spaces(r, hidden):
+        parent = {k: r.choice(v) for k, v in space.items()}
+        changed: dict[str, set] = {k: set() for k, v in space.items() if len(v) > 1}
+        for seed in range(60):
+            case = f"mutate({parent}, {space}, seed={seed})"
+            with watch(topics=TOPICS):
+                child = call(fn, case, dict(parent), dict(space), seed)
+                again = call(fn, case, dict(parent), dict(space), seed)
+            if not isinstance(child, dict) or set(child) != set(space):
+                fail(f"{case}: should return a dict with the keys {sorted(space)}")
+            if child != again:
+                fail(f"{case}: two calls with the same seed gave {child} and {again}; draw "
+                     "from random.Random(seed).")
+            diff = [k for k in space if child[k] != parent[k]]
+            if len(diff) != 1:
+                fail(f"{case}: returned {child}, which changes {len(diff)} knobs; a child "
+                     "differs from its parent in exactly one.")
+            knob = diff[0]
+            if child[knob] not in space[knob]:
+                fail(f"{case}: {knob}={child[knob]!r} is not one of the choices {space[knob]}.")
+            changed[knob].add(child[knob])
+        never = sorted(k for k, values in changed.items() if not values)
+        if never:
+            fail(f"mutate(..., {space}, seed) over 60 seeds never changed {never[0]!r}: choose "
+                 "the knob at random among all that have more than one choice.")
+        narrow = sorted(k for k, values in changed.items()
+                        if len(space[k]) > 2 and len(values) < 2)
+        if narrow:
+            fail(f"mutate(..., {space}, seed) over 60 seeds always set {narrow[0]!r} to the "
+                 "same value: draw the new value at random among the other choices.")
+    parent = {"width": 8, "depth": 1, "kernel": 3, "expand": 1}
+    kept = dict(parent)
+    with watch(topics=TOPICS):
+        call(fn, "mutate(config, nas.SPACE, 0)", parent, dict(nas.SPACE), 0)
+    if parent != kept:
+        fail(f"mutate(config, nas.SPACE, 0) changed config itself (now {parent}); return a "
+             "new dict and leave the parent as it was.")
+
+
+# --- Q7. The capstone -------------------------------------------------------------------
 
 BUDGET_BYTES = 20_000
 BUDGET_ACCURACY = 0.97

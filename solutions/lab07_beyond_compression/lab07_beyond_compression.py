@@ -35,7 +35,7 @@
 # code where it says `YOUR CODE HERE` and delete the `raise NotImplementedError()`.
 # Hidden checks use random cases. Models you hand in are rebuilt and measured by
 # the grader, so they must be made of standard `torch.nn` layers (efflib's models
-# are). Q7 is read by a person.
+# are). Q8 is read by a person.
 
 # %%
 import random
@@ -411,67 +411,131 @@ check_pareto_front(pareto_front, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### A random search under two constraints
+# ## Q6. Mutation (2 points)
 #
-# The search below draws configurations at random and keeps those that meet
+# Evolutionary search breeds new candidates from good ones. In *aging
+# evolution* (Real et al., [arXiv:1802.01548](https://arxiv.org/abs/1802.01548))
+# a child is its parent with **one** knob changed, and the oldest member of
+# the population dies each time a child is born, so no lucky early candidate
+# lives forever.
+#
+# Write `mutate(config, space, seed)`: a **new** dict equal to `config` except
+# for one knob, chosen at random among those with more than one choice in
+# `space`, set to a different value drawn at random from that knob's choices.
+# Use `random.Random(seed)`, so the same seed gives the same child. Leave
+# `config` itself unchanged, and do not assume the knobs of `nas.SPACE`: the
+# hidden checks bring spaces of their own.
+
+# %% nbgrader={"grade": false, "grade_id": "q6_mutate", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def mutate(config, space, seed):
+    """A copy of `config` with one knob (of those with a choice) set to another value."""
+    ### BEGIN SOLUTION
+    rng = random.Random(seed)
+    knob = rng.choice(sorted(k for k, choices in space.items() if len(choices) > 1))
+    child = dict(config)
+    child[knob] = rng.choice([v for v in space[knob] if v != config[knob]])
+    return child
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q6_mutate_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+"""Q6: mutate changes exactly one knob to another allowed value, reproducibly."""
+from autograde.checks.lab07_beyond_compression import check_mutate
+
+check_mutate(mutate)
+### BEGIN HIDDEN TESTS
+check_mutate(mutate, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Aging evolution under two constraints
+#
+# The search keeps a population of 4. Each step samples 2 members, mutates the
+# more accurate one with your `mutate`, and keeps the child only if it meets
 # both constraints: at most 150,000 MACs (counted by `efflib.profile`) and a
 # latency, predicted by **your** table, among the fastest two thirds of the
 # space (a limit relative to this machine, so it means the same on a laptop).
-# Each survivor is trained briefly (three epochs) and scored on the test split.
-# Training every candidate fully would cost minutes; short training ranks them
+# Rejected children cost neither training nor timing. Each kept child is
+# trained briefly (three epochs) and scored on the test split; training every
+# candidate fully would cost minutes, and short training ranks candidates
 # roughly as long training would, which is all a search needs (weight-shared
 # supernets, as in Once-for-All, [arXiv:1908.09791](https://arxiv.org/abs/1908.09791),
 # go further and train once for all candidates).
 
 # %%
 MAX_MACS = 150_000
+budget = 6 if FAST else 12  # candidates trained
+ready = all(plots.attempt(fn, *args) is not None for fn, args in (
+    (predict_latency, (nas.all_configs()[0], table)),
+    (mutate, (nas.all_configs()[0], nas.SPACE, 0)),
+))
 limit = None
-if plots.attempt(predict_latency, nas.all_configs()[0], table) is not None:
+if ready:
     predicted_all = sorted(predict_latency(c, table) for c in nas.all_configs())
     limit = predicted_all[2 * len(predicted_all) // 3]
-candidates = []
-rng = random.Random(0)
-order = rng.sample(nas.all_configs(), len(nas.all_configs()))
-wanted = 5 if FAST else 10
-bar = tqdm(total=wanted, desc="candidates trained")
-for config in order:
-    if limit is None or len(candidates) == wanted:
-        break
+
+
+def feasible(config):
     macs = efflib.profile(nas.tiny_net(config), x1).macs
-    if macs > MAX_MACS or predict_latency(config, table) > limit:
-        continue  # rejected without training or timing it
+    return macs <= MAX_MACS and predict_latency(config, table) <= limit
+
+
+def trained_accuracy(config):
     torch.manual_seed(0)
     net = nas.tiny_net(config)
     train.fit(net, loaders.train, None, epochs=3, fast_epochs=2, lr=1e-2, progress=False)
-    candidates.append((config, macs, train.evaluate(net, loaders.test)))
+    return train.evaluate(net, loaders.test)
+
+
+history, population, seen = [], [], set()  # history: (config, MACs, accuracy), as trained
+rng = random.Random(0)
+bar = tqdm(total=budget, desc="candidates trained", disable=not ready)
+for _ in range(300 if ready else 0):  # tries, rejected children included
+    if len(history) == budget:
+        break
+    if len(population) < 4:
+        child = nas.sample(rng)  # the first members: drawn at random
+    else:
+        parent = max(rng.sample(population, 2), key=lambda member: member[2])
+        child = mutate(parent[0], nas.SPACE, rng.randrange(2**31))
+    key = tuple(sorted(child.items()))
+    if key in seen or not feasible(child):
+        continue
+    seen.add(key)
+    member = (child, efflib.profile(nas.tiny_net(child), x1).macs, trained_accuracy(child))
+    history.append(member)
+    population.append(member)
+    if len(population) > 4:
+        population.pop(0)  # the oldest dies
     bar.update()
 bar.close()
-front = plots.attempt(pareto_front, [c[1] for c in candidates], [c[2] for c in candidates])
-if not candidates or front is None:
-    print("Finish Q4 and Q5 to run the search and see its Pareto front.")
+front = plots.attempt(pareto_front, [c[1] for c in history], [c[2] for c in history])
+if not history or front is None:
+    print("Finish Q4, Q5 and Q6 to run the search and see its Pareto front.")
 else:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.scatter([c[1] / 1e3 for c in candidates], [100 * c[2] for c in candidates],
-               color="tab:gray", label="candidates")
-    ax.plot([candidates[i][1] / 1e3 for i in front], [100 * candidates[i][2] for i in front],
-            "o-", color="tab:red", label="Pareto front")
+    points = ax.scatter([c[1] / 1e3 for c in history], [100 * c[2] for c in history],
+                        c=range(len(history)), cmap="viridis", label="candidates")
+    fig.colorbar(points, label="order trained")
+    ax.plot([history[i][1] / 1e3 for i in front], [100 * history[i][2] for i in front],
+            "-", color="tab:red", label="Pareto front")
     for i in front:
-        c = candidates[i][0]
+        c = history[i][0]
         ax.annotate(f"w{c['width']} d{c['depth']} k{c['kernel']} e{c['expand']}",
-                    (candidates[i][1] / 1e3, 100 * candidates[i][2]), fontsize=7,
+                    (history[i][1] / 1e3, 100 * history[i][2]), fontsize=7,
                     textcoords="offset points", xytext=(4, -10))
     ax.set(xlabel="thousand MACs per image", ylabel="test accuracy after 3 epochs (%)",
-           title="Random search under a MAC and a latency limit")
-    ax.legend(fontsize=8)
+           title="Aging evolution under a MAC and a latency limit")
+    ax.legend(fontsize=8, loc="lower right")
     plt.tight_layout()
     plt.show()
-    best = max(candidates, key=lambda c: c[2])
+    best = max(history, key=lambda c: c[2])
     print("best found:", best[0], f"{best[1]:,d} MACs, {best[2]:.1%} after brief training")
-    measured["search"] = {"candidates": len(candidates), "best": best[0], "macs": best[1],
+    measured["search"] = {"candidates": len(history), "best": best[0], "macs": best[1],
                           "accuracy": round(best[2], 4)}
 
 # %% [markdown]
-# ## Q6. The capstone: a digit classifier on a budget (4 points)
+# ## Q7. The capstone: a digit classifier on a budget (4 points)
 #
 # Hand in `final_model`, an `nn.Sequential` of `torch.nn` layers (a
 # `nas.tiny_net`, efflib's `DigitCNN`, or your own stack), and `final_bits`,
@@ -491,11 +555,11 @@ else:
 # teacher, pruning (Lab 04), quantization (Lab 05), and, for the brave, export
 # it to C with Lab 06's tools.
 
-# %% nbgrader={"grade": false, "grade_id": "q6_capstone", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "q7_capstone", "locked": false, "schema_version": 3, "solution": true, "task": false}
 final_model = None
 final_bits = 32
 ### BEGIN SOLUTION
-config = {"width": 12, "depth": 2, "kernel": 3, "expand": 4}  # the search's best kind
+config = {"width": 12, "depth": 2, "kernel": 3, "expand": 4}  # near the search's front
 torch.manual_seed(0)
 final_model = nas.tiny_net(config)
 train.fit(final_model, loaders.train, None, epochs=8, fast_epochs=5, lr=1e-2,
@@ -510,8 +574,8 @@ with torch.no_grad():  # per-channel 8-bit weights, kept as floats on the intege
 final_model.eval()
 ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "q6_capstone_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-"""Q6: final_model fits in 20 kB at final_bits, reaches 97% and runs within 1 ms."""
+# %% nbgrader={"grade": true, "grade_id": "q7_capstone_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+"""Q7: final_model fits in 20 kB at final_bits, reaches 97% and runs within 1 ms."""
 from autograde.checks.lab07_beyond_compression import check_capstone
 
 check_capstone(final_model, final_bits)
@@ -547,14 +611,14 @@ if final_model is not None:
     measured["capstone"] = {k: round(v, 4) for k, v in report["final_model"].items()}
 
 # %% [markdown]
-# ## Q7. Reflection (2 points, graded by hand)
+# ## Q8. Reflection (2 points, graded by hand)
 #
 # Which technique bought the most in your capstone, and what did it cost? Use
 # the early-exit measurements and your capstone's numbers to explain why MACs,
 # parameters and latency disagree as measures of "small" on this CPU (three to
 # six sentences).
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q7_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q8_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # Quantizing the weights to 8 bits bought the most size: it cut the searched
 # network's storage about 4x at no measurable accuracy cost, while
