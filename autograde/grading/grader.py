@@ -135,7 +135,8 @@ class Grader:
             print(f"regrading {changed} changed submission{'s' if changed > 1 else ''}")
         env = {**nbgrader_glue.env(), **self.env()}
         start = time.monotonic()
-        with workers.start(self.workers, str(self.course), env, self.config) as pool, \
+        with workers.start(self.workers, str(self.course), env, self.config,
+                           self.settings.memory_mb) as pool, \
                 ThreadPoolExecutor(self.workers) as threads, \
                 tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
             futures = {threads.submit(self.grade_one, s, pool): s for s in todo}
@@ -171,6 +172,10 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
             return "graded", reasons(reason, lost_marks(grader.autograded(student)))
         except subprocess.TimeoutExpired:
             return "failed", "grading took too long; scored 0"
+        except workers.WorkerLost:
+            return "failed", (f"the grading worker died twice on this notebook (its judging "
+                              f"needs more than {grader.settings.memory_mb} MB, or it was "
+                              "killed); scored 0, and the next run of the grader tries again")
         except NbgraderError as e:
             if "database is locked" in str(e) and attempt < 3:
                 time.sleep(1 + attempt)
