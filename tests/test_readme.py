@@ -2,7 +2,7 @@
 
 import pytest
 
-from autograde import build, readme
+from autograde import build, inventory, readme
 
 
 def test_generated_blocks_are_up_to_date():
@@ -31,3 +31,12 @@ def test_docs_name_no_paths_outside_the_repository():
         text = doc.read_text()
         assert "../shared" not in text and "seeds/" not in text, \
             f"{doc.name} points outside the repository"
+
+
+def test_prose_counts_of_judged_points_match_the_labs():
+    """The security sections state how many points are judged outside the kernel."""
+    facts = [inventory.facts(lab) for lab in build.lab_names()]
+    judged, auto = sum(f.judged_points for f in facts), sum(f.auto_points for f in facts)
+    assert f"{judged} of the {auto} autograded points" in (build.ROOT / "README.md").read_text()
+    doc = (build.ROOT / "docs" / "grading-security.md").read_text()
+    assert f"{judged} of the course's {auto} autograded points" in doc
