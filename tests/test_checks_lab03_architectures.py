@@ -65,7 +65,7 @@ def test_efflib_blocks_are_refused():
 
         def forward(self, x):
             return self.inner(x)
-    with pytest.raises(CheckFailed, match="submodule inner is efflib's InvertedResidual"):
+    with pytest.raises(CheckFailed, match="uses efflib's InvertedResidual"):
         C.check_inverted_residual(Wrapper)
     with pytest.raises(GradedAnswerError, match="channel_shuffle"):
         C.check_channel_shuffle(models.channel_shuffle)
@@ -291,7 +291,7 @@ def test_digit_model_rules():
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab03_architectures")
-    assert (facts.judged_points, facts.auto_points) == (21, 27)
+    assert (facts.judged_points, facts.auto_points) == (27, 27)
 
 
 def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
@@ -320,3 +320,27 @@ def test_a_digit_model_cannot_lie_about_its_size(solution):
     _, error = judge_cell(Q11, judged_session({"digit_model": Lying(*solution.digit_model)}))
     assert "nn.Sequential built only from torch.nn layers" in str(error), error
     assert "got Lying" in str(error)
+
+
+Q2 = ("from autograde.checks.lab03_architectures import check_bottleneck\n"
+      "check_bottleneck(Bottleneck)")
+
+
+def test_a_students_own_block_is_judged_from_its_graph():
+    """The block is built in the kernel and comes back as its exported graph; the grader
+    runs that graph, so a wrong block fails there whatever the kernel does to its checks."""
+    assert judge_cell(Q2, judged_session({"Bottleneck": _bottleneck()}))[1] is None
+    _, error = judge_cell(Q2, judged_session({"Bottleneck": _bottleneck(relu_after_add=False)}))
+    assert "zeroed" in str(error), error
+
+    class Exotic(nn.Module):  # an operation the grader does not run
+        def __init__(self, c_in, width, stride=1):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, 4 * width, 1, stride)
+
+        def forward(self, x):
+            return torch.special.erfcx(self.conv(x))
+    _, error = judge_cell(Q2, judged_session({"Bottleneck": Exotic}))
+    assert "the grader does not run" in str(error), error
+    _, error = judge_cell(Q2, judged_session({"Bottleneck": lambda *a: "not a module"}))
+    assert "nn.Module" in str(error), error

@@ -457,8 +457,9 @@ def test_feedback_hides_hidden_tests(graded):
 
 
 # Grading with judging off: every test cell runs in the kernel and only the integrity probe
-# stands between a tampering notebook and full marks. Kernel-only checks (Labs 02-04) rely
-# on it; here it is tested on Lab 01, whose solution earns full marks untampered.
+# stands between a tampering notebook and full marks. No check of the course runs in the
+# kernel any more, but `--no-judge` grading and any future @kernel_only check rely on it;
+# here it is tested on Lab 01, whose solution earns full marks untampered.
 # a post-run hook reads the probe's nonce from its cell and prints a forged "clean" after it
 FORGED_VERDICT = PATCH_CHECKS + """
 import re

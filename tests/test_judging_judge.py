@@ -23,11 +23,14 @@ class Liar(int):
     __hash__ = int.__hash__
 
 
-def test_which_cells_are_judged():
+def test_which_cells_are_judged(monkeypatch):
     assert judged_checks("from autograde.checks.lab01_layers import check_pad2d\n"
                          "check_pad2d(pad2d)") == ["check_pad2d"]
     assert judged_checks("from autograde.checks.lab03_architectures import check_bottleneck\n"
-                         "check_bottleneck(Bottleneck)") is None  # kernel_only
+                         "check_bottleneck(Bottleneck)") == ["check_bottleneck"]  # as a graph
+    monkeypatch.setattr(lab01_layers.check_pad2d, "kernel_only", True, raising=False)
+    assert judged_checks("from autograde.checks.lab01_layers import check_pad2d\n"
+                         "check_pad2d(pad2d)") is None  # marked @kernel_only
     assert judged_checks("import os\nfrom autograde.checks.lab01_layers import check_pad2d\n"
                          "check_pad2d(pad2d)") is None
     assert judged_checks("assert x == 1") is None

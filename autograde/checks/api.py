@@ -14,8 +14,10 @@ import random
 from collections.abc import Callable
 
 import torch
+import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
+from autograde.judging import graphs
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -31,7 +33,8 @@ from autograde.judging.values import (
 from autograde.judging.watch import watch
 from efflib.graded import GradedAnswerError
 
-__all__ = ["CheckFailed", "as_float", "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor",
+__all__ = ["CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple", "as_plain_tensor",
+           "as_tensor",
            "call", "expect_answer", "expect_close", "expect_int", "expect_raises", "fail",
            "fmt_call",
            "is_layer_tree", "kernel_only", "rng", "torch_gen", "type_name", "watch"]
@@ -118,6 +121,25 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def as_graph(module, example_args: tuple, case: str) -> graphs.GraphModel:
+    """The student's own nn.Module (a class they wrote) as its torch.export graph of ATen
+    ops and its tensors, rebuilt here: the check runs the graph itself, on the student's
+    numbers, wherever the module lives (judging.graphs)."""
+    try:
+        if isinstance(module, Remote):
+            return module.as_graph(*example_args)
+        if isinstance(module, nn.Module):
+            return graphs.rebuild(graphs.describe(module, example_args))
+    except (CheckFailed, GradedAnswerError):
+        raise
+    except JudgeError as e:
+        fail(f"{case}: {e}")
+    except Exception as e:  # noqa: BLE001 - the student's forward, traced
+        fail(f"{case}: torch.export could not trace your module's forward on an input of "
+             f"shape {tuple(example_args[0].shape)}: {type(e).__name__}: {str(e)[:300]}")
+    fail(f"{case} should be an nn.Module, got {type_name(module)}")
 
 
 def type_name(value) -> str:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from autograde.checks.api import (
     as_float,
+    as_graph,
     as_int,
     call,
     expect_answer,
@@ -22,7 +23,6 @@ from autograde.checks.api import (
     fail,
     fmt_call,
     is_layer_tree,
-    kernel_only,
     rng,
     torch_gen,
     type_name,
@@ -92,11 +92,28 @@ def _same_structure(block, ref, x, case, macs_hint: str = "") -> torch.Tensor:
 def _zero_convs(block: nn.Module) -> None:
     """All conv and linear weights and biases to 0; BatchNorm stays at its identity init."""
     with torch.no_grad():
+        if hasattr(block, "conv_weights"):  # a student's own class, as its graph
+            for t in block.conv_weights():
+                t.zero_()
+            return
         for m in block.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 m.weight.zero_()
                 if m.bias is not None:
                     m.bias.zero_()
+
+
+def _student_block(cls, case: str, x: torch.Tensor, *args) -> nn.Module:
+    """The student's block, made by their class, as its exported graph: the grader runs
+    it on the student's weights (their forward never runs here)."""
+    with watch(topics=TOPICS):
+        block = call(cls, case, *args)
+    graph = as_graph(block, (x,), case)
+    efflib = [c for c in graph.classes if c.startswith("efflib.")]
+    if efflib:
+        fail(f"{case}: your block uses efflib's {efflib[0].rsplit('.', 1)[-1]}; build it "
+             "from torch.nn layers yourself.")
+    return graph
 
 
 # --- Q1. VGG stage ------------------------------------------------------------------
@@ -118,9 +135,7 @@ def check_vgg_stage(fn, hidden: bool = False) -> None:
 
 # --- Q2. Bottleneck -----------------------------------------------------------------
 
-# kernel-only: the student's own class, whose forward is their code and runs only in their
-# kernel; judging it here would need its graph as data (torch.export), which no check does yet
-@kernel_only
+# the student's own class: judged as its torch.export graph (checks.api.as_graph)
 def check_bottleneck(cls, hidden: bool = False) -> None:
     """Bottleneck(c_in, width, stride): structure of ResNet's, skip and final ReLU right."""
     r = rng(hidden, "bottleneck")
@@ -128,8 +143,8 @@ def check_bottleneck(cls, hidden: bool = False) -> None:
         (4 * r.randint(1, 8), r.randint(1, 8), r.choice([1, 2])) for _ in range(6 if hidden else 0)]
     for ci, w, s in cases:
         case = f"Bottleneck({ci}, {w}, stride={s})"
-        block = _build(cls, case, ci, w, s)
         x = torch.randn(2, ci, 8, 8, generator=torch.Generator().manual_seed(ci + w + s))
+        block = _student_block(cls, case, x, ci, w, s)
         _same_structure(block, models.Bottleneck(ci, w, s).eval(), x, case, macs_hint=(
             "The stride belongs on the 3x3 conv (torchvision's ResNet-50 v1.5, as the lab "
             "says), not on the first 1x1 conv as in the paper."))
@@ -145,7 +160,6 @@ def check_bottleneck(cls, hidden: bool = False) -> None:
 
 # --- Q3. Inverted residual ----------------------------------------------------------
 
-@kernel_only  # the student's own class, as check_bottleneck
 def check_inverted_residual(cls, hidden: bool = False) -> None:
     """InvertedResidual(c_in, c_out, stride, expand): MobileNetV2's block, linear bottleneck."""
     r = rng(hidden, "inverted")
@@ -154,8 +168,8 @@ def check_inverted_residual(cls, hidden: bool = False) -> None:
         for _ in range(6 if hidden else 0)]
     for ci, co, s, t in cases:
         case = f"InvertedResidual({ci}, {co}, stride={s}, expand={t})"
-        block = _build(cls, case, ci, co, s, t)
         x = torch.randn(2, ci, 8, 8, generator=torch.Generator().manual_seed(ci * co + s + t))
+        block = _student_block(cls, case, x, ci, co, s, t)
         out = _same_structure(block, models.InvertedResidual(ci, co, s, t).eval(), x, case)
         if not bool((out < 0).any()):
             fail(f"{case}: no output is negative. The projection is linear (a linear "

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-from autograde.judging import layers
+from autograde.judging import graphs, layers
 from autograde.judging.values import CheckFailed, JudgeError
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode
@@ -39,6 +39,10 @@ class Remote:
         if not self._callable:
             raise TypeError(f"'{self._type}' object is not callable")
         return self._session.call(self._ref, args, kwargs)
+
+    def as_graph(self, *example_args):
+        """This module of the student's as a graph the grader runs (judging.graphs)."""
+        return self._session.export(self._ref, example_args)
 
     def __getattr__(self, name):  # checks that need a live object run in the kernel
         raise TypeError(f"the grader cannot use .{name} of the student's {self._type}; "
@@ -92,6 +96,11 @@ class Session:
                 if type(theirs) is type(arg):
                     layers.sync(arg, theirs)
         return decode(answer.get("value"), self._ref)
+
+
+    def export(self, ref: int, example_args: tuple):
+        answer = self._answer({"op": "export", "ref": ref, "args": encode(list(example_args))})
+        return graphs.rebuild(decode(answer.get("value")))
 
 
 def judged_checks(source: str) -> list[str] | None:

@@ -94,6 +94,10 @@ check_vgg_stage(vgg_stage, hidden=True)
 # The skip is `x` itself when the shape is unchanged (stride 1 and
 # `c_in == 4 * width`); otherwise a 1x1 conv with the block's stride and a
 # BatchNorm project it. Convs followed by BatchNorm have `bias=False`.
+#
+# The grader traces your block with `torch.export` and runs the traced graph
+# itself, so decide in `__init__` (from the stride and channel counts) what
+# `forward` does, rather than with `if`s on tensor values.
 
 # %% nbgrader={"grade": false, "grade_id": "q2_bottleneck", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class Bottleneck(nn.Module):
