@@ -100,3 +100,17 @@ def test_autograde_in_tries_a_lost_student_once_more():
     assert once.calls == 2 and not fallback
     with pytest.raises(workers.WorkerLost):
         workers.autograde_in(FlakyPool(2), "lab", "ada", 60, fallback=lambda: None)
+
+
+def own_cgroups() -> str:
+    with open("/proc/self/cgroup") as f:
+        return f.read()
+
+
+@pytest.mark.skipif(bool(isolation_problem()), reason="needs Linux, root and cgroups")
+def test_a_workers_cgroup_is_named_after_its_living_grader(tmp_path):
+    """The reaper kills what sits in cgroups of graders that are gone: a worker's cgroup
+    must carry its grader's pid, or the next kernel's cleanup would kill the worker."""
+    env = {"EFFLAB_GRADER_PID": str(os.getpid())}
+    with workers.start(1, str(tmp_path), env, Config(), memory_mb=400) as p:
+        assert f"efflab-{os.getpid()}-" in p.call(own_cgroups, "ada", timeout=120)

@@ -136,13 +136,15 @@ def _init(course: str, env: dict[str, str], config, memory_mb: int = 0) -> None:
         os._exit(1)
 
     threading.Thread(target=orphan_watch, daemon=True).start()
-    if memory_mb and not isolation_problem():  # judging a huge answer kills this worker only
-        cleanup.join_cgroups(memory_mb, WORKER_PROCESSES)
     torch.set_num_threads(1)
     # nbgrader's gradebook trips SQLAlchemy's "not in session" warning on every
     # submission; it is harmless and would bury the grader's own messages
     warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
     os.environ.update(env)
+    if memory_mb and not isolation_problem():  # judging a huge answer kills this worker only
+        # after the environment: the cgroup is named after the grader, whose reaper must
+        # see it as alive (a name without it reads as left behind, and gets killed)
+        cleanup.join_cgroups(memory_mb, WORKER_PROCESSES)
     os.chdir(course)
     coursedir = CourseDirectory(config=config)
     coursedir.root = course
