@@ -9,6 +9,7 @@ a hand edit. `python -m autograde readme --check` fails when a block is stale.
 import json
 import re
 from pathlib import Path
+from statistics import mean
 
 from autograde import build, inventory
 
@@ -111,7 +112,6 @@ def _beyond_line(result: dict) -> str:
     """Lab 07's figures: distillation, early exit, search and capstone."""
     b = result["figures"]
     hard, soft = b["distillation"]["hard labels"], b["distillation"]["distilled"]
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
     exits = {t: (rate, acc, macs) for t, rate, acc, macs in b["early_exit"]}
     full, some = exits[1.01], exits[0.8]
     s, c = b["search"], b["capstone"]

@@ -154,8 +154,7 @@ def check_early_exit(fn, hidden: bool = False) -> None:
         middle = float(conf[len(conf) // 2 - 1] + conf[len(conf) // 2]) / 2
         for threshold in (0.0, 1.01, middle) if trial == 0 else (middle,):
             model.block2[0].seen.zero_()
-            case = fmt_call("early_exit", "<EarlyExitCNN>", x, round(threshold, 4)).replace(
-                "'<EarlyExitCNN>'", "model")
+            case = f"early_exit(model, <tensor {tuple(x.shape)}>, {round(threshold, 4)!r})"
             with watch(topics=TOPICS):
                 out = call(fn, case, model, x.clone(), threshold)
             if not isinstance(out, tuple) or len(out) != 2:

@@ -150,7 +150,7 @@ class GraphModel(nn.Module):
             if step[0] == "input":
                 env[step[1]] = next(given) if step[2] is None else getattr(self, step[2])
             elif step[0] == "call":
-                _, name, fn, args, kwargs = step
+                _, name, fn, args, kwargs, _ = step
                 env[name] = fn(*_resolve(args, env), **_resolve(kwargs, env))
             else:
                 out = _resolve(step[1], env)
@@ -161,7 +161,7 @@ class GraphModel(nn.Module):
         """The weights and biases of its convolutions and linear layers."""
         found = []
         for step in self.steps:
-            if step[0] == "call" and step[2]._efflab_name in _CONV:
+            if step[0] == "call" and step[5] in _CONV:
                 for a in step[3][1:3]:
                     if isinstance(a, _Ref) and a in self.sources:
                         found.append(getattr(self, self.sources[a]))
@@ -204,18 +204,9 @@ def rebuild(desc) -> GraphModel:
             args, kwargs = _value(node[3], known), _value(node[4], known)
             if not isinstance(args, tuple) or not isinstance(kwargs, dict):
                 raise JudgeError("a malformed operation")
-            model.steps.append(("call", node[1], _Named(fn, node[2]), args, kwargs))
+            model.steps.append(("call", node[1], fn, args, kwargs, node[2]))
         else:
             raise JudgeError("a malformed operation")
         known.add(node[1])
     raise JudgeError("the graph has no output")
 
-
-class _Named:
-    """An ATen operation with the name it was allowed under."""
-
-    def __init__(self, fn, name: str):
-        self.fn, self._efflab_name = fn, name
-
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
