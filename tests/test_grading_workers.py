@@ -2,6 +2,7 @@
 started, a dead worker's pool is replaced, the students beside it are tried again, and a
 worker's memory is its own."""
 
+import multiprocessing
 import os
 import subprocess
 import threading
@@ -12,6 +13,7 @@ import pytest
 from traitlets.config import Config
 
 from autograde.grading import workers
+from autograde.sandbox import cleanup
 from autograde.sandbox.policy import isolation_problem
 
 
@@ -108,9 +110,27 @@ def own_cgroups() -> str:
 
 
 @pytest.mark.skipif(bool(isolation_problem()), reason="needs Linux, root and cgroups")
-def test_a_workers_cgroup_is_named_after_its_living_grader(tmp_path):
+@pytest.mark.parametrize("said", [True, False], ids=["grader_pid_given", "not_given"])
+def test_a_workers_cgroup_is_named_after_its_living_grader(tmp_path, said):
     """The reaper kills what sits in cgroups of graders that are gone: a worker's cgroup
-    must carry its grader's pid, or the next kernel's cleanup would kill the worker."""
-    env = {"EFFLAB_GRADER_PID": str(os.getpid())}
+    must carry a living grader's pid, given or not, or the cleanup of a kernel started
+    beside it (by this grader or another) would kill the worker."""
+    env = {"EFFLAB_GRADER_PID": str(os.getpid())} if said else {}
     with workers.start(1, str(tmp_path), env, Config(), memory_mb=400) as p:
-        assert f"efflab-{os.getpid()}-" in p.call(own_cgroups, "ada", timeout=120)
+        groups = p.call(own_cgroups, "ada", timeout=120)
+    assert f"efflab-{os.getpid()}-" in groups
+
+
+def in_fresh_cgroup(_) -> str:
+    os.environ.pop("EFFLAB_GRADER_PID", None)
+    cleanup.join_cgroups(400, 64)
+    return own_cgroups()
+
+
+@pytest.mark.skipif(bool(isolation_problem()), reason="needs Linux, root and cgroups")
+def test_a_cgroup_joined_without_a_grader_is_named_after_the_parent():
+    """Named after pid 0 it would read as left behind at once."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as p:
+        groups = p.apply(in_fresh_cgroup, (None,))
+    assert f"efflab-{os.getpid()}-" in groups

@@ -50,6 +50,7 @@ class Workers:
 
     def __init__(self, count: int, course: str, env: dict[str, str], config,
                  memory_mb: int = 0):
+        env = {"EFFLAB_GRADER_PID": str(os.getpid()), **env}  # the cgroups' living owner
         self._args = (count, course, env, config, memory_mb)
         self._pids = Path(course) / "workers"  # STUDENT.pid: the worker grading STUDENT
         self._pids.mkdir(exist_ok=True)
