@@ -2,14 +2,18 @@
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _disable_current_modes
 
 import efflib
 from autograde import inventory
 from autograde.checks import lab01_layers as C
 from autograde.checks.api import CheckFailed, as_float, as_int
+from autograde.checks.lab01_layers import MODES
+from autograde.judging import watch
 from efflib.graded import GradedAnswerError
 
 FAILS = (CheckFailed, GradedAnswerError)
@@ -223,6 +227,81 @@ def test_switching_the_torch_function_layer_off_does_not_hide_a_forbidden_op(sol
             return F.conv2d(x, w, b, stride=stride, padding=padding)
     with pytest.raises(CheckFailed, match="convolution"):
         C.check_conv2d_einsum(sneaky_conv)
+
+
+def _conv_out_of_sight(x, w, b=None, stride=1, padding=0):
+    """F.conv2d with torch's function layer and every dispatch mode switched off."""
+    torch.einsum("i->i", torch.ones(1))  # "uses einsum"
+    with _disable_current_modes(), torch._C.DisableTorchFunction():
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+
+
+def _conv_in_numpy(x, w, b=None, stride=1, padding=0):
+    """The convolution computed in NumPy, handed back as a tensor."""
+    torch.einsum("i->i", torch.ones(1))
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2))
+    win = np.lib.stride_tricks.sliding_window_view(xp, w.shape[-2:], axis=(2, 3))
+    win = win[:, :, ::stride, ::stride]
+    return torch.from_numpy(np.einsum("ncpqrs,mcrs->nmpq", win, w.numpy()).copy())
+
+
+@pytest.mark.parametrize("answer", [_conv_out_of_sight, _conv_in_numpy])
+def test_a_result_computed_out_of_sight_of_the_record_fails(answer):
+    """Whatever switches the watch off, the grader replays what the function ran: a result
+    made elsewhere is a constant of that record, and fresh inputs expose it."""
+    with pytest.raises(CheckFailed, match="does not follow from the inputs"):
+        C.check_conv2d_einsum(answer)
+
+
+def test_a_watch_replaced_in_the_kernel_still_meets_the_refusal(monkeypatch):
+    """The kernel's watch is the student's to break (issue 19, 7c); the refusal is read
+    from the recorded operations, in the grader's process."""
+    monkeypatch.setattr(watch.Recorder, "__torch_function__",
+                        lambda self, func, types, args=(), kwargs=None:
+                        func(*args, **(kwargs or {})))
+    monkeypatch.setattr(watch.DispatchGuard, "__torch_dispatch__",
+                        lambda self, func, types, args=(), kwargs=None:
+                        func(*args, **(kwargs or {})))
+
+    def conv(x, w, b=None, stride=1, padding=0):
+        torch.einsum("i->i", torch.ones(1))
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+    with pytest.raises(CheckFailed, match="convolution"):
+        C.check_conv2d_einsum(conv)
+    with pytest.raises(CheckFailed, match="constant_pad_nd"):
+        C.check_pad2d(lambda x, p, mode: F.pad(x, (p,) * 4, mode=MODES[mode]))
+    with pytest.raises(CheckFailed, match="max_pool2d"):
+        C.check_pool2d("max", lambda x, k, stride=None: F.max_pool2d(x, k, stride))
+
+
+def test_honest_answers_in_other_styles_pass():
+    """Loops over slices, writes into a fresh tensor, torch.where: all replayable."""
+    def pad2d(x, p, mode):
+        if mode not in MODES:
+            raise ValueError(mode)
+        h, w = x.shape[-2:]
+        if mode == "zeros":
+            out = x.new_zeros(*x.shape[:2], h + 2 * p, w + 2 * p)
+            out[:, :, p:p + h, p:p + w] = x  # a write into a view of a fresh tensor
+            return out
+
+        def index(n):  # the source row (column) of each padded one: a constant tensor
+            if mode == "reflect":
+                return [abs(k) if k < n else 2 * (n - 1) - k for k in range(-p, n + p)]
+            return [min(max(k, 0), n - 1) for k in range(-p, n + p)]
+        return x[:, :, index(h)][:, :, :, index(w)]
+    C.check_pad2d(pad2d, hidden=True)
+    C.check_activation("relu", lambda x: torch.where(x > 0, x, torch.zeros_like(x)), True)
+
+    def max_pool2d(x, kernel, stride=None):
+        s = stride or kernel
+        p, q = (x.shape[2] - kernel) // s + 1, (x.shape[3] - kernel) // s + 1
+        out = torch.full((*x.shape[:2], p, q), float("-inf"))
+        for i in range(kernel):
+            for j in range(kernel):
+                out = torch.maximum(out, x[:, :, i:i + s * (p - 1) + 1:s, j:j + s * (q - 1) + 1:s])
+        return out
+    C.check_pool2d("max", max_pool2d, hidden=True)
 
 
 @pytest.mark.parametrize("check,answer", [

@@ -204,6 +204,24 @@ FORGE = ("import autograde.judging.kernel_side as K\n"
          "K.answer = forged")
 PATCH_ROUND = "import builtins\nbuiltins.round = lambda x, n=None: x"
 
+DROP_WATCH = """\
+import contextlib
+import torch.nn.functional as F
+import autograde.judging.kernel_side as kernel_side
+
+class Claims:  # says einsum ran, and nothing was refused
+    called = {"einsum"}
+
+@contextlib.contextmanager
+def no_watch(spec):
+    yield Claims()
+
+kernel_side.from_spec = no_watch  # the kernel's watch, replaced before the judged calls
+
+def conv2d_einsum(x, w, stride=1, padding=0):
+    return F.conv2d(x, w, stride=stride, padding=padding)
+"""
+
 CORPUS = {
     "solution": (_solution, "graded", FULL, ""),
     "blank": (_blank, "graded", 0, "CheckFailed: linear_forward"),  # the check's own words
@@ -250,6 +268,8 @@ CORPUS = {
         "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
         "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),
         "graded", FULL - 2, "GradedAnswerError"),
+    "watch_dropped": (lambda: _replace_answer("q6_einsum", DROP_WATCH), "graded", FULL - 3,
+                      "q6_einsum_test: CheckFailed"),
     "always_equal": (lambda: _replace_answer("q1_linear", (
         "class Anything:\n    def __eq__(self, other): return True\n"
         "def linear_forward(x, W, b):\n    return Anything()")), "graded", FULL - 2, ""),

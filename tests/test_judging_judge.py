@@ -3,6 +3,7 @@
 The kernel side runs here in-process through a JSON round trip, so these tests need no
 kernel; tests/test_grading_grader.py runs the same path against real sandboxed kernels."""
 
+import contextlib
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from conftest import judged_session
 
 from autograde.checks import lab01_layers
 from autograde.checks.api import CheckFailed
-from autograde.judging import judge, watch
+from autograde.judging import judge, kernel_side, watch
 from autograde.judging.judge import judged_checks
 from autograde.judging.values import JudgeError
 
@@ -107,6 +108,25 @@ def test_watch_travels_with_the_call_and_reports_what_ran():
     _, error = judge.judge_cell(src, session_for({"conv2d_einsum": conv2d_einsum}))
     assert isinstance(error, CheckFailed) and "conv2d" in str(error)
     assert not watch._WATCHES and not watch.is_judging()
+
+
+def test_a_kernel_that_drops_the_watch_is_judged_by_what_it_ran(monkeypatch):
+    """The kernel applies no watch at all and claims einsum ran (issue 19, 7c): the grader
+    reads the refused convolution from the recorded operations and runs them itself."""
+    class Claims:
+        called = {"einsum"}
+
+    @contextlib.contextmanager
+    def no_watch(spec):
+        yield Claims()
+    monkeypatch.setattr(kernel_side, "from_spec", no_watch)
+
+    def conv2d_einsum(x, w, stride=1, padding=0):
+        return F.conv2d(x, w, stride=stride, padding=padding)
+    src = ("from autograde.checks.lab01_layers import check_conv2d_einsum\n"
+           "check_conv2d_einsum(conv2d_einsum)")
+    _, error = judge.judge_cell(src, session_for({"conv2d_einsum": conv2d_einsum}))
+    assert isinstance(error, CheckFailed) and "convolution" in str(error), error
 
 
 def test_checks_still_run_in_the_kernel_for_students():

@@ -9,6 +9,7 @@ student's kernel (JupyterLab) and, when grading, in the grader (`autograde.judgi
 checks never touch the wire format.
 """
 
+import copy
 import math
 import random
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
-from autograde.judging import graphs
+from autograde.judging import graphs, traces
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -30,14 +31,13 @@ from autograde.judging.values import (
     as_tensor,
     fail,
 )
-from autograde.judging.watch import watch
+from autograde.judging.watch import active_recorder, watch
 from efflib.graded import GradedAnswerError
 
 __all__ = ["CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple", "as_plain_tensor",
-           "as_tensor",
-           "call", "expect_answer", "expect_close", "expect_int", "expect_raises", "fail",
-           "fmt_call",
-           "is_layer_tree", "kernel_only", "rng", "torch_gen", "type_name", "watch"]
+           "as_tensor", "call", "call_traced", "expect_answer", "expect_close", "expect_int",
+           "expect_raises", "fail", "fmt_call", "is_layer_tree", "kernel_only", "rng",
+           "torch_gen", "type_name", "watch"]
 
 show_failures_briefly()  # in a student's kernel: a failed check reads as its message
 
@@ -121,6 +121,80 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def call_traced(fn: Callable, case: str, *args, **kwargs) -> "Traced":
+    """Call the student's tensor function once with every ATen operation it runs recorded
+    (judging.traces), and judge the record here, where the student's code cannot reach:
+    an operation the active watch refuses fails the check, and the value is the record
+    run by this process. Call `.follows(reference)` on the result, outside the watch."""
+    if not callable(fn):
+        fail(f"expected a function, got {type_name(fn)}")
+    record = fn.traced if isinstance(fn, Remote) else _trace_here(fn)
+
+    def tracer(*a, **k):
+        try:
+            return record(*a, **k)
+        except Exception as e:
+            if type(e).__name__ == traces.NotATensor.__name__:  # rebuilt by name if judged
+                fail(f"{case} {e}")
+            raise
+    try:
+        graph = call(tracer, case, *args, **kwargs)
+    except JudgeError as e:
+        fail(f"{case}: {e}")
+    recorder = active_recorder()
+    refused = sorted(graph.op_names() & recorder.names) if recorder is not None else []
+    if refused:
+        fail(f"{case}: your code calls torch's {refused[0]}, which {recorder.why}")
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    return Traced(graph, case, tensors, _run(graph, case, tensors))
+
+
+class Traced:
+    """A student's call as recorded: `value` is what the record computed here."""
+
+    def __init__(self, graph: traces.TracedFunction, case: str, tensors: list, value):
+        self.graph, self.case, self.tensors, self.value = graph, case, tensors, value
+
+    def follows(self, reference: Callable) -> None:
+        """Fail unless the record, run on fresh tensors of the same shapes, agrees with
+        `reference(*those tensors)`: a result computed out of sight of the record (torch
+        switched off, NumPy, .item(), a value computed beforehand) arrives as a constant
+        and does not follow from new inputs."""
+        gen = torch.Generator().manual_seed(len(self.graph.steps))
+        fresh = [torch.randn(t.shape, generator=gen, dtype=t.dtype) * 3
+                 if t.is_floating_point() else t.clone() for t in self.tensors]
+        expected = reference(*[t.clone() for t in fresh])
+        again = _run(self.graph, self.case, fresh)
+        try:
+            agrees = torch.allclose(as_tensor(again, self.case).float(),
+                                    expected.detach().float(), atol=1e-3, rtol=1e-3,
+                                    equal_nan=True)
+        except (CheckFailed, RuntimeError):
+            agrees = False
+        if not agrees:
+            fail(f"{self.case}: your result does not follow from the inputs through torch "
+                 "operations: the operations your function ran give a wrong answer for other "
+                 "inputs of the same shapes. Compute it from the input tensors with torch "
+                 "operations (not .item(), float(), NumPy, or values computed beforehand).")
+
+
+def _trace_here(fn: Callable) -> Callable:
+    def traced(*args, **kwargs):
+        return traces.rebuild(traces.describe(fn, args, kwargs))
+    return traced
+
+
+def _run(graph: traces.TracedFunction, case: str, tensors: list):
+    """The record run here on copies of its inputs and constants (it may change them)."""
+    try:
+        return copy.deepcopy(graph)(*[t.clone() for t in tensors])
+    except JudgeError as e:
+        fail(f"{case}: {e}")
+    except Exception as e:  # noqa: BLE001 - the recorded operations, replayed
+        fail(f"{case}: replaying the operations your function ran failed: "
+             f"{type(e).__name__}: {str(e)[:300]}")
 
 
 def as_graph(module, example_args: tuple, case: str) -> graphs.GraphModel:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from autograde.checks.api import (
     as_int_tuple,
     call,
+    call_traced,
     expect_answer,
     expect_close,
     expect_int,
@@ -25,7 +26,7 @@ from autograde.checks.api import (
 )
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d",
-            "conv_transpose2d", "conv_transpose3d", F.unfold, F.fold)
+            "conv_transpose2d", "conv_transpose3d", "im2col", "col2im", F.unfold, F.fold)
 POOL_OPS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "max_pool2d_with_indices",
             "adaptive_avg_pool2d", "adaptive_max_pool2d", "_max_pool2d", "_adaptive_avg_pool2d",
             "lp_pool2d", "fractional_max_pool2d")
@@ -57,9 +58,10 @@ def check_linear_forward(fn, hidden: bool = False) -> None:
                    torch.randn(co, generator=g))
         case = f"linear_forward(x {tuple(x.shape)}, W {tuple(w.shape)}, b {tuple(b.shape)})"
         with watch(forbidden=("linear", "bilinear", "addmm")):
-            got = call(fn, case, x.clone(), w.clone(), b.clone())
-        expect_close(got, F.linear(x, w, b), case,
+            got = call_traced(fn, case, x.clone(), w.clone(), b.clone())
+        expect_close(got.value, F.linear(x, w, b), case,
                      hint="The output has shape (n, c_o): multiply by W transposed, add b.")
+        got.follows(F.linear)
 
 
 # --- Q2. Convolution output sizes -----------------------------------------------------
@@ -169,9 +171,10 @@ def check_pad2d(fn, hidden: bool = False) -> None:
     for x, p, mode in cases:
         case = fmt_call("pad2d", x, p, mode)
         with watch(forbidden=PAD_OPS):
-            got = call(fn, case, x.clone(), p, mode)
-        expect_close(got, F.pad(x, (p, p, p, p), mode=MODES[mode]), case, atol=0, rtol=0,
+            got = call_traced(fn, case, x.clone(), p, mode)
+        expect_close(got.value, F.pad(x, (p, p, p, p), mode=MODES[mode]), case, atol=0, rtol=0,
                      hint=f"Compare with the {mode} example in the lab text.")
+        got.follows(lambda x, p=p, mode=mode: F.pad(x, (p, p, p, p), mode=MODES[mode]))
     expect_raises(lambda: fn(lecture, 1, "circular-ish"), ValueError,
                   "pad2d with an unknown mode")
 
@@ -276,11 +279,12 @@ def check_conv2d_einsum(fn, hidden: bool = False) -> None:
         w = torch.randn(ws[0], xs[1], ws[2], ws[3], generator=g)
         case = fmt_call("conv2d_einsum", x, w, stride=s, padding=p)
         with watch(forbidden=CONV_OPS) as rec:
-            got = call(fn, case, x.clone(), w.clone(), stride=s, padding=p)
+            got = call_traced(fn, case, x.clone(), w.clone(), stride=s, padding=p)
         if "einsum" not in rec.called:
             fail(f"{case}: the question asks for torch.einsum; your function never calls it.")
-        expect_close(got, F.conv2d(x, w, stride=s, padding=p), case, atol=1e-4,
+        expect_close(got.value, F.conv2d(x, w, stride=s, padding=p), case, atol=1e-4,
                      hint="Output is (N, M, P, Q); sum over C, R and S.")
+        got.follows(lambda x, w, s=s, p=p: F.conv2d(x, w, stride=s, padding=p))
 
 
 # --- Q7. Normalisation ----------------------------------------------------------------
@@ -309,9 +313,11 @@ def check_normalize(fn, hidden: bool = False) -> None:
         kw = dict(num_groups=groups, eps=eps)
         case = fmt_call("normalize", x, kind, **kw)
         with watch(forbidden=NORM_OPS):
-            got = call(fn, case, x.clone(), kind, **kw)
-        expect_close(got, _norm_reference(x, kind, groups, eps), case, atol=1e-4, rtol=1e-3,
+            got = call_traced(fn, case, x.clone(), kind, **kw)
+        expect_close(got.value, _norm_reference(x, kind, groups, eps), case, atol=1e-4,
+                     rtol=1e-3,
                      hint="Which axes does this kind average over? Use the biased variance.")
+        got.follows(lambda x, kind=kind, g=groups, eps=eps: _norm_reference(x, kind, g, eps))
     expect_raises(lambda: fn(torch.ones(2, 2, 2, 2), "weight"), ValueError,
                   "normalize with an unknown kind")
 
@@ -339,8 +345,9 @@ def check_activation(name: str, fn, hidden: bool = False) -> None:
     for x in inputs:
         case = fmt_call(name, x)
         with watch(forbidden=ACT_OPS):
-            got = call(fn, case, x.clone())
-        expect_close(got, ACTIVATIONS[name](x), case, atol=1e-5, rtol=1e-4)
+            got = call_traced(fn, case, x.clone())
+        expect_close(got.value, ACTIVATIONS[name](x), case, atol=1e-5, rtol=1e-4)
+        got.follows(ACTIVATIONS[name])
 
 
 POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
@@ -358,6 +365,7 @@ def check_pool2d(kind: str, fn, hidden: bool = False) -> None:
         x = torch.randn(*shape, generator=torch_gen(r))
         case = fmt_call(f"{kind}_pool2d", x, k, stride=s)
         with watch(forbidden=POOL_OPS + CONV_OPS):
-            got = call(fn, case, x.clone(), k, stride=s)
-        expect_close(got, POOLS[kind](x, k, stride=s), case, atol=1e-5,
+            got = call_traced(fn, case, x.clone(), k, stride=s)
+        expect_close(got.value, POOLS[kind](x, k, stride=s), case, atol=1e-5,
                      hint="stride=None means stride = kernel.")
+        got.follows(lambda x, k=k, s=s: POOLS[kind](x, k, stride=s))

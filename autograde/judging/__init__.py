@@ -7,6 +7,8 @@ student's kernel only answers requests for plain data over a Unix socket.
     values       plain values and the errors a verdict can carry
     watch        the forbidden-op watch applied while student code runs
     layers       standard torch.nn layer trees described as data and rebuilt
+    graphs       a student's own nn.Module as its torch.export graph, rebuilt
+    traces       one call of a student's tensor function as the ATen operations it ran
     wire         plain data as JSON, length-prefixed frames
     judge        the grader side: which cells are judged, and judging one
     channel      the grader side of the socket: one judged cell's requests

@@ -35,6 +35,7 @@ ALLOWED = frozenset({  # ATen operations a block of the course may use; nothing 
     "aten.detach.default", "getitem",
 })
 _KINDS = ("USER_INPUT", "PARAMETER", "BUFFER", "CONSTANT_TENSOR")
+_FORMATS = ("contiguous_format", "preserve_format", "channels_last")
 _CONV = ("aten.conv2d.default", "aten.convolution.default", "aten.linear.default")
 
 
@@ -58,6 +59,10 @@ def _arg(a):
         return {"dtype": str(a).removeprefix("torch.")}
     if isinstance(a, torch.device):
         return {"device": a.type}
+    if isinstance(a, torch.memory_format):
+        return {"memory_format": str(a).removeprefix("torch.")}
+    if isinstance(a, torch.layout):
+        return {"layout": str(a).removeprefix("torch.")}
     raise TypeError(f"cannot describe an argument of type {type(a).__name__}")
 
 
@@ -87,9 +92,9 @@ def describe(module: nn.Module, example_args: tuple) -> dict:
 
 # --- in the grader: the data as a module ---------------------------------------------------
 
-def _op(name: str):
-    if name not in ALLOWED:
-        raise JudgeError(f"your module uses {name[:80]}, which the grader does not run")
+def _op(name: str, allowed: frozenset[str] = ALLOWED, what: str = "module"):
+    if name not in allowed:
+        raise JudgeError(f"your {what} uses {name[:80]}, which the grader does not run")
     if name == "getitem":
         return operator.getitem
     _, packet, overload = name.split(".")
@@ -118,6 +123,10 @@ def _value(a, known: set[str], depth: int = 0):
         return getattr(torch, v)
     if kind == "device" and v in ("cpu", "cuda"):
         return torch.device("cpu")  # the grader computes on its CPU
+    if kind == "memory_format" and v in _FORMATS:
+        return getattr(torch, v)
+    if kind == "layout" and v == "strided":
+        return torch.strided
     raise JudgeError(f"a malformed argument ({str(kind)[:20]})")
 
 
@@ -151,11 +160,14 @@ class GraphModel(nn.Module):
                 env[step[1]] = next(given) if step[2] is None else getattr(self, step[2])
             elif step[0] == "call":
                 _, name, fn, args, kwargs, _ = step
-                env[name] = fn(*_resolve(args, env), **_resolve(kwargs, env))
+                env[name] = self._call(fn, _resolve(args, env), _resolve(kwargs, env))
             else:
                 out = _resolve(step[1], env)
                 return out[0] if isinstance(out, tuple | list) and len(out) == 1 else out
         raise JudgeError("the graph has no output")
+
+    def _call(self, fn, args: tuple, kwargs: dict):
+        return fn(*args, **kwargs)
 
     def conv_weights(self) -> list[torch.Tensor]:
         """The weights and biases of its convolutions and linear layers."""
@@ -168,14 +180,17 @@ class GraphModel(nn.Module):
         return found
 
 
-def rebuild(desc) -> GraphModel:
-    """The GraphModel `describe` described; anything malformed or unknown refused."""
+def rebuild(desc, allowed: frozenset[str] = ALLOWED, what: str = "module",
+            cls: type[GraphModel] = GraphModel) -> GraphModel:
+    """The GraphModel `describe` described; anything malformed or unknown refused.
+    `allowed`: the ATen operations the grader may run for it; `what` names it in errors;
+    `cls`: the GraphModel class to build."""
     if type(desc) is not dict or set(desc) != {"nodes", "state", "classes"}:
         raise JudgeError("not a module description")
     nodes, state = desc["nodes"], desc["state"]
     if type(nodes) is not list or type(state) is not dict or not 0 < len(nodes) <= MAX_NODES:
-        raise JudgeError(f"a module of at most {MAX_NODES:,d} operations is expected")
-    model = GraphModel([], {}, tuple(str(c)[:200] for c in desc["classes"][:1000]))
+        raise JudgeError(f"a {what} of at most {MAX_NODES:,d} operations is expected")
+    model = cls([], {}, tuple(str(c)[:200] for c in desc["classes"][:1000]))
     known: set[str] = set()
     for i, node in enumerate(nodes):
         if type(node) is not list or not node:
@@ -200,7 +215,7 @@ def rebuild(desc) -> GraphModel:
                 model.sources[node[1]] = attr
             model.steps.append(("input", node[1], attr))
         elif node[0] == "call" and len(node) == 5 and type(node[2]) is str:
-            fn = _op(node[2])
+            fn = _op(node[2], allowed, what)
             args, kwargs = _value(node[3], known), _value(node[4], known)
             if not isinstance(args, tuple) or not isinstance(kwargs, dict):
                 raise JudgeError("a malformed operation")

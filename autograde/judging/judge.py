@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-from autograde.judging import graphs, layers
+from autograde.judging import graphs, layers, traces
 from autograde.judging.values import CheckFailed, JudgeError
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode
@@ -39,6 +39,11 @@ class Remote:
         if not self._callable:
             raise TypeError(f"'{self._type}' object is not callable")
         return self._session.call(self._ref, args, kwargs)
+
+    def traced(self, *args, **kwargs):
+        """One call of this function of the student's, as the operations it ran
+        (judging.traces), rebuilt for the grader to run."""
+        return self._session.trace(self._ref, args, kwargs)
 
     def as_graph(self, *example_args):
         """This module of the student's as a graph the grader runs (judging.graphs)."""
@@ -81,14 +86,19 @@ class Session:
         answer = self._answer({"op": "get", "name": name})
         return decode(answer.get("value"), self._ref)
 
-    def call(self, ref: int, args, kwargs):
+    def _watched(self, op: str, ref: int, args, kwargs) -> dict:
+        """The kernel's answer to calling `ref` under the active watch, its record kept."""
         recorder = active_recorder()
         spec = recorder.spec() if recorder is not None else None
-        answer = self._answer({"op": "call", "ref": ref, "args": encode(list(args)),
+        answer = self._answer({"op": op, "ref": ref, "args": encode(list(args)),
                                "kwargs": encode(dict(kwargs)), "watch": spec})
         if recorder is not None:
             called = answer.get("called", [])
             recorder.called.update(str(c)[:100] for c in called if isinstance(c, str))
+        return answer
+
+    def call(self, ref: int, args, kwargs):
+        answer = self._watched("call", ref, args, kwargs)
         after = answer.get("after")
         for arg, state in zip(args, after if isinstance(after, list) else [], strict=False):
             if isinstance(arg, nn.Module) and state is not None:  # changed in place there
@@ -97,6 +107,9 @@ class Session:
                     layers.sync(arg, theirs)
         return decode(answer.get("value"), self._ref)
 
+    def trace(self, ref: int, args, kwargs) -> traces.TracedFunction:
+        answer = self._watched("trace", ref, args, kwargs)
+        return traces.rebuild(decode(answer.get("value")))
 
     def export(self, ref: int, example_args: tuple):
         answer = self._answer({"op": "export", "ref": ref, "args": encode(list(example_args))})

@@ -23,8 +23,12 @@
 # grader adds *hidden* checks with random cases, so make your code general, not
 # tuned to the examples. A failing check tells you the case, the expected value
 # and what you returned. Questions that ask you to write a layer yourself refuse
-# answers that call the matching `torch` function (or efflib's copy of it).
-# Q9 is read by a person.
+# answers that call the matching `torch` function (or efflib's copy of it). For
+# those, the check records the torch operations one call of your function runs
+# and replays them on new inputs: compute the result from the input tensors with
+# torch operations, not through `.item()`, NumPy or values worked out beforehand,
+# and work on whole slices rather than looping over single elements (at most
+# 10,000 operations per call). Q9 is read by a person.
 #
 # Notation used throughout (lecture 02; Q6 uses the edge-deployment notes' single
 # letters instead): a batch of `n` feature maps with `c_i`
