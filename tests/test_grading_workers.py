@@ -4,17 +4,21 @@ worker's memory is its own."""
 
 import multiprocessing
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 from traitlets.config import Config
 
 from autograde.grading import workers
+from autograde.grading.scratch import Scratch
 from autograde.sandbox import cleanup
-from autograde.sandbox.policy import isolation_problem
+from autograde.sandbox.policy import Policy, isolation_problem
 
 
 def hang_with_a_child(seconds: float) -> int:
@@ -54,6 +58,26 @@ def test_a_timed_out_worker_dies_with_its_children_and_the_pool_heals(pool):
                 if p.info["cmdline"] == ["sleep", "600"]]
     assert not [p for p in sleepers if p.status() != psutil.STATUS_ZOMBIE], sleepers
     assert pool.call(os.getpid, "next", timeout=120)  # a fresh pool grades the next one
+
+
+def hang_in_scratch(root: str, seconds: float) -> None:
+    """Make a scratch folder as the executor does, for this worker, and hang in it."""
+    with Scratch("slow", Policy(), root):
+        time.sleep(seconds)
+
+
+def test_a_killed_workers_scratch_folder_is_removed_at_once(tmp_path, request):
+    """Left to the next run, a killed student's tmpfs would hold its pages all batch long."""
+    root = Path(tempfile.mkdtemp(prefix="efs"))  # short: socket paths live in it
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    config = Config()
+    config.SandboxedExecute.scratch_root = str(root)
+    beside = root / "efflab-1-slow-w1-abc"  # another worker's folder, same student name
+    beside.mkdir()
+    with workers.start(1, str(tmp_path), {}, config) as p:
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.call(hang_in_scratch, "slow", str(root), 600, timeout=20)
+    assert [f.name for f in root.iterdir()] == [beside.name]
 
 
 def test_a_student_beside_the_killed_one_is_told_to_try_again(pool):

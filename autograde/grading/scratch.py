@@ -1,8 +1,9 @@
 """A student's scratch folder: the only place their sandboxed kernel may write.
 
-The folder is short on purpose (`efflab-GRADERPID-STUDENT-*` in the system's
+The folder is short on purpose (`efflab-GRADERPID-STUDENT-wPID-*` in the system's
 temporary folder): the kernel's and the judge's Unix socket paths must stay
-under 108 bytes, which a folder deep inside a course tree can exceed. Where kernels
+under 108 bytes, which a folder deep inside a course tree can exceed; PID, the
+grading process's, lets a pool that kills a worker remove what it left. Where kernels
 are isolated it is a tmpfs of `Policy.disk_mb`, owned by nobody: a kernel cannot
 fill the host's disk through it, and its pages count against the kernel's memory
 cgroup. While it exists, the environment tells the kernel launcher its policy
@@ -33,7 +34,8 @@ class Scratch:
         self.root.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.student)[:16]
         grader = os.environ.get("EFFLAB_GRADER_PID", str(os.getpid()))
-        folder = Path(tempfile.mkdtemp(prefix=f"efflab-{grader}-{name}-", dir=self.root))
+        folder = Path(tempfile.mkdtemp(prefix=f"efflab-{grader}-{name}-w{os.getpid()}-",
+                                       dir=self.root))
         if len(str(folder / "kernel-ipc-65535")) > 100:
             shutil.rmtree(folder, ignore_errors=True)
             raise ValueError(f"scratch folder {folder} is too long for Unix sockets; set "

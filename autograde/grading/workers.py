@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import warnings
@@ -53,6 +54,8 @@ class Workers:
         env = {"EFFLAB_GRADER_PID": str(os.getpid()), **env}  # the cgroups' living owner
         self._args = (count, course, env, config, memory_mb)
         self._pids = Path(course) / "workers"  # STUDENT.pid: the worker grading STUDENT
+        scratch_root = config.get("SandboxedExecute", {}).get("scratch_root", "")
+        self._scratch_roots = sorted({tempfile.gettempdir(), scratch_root or tempfile.gettempdir()})
         self._pids.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self._pool = self._start()
@@ -80,7 +83,8 @@ class Workers:
                              "beside a student who ran out of time)") from None
 
     def _kill(self, student: str) -> None:
-        """Kill the worker running `student`'s task and everything it started."""
+        """Kill the worker running `student`'s task and everything it started, and remove
+        the scratch folder (a tmpfs whose pages would stay) it was grading in."""
         try:
             pid = int((self._pids / f"{student}.pid").read_text())
             worker = psutil.Process(pid)
@@ -92,6 +96,8 @@ class Workers:
                 proc.send_signal(signal.SIGKILL)
             except psutil.Error:
                 pass
+        cleanup.remove_scratch_of(pid, self._scratch_roots)  # a lazy unmount: the tmpfs
+        # is freed as the last of its killed processes exits
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

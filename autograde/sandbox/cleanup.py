@@ -6,6 +6,7 @@ can tell those of a dead grader from those of one still running.
 
 import ctypes
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -105,6 +106,20 @@ def remove_stale_scratch(root: str | None = None) -> int:
             unmount(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
+    return removed
+
+
+def remove_scratch_of(worker: int, roots: list[str]) -> int:
+    """Remove the scratch folders (`efflab-GRADERPID-STUDENT-wWORKERPID-*`) a grading
+    worker killed mid-student left behind, while its grader runs on; how many."""
+    mine = re.compile(rf"efflab-\d+-.*-w{int(worker)}-[a-z0-9_]+")
+    removed = 0
+    for root in roots:
+        for folder in Path(root).glob(f"efflab-*-w{int(worker)}-*"):
+            if folder.is_dir() and mine.fullmatch(folder.name):
+                unmount(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
     return removed
 
 
