@@ -263,7 +263,9 @@ check_channel_shuffle(channel_shuffle, hidden=True)
 # image. (It equals a depthwise conv whose kernels are one-hot, which is how the
 # check computes it.)
 #
-# Write `shift(x, k)` with slicing only: no convolution, no `torch.roll`.
+# Write `shift(x, k)` with slicing only: no convolution, no `torch.roll`. The
+# check records the torch operations one call runs and replays them on new
+# inputs, so compute the result from `x` itself (no NumPy, no `.item()`).
 
 # %% nbgrader={"grade": false, "grade_id": "q5_shift", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def shift(x, k=3):
