@@ -28,6 +28,18 @@ _SOLUTIONS: dict[str, types.SimpleNamespace] = {}
 
 
 @pytest.fixture
+def watch_replaced(monkeypatch):
+    """The kernel-side watch made to refuse nothing, as a student's code could make it:
+    what a check still refuses is read from the operations it recorded."""
+    from autograde.judging import watch
+
+    def passing(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+    monkeypatch.setattr(watch.Recorder, "__torch_function__", passing)
+    monkeypatch.setattr(watch.DispatchGuard, "__torch_dispatch__", passing)
+
+
+@pytest.fixture
 def solution(request) -> types.SimpleNamespace:
     """The solution of the lab a test file is named after (tests/test_checks_LAB.py),
     loaded once per session: a new lab needs no fixture of its own."""

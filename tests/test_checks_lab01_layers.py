@@ -13,7 +13,6 @@ from autograde import inventory
 from autograde.checks import lab01_layers as C
 from autograde.checks.api import CheckFailed, as_float, as_int
 from autograde.checks.lab01_layers import MODES
-from autograde.judging import watch
 from efflib.graded import GradedAnswerError
 
 FAILS = (CheckFailed, GradedAnswerError)
@@ -253,16 +252,9 @@ def test_a_result_computed_out_of_sight_of_the_record_fails(answer):
         C.check_conv2d_einsum(answer)
 
 
-def test_a_watch_replaced_in_the_kernel_still_meets_the_refusal(monkeypatch):
+def test_a_watch_replaced_in_the_kernel_still_meets_the_refusal(watch_replaced):
     """The kernel's watch is the student's to break (issue 19, 7c); the refusal is read
     from the recorded operations, in the grader's process."""
-    monkeypatch.setattr(watch.Recorder, "__torch_function__",
-                        lambda self, func, types, args=(), kwargs=None:
-                        func(*args, **(kwargs or {})))
-    monkeypatch.setattr(watch.DispatchGuard, "__torch_dispatch__",
-                        lambda self, func, types, args=(), kwargs=None:
-                        func(*args, **(kwargs or {})))
-
     def conv(x, w, b=None, stride=1, padding=0):
         torch.einsum("i->i", torch.ones(1))
         return F.conv2d(x, w, b, stride=stride, padding=padding)
