@@ -166,7 +166,7 @@ def test_pruned_model_rules():
         C.check_pruned_model(dense)
     empty = models.digit_cnn(width=4)  # pruned to 80% but never trained
     prune.Pruner(empty, {name: 0.8 for name in prune.prunable_layers(empty)})
-    with pytest.raises(CheckFailed, match="needs 95%"):
+    with pytest.raises(CheckFailed, match="needs at least 95%"):
         C.check_pruned_model(empty)
     with pytest.raises(CheckFailed, match="got NoneType"):
         C.check_pruned_model(None)
@@ -221,7 +221,7 @@ def test_a_dense_model_cannot_hide_beside_a_pruned_one(solution):
         for m in prune.prunable_layers(fake).values():
             m.weight.zero_()
     fake.forward = dense.forward  # runs the dense model in the kernel
-    assert "needs 95%" in str(_judged("check_pruned_model", pruned_model=fake))
+    assert "needs at least 95%" in str(_judged("check_pruned_model", pruned_model=fake))
     fake.hidden = dense  # a dense copy kept beside the zeroed layers counts as layers
     assert "the goal is at least 75%" in str(_judged("check_pruned_model", pruned_model=fake))
 

@@ -69,7 +69,7 @@ def test_student_rules(solution):
     with pytest.raises(CheckFailed, match="at most 2,500"):
         C.check_student(nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(),
                                       nn.Linear(64, 10)))
-    with pytest.raises(CheckFailed, match="needs 82%"):
+    with pytest.raises(CheckFailed, match="needs at least 82%"):
         C.check_student(solution.make_student(0))  # untrained
     with pytest.raises(CheckFailed, match="nn.Sequential"):
         C.check_student(None)
@@ -216,7 +216,7 @@ def test_capstone_rules(solution):
     with pytest.raises(CheckFailed, match="budget is 20,000"):
         C.check_capstone(solution.final_model, 32)  # the same model counted at 32 bits
     untrained = nas.tiny_net({"width": 8, "depth": 1, "kernel": 3, "expand": 1})
-    with pytest.raises(CheckFailed, match="needs 97%"):
+    with pytest.raises(CheckFailed, match="needs at least 97%"):
         C.check_capstone(untrained, 32)
 
     class Custom(nn.Module):

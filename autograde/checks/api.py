@@ -32,12 +32,14 @@ from autograde.judging.values import (
     fail,
 )
 from autograde.judging.watch import active_recorder, watch
+from efflib.data import digits
 from efflib.graded import GradedAnswerError
+from efflib.train import evaluate
 
 __all__ = ["CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple", "as_plain_tensor",
            "as_tensor", "call", "call_traced", "expect_answer", "expect_close", "expect_int",
-           "expect_raises", "fail", "fmt_call", "is_layer_tree", "kernel_only", "rng",
-           "torch_gen", "type_name", "watch"]
+           "expect_raises", "expect_test_accuracy", "fail", "fmt_call", "is_layer_tree",
+           "kernel_only", "rng", "torch_gen", "type_name", "watch"]
 
 show_failures_briefly()  # in a student's kernel: a failed check reads as its message
 
@@ -87,6 +89,14 @@ def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,
         fail(f"{case}: values differ; at index {idx} expected {exp_t[idx].item():.6g}, "
              f"got {got_t[idx].item():.6g} (max abs error {err.max().item():.3g})."
              f"{' ' + hint if hint else ''}")
+
+
+def expect_test_accuracy(model: nn.Module, name: str, goal: float, advice: str) -> float:
+    """The model's top-1 accuracy on the digits' test split, failing below `goal`."""
+    acc = evaluate(model, digits(seed=0).test)
+    if acc < goal:
+        fail(f"{name} reaches {acc:.1%} test accuracy; it needs at least {goal:.0%}. {advice}")
+    return acc
 
 
 def expect_raises(fn: Callable, exc: type[BaseException], case: str, *args, **kwargs) -> None:

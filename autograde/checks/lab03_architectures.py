@@ -21,6 +21,7 @@ from autograde.checks.api import (
     expect_close,
     expect_int,
     expect_raises,
+    expect_test_accuracy,
     fail,
     fmt_call,
     is_layer_tree,
@@ -30,9 +31,7 @@ from autograde.checks.api import (
     watch,
 )
 from efflib import models
-from efflib.data import digits
 from efflib.metrics import profile
-from efflib.train import evaluate
 
 TOPICS = ("vgg_stage", "channel_shuffle")
 SHIFT_FORBIDDEN = ("conv2d", "convolution", "_convolution", "roll", "unfold", "im2col")
@@ -468,8 +467,5 @@ def check_digit_model(model) -> None:
             if t is not None)
     if n > MAX_PARAMS:
         fail(f"digit_model has {n:,d} parameters; the budget is {MAX_PARAMS:,d}.")
-    device = next(model.parameters()).device
-    acc = evaluate(model, digits(seed=0).test, device)
-    if acc < 0.95:
-        fail(f"digit_model reaches {acc:.1%} test accuracy; it needs at least 95%. Train "
-             "longer, add a layer, or use BatchNorm.")
+    expect_test_accuracy(model, "digit_model", 0.95,
+                         "Train longer, add a layer, or use BatchNorm.")

@@ -21,6 +21,7 @@ from autograde.checks.api import (
     expect_close,
     expect_int,
     expect_raises,
+    expect_test_accuracy,
     fail,
     fmt_call,
     is_layer_tree,
@@ -29,9 +30,7 @@ from autograde.checks.api import (
     watch,
 )
 from efflib import models, prune
-from efflib.data import digits
 from efflib.size import tensor_bits
-from efflib.train import evaluate
 
 TOPICS = ("magnitude_mask", "sensitivity_scan", "prune_channels", "model_size")
 
@@ -193,10 +192,8 @@ def check_pruned_model(model, target: float = 0.75) -> None:
     if not total or zeros / total < target:
         fail(f"pruned_model: {zeros / max(total, 1):.1%} of its conv and linear weights are "
              f"zero; the goal is at least {target:.0%}.")
-    acc = evaluate(model, digits(seed=0).test)
-    if acc < 0.95:
-        fail(f"pruned_model reaches {acc:.1%} test accuracy; it needs 95%. Prune the "
-             "sensitive layers less, or fine-tune longer with the masks re-applied.")
+    expect_test_accuracy(model, "pruned_model", 0.95, "Prune the sensitive layers less, or "
+                         "fine-tune longer with the masks re-applied.")
 
 
 # --- Q5. Channel surgery ------------------------------------------------------------

@@ -22,6 +22,7 @@ from autograde.checks.api import (
     call,
     expect_close,
     expect_int,
+    expect_test_accuracy,
     fail,
     fmt_call,
     is_layer_tree,
@@ -30,10 +31,8 @@ from autograde.checks.api import (
     watch,
 )
 from efflib import models, nas
-from efflib.data import digits
 from efflib.latency import NoisyMeasurement, measure_latency
 from efflib.size import tensor_bits
-from efflib.train import evaluate
 
 TOPICS = ("latency_predictor",)
 
@@ -92,12 +91,6 @@ def _standard_layers(model, name: str, kinds: str = "") -> None:
              f"{type(model).__name__}")
 
 
-def _test_accuracy(model, name: str, goal: float, advice: str) -> None:
-    acc = evaluate(model, digits(seed=0).test)
-    if acc < goal:
-        fail(f"{name} reaches {acc:.1%} test accuracy; it needs {goal:.0%}. {advice}")
-
-
 def check_student(model) -> None:
     """At most STUDENT_PARAMS parameters and at least STUDENT_ACCURACY on the test split."""
     _standard_layers(model, "student")
@@ -105,7 +98,7 @@ def check_student(model) -> None:
     if params > STUDENT_PARAMS:
         fail(f"student has {params:,d} parameters; the student may have at most "
              f"{STUDENT_PARAMS:,d}.")
-    _test_accuracy(model, "student", STUDENT_ACCURACY,
+    expect_test_accuracy(model, "student", STUDENT_ACCURACY,
                    "Train it with your distillation loss against the teacher's logits.")
 
 
@@ -368,7 +361,7 @@ def check_capstone(model, bits) -> None:
     if size > BUDGET_BYTES:
         fail(f"final_model takes {size:,d} bytes at {bits} bits; the budget is "
              f"{BUDGET_BYTES:,d}.")
-    _test_accuracy(model, "final_model", BUDGET_ACCURACY,
+    expect_test_accuracy(model, "final_model", BUDGET_ACCURACY,
                    "Distil it from the teacher, or quantize with fewer levels lost.")
     ms, reference_ms = batch1_ms(model)
     if ms > max(BUDGET_MS, reference_ms):
