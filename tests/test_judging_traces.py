@@ -55,6 +55,12 @@ def test_a_tensor_made_outside_the_record_is_a_constant():
     assert kinds == ["USER_INPUT", "CONSTANT_TENSOR"]
 
 
+def test_constants_are_bounded_the_result_among_them():
+    big = torch.zeros(traces.MAX_CONSTANTS + 1)
+    with pytest.raises(ValueError, match="more constant data"):
+        traces.describe(lambda x: big, (torch.randn(2),), {})
+
+
 def test_a_loop_over_single_elements_is_stopped_in_the_kernel():
     def elementwise(x):
         return torch.stack([v * 2 for v in x.flatten()])

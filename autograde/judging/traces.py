@@ -164,10 +164,10 @@ def describe(fn, args: tuple, kwargs: dict) -> dict:
         out = fn(*args, **kwargs)
     if not isinstance(out, torch.Tensor):
         raise NotATensor(f"should be a torch.Tensor, got {type(out).__name__}")
+    nodes = tracer.nodes + [["output", tracer.arg(out)]]  # a result made elsewhere: a constant
     if sum(t.numel() for t in tracer.state.values()) > MAX_CONSTANTS:
         raise ValueError("your function made more constant data than a traced call may "
                          f"carry ({MAX_CONSTANTS:,d} elements)")
-    nodes = tracer.nodes + [["output", tracer.arg(out)]]
     return {"nodes": nodes, "state": tracer.state, "classes": []}
 
 
