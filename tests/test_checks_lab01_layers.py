@@ -294,6 +294,19 @@ def test_honest_answers_in_other_styles_pass():
                 out = torch.maximum(out, x[:, :, i:i + s * (p - 1) + 1:s, j:j + s * (q - 1) + 1:s])
         return out
     C.check_pool2d("max", max_pool2d, hidden=True)
+    C.check_linear_forward(lambda x, W, b: (x[:, None, :] * W[None]).sum(-1) + b, hidden=True)
+    C.check_activation("sigmoid", lambda x: 1 / (1 + torch.exp(-x)), hidden=True)
+    C.check_activation("gelu", lambda x: 0.5 * x * (1 + torch.erf(x / 2 ** 0.5)), hidden=True)
+
+    def normalize(x, kind, num_groups=1, eps=1e-5):
+        dims = {"batch": (0, 2, 3), "layer": (1, 2, 3), "instance": (2, 3), "group": (2,)}
+        if kind not in dims:
+            raise ValueError(kind)
+        y = x.reshape(x.shape[0], num_groups, -1) if kind == "group" else x
+        mean = y.mean(dims[kind], keepdim=True)
+        var = ((y - mean) ** 2).mean(dims[kind], keepdim=True)
+        return ((y - mean) * torch.rsqrt(var + eps)).reshape(x.shape)
+    C.check_normalize(normalize, hidden=True)
 
 
 @pytest.mark.parametrize("check,answer", [
