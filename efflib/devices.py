@@ -11,12 +11,14 @@ import torch
 import torch.nn as nn
 
 
-def model_device(model: nn.Module, modules: Iterable[nn.Module] | None = None
+def model_device(model: nn.Module, tensors: Iterable[torch.Tensor] | None = None
                  ) -> torch.device | None:
     """The one device of the model's parameters and buffers (None if it has none);
-    `modules` is model.modules() when the caller has that list already."""
-    devices = {t.device for m in (model.modules() if modules is None else modules)
-               for t in (*m._parameters.values(), *m._buffers.values()) if t is not None}
+    `tensors` are those parameters and buffers when the caller has them already."""
+    if tensors is None:
+        tensors = [t for m in model.modules()
+                   for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+    devices = {t.device for t in tensors}
     if len(devices) > 1:
         raise ValueError(f"the model is spread over several devices "
                          f"({sorted(map(str, devices))}): move it to one with .to(device)")
@@ -24,9 +26,9 @@ def model_device(model: nn.Module, modules: Iterable[nn.Module] | None = None
 
 
 def to_model_device(model: nn.Module, *inputs: torch.Tensor,
-                    modules: Iterable[nn.Module] | None = None) -> tuple[torch.Tensor, ...]:
+                    tensors: Iterable[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
     """The inputs on the model's device (unchanged when it has no parameters or buffers)."""
-    device = model_device(model, modules)
+    device = model_device(model, tensors)
     if device is None:
         return inputs
     return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)

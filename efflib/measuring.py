@@ -7,7 +7,7 @@ statistics and its `num_batches_tracked` are not moved by a train-mode pass.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -16,13 +16,15 @@ MODES = ("eval", "train")
 
 
 @contextlib.contextmanager
-def measuring(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+def measuring(model: nn.Module, mode: str = "eval",
+              modules: Sequence[nn.Module] | None = None) -> Iterator[nn.Module]:
     """Put `model` in `mode` for the block; restore every module's mode and, after a
-    train-mode block, every buffer's value. (A `torch.export` module cannot change mode:
-    it runs as it was exported.)"""
+    train-mode block, every buffer's value (`modules`: model.modules() when the caller has
+    that list already). A `torch.export` module cannot change mode: it runs as it was
+    exported."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    flags = [(m, m.training) for m in model.modules()]
+    flags = [(m, m.training) for m in (model.modules() if modules is None else modules)]
     want = mode == "train"
     saved = []
     if want:  # BN updates its statistics in place: keep copies to put back

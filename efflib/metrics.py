@@ -2,7 +2,10 @@
 
 Capture is at the ATen dispatch level (TorchDispatchMode), so functional calls
 (`F.conv2d`, `@`, `x + y`) and fused kernels (attention, LSTM) count like modules;
-each op is attributed to the innermost module running it. Conventions follow
+each op is attributed to the innermost module running it. A plain leaf module
+that efflib.leaf_ops has a rule for (Conv, BatchNorm in eval, Linear, ReLU, ...)
+runs with the mode off and is booked as the ops it runs, which makes profiling
+cheap for nets of many small layers; the counts are the same. Conventions follow
 lecture 02 (MIT 6.5940, Han): MACs of the ops in efflib.macs, bias ignored,
 grouped conv divided by g, FLOPs = 2 x MACs; peak activations by tensor liveness
 as in MCUNet (Lin et al., https://arxiv.org/abs/2007.10319).
@@ -24,6 +27,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from efflib import leaf_ops
 from efflib.devices import to_model_device
 from efflib.graded import reference
 from efflib.macs import formula
@@ -31,6 +35,7 @@ from efflib.measuring import measuring
 from efflib.size import model_size
 
 aten = torch.ops.aten
+_HOOKS = nn.modules.module  # its global hook tables: ours must be the only hooks on a skipped leaf
 
 _VIEW_OR_FREE = {  # ops that allocate nothing new and compute nothing
     aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.t.default,
@@ -140,7 +145,7 @@ class Profile:
 class _Op:
     """What the counter needs to know about one ATen overload, worked out once."""
 
-    __slots__ = ("free", "label", "macs", "name", "shares", "statistics")
+    __slots__ = ("free", "label", "lists", "macs", "name", "shares", "statistics", "tensors")
 
     def __init__(self, func):
         self.macs = formula(func)
@@ -150,6 +155,25 @@ class _Op:
         self.free = func in _VIEW_OR_FREE
         returns = func._schema.returns
         self.shares = func in _SHARES_STORAGE or any(r.alias_info is not None for r in returns)
+        # where the positional tensor arguments are: single ones, and lists of them (cat)
+        given = [(i, str(a.type)) for i, a in enumerate(func._schema.arguments)
+                 if not a.kwarg_only]
+        self.tensors = [i for i, kind in given if kind in ("Tensor", "Optional[Tensor]")]
+        self.lists = [i for i, kind in given if kind.startswith("List[") and "Tensor" in kind]
+
+    def inputs(self, args: tuple, kwargs: dict | None) -> list[torch.Tensor]:
+        """The tensors among one call's arguments."""
+        n = len(args)  # a Tensor position may hold a plain number (add_(t, 1)): tensors only
+        found = [args[i] for i in self.tensors if i < n and isinstance(args[i], torch.Tensor)]
+        for i in self.lists:
+            if i < n:
+                found.extend(t for t in args[i] if isinstance(t, torch.Tensor))
+        if kwargs:
+            found += _tensors(tuple(kwargs.values()))
+        return found
+
+
+_OPS: dict = {}  # ATen overload -> its _Op, shared by every profile
 
 
 class _Counter(TorchDispatchMode):
@@ -160,11 +184,8 @@ class _Counter(TorchDispatchMode):
         super().__init__()
         self.rows, self.stack, self.meta = rows, stack, meta
         self.weights = weights  # ids of the parameter and buffer objects: never activations
-        # their storages: an op's output living there (a weight's view) is not an activation
-        self.weight_keys = set() if meta else {_key(t) for t in weights.values()}
         self.events: list[tuple[list[int], list[int]]] = []  # (storage ids used, ids created)
         self.zero: set[str] = set()
-        self.ops: dict = {}
         # storage ids: an address freed and reused later gets a fresh id, so nothing has to be
         # kept alive (which would make every op allocate new memory and slow the pass down).
         # Meta tensors have no addresses: there each tensor object maps to its storage's id.
@@ -172,6 +193,7 @@ class _Counter(TorchDispatchMode):
         self.meta_ids = WeakTensorKeyDictionary()
         self.sizes: list[int] = []      # id -> activation elements (0 for integer tensors)
         self.inputs = [self._new(t) for t in inputs]
+        self.skipped = None  # (module, input, rule's booking) while the mode is off in a leaf
 
     def _new(self, t: torch.Tensor, feature_map: bool = True) -> int:
         i = len(self.sizes)
@@ -192,11 +214,22 @@ class _Counter(TorchDispatchMode):
     def _storages(self, op: _Op, flat_in, flat_out) -> tuple[list[int], list[int]]:
         """Ids of the storages the op read, and of the ones it created."""
         if not self.meta:
-            in_keys = [_key(t) for t in flat_in if id(t) not in self.weights]
-            uses = [self.ids[k] for k in in_keys if k in self.ids]  # weights have no id
-            return uses, [self._new(o, j == 0 or not op.statistics)
-                          for j, o in enumerate(flat_out)
-                          if (k := _key(o)) not in in_keys and k not in self.weight_keys]
+            weights, ids = self.weights, self.ids
+            in_keys = [_key(t) for t in flat_in if id(t) not in weights]
+            uses = [ids[k] for k in in_keys if k in ids]  # weights have no id
+            # an output in a weight's storage (a view of it, or the weight changed in place)
+            # is not an activation; only an op given that weight can return one
+            weight_keys = [_key(t) for t in flat_in if id(t) in weights]
+            news = []
+            for j, o in enumerate(flat_out):
+                k = _key(o)
+                if k not in in_keys and k not in weight_keys:
+                    news.append(len(self.sizes))
+                    ids[k] = len(self.sizes)
+                    # feature maps only: max-pool's int64 indices and BN's statistics are not
+                    self.sizes.append(o.numel() if (j == 0 or not op.statistics)
+                                      and o.is_floating_point() else 0)
+            return uses, news
         uses = [self.meta_ids[t] for t in flat_in if t in self.meta_ids]
         news = []
         for j, o in enumerate(flat_out):
@@ -211,24 +244,82 @@ class _Counter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        op = self.ops.get(func)
-        if op is None:
-            op = self.ops[func] = _Op(func)
+        self.record(func, args, kwargs, out)
+        return out
+
+    def skip(self, module: nn.Module, args: tuple, rule: leaf_ops.Rule) -> None:
+        """Switch the mode off inside a leaf module whose ops `rule` (efflib.leaf_ops) knows;
+        `resume` books them. Watched wherever that is not sure."""
+        if (len(args) != 1 or type(x := args[0]) is not torch.Tensor
+                or not (x.is_cpu or x.is_meta)  # CUDA picks other kernels (cudnn_batch_norm)
+                or not x.is_floating_point() or x.layout != torch.strided
+                or module._forward_hooks or module._forward_pre_hooks
+                or module._backward_hooks or module._backward_pre_hooks
+                or len(_HOOKS._global_forward_pre_hooks) != 1
+                or len(_HOOKS._global_forward_hooks) != 1
+                or _HOOKS._global_backward_hooks or _HOOKS._global_backward_pre_hooks
+                or torch._C._is_any_autocast_enabled()  # casts first
+                or torch._C._is_torch_function_mode_enabled()):  # could change any call
+            return
+        leaf = rule(module, x)
+        depth = torch._C._len_torch_dispatch_stack()
+        if leaf is None or not depth or torch._C._get_dispatch_stack_at(depth - 1) is not self:
+            return
+        torch._C._pop_torch_dispatch_stack(None)
+        self.skipped = (module, x, leaf)
+
+    def resume(self, module: nn.Module, y) -> None:
+        """Switch the mode back on after a skipped module and book its call as its ops."""
+        skipped_module, x, leaf = self.skipped
+        if skipped_module is not module:
+            return
+        torch._C._push_on_torch_dispatch_stack(self)
+        self.skipped = None
+        call = leaf(y)
         row = self.rows[self.stack[-1]]
-        flat_in = _tensors(args) + (_tensors(tuple(kwargs.values())) if kwargs else [])
-        flat_out = _tensors(out if isinstance(out, tuple | list) else (out,))
-        macs = op.macs(args, out) if op.macs is not None else 0
-        row.macs += macs
+        row.ops.extend(call.ops)
+        row.macs += call.macs
+        row.elementwise_ops += call.elementwise_ops
+        self.zero.update(call.free)
+        if not call.ops:  # returned its input
+            return
+        if self.meta:  # meta tensors have no address: the tensor object is the key
+            uses = [self.meta_ids[x]] if x in self.meta_ids else []
+            fresh = y is not x
+        else:
+            uses = [self.ids[k]] if (k := _key(x)) in self.ids else []
+            fresh = y is not x and _key(y) != k
+        news = [self._new(y)] if fresh else []  # in place: no new storage
+        if fresh:
+            row.activations += self.sizes[news[0]]
+        self.events.append((uses, news))
+
+    def abandon(self) -> None:
+        """After an error inside a skipped module: put the mode back so it can exit."""
+        if self.skipped is not None:
+            torch._C._push_on_torch_dispatch_stack(self)
+            self.skipped = None
+
+    def record(self, func, args: tuple, kwargs: dict | None, out) -> None:
+        """Book one ATen call: MACs or elementwise ops, fresh outputs, storage liveness."""
+        op = _OPS.get(func)
+        if op is None:
+            op = _OPS[func] = _Op(func)
+        row = self.rows[self.stack[-1]]
+        flat_in = op.inputs(args, kwargs)
+        flat_out = [out] if type(out) is torch.Tensor else _tensors(
+            out if isinstance(out, tuple | list) else (out,))
         row.ops.append(op.name)
         uses, news = self._storages(op, flat_in, flat_out)
-        computes = not op.free and flat_out and flat_out[0].is_floating_point()
-        if computes and op.macs is None:
+        if op.macs is not None:
+            row.macs += op.macs(args, out)
+        elif not op.free and flat_out and flat_out[0].is_floating_point():
             row.elementwise_ops += max(o.numel() for o in flat_out)
-        elif op.macs is None:
+        else:
             self.zero.add(op.label)  # views, copies, integer bookkeeping: listed, not counted
-        row.activations += sum(self.sizes[i] for i in news)
+        if news:
+            row.activations += sum(self.sizes[i] for i in news)
         self.events.append((uses, news))
-        return out
 
 
 def _tensors(values: tuple | list) -> list[torch.Tensor]:
@@ -289,6 +380,21 @@ def _peak(counter: _Counter, outputs: Sequence[torch.Tensor]) -> int:
         peak = max(peak, alive)
     return peak
 
+
+
+def _walk(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """list(model.named_modules()) (each module once, in its order), without its generators."""
+    found, seen = [("", model)], {id(model)}
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for key, child in module._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                found.append((prefix + key, child))
+                visit(prefix + key + ".", child)
+
+    visit("", model)
+    return found
 
 
 def _normal(value):
@@ -359,11 +465,14 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
     if not isinstance(model, nn.Module):
         raise TypeError(f"profile() needs an nn.Module, got {type(model).__name__}")
     _check_inputs(inputs, kwinputs)
-    modules = list(model.named_modules())  # walked once: big models have thousands
-    moved = to_model_device(model, *inputs, *kwinputs.values(), modules=[m for _, m in modules])
+    modules = _walk(model)  # walked once: big models have thousands
+    held = {id(t): t for _, m in modules  # parameters and buffers: never activations
+            for t in (*m._parameters.values(), *m._buffers.values()) if t is not None}
+    moved = to_model_device(model, *inputs, *kwinputs.values(), tensors=held.values())
     inputs, kwinputs = moved[:len(inputs)], dict(zip(kwinputs, moved[len(inputs):], strict=True))
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in modules}
     names = {id(m): name for name, m in modules}
+    leaves = {id(m): make for _, m in modules if (make := leaf_ops.RULES.get(type(m)))}
     stack = [""]
     scripted = isinstance(model, torch.jit.ScriptModule)
     exported = isinstance(model, torch.fx.GraphModule) and any(
@@ -380,8 +489,12 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
         stack.append(stack[-1] if name is None else name)  # a module from elsewhere: no row
         if name is not None:
             rows[name].input_shape = _first_shape(args)
+        if (make := leaves.get(id(module))) is not None:
+            counter.skip(module, args, make)
 
     def leave(module, args, output) -> None:  # must return None: a value replaces the output
+        if counter.skipped is not None:
+            counter.resume(module, output)  # first: its calls belong to this module's row
         name = stack.pop()
         if names.get(id(module)) == name:
             rows[name].output_shape = _first_shape(output)
@@ -398,35 +511,47 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
     tensors = [t for t in torch.utils._pytree.tree_leaves([inputs, kwinputs])
                if isinstance(t, torch.Tensor)]
     counter = _Counter(rows, stack, tensors, meta=any(t.is_meta for t in tensors),
-                       weights={id(t): t for _, m in modules
-                                for t in (*m._parameters.values(), *m._buffers.values())
-                                if t is not None})
+                       weights=held)
     try:
-        with measuring(model, mode), torch.inference_mode(False), torch.no_grad(), counter:
-            if exported:
-                out = _ExportedRunner(model, rows, stack).run(*inputs, **kwinputs)
-            else:
-                out = model(*inputs, **kwinputs)
+        with measuring(model, mode, [m for _, m in modules]), torch.inference_mode(False), \
+                torch.no_grad(), counter:
+            try:
+                if exported:
+                    out = _ExportedRunner(model, rows, stack).run(*inputs, **kwinputs)
+                else:
+                    out = model(*inputs, **kwinputs)
+            except BaseException:
+                counter.abandon()
+                raise
     finally:
         for h in handles:
             h.remove()
     if exported or scripted:
         rows[""].input_shape, rows[""].output_shape = _first_shape(inputs), _first_shape(out)
+    named, seen, params, weights = [], set(), 0, 0  # model.named_parameters(): a tied weight once
     for name, m in modules:
-        own = [(n, p) for n, p in m._parameters.items() if p is not None]
-        rows[name].params = sum(p.numel() for _, p in own)
-        rows[name].weights = sum(p.numel() for n, p in own if n != "bias" and p.dim() > 1)
-    named = list(model.named_parameters())  # a tied weight once
+        row = rows[name]
+        for n, p in m._parameters.items():
+            if p is None:
+                continue
+            size, weight = p.numel(), n != "bias" and p.dim() > 1
+            row.params += size
+            row.weights += size if weight else 0
+            if id(p) not in seen:
+                seen.add(id(p))
+                named.append((f"{name}.{n}" if name else n, p))
+                params += size
+                weights += size if weight and not n.endswith("bias") else 0
     outputs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
     kept = [r for name, r in rows.items() if r.ops or r.params or name == ""]
     return Profile(
         rows=kept,
-        params=sum(p.numel() for _, p in named),
-        weights=sum(p.numel() for n, p in named if not n.endswith("bias") and p.dim() > 1),
-        macs=sum(r.macs for r in rows.values()),
-        elementwise_ops=sum(r.elementwise_ops for r in rows.values()),
+        params=params,
+        weights=weights,
+        macs=sum(r.macs for r in kept),
+        elementwise_ops=sum(r.elementwise_ops for r in kept),
         activations=sum(counter.sizes[i] for i in counter.inputs)
-        + sum(r.activations for r in rows.values()),
+        + sum(r.activations for r in kept),
         peak_activations=_peak(counter, outputs),
         zero_cost_ops=sorted(counter.zero),
         named_parameters=named,
