@@ -193,7 +193,7 @@ class _Counter(TorchDispatchMode):
         self.meta_ids = WeakTensorKeyDictionary()
         self.sizes: list[int] = []      # id -> activation elements (0 for integer tensors)
         self.inputs = [self._new(t) for t in inputs]
-        self.skipped = None  # (module, input, rule's booking) while the mode is off in a leaf
+        self.skipped = None  # (module, input, booking, row) while the mode is off in a leaf
 
     def _new(self, t: torch.Tensor, feature_map: bool = True) -> int:
         i = len(self.sizes)
@@ -247,7 +247,7 @@ class _Counter(TorchDispatchMode):
         self.record(func, args, kwargs, out)
         return out
 
-    def skip(self, module: nn.Module, args: tuple, rule: leaf_ops.Rule) -> None:
+    def skip(self, module: nn.Module, args: tuple, rule: leaf_ops.Rule, row: Row) -> None:
         """Switch the mode off inside a leaf module whose ops `rule` (efflib.leaf_ops) knows;
         `resume` books them. Watched wherever that is not sure."""
         if (len(args) != 1 or type(x := args[0]) is not torch.Tensor
@@ -266,17 +266,16 @@ class _Counter(TorchDispatchMode):
         if leaf is None or not depth or torch._C._get_dispatch_stack_at(depth - 1) is not self:
             return
         torch._C._pop_torch_dispatch_stack(None)
-        self.skipped = (module, x, leaf)
+        self.skipped = (module, x, leaf, row)
 
     def resume(self, module: nn.Module, y) -> None:
         """Switch the mode back on after a skipped module and book its call as its ops."""
-        skipped_module, x, leaf = self.skipped
+        skipped_module, x, leaf, row = self.skipped
         if skipped_module is not module:
             return
         torch._C._push_on_torch_dispatch_stack(self)
         self.skipped = None
         call = leaf(y)
-        row = self.rows[self.stack[-1]]
         row.ops.extend(call.ops)
         row.macs += call.macs
         row.elementwise_ops += call.elementwise_ops
@@ -339,6 +338,8 @@ def _shape(shape: tuple) -> str:
 
 def _first_shape(value) -> tuple:
     """Shape of the first tensor in a value (a tensor, or a tuple/list/dict holding some)."""
+    if type(value) is tuple and value and type(value[0]) is torch.Tensor:  # a module's args
+        return tuple(value[0].shape)
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
     items = value.values() if isinstance(value, dict) else value
@@ -382,19 +383,27 @@ def _peak(counter: _Counter, outputs: Sequence[torch.Tensor]) -> int:
 
 
 
-def _walk(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """list(model.named_modules()) (each module once, in its order), without its generators."""
-    found, seen = [("", model)], {id(model)}
+def _walk(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict[int, torch.Tensor]]:
+    """list(model.named_modules()) (each module once, in its order), and the parameters and
+    buffers by id, in one pass: a walk over a big model's modules costs more than its ops."""
+    found, seen, held = [], set(), {}
 
-    def visit(prefix: str, module: nn.Module) -> None:
+    def visit(name: str, module: nn.Module) -> None:
+        seen.add(id(module))
+        found.append((name, module))
+        for t in module._parameters.values():
+            if t is not None:
+                held[id(t)] = t
+        for t in module._buffers.values():
+            if t is not None:
+                held[id(t)] = t
+        prefix = name + "." if name else ""
         for key, child in module._modules.items():
             if child is not None and id(child) not in seen:
-                seen.add(id(child))
-                found.append((prefix + key, child))
-                visit(prefix + key + ".", child)
+                visit(prefix + key, child)
 
     visit("", model)
-    return found
+    return found, held
 
 
 def _normal(value):
@@ -465,14 +474,11 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
     if not isinstance(model, nn.Module):
         raise TypeError(f"profile() needs an nn.Module, got {type(model).__name__}")
     _check_inputs(inputs, kwinputs)
-    modules = _walk(model)  # walked once: big models have thousands
-    held = {id(t): t for _, m in modules  # parameters and buffers: never activations
-            for t in (*m._parameters.values(), *m._buffers.values()) if t is not None}
+    modules, held = _walk(model)  # held: parameters and buffers, never activations
     moved = to_model_device(model, *inputs, *kwinputs.values(), tensors=held.values())
     inputs, kwinputs = moved[:len(inputs)], dict(zip(kwinputs, moved[len(inputs):], strict=True))
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in modules}
-    names = {id(m): name for name, m in modules}
-    leaves = {id(m): make for _, m in modules if (make := leaf_ops.RULES.get(type(m)))}
+    known = {id(m): (name, rows[name], leaf_ops.RULES.get(type(m))) for name, m in modules}
     stack = [""]
     scripted = isinstance(model, torch.jit.ScriptModule)
     exported = isinstance(model, torch.fx.GraphModule) and any(
@@ -485,19 +491,21 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
 
     # two global hooks instead of two per module: registering hundreds costs more than a pass
     def enter(module, args) -> None:
-        name = names.get(id(module))
-        stack.append(stack[-1] if name is None else name)  # a module from elsewhere: no row
-        if name is not None:
-            rows[name].input_shape = _first_shape(args)
-        if (make := leaves.get(id(module))) is not None:
-            counter.skip(module, args, make)
+        if (entry := known.get(id(module))) is None:  # a module from elsewhere: no row
+            stack.append(stack[-1])
+            return
+        name, row, rule = entry
+        stack.append(name)
+        row.input_shape = _first_shape(args)
+        if rule is not None:
+            counter.skip(module, args, rule, row)
 
     def leave(module, args, output) -> None:  # must return None: a value replaces the output
         if counter.skipped is not None:
-            counter.resume(module, output)  # first: its calls belong to this module's row
+            counter.resume(module, output)  # first: its ops belong to this module's row
         name = stack.pop()
-        if names.get(id(module)) == name:
-            rows[name].output_shape = _first_shape(output)
+        if (entry := known.get(id(module))) is not None and entry[0] == name:
+            entry[1].output_shape = _first_shape(output)
 
     handles = []
     if not (scripted or exported):
