@@ -63,9 +63,12 @@ def measured_block() -> str:
         ratios = "; ".join(f"{name} " + ", ".join(
             f"{v:g}x at {t} thread{'s' if t != '1' else ''}" for t, v in by_threads.items())
             for name, by_threads in overhead["figures"].items())
+        missed = [t for t, v in overhead["figures"].get("mobilenet_v2", {}).items() if v > 1.5]
+        mobile = (f"missed at {' and '.join(missed)} thread{'s' if missed != ['1'] else ''}"
+                  if missed else "met")
         lines.append(f"- `efflib.profile` against one plain forward pass, median of "
                      f"interleaved pairs (goals: at most 1.5x for ResNet-50, required, and "
-                     f"for MobileNetV2, not met yet): {ratios}; "
+                     f"for MobileNetV2, {mobile}): {ratios}; "
                      f"{_conditions(overhead)}.")
     if grading := _bench("grade_speed"):
         g = grading["figures"]
