@@ -145,16 +145,23 @@ class Profile:
 class _Op:
     """What the counter needs to know about one ATen overload, worked out once."""
 
-    __slots__ = ("free", "label", "lists", "macs", "name", "shares", "statistics", "tensors")
+    __slots__ = ("composite", "free", "label", "lists", "macs", "name", "shares", "statistics",
+                 "tensors")
 
     def __init__(self, func):
         self.macs = formula(func)
+        # an op PyTorch builds from others (linear, conv2d, matmul, einsum, lstm): it reaches
+        # the counter whole only under inference mode, where it has no formula
+        self.composite = torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), torch._C.DispatchKey.CompositeImplicitAutograd)
         self.label = str(func)
         self.statistics = func in _STATISTICS_AFTER_FIRST
         self.name = func.overloadpacket.__name__
-        self.free = func in _VIEW_OR_FREE
         returns = func._schema.returns
         self.shares = func in _SHARES_STORAGE or any(r.alias_info is not None for r in returns)
+        views = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write
+                                      for r in returns)  # split, unbind, narrow, diagonal, ...
+        self.free = func in _VIEW_OR_FREE or views
         # where the positional tensor arguments are: single ones, and lists of them (cat)
         given = [(i, str(a.type)) for i, a in enumerate(func._schema.arguments)
                  if not a.kwarg_only]
@@ -174,6 +181,13 @@ class _Op:
 
 
 _OPS: dict = {}  # ATen overload -> its _Op, shared by every profile
+
+
+def _op(func) -> _Op:
+    op = _OPS.get(func)
+    if op is None:
+        op = _OPS[func] = _Op(func)
+    return op
 
 
 class _Counter(TorchDispatchMode):
@@ -243,8 +257,14 @@ class _Counter(TorchDispatchMode):
         return uses, news
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        op = _op(func)
+        if op.composite:  # a model that enters inference mode itself: count what it is made of
+            with self:
+                out = func.decompose(*args, **(kwargs or {}))
+            if out is not NotImplemented:
+                return out
         out = func(*args, **(kwargs or {}))
-        self.record(func, args, kwargs, out)
+        self.record(op, args, kwargs, out)
         return out
 
     def skip(self, module: nn.Module, args: tuple, rule: leaf_ops.Rule, row: Row) -> None:
@@ -255,6 +275,9 @@ class _Counter(TorchDispatchMode):
                 or not x.is_floating_point() or x.layout != torch.strided
                 or module._forward_hooks or module._forward_pre_hooks
                 or module._backward_hooks or module._backward_pre_hooks
+                or "forward" in (own := module.__dict__)  # a patched instance
+                or "_conv_forward" in own or "_check_input_dim" in own
+                or torch.is_inference_mode_enabled()  # composite ops reach the mode whole
                 or len(_HOOKS._global_forward_pre_hooks) != 1
                 or len(_HOOKS._global_forward_hooks) != 1
                 or _HOOKS._global_backward_hooks or _HOOKS._global_backward_pre_hooks
@@ -299,11 +322,8 @@ class _Counter(TorchDispatchMode):
             torch._C._push_on_torch_dispatch_stack(self)
             self.skipped = None
 
-    def record(self, func, args: tuple, kwargs: dict | None, out) -> None:
+    def record(self, op: _Op, args: tuple, kwargs: dict | None, out) -> None:
         """Book one ATen call: MACs or elementwise ops, fresh outputs, storage liveness."""
-        op = _OPS.get(func)
-        if op is None:
-            op = _OPS[func] = _Op(func)
         row = self.rows[self.stack[-1]]
         flat_in = op.inputs(args, kwargs)
         flat_out = [out] if type(out) is torch.Tensor else _tensors(

@@ -178,6 +178,32 @@ def test_hooks_and_parametrizations_are_watched(kind):
     assert watched_fast == watched_slow > 0
 
 
+def test_a_patched_instance_is_watched():
+    """Libraries patch `forward` on an instance (adapters, fake quantizers): not the rule's."""
+    conv = nn.Conv2d(3, 4, 3)
+    conv.forward = lambda x: conv._conv_forward(x * 2, conv.weight, conv.bias)
+    fast, slow, watched_fast, _ = both_ways(nn.Sequential(conv), x4(1, 3, 6, 6))
+    assert_same(fast, slow)
+    assert watched_fast == 2 and fast["rows"][1]["ops"] == ["mul", "convolution"]
+
+
+class _InferenceInside(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        with torch.inference_mode():
+            return self.bn(self.conv(x))
+
+
+def test_inference_mode_inside_the_model_is_watched():
+    """There composite ops reach the counter whole, and it decomposes them itself."""
+    fast, slow, watched_fast, _ = both_ways(_InferenceInside(), x4(1, 3, 6, 6))
+    assert_same(fast, slow)
+    assert watched_fast > 0 and fast["macs"] == 4 * 4 * 4 * 27
+
+
 def test_autocast_is_watched():
     model, x = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), x4(1, 3, 6, 6)
     runs = []

@@ -256,3 +256,54 @@ def test_inference_mode_outside_changes_nothing():
     assert plain.macs == inside.macs == 2 * (4 * 36 * 27 + 144 * 5)
     assert (plain.activations, plain.peak_activations) == \
         (inside.activations, inside.peak_activations)
+
+
+class _InferenceInside(nn.Module):
+    """A model whose forward enters inference mode itself."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs):
+        with torch.inference_mode():
+            return self.inner(*inputs)
+
+
+class _Products(nn.Module):
+    def forward(self, a, b):
+        return a @ b + torch.einsum("bij,bjk->bik", a, b)
+
+
+@pytest.mark.parametrize("inner, inputs", [
+    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 5)),
+     (torch.randn(2, 3, 4, 4),)),
+    (nn.ConvTranspose2d(3, 4, 3), (torch.randn(1, 3, 5, 5),)),
+    (nn.Linear(4, 5), (torch.randn(2, 3, 4),)),
+    (nn.Bilinear(3, 4, 5), (torch.randn(2, 3), torch.randn(2, 4))),
+    (nn.LSTM(4, 6), (torch.randn(5, 2, 4),)),
+    (_Products(), (torch.randn(2, 3, 4), torch.randn(2, 4, 5))),
+], ids=["cnn", "conv transpose", "linear on 3-d", "bilinear", "lstm", "matmul and einsum"])
+def test_inference_mode_inside_the_model_counts_the_same(inner, inputs):
+    """Inside inference mode linear, conv_transpose2d, matmul, einsum and lstm reach the
+    counter whole (they used to count 0 MACs): they are counted as what they are made of."""
+    torch.manual_seed(0)
+    plain, inside = profile(inner, *inputs), profile(_InferenceInside(inner), *inputs)
+    assert inside.macs == plain.macs > 0
+    assert inside.elementwise_ops == plain.elementwise_ops
+    assert inside.peak_activations == plain.peak_activations
+
+
+class _Halves(nn.Module):
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)                  # split: two views
+        first, *_ = x.unbind(0)                   # unbind: views
+        return a * b + first.narrow(0, 0, 2).sum()
+
+
+def test_views_by_schema_cost_nothing():
+    """split and unbind return views: zero-cost ops, not elementwise work (they used to
+    count one op per element)."""
+    p = profile(_Halves(), torch.randn(2, 4, 3))
+    assert {"aten.split.Tensor", "aten.unbind.int", "aten.slice.Tensor"} <= set(p.zero_cost_ops)
+    assert p.elementwise_ops == 2 * 2 * 3 + 1 + 2 * 2 * 3  # mul, sum, add (broadcast)
