@@ -37,12 +37,9 @@ from efflib.size import model_size
 aten = torch.ops.aten
 _HOOKS = nn.modules.module  # its global hook tables: ours must be the only hooks on a skipped leaf
 
-_VIEW_OR_FREE = {  # ops that allocate nothing new and compute nothing
-    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.t.default,
-    aten.transpose.int, aten.permute.default, aten.expand.default, aten.squeeze.dim,
-    aten.unsqueeze.default, aten.flatten.using_ints, aten.slice.Tensor, aten.select.int,
-    aten.detach.default, aten.alias.default, aten.as_strided.default, aten.clone.default,
-    aten.dropout.default, aten.native_dropout.default, aten.empty.memory_format,
+_FREE = {  # ops that compute nothing, besides views (every op whose schema returns a view)
+    aten._unsafe_view.default, aten.clone.default, aten.dropout.default,
+    aten.native_dropout.default, aten.empty.memory_format,
 }
 _SHARES_STORAGE = {aten._unsafe_view.default}  # a view that its schema does not call one
 _STATISTICS_AFTER_FIRST = {  # normalisations also return per-channel mean and inverse std
@@ -160,8 +157,8 @@ class _Op:
         returns = func._schema.returns
         self.shares = func in _SHARES_STORAGE or any(r.alias_info is not None for r in returns)
         views = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write
-                                      for r in returns)  # split, unbind, narrow, diagonal, ...
-        self.free = func in _VIEW_OR_FREE or views
+                                      for r in returns)  # view, t, split, unbind, select, ...
+        self.free = func in _FREE or views
         # where the positional tensor arguments are: single ones, and lists of them (cat)
         given = [(i, str(a.type)) for i, a in enumerate(func._schema.arguments)
                  if not a.kwarg_only]
@@ -209,12 +206,13 @@ class _Counter(TorchDispatchMode):
         self.inputs = [self._new(t) for t in inputs]
         self.skipped = None  # (module, input, booking, row) while the mode is off in a leaf
 
-    def _new(self, t: torch.Tensor, feature_map: bool = True) -> int:
+    def _new(self, t: torch.Tensor, feature_map: bool = True, key: int | None = None) -> int:
+        """A fresh storage id for `t` (`key`: its storage address, when known already)."""
         i = len(self.sizes)
         if self.meta:
             self.meta_ids[t] = i
         else:
-            self.ids[_key(t)] = i
+            self.ids[_key(t) if key is None else key] = i
         # feature maps only: max-pool's int64 indices and BN's statistics are bookkeeping
         self.sizes.append(t.numel() if feature_map and t.is_floating_point() else 0)
         return i
@@ -236,13 +234,8 @@ class _Counter(TorchDispatchMode):
             weight_keys = [_key(t) for t in flat_in if id(t) in weights]
             news = []
             for j, o in enumerate(flat_out):
-                k = _key(o)
-                if k not in in_keys and k not in weight_keys:
-                    news.append(len(self.sizes))
-                    ids[k] = len(self.sizes)
-                    # feature maps only: max-pool's int64 indices and BN's statistics are not
-                    self.sizes.append(o.numel() if (j == 0 or not op.statistics)
-                                      and o.is_floating_point() else 0)
+                if (k := _key(o)) not in in_keys and k not in weight_keys:
+                    news.append(self._new(o, j == 0 or not op.statistics, k))
             return uses, news
         uses = [self.meta_ids[t] for t in flat_in if t in self.meta_ids]
         news = []
@@ -311,8 +304,9 @@ class _Counter(TorchDispatchMode):
         else:
             uses = [self.ids[k]] if (k := _key(x)) in self.ids else []
             fresh = y is not x and _key(y) != k
-        news = [self._new(y)] if fresh else []  # in place: no new storage
+        news = []  # in place: no new storage
         if fresh:
+            news.append(self._new(y))
             row.activations += self.sizes[news[0]]
         self.events.append((uses, news))
 
@@ -403,29 +397,6 @@ def _peak(counter: _Counter, outputs: Sequence[torch.Tensor]) -> int:
 
 
 
-def _walk(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict[int, torch.Tensor]]:
-    """list(model.named_modules()) (each module once, in its order), and the parameters and
-    buffers by id, in one pass: a walk over a big model's modules costs more than its ops."""
-    found, seen, held = [], set(), {}
-
-    def visit(name: str, module: nn.Module) -> None:
-        seen.add(id(module))
-        found.append((name, module))
-        for t in module._parameters.values():
-            if t is not None:
-                held[id(t)] = t
-        for t in module._buffers.values():
-            if t is not None:
-                held[id(t)] = t
-        prefix = name + "." if name else ""
-        for key, child in module._modules.items():
-            if child is not None and id(child) not in seen:
-                visit(prefix + key, child)
-
-    visit("", model)
-    return found, held
-
-
 def _normal(value):
     """A normal tensor in place of an inference-mode tensor (other values unchanged)."""
     if isinstance(value, torch.Tensor) and value.is_inference():
@@ -494,7 +465,9 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
     if not isinstance(model, nn.Module):
         raise TypeError(f"profile() needs an nn.Module, got {type(model).__name__}")
     _check_inputs(inputs, kwinputs)
-    modules, held = _walk(model)  # held: parameters and buffers, never activations
+    modules = list(model.named_modules())  # walked once: big models have thousands
+    held = {id(t): t for _, m in modules  # parameters and buffers: never activations
+            for t in (*m._parameters.values(), *m._buffers.values()) if t is not None}
     moved = to_model_device(model, *inputs, *kwinputs.values(), tensors=held.values())
     inputs, kwinputs = moved[:len(inputs)], dict(zip(kwinputs, moved[len(inputs):], strict=True))
     rows = {name: Row(name or "(model)", type(m).__name__) for name, m in modules}
