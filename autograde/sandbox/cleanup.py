@@ -98,29 +98,30 @@ def unmount(path: Path) -> None:
         pass
 
 
+def _remove_scratch(folders) -> int:
+    """Unmount and delete each scratch folder (a tmpfs, or a plain folder); how many."""
+    removed = 0
+    for folder in folders:
+        unmount(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def remove_stale_scratch(root: str | None = None) -> int:
     """Remove scratch folders (`efflab-GRADERPID-*`) whose grader is gone; how many."""
-    removed = 0
-    for folder in Path(root or tempfile.gettempdir()).glob("efflab-*-*"):
-        if folder.is_dir() and grader_gone(folder.name):
-            unmount(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
+    return _remove_scratch(folder for folder in
+                           Path(root or tempfile.gettempdir()).glob("efflab-*-*")
+                           if folder.is_dir() and grader_gone(folder.name))
 
 
 def remove_scratch_of(worker: int, roots: list[str]) -> int:
     """Remove the scratch folders (`efflab-GRADERPID-STUDENT-wWORKERPID-*`) a grading
     worker killed mid-student left behind, while its grader runs on; how many."""
     mine = re.compile(rf"efflab-\d+-.*-w{int(worker)}-[a-z0-9_]+")
-    removed = 0
-    for root in roots:
-        for folder in Path(root).glob(f"efflab-*-w{int(worker)}-*"):
-            if folder.is_dir() and mine.fullmatch(folder.name):
-                unmount(folder)
-                shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
-    return removed
+    return _remove_scratch(folder for root in roots
+                           for folder in Path(root).glob(f"efflab-*-w{int(worker)}-*")
+                           if folder.is_dir() and mine.fullmatch(folder.name))
 
 
 def remove_empty_cgroups() -> None:
