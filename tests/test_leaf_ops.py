@@ -47,42 +47,41 @@ def assert_same(fast: dict, slow: dict) -> None:
         assert a == b, a["name"]
 
 
-def x4(*shape, **kw):
-    return torch.randn(*shape, **kw)
-
-
 BOOKED = {  # (module, input): every op of these is booked from a rule
-    "conv2d": (lambda: nn.Conv2d(3, 8, 3, padding=1), lambda: x4(2, 3, 9, 9)),
+    "conv2d": (lambda: nn.Conv2d(3, 8, 3, padding=1), lambda: torch.randn(2, 3, 9, 9)),
     "conv2d depthwise, stride 2": (lambda: nn.Conv2d(8, 8, 3, 2, 1, groups=8),
-                                   lambda: x4(1, 8, 9, 9)),
+                                   lambda: torch.randn(1, 8, 9, 9)),
     "conv2d dilated, no bias": (lambda: nn.Conv2d(4, 6, 3, dilation=2, bias=False),
-                                lambda: x4(1, 4, 11, 11)),
+                                lambda: torch.randn(1, 4, 11, 11)),
     "conv2d channels_last": (lambda: nn.Conv2d(4, 6, 3).to(memory_format=torch.channels_last),
-                             lambda: x4(2, 4, 8, 8).to(memory_format=torch.channels_last)),
-    "conv2d float64": (lambda: nn.Conv2d(3, 4, 3).double(), lambda: x4(1, 3, 6, 6).double()),
+                             lambda: torch.randn(2, 4, 8, 8).to(memory_format=torch.channels_last)),
+    "conv2d float64": (lambda: nn.Conv2d(3, 4, 3).double(),
+                       lambda: torch.randn(1, 3, 6, 6).double()),
     "conv2d bfloat16": (lambda: nn.Conv2d(3, 4, 3).bfloat16(),
-                        lambda: x4(1, 3, 6, 6).bfloat16()),
-    "conv1d": (lambda: nn.Conv1d(3, 5, 3, stride=2), lambda: x4(2, 3, 15)),
-    "conv3d": (lambda: nn.Conv3d(2, 3, 3, padding=1), lambda: x4(1, 2, 4, 5, 6)),
-    "batchnorm2d": (lambda: nn.BatchNorm2d(5), lambda: x4(2, 5, 4, 4)),
-    "batchnorm2d, not affine": (lambda: nn.BatchNorm2d(5, affine=False), lambda: x4(2, 5, 4, 4)),
-    "batchnorm1d on (N, C)": (lambda: nn.BatchNorm1d(5), lambda: x4(3, 5)),
-    "batchnorm1d on (N, C, L)": (lambda: nn.BatchNorm1d(5), lambda: x4(3, 5, 7)),
-    "batchnorm3d": (lambda: nn.BatchNorm3d(2), lambda: x4(1, 2, 3, 4, 5)),
-    "linear": (lambda: nn.Linear(6, 4), lambda: x4(3, 6)),
-    "linear, no bias": (lambda: nn.Linear(6, 4, bias=False), lambda: x4(3, 6)),
-    "relu": (lambda: nn.ReLU(), lambda: x4(2, 7)),
-    "relu in place": (lambda: nn.ReLU(inplace=True), lambda: x4(2, 7)),
-    "relu6": (lambda: nn.ReLU6(), lambda: x4(2, 7)),
-    "relu6 in place": (lambda: nn.ReLU6(inplace=True), lambda: x4(2, 7)),
-    "hardtanh": (lambda: nn.Hardtanh(-2.0, 3.0), lambda: x4(2, 7)),
-    "global average pool": (lambda: nn.AdaptiveAvgPool2d(1), lambda: x4(2, 3, 5, 5)),
-    "global average pool (1, 1)": (lambda: nn.AdaptiveAvgPool2d((1, 1)), lambda: x4(2, 3, 5, 5)),
+                        lambda: torch.randn(1, 3, 6, 6).bfloat16()),
+    "conv1d": (lambda: nn.Conv1d(3, 5, 3, stride=2), lambda: torch.randn(2, 3, 15)),
+    "conv3d": (lambda: nn.Conv3d(2, 3, 3, padding=1), lambda: torch.randn(1, 2, 4, 5, 6)),
+    "batchnorm2d": (lambda: nn.BatchNorm2d(5), lambda: torch.randn(2, 5, 4, 4)),
+    "batchnorm2d, not affine": (lambda: nn.BatchNorm2d(5, affine=False),
+                                lambda: torch.randn(2, 5, 4, 4)),
+    "batchnorm1d on (N, C)": (lambda: nn.BatchNorm1d(5), lambda: torch.randn(3, 5)),
+    "batchnorm1d on (N, C, L)": (lambda: nn.BatchNorm1d(5), lambda: torch.randn(3, 5, 7)),
+    "batchnorm3d": (lambda: nn.BatchNorm3d(2), lambda: torch.randn(1, 2, 3, 4, 5)),
+    "linear": (lambda: nn.Linear(6, 4), lambda: torch.randn(3, 6)),
+    "linear, no bias": (lambda: nn.Linear(6, 4, bias=False), lambda: torch.randn(3, 6)),
+    "relu": (lambda: nn.ReLU(), lambda: torch.randn(2, 7)),
+    "relu in place": (lambda: nn.ReLU(inplace=True), lambda: torch.randn(2, 7)),
+    "relu6": (lambda: nn.ReLU6(), lambda: torch.randn(2, 7)),
+    "relu6 in place": (lambda: nn.ReLU6(inplace=True), lambda: torch.randn(2, 7)),
+    "hardtanh": (lambda: nn.Hardtanh(-2.0, 3.0), lambda: torch.randn(2, 7)),
+    "global average pool": (lambda: nn.AdaptiveAvgPool2d(1), lambda: torch.randn(2, 3, 5, 5)),
+    "global average pool (1, 1)": (lambda: nn.AdaptiveAvgPool2d((1, 1)),
+                                   lambda: torch.randn(2, 3, 5, 5)),
     "dropout in eval mode": (lambda: nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)),
-                             lambda: x4(2, 4)),
+                             lambda: torch.randn(2, 4)),
     "a block": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4),
                                       nn.ReLU6(inplace=True), nn.AdaptiveAvgPool2d(1)),
-                lambda: x4(2, 3, 8, 8)),
+                lambda: torch.randn(2, 3, 8, 8)),
 }
 
 
@@ -115,18 +114,21 @@ def test_a_function_mode_is_watched():
 
 WATCHED = {  # a rule is unsure of these: they are watched op by op
     "reflect padding": (lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"),
-                        lambda: x4(1, 3, 6, 6), {}),
-    "'same' padding": (lambda: nn.Conv2d(3, 4, 4, padding="same"), lambda: x4(1, 3, 6, 6), {}),
-    "unbatched conv input": (lambda: nn.Conv2d(3, 4, 3), lambda: x4(3, 6, 6), {}),
-    "batchnorm in train mode": (lambda: nn.BatchNorm2d(3), lambda: x4(2, 3, 4, 4),
+                        lambda: torch.randn(1, 3, 6, 6), {}),
+    "'same' padding": (lambda: nn.Conv2d(3, 4, 4, padding="same"),
+                       lambda: torch.randn(1, 3, 6, 6), {}),
+    "unbatched conv input": (lambda: nn.Conv2d(3, 4, 3), lambda: torch.randn(3, 6, 6), {}),
+    "batchnorm in train mode": (lambda: nn.BatchNorm2d(3), lambda: torch.randn(2, 3, 4, 4),
                                 {"mode": "train"}),
     "batchnorm without running statistics": (
-        lambda: nn.BatchNorm2d(3, track_running_stats=False), lambda: x4(2, 3, 4, 4), {}),
-    "linear on (N, L, C)": (lambda: nn.Linear(6, 4), lambda: x4(2, 3, 6), {}),
-    "dropout in train mode": (lambda: nn.Dropout(0.5), lambda: x4(4, 4), {"mode": "train"}),
-    "pool to 2x2": (lambda: nn.AdaptiveAvgPool2d(2), lambda: x4(1, 3, 6, 6), {}),
+        lambda: nn.BatchNorm2d(3, track_running_stats=False), lambda: torch.randn(2, 3, 4, 4), {}),
+    "linear on (N, L, C)": (lambda: nn.Linear(6, 4), lambda: torch.randn(2, 3, 6), {}),
+    "dropout in train mode": (lambda: nn.Dropout(0.5), lambda: torch.randn(4, 4),
+                              {"mode": "train"}),
+    "pool to 2x2": (lambda: nn.AdaptiveAvgPool2d(2), lambda: torch.randn(1, 3, 6, 6), {}),
     "integer input": (lambda: nn.ReLU(), lambda: torch.arange(-3, 3), {}),
-    "a subclass with its own forward": (lambda: _Doubling(3, 4, 3), lambda: x4(1, 3, 6, 6), {}),
+    "a subclass with its own forward": (lambda: _Doubling(3, 4, 3),
+                                        lambda: torch.randn(1, 3, 6, 6), {}),
 }
 
 
@@ -148,7 +150,7 @@ def test_what_a_rule_is_unsure_of_is_watched(name):
 def test_a_modules_own_hook_is_watched_and_counted():
     conv = nn.Conv2d(3, 4, 3)
     conv.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
-    fast, slow, watched_fast, _ = both_ways(nn.Sequential(conv), x4(1, 3, 6, 6))
+    fast, slow, watched_fast, _ = both_ways(nn.Sequential(conv), torch.randn(1, 3, 6, 6))
     assert_same(fast, slow)
     assert watched_fast == 2
     assert fast["rows"][1]["ops"] == ["mul", "convolution"]
@@ -173,7 +175,7 @@ def _hooked(kind: str) -> nn.Module:
 @pytest.mark.parametrize("kind", ["backward hook", "pruned with torch.nn.utils.prune",
                                   "parametrized"])
 def test_hooks_and_parametrizations_are_watched(kind):
-    fast, slow, watched_fast, watched_slow = both_ways(_hooked(kind), x4(1, 3, 6, 6))
+    fast, slow, watched_fast, watched_slow = both_ways(_hooked(kind), torch.randn(1, 3, 6, 6))
     assert_same(fast, slow)
     assert watched_fast == watched_slow > 0
 
@@ -182,7 +184,7 @@ def test_a_patched_instance_is_watched():
     """Libraries patch `forward` on an instance (adapters, fake quantizers): not the rule's."""
     conv = nn.Conv2d(3, 4, 3)
     conv.forward = lambda x: conv._conv_forward(x * 2, conv.weight, conv.bias)
-    fast, slow, watched_fast, _ = both_ways(nn.Sequential(conv), x4(1, 3, 6, 6))
+    fast, slow, watched_fast, _ = both_ways(nn.Sequential(conv), torch.randn(1, 3, 6, 6))
     assert_same(fast, slow)
     assert watched_fast == 2 and fast["rows"][1]["ops"] == ["mul", "convolution"]
 
@@ -199,13 +201,13 @@ class _InferenceInside(nn.Module):
 
 def test_inference_mode_inside_the_model_is_watched():
     """There composite ops reach the counter whole, and it decomposes them itself."""
-    fast, slow, watched_fast, _ = both_ways(_InferenceInside(), x4(1, 3, 6, 6))
+    fast, slow, watched_fast, _ = both_ways(_InferenceInside(), torch.randn(1, 3, 6, 6))
     assert_same(fast, slow)
     assert watched_fast > 0 and fast["macs"] == 4 * 4 * 4 * 27
 
 
 def test_autocast_is_watched():
-    model, x = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), x4(1, 3, 6, 6)
+    model, x = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.randn(1, 3, 6, 6)
     runs = []
     for rules in (leaf_ops.RULES, {}):  # each in its own region: autocast caches cast weights
         with mock.patch.dict(leaf_ops.RULES, rules, clear=True), \
@@ -218,7 +220,7 @@ def test_autocast_is_watched():
 def test_a_module_called_twice_is_booked_each_time():
     shared = nn.Conv2d(4, 4, 3, padding=1)
     model = nn.Sequential(shared, nn.ReLU(), shared)
-    fast, slow, watched_fast, _ = both_ways(model, x4(1, 4, 6, 6))
+    fast, slow, watched_fast, _ = both_ways(model, torch.randn(1, 4, 6, 6))
     assert_same(fast, slow)
     assert watched_fast == 0 and fast["rows"][1]["ops"] == ["convolution", "convolution"]
 
@@ -226,11 +228,11 @@ def test_a_module_called_twice_is_booked_each_time():
 def test_an_error_inside_a_booked_module_leaves_no_mode_behind():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(ValueError, match="expected 4D input"):
-        profile(model[1], x4(4, 5))
+        profile(model[1], torch.randn(4, 5))
     with pytest.raises(RuntimeError, match="channels"):
-        profile(model, x4(1, 5, 6, 6))
+        profile(model, torch.randn(1, 5, 6, 6))
     assert torch._C._len_torch_dispatch_stack() == 0
-    assert profile(model, x4(1, 3, 6, 6)).macs == 4 * 4 * 4 * 27  # (4 x 4 outputs, 4 maps)
+    assert profile(model, torch.randn(1, 3, 6, 6)).macs == 4 * 4 * 4 * 27  # (4 x 4 outputs, 4 maps)
 
 
 MODELS = {

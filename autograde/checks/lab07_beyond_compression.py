@@ -99,7 +99,7 @@ def check_student(model) -> None:
         fail(f"student has {params:,d} parameters; the student may have at most "
              f"{STUDENT_PARAMS:,d}.")
     expect_test_accuracy(model, "student", STUDENT_ACCURACY,
-                   "Train it with your distillation loss against the teacher's logits.")
+                         "Train it with your distillation loss against the teacher's logits.")
 
 
 # --- Q3. Early exit ---------------------------------------------------------------------
@@ -362,7 +362,7 @@ def check_capstone(model, bits) -> None:
         fail(f"final_model takes {size:,d} bytes at {bits} bits; the budget is "
              f"{BUDGET_BYTES:,d}.")
     expect_test_accuracy(model, "final_model", BUDGET_ACCURACY,
-                   "Distil it from the teacher, or quantize with fewer levels lost.")
+                         "Distil it from the teacher, or quantize with fewer levels lost.")
     ms, reference_ms = batch1_ms(model)
     if ms > max(BUDGET_MS, reference_ms):
         fail(f"final_model takes {ms:.3f} ms at batch 1, more than {BUDGET_MS} ms and more "
