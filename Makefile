@@ -1,31 +1,15 @@
 # Two commands do all set-up: `make lab` and `make test`.
-SHELL := /bin/bash
-PYTHON ?= python3
-VENV ?= .venv
-PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
-STAMP := $(VENV)/.efflab-installed
+include student.mk
+
 DEV_STAMP := $(VENV)/.efflab-dev-installed
-PORT ?= 8888
-# Off this machine, the public registry's torch for Linux is the CUDA build (GBs). Opt in
-# to PyTorch's CPU wheels with: make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
-TORCH_INDEX ?=
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup setup-dev build lab test test-fast test-browser browser-setup lint bench grade clean
+.PHONY: setup-dev build test test-fast test-browser browser-setup lint bench grade \
+	student-edition clean
 
-# Students need the runtime only; tests, lint and grading tools come with setup-dev.
-setup: $(STAMP)
+# Tests, lint and grading tools come with setup-dev; students need setup only (student.mk).
 setup-dev: $(DEV_STAMP)
-
-# Torch goes in first and alone, pinned, so nothing can drag in a CUDA build.
-$(STAMP): constraints.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) torch==2.13.0
-	$(PIP) -q -e .
-	$(PY) -c "import torch, nbgrader, efflib, autograde; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-	touch $@
 
 $(DEV_STAMP): $(STAMP)
 	$(PIP) -q -e '.[dev]'
@@ -33,11 +17,6 @@ $(DEV_STAMP): $(STAMP)
 
 build: setup
 	$(PY) -m autograde build
-
-# Students work in work/ (git-ignored), copied once from labs/: `git pull` never touches it.
-# make lab [PORT=8888] [FRESH=lab01_layers]  (FRESH: a new copy, the old one kept)
-lab: setup
-	$(PY) -m autograde lab --port=$(PORT) $(if $(FRESH),--fresh $(FRESH),)
 
 test: setup-dev
 	$(PY) -m pytest -n 2 --dist loadfile
@@ -54,12 +33,17 @@ test-browser: browser-setup
 	EFFLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/test_browser.py
 
 test-fast: setup-dev
-	$(PY) -m pytest -m "not course"
+	$(PY) -m pytest -m "not course and not browser"
 
 # make grade LAB=lab01_layers SUBMISSIONS=path/to/folder-or.zip [WORKERS=2]
 grade: setup
 	@test -n "$(LAB)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade LAB=lab01_layers SUBMISSIONS=folder-or.zip"; exit 2; }
 	$(PY) -m autograde grade $(LAB) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS),)
+
+# make student-edition OUT=../course-students [LABS="lab01_layers lab02_metrics"]
+student-edition: setup
+	@test -n "$(OUT)" || { echo "usage: make student-edition OUT=folder [LABS=\"lab01_layers ...\"]"; exit 2; }
+	$(PY) -m autograde student-edition $(OUT) $(if $(LABS),--labs $(LABS),)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .

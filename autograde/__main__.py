@@ -7,6 +7,7 @@
     formgrader  serve nbgrader's formgrader on a graded lab, to grade reflections by hand
     export  after hand grading: final grades per lab and for the course, feedback again
     readme  regenerate the README's generated blocks (lab table, measured figures)
+    student-edition  write what students get (labs, efflib, visible checks) into a folder
 """
 
 import argparse
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from autograde import build, lab_server, readme, workspace
+from autograde import build, edition, lab_server, readme, student_cli
 from autograde.grading import export
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError
@@ -30,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="only write lab files that are missing (never overwrite work)")
     p_check = sub.add_parser("check", help="exit 1 if labs/ differs from a fresh build")
     p_check.add_argument("labs", nargs="*", help="lab names (default: all)")
-    p_lab = sub.add_parser("lab", help="serve JupyterLab on work/ (a copy of labs/ made once)")
-    p_lab.add_argument("--port", type=int, default=8888)
-    p_lab.add_argument("--token", default=None, help="fixed access token (default: random)")
-    p_lab.add_argument("--fresh", nargs="*", default=[], metavar="LAB",
-                       help="take a fresh copy of these labs (your old copy is kept)")
-    p_lab.add_argument("--work", type=Path, default=workspace.WORK, help=argparse.SUPPRESS)
+    student_cli.add_lab_command(sub)
     p_form = sub.add_parser("formgrader", help="grade reflections by hand in the browser")
     p_form.add_argument("lab", help="a lab graded with `grade` before")
     p_form.add_argument("--course", type=Path, default=None,
@@ -66,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
                               "pool of --workers processes)")
     p_grade.add_argument("--fresh", action="store_true",
                          help="forget earlier runs of this lab (default: resume them)")
+    p_grade.add_argument("--secret", type=Path, default=None, metavar="FILE",
+                         help="the course's secret, which hidden cases and the held-out "
+                              "digits are drawn from (default: COURSE/secret, made on first "
+                              "use); keep it out of every student's reach")
+    p_edition = sub.add_parser("student-edition", help="write the student edition (labs, "
+                               "efflib, visible checks; no solutions) into a folder")
+    p_edition.add_argument("out", type=Path, help="a new or empty folder, or an edition to "
+                                                  "update (e.g. the students' git repository)")
+    p_edition.add_argument("--labs", nargs="*", default=None, metavar="LAB",
+                           help="only these labs (default: every lab in labs/)")
     p_readme = sub.add_parser("readme", help="regenerate the README's generated blocks")
     p_readme.add_argument("--check", action="store_true", help="exit 1 if they are stale")
     args = parser.parse_args(argv)
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "readme`)" if args.check else "updated"))
         return 1 if stale and args.check else 0
     if args.command == "lab":
-        return serve_lab(args)
+        return student_cli.serve_lab(args)
     if args.command == "formgrader":
         return serve_formgrader(args)
     if args.command == "export":
@@ -90,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "grade":
         return grade(args)
+    if args.command == "student-edition":
+        try:
+            written = edition.write(args.out, args.labs)
+        except edition.EditionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote the student edition ({len(written)} files) to {args.out}: commit and "
+              "push it where students `git pull` from (docs/instructors.md)")
+        return 0
 
     try:
         if args.command == "build":
@@ -114,7 +129,7 @@ def grade(args) -> int:
     try:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
                         args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, secret_file=args.secret)
         if args.fresh:
             grader.journal.forget()
         grader.run(args.submissions)
@@ -122,19 +137,6 @@ def grade(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def serve_lab(args) -> int:
-    """Fill work/ from labs/ where needed, then serve JupyterLab there."""
-    try:
-        notices = workspace.prepare(args.work, fresh=tuple(args.fresh))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    notes = [n.message for n in notices]
-    notes.append(f"Your notebooks: {args.work}/labNN_topic/labNN_topic.ipynb. Hand in that "
-                 "file, under that name.")
-    return lab_server.serve(args.work, args.port, args.token, "student", notes)
 
 
 def serve_formgrader(args) -> int:

@@ -37,6 +37,13 @@ def lab_names() -> list[str]:
                   if p.stem == p.parent.name and _LAB_NAME.match(p.stem))
 
 
+def released_labs(release: Path = LABS) -> list[str]:
+    """Labs with a released notebook labs/<lab>/<lab>.ipynb, in order (what students have:
+    the student edition holds no solutions/)."""
+    return sorted(p.parent.name for p in release.glob("*/*.ipynb")
+                  if p.stem == p.parent.name and _LAB_NAME.match(p.stem))
+
+
 def source_path(lab: str) -> Path:
     path = SOLUTIONS / lab / f"{lab}.py"
     if not path.is_file():

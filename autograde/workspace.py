@@ -46,12 +46,13 @@ def prepare(work: Path = WORK, release: Path = build.LABS, fresh: tuple[str, ...
             ) -> list[Notice]:
     """Copy every lab missing from `work`; re-copy the labs in `fresh` (the old copy is
     renamed, never deleted); report copies made from an older release."""
-    unknown = sorted(set(fresh) - set(build.lab_names()))
+    labs = build.released_labs(release)
+    unknown = sorted(set(fresh) - set(labs))
     if unknown:
-        raise ValueError(f"no lab named {', '.join(unknown)}; labs: {', '.join(build.lab_names())}")
+        raise ValueError(f"no lab named {', '.join(unknown)}; labs: {', '.join(labs)}")
     work.mkdir(parents=True, exist_ok=True)
     state, notices = _load(work), []
-    for lab in build.lab_names():
+    for lab in labs:
         source, target = release / lab, work / lab
         digest = _digest(source)
         if lab in fresh and target.exists():

@@ -19,6 +19,8 @@ class Loaders:
     test: DataLoader
     image_size: int
     num_classes: int = 10
+    mean: float = 0.0  # of the training images scaled to [0, 1]: x -> (x - mean) / std
+    std: float = 1.0
 
 
 def digits(batch_size: int = 64, test_fraction: float = 0.25, seed: int = 0,
@@ -61,4 +63,6 @@ def digits(batch_size: int = 64, test_fraction: float = 0.25, seed: int = 0,
         train=DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle_gen),
         test=DataLoader(test, batch_size=512, shuffle=False),
         image_size=x.shape[-1],
+        mean=float(mean),
+        std=float(std),
     )

@@ -48,6 +48,7 @@ class Pruner:
     an optimizer step moves off zero (Adam's momentum does) are zeroed again.
     """
 
+    @reference("prune_model")  # Lab 04 Q2's answer: prune_model and apply_masks
     def __init__(self, model: nn.Module, sparsities: Mapping[str, float]):
         layers = prunable_layers(model)
         unknown = set(sparsities) - set(layers)
@@ -59,6 +60,7 @@ class Pruner:
                       for name, s in sparsities.items()}
         self.apply()
 
+    @reference("prune_model")
     @torch.no_grad()
     def apply(self, model: nn.Module | None = None) -> None:
         layers = prunable_layers(model if model is not None else self.model)

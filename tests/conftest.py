@@ -25,6 +25,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 _SOLUTIONS: dict[str, types.SimpleNamespace] = {}
+TEST_KEY = b"efflab's own tests: not any course's key"
+
+
+@pytest.fixture(autouse=True)
+def graders_key():
+    """Hidden cases drawn from a fixed key, as the grader's are from its course's
+    (judging.hidden): every test sees the same hidden cases. No held-out digits come with
+    it, so accuracy is measured on the public test split unless a test installs some."""
+    from autograde.judging.hidden import GradingKey, keyed
+
+    with keyed(GradingKey(TEST_KEY)):
+        yield
 
 
 @pytest.fixture
@@ -39,14 +51,18 @@ def watch_replaced(monkeypatch):
     monkeypatch.setattr(watch.DispatchGuard, "__torch_dispatch__", passing)
 
 
-@pytest.fixture
-def solution(request) -> types.SimpleNamespace:
-    """The solution of the lab a test file is named after (tests/test_checks_LAB.py),
-    loaded once per session: a new lab needs no fixture of its own."""
-    lab = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_checks_")
+def lab_solution(lab: str) -> types.SimpleNamespace:
+    """A lab's solution code (its setup and answer cells run), loaded once per session."""
     if lab not in _SOLUTIONS:
         _SOLUTIONS[lab] = solution_namespace(lab)
     return _SOLUTIONS[lab]
+
+
+@pytest.fixture
+def solution(request) -> types.SimpleNamespace:
+    """The solution of the lab a test file is named after (tests/test_checks_LAB.py):
+    a new lab needs no fixture of its own."""
+    return lab_solution(request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_checks_"))
 
 
 def judged_session(namespace: dict):

@@ -57,6 +57,27 @@ def test_float_format_without_the_reserved_exponent_fails(solution):
         C.check_int_range(lambda b, s: (-(2 ** (b - 1)), 2 ** (b - 1)) if s else (0, 2**b))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16,
+                                   torch.bfloat16, torch.float8_e5m2])
+def test_the_ieee_rule_of_the_check_is_torchs(dtype):
+    """The reference for formats torch lacks agrees with torch.finfo wherever torch has one."""
+    e, m = {**C.FLOATS, **C.HIDDEN_FLOATS}[dtype]
+    info = torch.finfo(dtype)
+    assert C.ieee_format(e, m) == (info.max, info.eps, info.tiny)
+
+
+def test_torch_finfo_is_no_answer_to_float_format():
+    """An answer that looks the format up in torch.finfo, computing nothing from e and m."""
+    known = {(8, 23): torch.float32, (5, 10): torch.float16, (8, 7): torch.bfloat16,
+             (11, 52): torch.float64, (5, 2): torch.float8_e5m2, (4, 3): torch.float8_e4m3fn}
+
+    def looked_up(e, m):
+        info = torch.finfo(known.get((e, m), torch.float32))
+        return info.max, info.eps, info.tiny
+    with pytest.raises(CheckFailed, match="IEEE-style float"):
+        C.check_float_format(looked_up)
+
+
 def test_quantize_mistakes_fail(solution):
     def floors(x, s, z, bits, signed):
         lo, hi = solution.int_range(bits, signed)
@@ -133,6 +154,14 @@ def test_kmeans_mistakes_fail(solution):
         C.check_kmeans_quantize(random_start)
     with pytest.raises(CheckFailed, match="shape"):
         C.check_kmeans_quantize(too_few)
+
+
+def test_centroid_gradient_through_efflib_fails():
+    """efflib.quant.kmeans.centroid_grad is Q5's answer: an answer that calls it fails."""
+    from efflib.quant.kmeans import centroid_grad
+
+    with pytest.raises(GradedAnswerError, match="centroid_grad"):
+        C.check_centroid_gradient(centroid_grad)
 
 
 def test_centroid_gradient_mean_instead_of_sum_fails():

@@ -173,6 +173,35 @@ def _call_int8(lib, q_x, z_x, q_w, q_b, m0, shift, z_y, relu, padding):
     return y.to(torch.int64)
 
 
+def test_efflibs_compiled_kernels_are_no_answer(solution):
+    """efflib.loops' numba kernels are Lab 06's references: an answer that calls one fails."""
+    def through_efflib(x, w):
+        xp = np.pad(x.float().numpy(), ((0, 0), (1, 1), (1, 1)))
+        out = np.zeros((w.shape[0], x.shape[1], x.shape[2]), np.float32)
+        loops.numba_conv("mcrspq")(xp, w.float().numpy(), out)
+        return torch.from_numpy(out)
+    with pytest.raises(FAILS, match="efflib"):
+        C.check_conv2d_numba(solution.conv_kernel, through_efflib)
+
+    def through_bounds(x, w):
+        out = np.zeros((w.shape[0], x.shape[1], x.shape[2]), np.float32)
+        loops.numba_conv_bounds(x.float().numpy(), w.float().numpy(), out, 1)
+        return torch.from_numpy(out)
+    with pytest.raises(FAILS, match="efflib"):
+        C.check_conv2d_numba(solution.conv_kernel, through_bounds)
+
+
+def test_deploy_through_efflibs_runner_fails():
+    """efflib's CProgram.run is Q7's answer: an answer that calls it fails."""
+    from efflib import export_c
+
+    def through_efflib(header, source, images):
+        program = export_c.CProgram(header, source, 5)
+        return program.run(program.build("corpus"), images)[0]
+    with pytest.raises(FAILS, match="efflib"):
+        C.check_deploy(through_efflib)
+
+
 def test_deploy_that_answers_without_running_the_program_fails():
     with pytest.raises(CheckFailed, match="predictions differ"):
         C.check_deploy(lambda header, source, images: torch.zeros(len(images), dtype=int))

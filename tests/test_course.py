@@ -1,18 +1,27 @@
 """Course gate, through the instructor's grading command (real nbgrader, sandboxed kernels,
-judged test cells): solutions earn full marks, blank labs earn zero, labs/ matches a fresh
-build, and no hidden test or solution reaches the students."""
+judged test cells): solutions earn full marks, blank labs earn zero, a lookup of the cases
+a student can draw at home earns nothing where hidden cases check it and gives no expected
+value away, labs/ matches a fresh build, and no hidden test or solution reaches the
+students."""
 
+import csv
+import re
 import shutil
 
 import nbformat
 import pytest
+from lookup import hidden_calls, lookup_notebook
 from nbgrader.api import Gradebook
+from test_hidden_cases import MODULES
 
 from autograde import build
 from autograde.grading.grader import Grader
 from autograde.nbgrader_glue import COURSE_ID
 
 LABS = build.lab_names()
+STUDENTS = ("solution", "blank", "lookup")
+# "expected" followed by a value: how a visible failure shows the answer
+SHOWS_EXPECTED = re.compile(r"\bexpected:?\s+[-\d(\[]")
 # `make test` runs with `--dist loadfile`: one worker grades these (the graded fixture is
 # shared), the Validate test lives in its own file so the other worker runs it meanwhile.
 pytestmark = pytest.mark.course
@@ -28,16 +37,17 @@ def graded(request, tmp_path_factory):
     incoming.mkdir()
     nbformat.write(build.source_notebook(lab), incoming / "solution.ipynb")
     shutil.copy(build.LABS / lab / f"{lab}.ipynb", incoming / "blank.ipynb")
+    nbformat.write(lookup_notebook(lab), incoming / "lookup.ipynb")
     grader = Grader(lab, root / "course", workers=2, cell_timeout=120)
     results = grader.run(incoming, progress=False)
-    assert [r.status for r in results] == ["graded", "graded"], results
+    assert [r.status for r in results] == ["graded"] * 3, results
     with Gradebook(grader.db_url, COURSE_ID) as gb:
         cells = {student: {g.name: (g.score, g.max_score, g.auto_score, g.needs_manual_grade)
                            for g in gb.find_submission_notebook(lab, lab, student).grades}
-                 for student in ("solution", "blank")}
+                 for student in STUDENTS}
     autograded = {s: nbformat.read(grader.course / "autograded" / s / lab / f"{lab}.ipynb", 4)
-                  for s in ("solution", "blank")}
-    return lab, cells, autograded
+                  for s in STUDENTS}
+    return lab, cells, autograded, grader.course
 
 
 def auto_cells(cells: dict) -> dict:
@@ -45,7 +55,7 @@ def auto_cells(cells: dict) -> dict:
 
 
 def test_solution_earns_full_marks(graded):
-    lab, cells, _ = graded
+    lab, cells, _, _ = graded
     auto = auto_cells(cells["solution"])
     assert auto, f"{lab} has no autograded cells"
     wrong = {name: v[:2] for name, v in auto.items() if v[0] != v[1]}
@@ -53,7 +63,7 @@ def test_solution_earns_full_marks(graded):
 
 
 def test_blank_lab_earns_zero(graded):
-    lab, cells, _ = graded
+    lab, cells, _, _ = graded
     auto = auto_cells(cells["blank"])
     earned = {name: v[0] for name, v in auto.items() if v[0] != 0}
     assert not earned, f"{lab} blank lab earns points in {earned}"
@@ -61,7 +71,7 @@ def test_blank_lab_earns_zero(graded):
 
 
 def test_manual_cells_wait_for_a_person(graded):
-    lab, cells, _ = graded
+    lab, cells, _, _ = graded
     manual = {name for name, v in cells["solution"].items() if v[3]}
     assert manual, f"{lab} needs at least one hand-graded reflection question"
     assert all(name.startswith("q") for name in manual)
@@ -74,14 +84,14 @@ def _errored_cells(nb) -> list[tuple[str, str, dict]]:
 
 
 def test_solution_runs_without_errors(graded):
-    lab, _, autograded = graded
+    lab, _, autograded, _ = graded
     errors = _errored_cells(autograded["solution"])
     assert not errors, f"{lab} solution raises in cells {errors}"
 
 
 def test_plots_reach_the_autograded_notebook_once_each(graded):
     """Students see their plots in feedback: images, not `<Figure size ...>` text."""
-    lab, _, autograded = graded
+    lab, _, autograded, _ = graded
     shown = [o for c in autograded["solution"].cells if c.cell_type == "code"
              for o in c.get("outputs", []) if o.output_type in ("display_data", "execute_result")]
     images = [o for o in shown if "image/png" in o.get("data", {})]
@@ -95,12 +105,42 @@ def test_plots_reach_the_autograded_notebook_once_each(graded):
 
 
 def test_blank_lab_fails_only_in_answer_and_test_cells(graded):
-    lab, _, autograded = graded
+    lab, _, autograded, _ = graded
     errors = _errored_cells(autograded["blank"])
     outside = [(cid, tb) for cid, tb, meta in errors
                if not (meta.get("solution") or meta.get("grade"))]
     assert not outside, f"{lab} blank lab raises outside answer/test cells: {outside}"
     assert errors, "a blank lab whose tests all pass cannot be graded"
+
+
+def test_a_lookup_of_the_cases_drawn_at_home_earns_nothing_where_hidden_cases_check(graded):
+    """The lookup attack, graded: with hidden cases drawn from the course's secret, a table
+    of the cases a student's own kernel draws misses every hidden check of a function."""
+    lab, cells, autograded, _ = graded
+    targeted = {c.grade_id for c in hidden_calls(lab) if c.check not in MODULES}
+    assert targeted
+    kept = {gid: cells["lookup"][gid][0] for gid in targeted if cells["lookup"][gid][0]}
+    assert not kept, f"{lab}: a lookup made at home keeps points in {kept}"
+    errors = {c.id: o.evalue for c in autograded["lookup"].cells
+              for o in c.get("outputs", []) if o.output_type == "error"}
+    assert all(gid in errors for gid in targeted), errors
+
+
+def test_no_hidden_failure_shows_an_expected_value(graded):
+    """Everything the lookup student gets back (feedback page, and the instructor's grades
+    and summary) fails only hidden cases: none of it shows an expected value."""
+    lab, _, _, course = graded
+    pages = list((course / "feedback" / "lookup" / lab).glob("*.html"))
+    assert pages, "no feedback page for the lookup student"
+    reports = course / "reports" / lab
+    texts = {p.name: p.read_text() for p in [*pages, reports / "summary.txt"]}
+    with open(reports / "grades.csv") as f:
+        texts["grades.csv"] = next(r["reason"] for r in csv.DictReader(f)
+                                   if r["student"] == "lookup")
+    for name, text in texts.items():
+        found = SHOWS_EXPECTED.search(text)
+        assert not found, f"{lab}: {name} shows {text[found.start():found.start() + 150]!r}"
+    assert "which is too" in texts["grades.csv"] or "values are wrong" in texts["grades.csv"]
 
 
 def test_labs_match_a_fresh_build():

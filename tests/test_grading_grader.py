@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import autograde_server
+from lookup import lookup_notebook
 
 from autograde import build
 from autograde.grading.grader import Grader
@@ -568,6 +569,83 @@ def test_a_changed_resubmission_is_regraded_alone(tmp_path, capsys):
     with open(grader.course / "reports" / LAB / "grades.csv") as f:
         scores = {r["student"]: float(r["score"]) for r in csv.DictReader(f)}
     assert scores == {"steady": FULL, "fixer": FULL}
+
+
+def _hidden_failures(grader: Grader, student: str) -> dict[str, str]:
+    nb = nbformat.read(grader.autograded(student), 4)
+    return {c.id: o.evalue for c in nb.cells for o in c.get("outputs", [])
+            if o.output_type == "error" and c.id.endswith("_test")}
+
+
+def test_the_same_secret_grades_alike_and_another_draws_other_hidden_cases(tmp_path, capsys):
+    """The lookup of the cases a kernel draws at home, graded in two folders with one
+    secret (an instructor's own file), then again in the first with another secret: the
+    same secret gives the same hidden failures, word for word; the new one regrades the
+    student, on other cases."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    nbformat.write(lookup_notebook(LAB), incoming / "lookup.ipynb")
+    spring, autumn = tmp_path / "spring", tmp_path / "autumn"
+    spring.write_text("the course's secret for the spring term\n")
+    autumn.write_text("the course's secret for the autumn term\n")
+    first = Grader(LAB, tmp_path / "one", workers=1, secret_file=spring)
+    first.run(incoming, progress=False)
+    second = Grader(LAB, tmp_path / "two", workers=1, secret_file=spring)
+    second.run(incoming, progress=False)
+    same = _hidden_failures(first, "lookup")
+    assert len(same) >= 8, same  # a lookup made at home fails the hidden cases
+    assert same == _hidden_failures(second, "lookup")
+    assert not (tmp_path / "one" / "secret").exists(), "the instructor's file was used"
+    capsys.readouterr()
+    spring_print = first.journal.read("lookup").secret
+    again = Grader(LAB, tmp_path / "one", workers=1, secret_file=autumn)
+    again.run(incoming, progress=False)
+    assert "regrading 1 submission graded with another secret before" in capsys.readouterr().out
+    other = _hidden_failures(again, "lookup")
+    assert set(other) == set(same)
+    assert sum(other[k] != same[k] for k in same) >= len(same) // 2, (same, other)
+    assert again.journal.read("lookup").secret != spring_print
+
+
+# Lab 03 Q11 answered without training: 200 of the public test images as a nearest-neighbour
+# lookup (tests/test_grading_heldout.py measures it): 96% on the test split, far less on
+# images it has not seen
+MEMORISER = """
+loaders = data.digits(seed=0)
+x, y = loaders.test.dataset.tensors
+t, labels = x[:200].reshape(200, -1), y[:200]
+digit_model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(64, 200),
+                            nn.Softmax(dim=1), nn.Linear(200, 10, bias=False))
+with torch.no_grad():
+    digit_model[0].weight.fill_(1.0)
+    digit_model[0].bias.zero_()
+    digit_model[2].weight.copy_(100 * t)
+    digit_model[2].bias.copy_(-50 * (t * t).sum(1))
+    digit_model[4].weight.copy_(nn.functional.one_hot(labels, 10).T.float())
+digit_model.eval()
+"""
+
+
+def test_a_model_made_of_the_test_images_earns_nothing(tmp_path):
+    """The public test split memorised reaches the test split's 95% (96%), which alone
+    earned Q11's points; the grader's new handwriting, drawn from the course's secret,
+    fails it, and only Q11 is lost."""
+    lab = "lab03_architectures"
+    nb = build.source_notebook(lab)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "q11_digit_model":
+            cell.source = MEMORISER
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    nbformat.write(nb, incoming / "memoriser.ipynb")
+    grader = Grader(lab, tmp_path / "course", workers=1, cell_timeout=120)
+    grader.run(incoming, progress=False)
+    with open(grader.course / "reports" / lab / "grades.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["q11_digit_model_test"]) == 0, row
+    assert "on the grader's own new handwriting" in row["reason"], row["reason"]
+    lost = [k for k, v in row.items() if k.endswith("_test") and float(v) == 0]
+    assert lost == ["q11_digit_model_test"], lost
 
 
 def test_resume_after_kill_minus_9(tmp_path):

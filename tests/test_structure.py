@@ -106,3 +106,21 @@ def test_cells_run_in_the_kernel_only_for_checks_marked_kernel_only(lab):
         c.metadata["nbgrader"]["points"] for c in build.source_notebook(lab).cells
         if c.metadata.get("nbgrader", {}).get("grade_id") in facts.kernel_only) \
         == facts.auto_points
+
+
+@pytest.mark.parametrize("lab", build.lab_names())
+def test_every_check_of_a_lab_is_marked_as_one(lab):
+    """@check makes `hidden=True` hide expected values; a check without it would show them."""
+    module = inventory.checks_module(lab)
+    checks = [n for n in dir(module) if n.startswith("check_")
+              and getattr(getattr(module, n), "__module__", "") == module.__name__]
+    assert checks
+    unmarked = [n for n in checks if not getattr(getattr(module, n), "is_check", False)]
+    assert not unmarked, f"{lab}: {unmarked} lack @check"
+
+
+@pytest.mark.parametrize("lab", build.lab_names())
+def test_labs_that_judge_accuracy_ask_for_the_held_out_digits(lab):
+    module = inventory.checks_module(lab)
+    judges_accuracy = "expect_test_accuracy(" in Path(module.__file__).read_text()
+    assert judges_accuracy == bool(getattr(module, "HELD_OUT_DIGITS", False)), lab

@@ -1,15 +1,20 @@
 """The check writer's API: what a lab's checks module builds its checks from.
 
-A check turns the student's value into a plain value (`as_int`, `as_tensor`, ...),
-compares it with a reference computed here, and fails with `CheckFailed` naming
-the case, the expected value, what came back and a hint. Student functions run
-through `call` inside `watch`, which refuses torch functions and efflib topics
-the question asks students to write themselves. The same check runs in the
-student's kernel (JupyterLab) and, when grading, in the grader (`autograde.judging`);
-checks never touch the wire format.
+A check (`@check`) turns the student's value into a plain value (`as_int`,
+`as_tensor`, ...), compares it with a reference computed here, and fails with
+`CheckFailed` naming the case, what came back and a hint, and, in a visible case,
+the expected value. Hidden cases (`hidden=True`) are drawn from the grader's key
+(`judging.hidden`) and never show the expected value: the comparing helpers say
+which way and where an answer is off instead (`expect_int`, `expect_close`,
+`compared`). Student functions run through `call` inside `watch`, which refuses
+torch functions and efflib topics the question asks students to write
+themselves. The same check runs in the student's kernel (JupyterLab) and, when
+grading, in the grader (`autograde.judging`); checks never touch the wire format.
 """
 
 import copy
+import functools
+import inspect
 import math
 import random
 from collections.abc import Callable
@@ -18,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
-from autograde.judging import graphs, traces
+from autograde.judging import graphs, heldout, hidden, traces
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -37,16 +42,38 @@ from efflib.graded import GradedAnswerError
 from efflib.train import evaluate
 
 __all__ = ["CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple", "as_plain_tensor",
-           "as_tensor", "call", "call_traced", "expect_answer", "expect_close", "expect_int",
-           "expect_raises", "expect_test_accuracy", "fail", "fmt_call", "is_layer_tree",
+           "as_tensor", "call", "call_traced", "check", "compared", "expect_answer",
+           "expect_close", "expect_equal", "expect_int", "expect_raises",
+           "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
            "kernel_only", "rng", "torch_gen", "type_name", "watch"]
 
 show_failures_briefly()  # in a student's kernel: a failed check reads as its message
+in_hidden_case = hidden.in_hidden_case
 
 
-def rng(hidden: bool, salt: str) -> random.Random:
-    """A seeded generator: a fixed case set for visible checks, another for hidden ones."""
-    return random.Random(f"{'hidden' if hidden else 'visible'}:{salt}")
+def check(fn: Callable) -> Callable:
+    """Mark a lab's check (every public `check_*` of a checks module is one). Called with
+    `hidden=True`, it runs as a hidden case: the comparing helpers leave the expected
+    value out of its failures."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            hide = bool(signature.bind(*args, **kwargs).arguments.get("hidden", False))
+        except TypeError:
+            hide = False  # wrong arguments: the check itself says so
+        with hidden.hidden_case(hide):
+            return fn(*args, **kwargs)
+    run.is_check = True
+    return run
+
+
+def rng(hidden_cases: bool, salt: str) -> random.Random:
+    """A seeded generator: a fixed case set for visible checks (anyone can read the seed);
+    for hidden ones, a set drawn from the grader's key (judging.hidden), which a student's
+    kernel never has."""
+    return random.Random(hidden.seed(salt) if hidden_cases else f"visible:{salt}")
 
 
 def torch_gen(r: random.Random) -> torch.Generator:
@@ -55,10 +82,47 @@ def torch_gen(r: random.Random) -> torch.Generator:
 
 # --- comparing ----------------------------------------------------------------------
 
+def _hint(hint: str) -> str:
+    return f" {hint}" if hint else ""
+
+
+def _way(got, expected) -> str:
+    """Which way a number is off, for a hidden case's message."""
+    try:
+        return "which is too high" if got > expected else "which is too low"
+    except TypeError:
+        return "which is not the expected value"
+
+
+def compared(got, expected, fmt: str = "") -> str:
+    """The end of a failure message after what came back: ', expected E' in a visible case;
+    in a hidden one only which way it is off (', which is too high')."""
+    if in_hidden_case():
+        return f", {_way(got, expected)}"
+    return f", expected {expected:{fmt}}"
+
+
 def expect_int(got, expected: int, case: str, hint: str = "") -> None:
     got = as_int(got, case)
     if got != int(expected):
-        fail(f"{case}: expected {expected}, got {got}.{' ' + hint if hint else ''}")
+        if in_hidden_case():
+            fail(f"{case}: got {got}, {_way(got, int(expected))}.{_hint(hint)}")
+        fail(f"{case}: expected {expected}, got {got}.{_hint(hint)}")
+
+
+def expect_equal(got: tuple, expected: tuple, case: str, hint: str = "") -> None:
+    """Two tuples of plain values equal; a hidden case names the first element that is off
+    and which way, never the expected tuple."""
+    if got == expected:
+        return
+    if not in_hidden_case():
+        fail(f"{case}: expected {expected}, got {got}.{_hint(hint)}")
+    if len(got) != len(expected):
+        fail(f"{case}: got {got}, which has {len(got)} entries; the answer has a different "
+             f"number.{_hint(hint)}")
+    i = next(i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e)
+    fail(f"{case}: got {got}; entry {i} ({got[i]!r}) is wrong, {_way(got[i], expected[i])}."
+         f"{_hint(hint)}")
 
 
 def expect_answer(got, expected: float, case: str, rel: float = 1e-9, hint: str = "") -> None:
@@ -77,8 +141,11 @@ def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,
     got_t = as_tensor(got, case)
     exp_t = expected.detach().to("cpu", torch.float64)
     if tuple(got_t.shape) != tuple(exp_t.shape):
+        if in_hidden_case():
+            fail(f"{case}: got shape {tuple(got_t.shape)}, which is not the shape of the "
+                 f"answer for these inputs.{_hint(hint)}")
         fail(f"{case}: expected shape {tuple(exp_t.shape)}, got {tuple(got_t.shape)}."
-             f"{' ' + hint if hint else ''}")
+             f"{_hint(hint)}")
     if not torch.isfinite(got_t).all():
         fail(f"{case}: the result contains NaN or inf.")
     err = (got_t - exp_t).abs()
@@ -86,16 +153,44 @@ def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,
     if bool((err > bound).any()):
         worst = int(torch.argmax(err - bound))
         idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), exp_t.shape))
+        g = got_t[idx].item()
+        if in_hidden_case():
+            wrong = int((err > bound).sum())
+            fail(f"{case}: {wrong:,d} of {err.numel():,d} values are wrong; the worst is at "
+                 f"index {idx}, where {g:.6g} is too {'high' if g > exp_t[idx] else 'low'}."
+                 f"{_hint(hint)}")
         fail(f"{case}: values differ; at index {idx} expected {exp_t[idx].item():.6g}, "
-             f"got {got_t[idx].item():.6g} (max abs error {err.max().item():.3g})."
-             f"{' ' + hint if hint else ''}")
+             f"got {g:.6g} (max abs error {err.max().item():.3g}).{_hint(hint)}")
 
 
-def expect_test_accuracy(model: nn.Module, name: str, goal: float, advice: str) -> float:
-    """The model's top-1 accuracy on the digits' test split, failing below `goal`."""
+SLACK = 0.01  # the grader's handwriting goal is lower by this: its draw is not the student's
+
+
+def expect_test_accuracy(model: nn.Module, name: str, goal: float, advice: str,
+                         handwriting: float | None = None) -> float:
+    """The model's top-1 accuracy on the digits' test split, failing below `goal`, and on
+    new handwriting (judging.heldout), failing below `handwriting`: in the student's
+    kernel on the public sample, when grading on the grader's own digits, drawn from the
+    course's secret (no one can have trained on them), a point lower."""
     acc = evaluate(model, digits(seed=0).test)
     if acc < goal:
         fail(f"{name} reaches {acc:.1%} test accuracy; it needs at least {goal:.0%}. {advice}")
+    if handwriting is None:
+        return acc
+    key = hidden.installed()
+    if key is not None and key.count():
+        where, images, want = "the grader's own new handwriting", (key.images, key.labels), \
+            handwriting - SLACK
+    else:
+        where, images, want = "new handwriting", heldout.public_digits(), handwriting
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*images),
+                                         batch_size=1024)
+    drawn = evaluate(model, loader)
+    if drawn < want:
+        fail(f"{name} reaches {acc:.1%} on the test split but {drawn:.1%} on {where} "
+             f"(digits no one has trained on); it needs at least {want:.0%} there. {advice} "
+             "Train on the training split only: test images a model has seen say nothing "
+             "about new ones.")
     return acc
 
 

@@ -14,8 +14,10 @@ from autograde.checks.api import (
     as_int_tuple,
     call,
     call_traced,
+    check,
     expect_answer,
     expect_close,
+    expect_equal,
     expect_int,
     expect_raises,
     fail,
@@ -47,6 +49,7 @@ def _meta(*shape: int) -> torch.Tensor:
 
 # --- Q1. Linear layer ---------------------------------------------------------------
 
+@check
 def check_linear_forward(fn, hidden: bool = False) -> None:
     """linear_forward(x, W, b) must equal F.linear on (n, c_i) inputs."""
     r = rng(hidden, "linear")
@@ -82,6 +85,7 @@ def _conv_cases(r, count):
     return cases
 
 
+@check
 def check_conv_output_size(fn, hidden: bool = False) -> None:
     """conv_output_size(size, kernel, stride, padding, dilation) must match nn.Conv2d."""
     fixed = [dict(size=224, kernel=11, stride=4, padding=2, dilation=1),  # AlexNet conv1
@@ -104,6 +108,7 @@ def _conv_t_size(size, kernel, stride, padding, output_padding, dilation) -> int
     return out.shape[-1]
 
 
+@check
 def check_conv_transpose_output_size(fn, hidden: bool = False) -> None:
     """conv_transpose_output_size(...) must match nn.ConvTranspose2d."""
     r = rng(hidden, "convT")
@@ -137,6 +142,7 @@ def autoencoder_decoder() -> nn.Sequential:
     )
 
 
+@check
 def check_decoder_sizes(sizes) -> None:
     """decoder_sizes: spatial size after each ConvTranspose2d of the decoder, from 4x4."""
     x, expected = _meta(1, 256, 4, 4), []
@@ -159,6 +165,7 @@ def check_decoder_sizes(sizes) -> None:
 MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}
 
 
+@check
 def check_pad2d(fn, hidden: bool = False) -> None:
     """pad2d(x, p, mode) must equal F.pad(x, (p, p, p, p), mode) for the three modes."""
     r = rng(hidden, "pad")
@@ -194,6 +201,7 @@ def measured_receptive_field(layers) -> int:
     return int(torch.nonzero(x.grad[0, 0]).max()) + 1
 
 
+@check
 def check_receptive_field(fn, hidden: bool = False) -> None:
     """receptive_field([(kernel, stride), ...]) must match a measured receptive field."""
     r = rng(hidden, "rf")
@@ -213,6 +221,7 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
 
 # --- Q5. Grouped, depthwise and factorised convolutions -------------------------------
 
+@check
 def check_conv_weight_shape(fn, hidden: bool = False) -> None:
     """conv_weight_shape(c_in, c_out, kernel, groups) must equal nn.Conv2d's weight shape."""
     r = rng(hidden, "wshape")
@@ -226,9 +235,8 @@ def check_conv_weight_shape(fn, hidden: bool = False) -> None:
         expected = tuple(nn.Conv2d(ci, co, k, groups=g, device="meta").weight.shape)
         with watch():
             got = as_int_tuple(call(fn, case, ci, co, k, groups=g), case)
-        if got != expected:
-            fail(f"{case}: expected {expected}, got {got}. Each of the g groups sees only "
-                 "c_in/g input channels.")
+        expect_equal(got, expected, case,
+                     hint="Each of the g groups sees only c_in/g input channels.")
     for ci, co, g in [(10, 16, 4), (16, 10, 4)]:
         expect_raises(fn, ValueError, fmt_call("conv_weight_shape", ci, co, 3, groups=g)
                       + " (channels not divisible by groups)", ci, co, 3, groups=g)
@@ -238,6 +246,7 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@check
 def check_factorised_params(fn, hidden: bool = False) -> None:
     """factorised_params(c_in, c_out, k): weights of the three designs, counted by PyTorch."""
     r = rng(hidden, "factor")
@@ -264,6 +273,7 @@ def check_factorised_params(fn, hidden: bool = False) -> None:
 
 # --- Q6. Convolution as an einsum -----------------------------------------------------
 
+@check
 def check_conv2d_einsum(fn, hidden: bool = False) -> None:
     """conv2d_einsum(x, w, stride, padding) must equal F.conv2d and use torch.einsum."""
     r = rng(hidden, "einsum")
@@ -299,6 +309,7 @@ def _norm_reference(x, kind, groups, eps):
     return F.group_norm(x, groups, eps=eps)
 
 
+@check
 def check_normalize(fn, hidden: bool = False) -> None:
     """normalize(x, kind, num_groups, eps) must match torch's batch/layer/instance/group norm."""
     r = rng(hidden, "norm")
@@ -333,6 +344,7 @@ ACTIVATIONS = {
 }
 
 
+@check
 def check_activation(name: str, fn, hidden: bool = False) -> None:
     """The activation `name` must match torch's on a grid and on random inputs."""
     if name not in ACTIVATIONS:
@@ -353,6 +365,7 @@ def check_activation(name: str, fn, hidden: bool = False) -> None:
 POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 
 
+@check
 def check_pool2d(kind: str, fn, hidden: bool = False) -> None:
     """max_pool2d / avg_pool2d(x, kernel, stride) must match torch (no padding)."""
     r = rng(hidden, f"pool-{kind}")

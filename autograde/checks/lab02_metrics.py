@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
     call,
+    check,
     expect_answer,
     expect_int,
     expect_raises,
@@ -50,6 +51,7 @@ def _close(got, expected: float, case: str, rel: float = 1e-9, hint: str = "") -
 
 # --- Q1. Parameters -----------------------------------------------------------------
 
+@check
 def check_linear_params(fn, hidden: bool = False) -> None:
     """linear_params(c_in, c_out, bias) equals nn.Linear's parameter count."""
     r = rng(hidden, "linear_params")
@@ -63,6 +65,7 @@ def check_linear_params(fn, hidden: bool = False) -> None:
                    hint="A weight per (input, output) pair, plus one bias per output.")
 
 
+@check
 def check_conv_params(fn, hidden: bool = False) -> None:
     """conv_params(c_in, c_out, kernel, groups, bias) equals nn.Conv2d's count; bad groups raise."""
     r = rng(hidden, "conv_params")
@@ -95,6 +98,7 @@ def _blocked_counters():
 
 # --- Q2. Model size -----------------------------------------------------------------
 
+@check
 def check_model_size_bytes(fn, hidden: bool = False) -> None:
     """model_size_bytes(num_params, bits) is the storage in bytes, rounded up."""
     r = rng(hidden, "model_size")
@@ -112,6 +116,7 @@ def check_model_size_bytes(fn, hidden: bool = False) -> None:
                    hint="bits / 8 bytes per parameter; a partly used last byte still counts.")
 
 
+@check
 def check_alexnet_mb(value) -> None:
     """AlexNet (torchvision, 61,100,840 params) at 32 bits, in MB of 10^6 bytes."""
     _close(value, 61_100_840 * 4 / 1e6, "alexnet_fp32_mb", rel=1e-3,
@@ -131,6 +136,7 @@ def _m(*shape):
     return torch.empty(*shape, device="meta")
 
 
+@check
 def check_linear_macs(fn, hidden: bool = False) -> None:
     """linear_macs(c_in, c_out, batch) equals FlopCounterMode's count / 2."""
     r = rng(hidden, "linear_macs")
@@ -144,6 +150,7 @@ def check_linear_macs(fn, hidden: bool = False) -> None:
                    hint="One MAC per weight per input sample; bias adds are not MACs.")
 
 
+@check
 def check_conv_macs(fn, hidden: bool = False) -> None:
     """conv_macs(c_in, c_out, kernel, h_out, w_out, groups, batch) equals FlopCounterMode / 2."""
     r = rng(hidden, "conv_macs")
@@ -191,6 +198,7 @@ def _chain_profile(shapes):
     return profile(chain, torch.zeros(shapes[0]))
 
 
+@check
 def check_activations(total_fn, peak_fn, hidden: bool = False) -> None:
     """total_activations and peak_activations agree with efflib.profile on a chain of layers."""
     r = rng(hidden, "activations")
@@ -210,6 +218,7 @@ def check_activations(total_fn, peak_fn, hidden: bool = False) -> None:
 ALEXNET_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
 
 
+@check
 def check_alexnet_table(fn) -> None:
     """alexnet_table() rows equal efflib.profile of the lecture AlexNet, layer by layer."""
     prof = profile(models.alexnet(variant="lecture").eval(), torch.zeros(1, 3, 224, 224))
@@ -234,6 +243,7 @@ def check_alexnet_table(fn) -> None:
 
 # --- Q6. FLOPs and FLOPS ------------------------------------------------------------
 
+@check
 def check_achieved_gflops(fn, hidden: bool = False) -> None:
     """achieved_gflops(macs, seconds) = 2 macs / seconds / 1e9."""
     r = rng(hidden, "gflops")
@@ -294,6 +304,7 @@ def _no_flop_counter():
         FlopCounterMode.__enter__ = original
 
 
+@check
 def check_hook_counter(fn, hidden: bool = False) -> None:
     """count_macs_with_hooks(model, x) counts Conv2d and Linear MACs via hooks, nothing else."""
     r = rng(hidden, "hooks")
@@ -322,6 +333,7 @@ def check_hook_counter(fn, hidden: bool = False) -> None:
 
 # --- Q8. Latency and throughput -----------------------------------------------------
 
+@check
 def check_throughput(fn, design2_batch) -> None:
     """throughput(batch, latency) = batch / latency; design 2 processes 4 images at once."""
     for b, lat in [(1, 0.05), (4, 0.1), (16, 0.37), (3, 0.002)]:
@@ -333,6 +345,7 @@ def check_throughput(fn, design2_batch) -> None:
 
 # --- Q9. Roofline -------------------------------------------------------------------
 
+@check
 def check_roofline(intensity_fn, time_fn, hidden: bool = False) -> None:
     """arithmetic_intensity and roofline_seconds on random layers and machines."""
     r = rng(hidden, "roofline")
@@ -353,6 +366,7 @@ def check_roofline(intensity_fn, time_fn, hidden: bool = False) -> None:
 PJ = {"fmult": 3.7, "fadd": 0.9, "sram": 5.0, "dram": 640.0}  # Horowitz, ISSCC 2014, 45 nm
 
 
+@check
 def check_energy(fn, hidden: bool = False) -> None:
     """energy_pj(macs, dram_words, sram_words) with Horowitz's 45 nm table."""
     r = rng(hidden, "energy")

@@ -15,10 +15,13 @@ from autograde.checks.api import (
     as_int,
     as_plain_tensor,
     call,
+    check,
+    compared,
     expect_close,
     expect_int,
     fail,
     fmt_call,
+    in_hidden_case,
     rng,
     torch_gen,
     watch,
@@ -69,23 +72,41 @@ FLOATS = {torch.float32: (8, 23), torch.float16: (5, 10), torch.bfloat16: (8, 7)
 HIDDEN_FLOATS = {torch.float64: (11, 52), torch.float8_e5m2: (5, 2)}
 
 
+def ieee_format(e: int, m: int) -> tuple[float, float, float]:
+    """(largest finite, eps, smallest normal) by the IEEE rule: bias 2^(e-1) - 1, the
+    all-ones exponent kept for inf and NaN (tests hold it against torch.finfo)."""
+    bias = 2 ** (e - 1) - 1
+    return ((2 - 2.0**-m) * 2.0 ** (2**e - 2 - bias), 2.0**-m, 2.0 ** (1 - bias))
+
+
+@check
 def check_float_format(fn, hidden: bool = False) -> None:
-    """float_format(e, m) -> (largest, eps, smallest normal), equal to torch.finfo."""
-    formats = {**FLOATS, **(HIDDEN_FLOATS if hidden else {})}
-    for dtype, (e, m) in formats.items():
-        case = fmt_call("float_format", e, m) + f"  # {dtype}"
+    """float_format(e, m) -> (largest, eps, smallest normal): torch.finfo where torch has the
+    format, the IEEE rule for formats it has not (so torch.finfo alone is no answer)."""
+    r = rng(hidden, "float_format")
+    formats = {str(dtype).removeprefix("torch."): (e, m)
+               for dtype, (e, m) in {**FLOATS, **(HIDDEN_FLOATS if hidden else {})}.items()}
+    formats["an 8-bit IEEE-style float (torch has none)"] = (4, 3)
+    for i in range(6 if hidden else 1):
+        formats[f"a made-up format #{i + 1}"] = (r.randint(3, 11), r.randint(1, 40))
+    for name, (e, m) in formats.items():
+        case = fmt_call("float_format", e, m) + f"  # {name}"
         got = _run(fn, case, e, m)
         if not isinstance(got, tuple | list) or len(got) != 3:
             fail(f"{case}: should return three numbers (largest, eps, smallest normal)")
-        info = torch.finfo(dtype)
-        for name, value, ref in zip(("largest", "eps", "smallest normal"), got,
-                                    (info.max, info.eps, info.tiny), strict=True):
-            v = as_float(value, f"{case}: {name}")
+        dtype = getattr(torch, name, None)
+        info = torch.finfo(dtype) if isinstance(dtype, torch.dtype) else None
+        refs = (info.max, info.eps, info.tiny) if info is not None else ieee_format(e, m)
+        for part, value, ref in zip(("largest", "eps", "smallest normal"), got, refs,
+                                    strict=True):
+            v = as_float(value, f"{case}: {part}")
             if not math.isclose(v, ref, rel_tol=1e-12):
-                fail(f"{case}: {name} is wrong ({v:.6g}). Count the exponent's bias and the "
-                     "largest exponent left once all-ones is kept for inf and NaN.")
+                fail(f"{case}: {part} is wrong ({v:.6g}{compared(v, ref, '.6g')}). Count the "
+                     "exponent's bias and the largest exponent left once all-ones is kept "
+                     "for inf and NaN.")
 
 
+@check
 def check_int_range(fn, hidden: bool = False) -> None:
     """int_range(bits, signed) -> (qmin, qmax), equal to torch.iinfo where torch has the type."""
     r = rng(hidden, "int_range")
@@ -112,6 +133,7 @@ def _data(r: torch.Generator, shape, shift: float = 0.0) -> torch.Tensor:
     return x
 
 
+@check
 def check_scale_zero_point(fn, hidden: bool = False) -> None:
     """scale_zero_point(x, bits, signed, symmetric) -> (scale, zero point) as torch's observers."""
     r = rng(hidden, "scale_zp")
@@ -135,6 +157,7 @@ def check_scale_zero_point(fn, hidden: bool = False) -> None:
                    hint="Round -min/scale half to even, then clamp it into the grid.")
 
 
+@check
 def check_linear_quantize(fn, hidden: bool = False) -> None:
     """linear_quantize(x, scale, zp, bits, signed): clamp(round(x/s) + z), halves to even."""
     r = rng(hidden, "quantize")
@@ -161,13 +184,14 @@ def _expect_quantized(fn, x: torch.Tensor, s: float, z: int, spec: QuantSpec) ->
     wrong = (got != by_reciprocal) & (got != by_division)
     if bool(wrong.any()):
         i = tuple(int(v) for v in wrong.nonzero()[0])
-        fail(f"{case}: at index {i}, x = {float(x[i]):.6g} gave {int(got[i])}, expected "
-             f"{int(by_reciprocal[i])}. Round half to even (torch.round), add the zero "
-             "point, then clamp to the grid.")
+        fail(f"{case}: at index {i}, x = {float(x[i]):.6g} gave {int(got[i])}"
+             f"{compared(int(got[i]), int(by_reciprocal[i]))}. Round half to even "
+             "(torch.round), add the zero point, then clamp to the grid.")
 
 
 # --- Q3. Per-tensor and per-channel error ------------------------------------------------
 
+@check
 def check_quantization_mse(fn, hidden: bool = False) -> None:
     """quantization_mse(w, bits, per_channel): symmetric signed round trip, mean squared error."""
     r = rng(hidden, "mse")
@@ -181,13 +205,14 @@ def check_quantization_mse(fn, hidden: bool = False) -> None:
             got = as_float(_run(fn, case, w.clone(), bits, per_channel), case)
             ref = quantization_error(w, QuantSpec(bits, True, True), 0 if per_channel else None)
             if not math.isclose(got, ref, rel_tol=1e-3, abs_tol=1e-12):
-                fail(f"{case}: expected about {ref:.4g}, got {got:.4g}. Quantize symmetric "
+                fail(f"{case}: got {got:.4g}{compared(got, ref, '.4g')}. Quantize symmetric "
                      "and signed, dequantize, then average the squared difference"
                      + (" (one scale per output channel, axis 0)." if per_channel else "."))
 
 
 # --- Q4. K-means weight sharing ------------------------------------------------------------
 
+@check
 def check_kmeans_quantize(fn, hidden: bool = False) -> None:
     """kmeans_quantize(w, bits) -> (centroids, indices): a converged Lloyd clustering from an
     even (linear) start, as good as the reference's."""
@@ -218,12 +243,15 @@ def check_kmeans_quantize(fn, hidden: bool = False) -> None:
         ref = kmeans(w, bits)
         inertia = float(((x - c[idx]) ** 2).sum())
         if inertia > ref.inertia(w) * 1.01 + 1e-9:
-            fail(f"{case}: the clustering is worse than it should be ({inertia:.4g} against "
-                 f"{ref.inertia(w):.4g}); start from centroids evenly spaced from min to max.")
+            against = "" if in_hidden_case() else f" against {ref.inertia(w):.4g}"
+            fail(f"{case}: the clustering is worse than it should be (a squared error of "
+                 f"{inertia:.4g}{against}); start from centroids evenly spaced from min to "
+                 "max.")
 
 
 # --- Q5. Centroid fine-tuning -------------------------------------------------------------
 
+@check
 def check_centroid_gradient(fn, hidden: bool = False) -> None:
     """centroid_gradient(grad, indices, k): the sum of the gradients sharing each centroid."""
     r = rng(hidden, "centroid_grad")
@@ -242,6 +270,7 @@ def check_centroid_gradient(fn, hidden: bool = False) -> None:
 
 # --- Q6. Huffman coding and the whole pipeline ---------------------------------------------
 
+@check
 def check_huffman_lengths(fn, hidden: bool = False) -> None:
     """huffman_code_lengths(counts): an optimal prefix code's lengths (ties may go either way)."""
     r = rng(hidden, "huffman")
@@ -268,6 +297,7 @@ def check_huffman_lengths(fn, hidden: bool = False) -> None:
                  "Merge the two least frequent subtrees first, every time.")
 
 
+@check
 def check_pipeline_bytes(fn, hidden: bool = False) -> None:
     """pipeline_bytes(w, sparsity, bits): every byte Deep Compression stores for w."""
     r = rng(hidden, "pipeline")
@@ -284,6 +314,7 @@ def check_pipeline_bytes(fn, hidden: bool = False) -> None:
 
 # --- Q7. Binary and ternary weights -------------------------------------------------------
 
+@check
 def check_binary_ternary(binarize_fn, ternarize_fn, hidden: bool = False) -> None:
     """binarize(w) = alpha sign(w); ternarize(w): threshold 0.7 mean|w|, both per channel."""
     r = rng(hidden, "binary")
@@ -304,6 +335,7 @@ def check_binary_ternary(binarize_fn, ternarize_fn, hidden: bool = False) -> Non
 
 # --- Q8. Fake quantization and the straight-through estimator ------------------------------
 
+@check
 def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
     """fake_quant_forward equals torch's fake-quantize; fake_quant_backward passes the gradient
     where the value was not clamped and zeroes it where it was."""
@@ -337,6 +369,7 @@ def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
 
 # --- Q9. Integer-only convolution -----------------------------------------------------------
 
+@check
 def check_quantized_multiplier(fn, hidden: bool = False) -> None:
     """quantized_multiplier(m) -> (m0, n): m ~ m0 2^-31 2^-n with m0 in [2^30, 2^31)."""
     r = rng(hidden, "multiplier")
@@ -352,6 +385,7 @@ def check_quantized_multiplier(fn, hidden: bool = False) -> None:
         expect_int(got[1], n, f"{case}: n")
 
 
+@check
 def check_int_conv2d(fn, hidden: bool = False) -> None:
     """int_conv2d(...) equals efflib's integer reference bit for bit."""
     r = rng(hidden, "int_conv")
@@ -390,7 +424,8 @@ def _expect_int_conv(fn, layer: QuantizedLayer, qx: torch.Tensor, stride: int,
                     case, tuple(ref.shape))
     if not torch.equal(got, ref):
         i = tuple(int(v) for v in (got != ref).nonzero()[0])
-        fail(f"{case}: at index {i} expected {int(ref[i])}, got {int(got[i])}. Subtract "
+        fail(f"{case}: at index {i} got {int(got[i])}{compared(int(got[i]), int(ref[i]))}. "
+             "Subtract "
              "z_x before the convolution (padding is then 0), add the int32 bias, multiply "
              "by m0 in 64 bits, add 2^(30+n), shift right by 31+n, add z_y, clamp"
              + (" from z_y (ReLU)." if relu else "."))

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from autograde.checks.api import (
     as_plain_tensor,
     call,
+    check,
+    compared,
     expect_close,
     fail,
     fmt_call,
@@ -60,6 +62,7 @@ def _conv_case(r, g, hidden: bool, depthwise: bool = False):
 
 # --- Q1. The seven loops in Python ----------------------------------------------------
 
+@check
 def check_conv2d_direct(fn, hidden: bool = False) -> None:
     """conv2d_direct(x, w, b, stride, padding, dilation) equals F.conv2d, written as loops."""
     r = rng(hidden, "direct")
@@ -88,6 +91,7 @@ def _shift_reference(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.conv2d(x, w, padding=k // 2, groups=c)
 
 
+@check
 def check_other_loops(avgpool_fn, conv_bias_relu_fn, depthwise_fn, shift_fn,
                       hidden: bool = False) -> None:
     """Global average pool, 1x1 conv + bias + ReLU (conv_last), depthwise conv, shift."""
@@ -121,6 +125,7 @@ def check_other_loops(avgpool_fn, conv_bias_relu_fn, depthwise_fn, shift_fn,
 
 # --- Q3. Compiled loops -------------------------------------------------------------------
 
+@check
 def check_conv2d_numba(kernel, fn, hidden: bool = False) -> None:
     """conv2d_numba(x, w) (padding 1) equals F.conv2d, and its kernel is numba-compiled."""
     if type_name(kernel) != "CPUDispatcher":
@@ -138,6 +143,7 @@ def check_conv2d_numba(kernel, fn, hidden: bool = False) -> None:
 
 # --- Q4. im2col + GEMM ----------------------------------------------------------------------
 
+@check
 def check_im2col(im2col_fn, conv_fn, hidden: bool = False) -> None:
     """im2col(x, k, stride, padding) equals F.unfold's patch matrix; conv2d_im2col, F.conv2d."""
     r = rng(hidden, "im2col")
@@ -162,6 +168,7 @@ def check_im2col(im2col_fn, conv_fn, hidden: bool = False) -> None:
 
 # --- Q5 and Q6. C --------------------------------------------------------------------------
 
+@check
 def check_c_source(source, what: str) -> None:
     """The C source is plain computation: no Python, no system calls, standard headers only."""
     if not isinstance(source, str) or not source.strip():
@@ -175,6 +182,7 @@ def check_c_source(source, what: str) -> None:
              "files or assembly.")
 
 
+@check
 def check_c_conv(source, fn, hidden: bool = False, what: str = "C_CONV") -> None:
     """The C source is plain, and conv2d_c(x, w, b, padding) through it equals F.conv2d."""
     check_c_source(source, what)
@@ -190,6 +198,7 @@ def check_c_conv(source, fn, hidden: bool = False, what: str = "C_CONV") -> None
         expect_close(got, F.conv2d(x[None], w, b, padding=padding)[0], case, atol=1e-3)
 
 
+@check
 def check_c_int8_conv(source, fn, hidden: bool = False) -> None:
     """The C source is plain, and int8_conv_c(...) through it equals efflib's integers."""
     check_c_source(source, "C_INT8_CONV")
@@ -212,7 +221,7 @@ def check_c_int8_conv(source, fn, hidden: bool = False) -> None:
         ref = layer(qx)[0]
         got = as_plain_tensor(call(fn, case, *args), case).to(torch.int64)
         if tuple(got.shape) != tuple(ref.shape) or not torch.equal(got, ref):
-            detail = (f"shape {tuple(got.shape)} for {tuple(ref.shape)}"
+            detail = (f"shape {tuple(got.shape)}{compared(tuple(got.shape), tuple(ref.shape))}"
                       if got.shape != ref.shape else
                       f"{int((got != ref).sum())} of {ref.numel()} integers differ")
             fail(f"{case}: {detail}. Accumulate in int32 from (x - z_x) * w + bias, then "
@@ -222,6 +231,7 @@ def check_c_int8_conv(source, fn, hidden: bool = False) -> None:
 
 # --- Q7. Deploy -----------------------------------------------------------------------------
 
+@check
 def check_deploy(fn, hidden: bool = False) -> None:
     """run_standalone(header, source, images) compiles the program, runs it as its own
     process and returns its predictions, equal to efflib's integer model's."""
@@ -235,7 +245,8 @@ def check_deploy(fn, hidden: bool = False) -> None:
     int_model = convert(model, x[:20])
     program = export_c.export(int_model, (1, 8, 8))
     case = "run_standalone(program.header, program.source, images (20, 1, 8, 8))"
-    got = call(fn, case, program.header, program.source, x[20:].clone())
+    with watch(topics=("deploy",)):  # efflib's CProgram.run is this answer
+        got = call(fn, case, program.header, program.source, x[20:].clone())
     got = as_plain_tensor(got, case).to(torch.int64).reshape(-1)
     ref = int_model.predict(x[20:])
     if got.shape != ref.shape or not torch.equal(got, ref):

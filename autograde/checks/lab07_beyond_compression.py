@@ -20,6 +20,8 @@ from autograde.checks.api import (
     as_int,
     as_plain_tensor,
     call,
+    check,
+    compared,
     expect_close,
     expect_int,
     expect_test_accuracy,
@@ -46,6 +48,7 @@ def reference_distillation(student, teacher, labels, T: float, alpha: float) -> 
     return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(student, labels)
 
 
+@check
 def check_distillation_loss(fn, hidden: bool = False) -> None:
     """The loss on random logits at several temperatures and weights, KL written by hand."""
     r = rng(hidden, "distillation")
@@ -82,6 +85,11 @@ def check_distillation_loss(fn, hidden: bool = False) -> None:
 
 STUDENT_PARAMS = 2_500
 STUDENT_ACCURACY = 0.82
+HELD_OUT_DIGITS = True  # the grader judges student and final_model on new handwriting too
+# the goals on new handwriting (bench/heldout_calibration.py: the solutions' models, trained as
+# the grader trains them, over 5 seeds and 3 secrets); the grader asks a point less
+STUDENT_HANDWRITING = 0.82
+BUDGET_HANDWRITING = 0.92
 
 
 def _standard_layers(model, name: str, kinds: str = "") -> None:
@@ -91,6 +99,7 @@ def _standard_layers(model, name: str, kinds: str = "") -> None:
              f"{type(model).__name__}")
 
 
+@check
 def check_student(model) -> None:
     """At most STUDENT_PARAMS parameters and at least STUDENT_ACCURACY on the test split."""
     _standard_layers(model, "student")
@@ -99,7 +108,8 @@ def check_student(model) -> None:
         fail(f"student has {params:,d} parameters; the student may have at most "
              f"{STUDENT_PARAMS:,d}.")
     expect_test_accuracy(model, "student", STUDENT_ACCURACY,
-                         "Train it with your distillation loss against the teacher's logits.")
+                         "Train it with your distillation loss against the teacher's logits.",
+                         handwriting=STUDENT_HANDWRITING)
 
 
 # --- Q3. Early exit ---------------------------------------------------------------------
@@ -136,6 +146,7 @@ def _exit_model(r) -> nn.Module:
     return model.eval()
 
 
+@check
 def check_early_exit(fn, hidden: bool = False) -> None:
     """Predictions and exits equal the reference; only the images that stay run block2."""
     r = rng(hidden, "early_exit")
@@ -159,9 +170,10 @@ def check_early_exit(fn, hidden: bool = False) -> None:
                 fail(f"{case}: exited should be a bool tensor of shape ({len(x)},), got "
                      f"{exited.dtype} {tuple(exited.shape)}")
             if not torch.equal(exited, want_exit):
-                fail(f"{case}: {int(exited.sum())} images exited early, expected "
-                     f"{int(want_exit.sum())}. An image exits when the largest softmax "
-                     "probability of exit1 is at least the threshold.")
+                fail(f"{case}: {int(exited.sum())} images exited early"
+                     f"{compared(int(exited.sum()), int(want_exit.sum()))}; or the wrong "
+                     "ones did. An image exits when the largest softmax probability of exit1 "
+                     "is at least the threshold.")
             pred = as_plain_tensor(out[0], f"{case}: predictions")
             if tuple(pred.shape) != (len(x),) or not torch.equal(pred.long(), want_pred):
                 fail(f"{case}: the predictions differ from exit1's class for the images that "
@@ -179,6 +191,7 @@ def _table(r) -> dict:
     return {k: round(r.uniform(1e-5, 1e-3), 7) for k in keys}
 
 
+@check
 def check_predict_latency(fn, hidden: bool = False) -> None:
     """The sum of the table entries of every layer of the configuration, as efflib.nas."""
     r = rng(hidden, "latency_table")
@@ -192,9 +205,11 @@ def check_predict_latency(fn, hidden: bool = False) -> None:
             got = call(fn, case, dict(config), dict(table))
         want = nas.predict_latency(config, table)
         if not math.isclose(as_float(got, case), want, rel_tol=1e-9, abs_tol=1e-12):
-            fail(f"{case}: got {as_float(got, case):.4g} s, expected the sum over the stem, "
-                 f"{config['depth']} block(s) and the head. Check each block's channels, "
-                 "stride and input resolution against the layer list above.")
+            seconds = as_float(got, case)
+            fail(f"{case}: got {seconds:.4g} s{compared(seconds, want, '.4g')}. Add the "
+                 f"table's entries for the stem, {config['depth']} block(s) and the head. "
+                 "Check each block's channels, stride and input resolution against the layer "
+                 "list above.")
 
 
 # --- Q5. The Pareto front -----------------------------------------------------------------
@@ -209,6 +224,7 @@ def reference_front(macs, accuracy) -> list[int]:
     return sorted(front, key=lambda i: (macs[i], i))
 
 
+@check
 def check_pareto_front(fn, hidden: bool = False) -> None:
     """The non-dominated points, sorted by MACs, ties and duplicates as defined."""
     r = rng(hidden, "pareto")
@@ -245,6 +261,7 @@ def _spaces(r, hidden: bool) -> list[dict]:
     return [s for s in spaces if any(len(v) > 1 for v in s.values())]
 
 
+@check
 def check_mutate(fn, hidden: bool = False) -> None:
     """One knob (with a choice) changed to another allowed value, reproducibly, over seeds
     that reach every knob and more than one new value; the parent left unchanged."""
@@ -351,6 +368,7 @@ def batch1_ms(model: nn.Module, rounds: int = 5) -> tuple[float, float]:
     return best[0], best[1]
 
 
+@check
 def check_capstone(model, bits) -> None:
     """Within the budget: stored bytes, test accuracy and batch-1 latency, measured here."""
     _standard_layers(model, "final_model", " (tiny_net's or DigitCNN's)")
@@ -362,7 +380,8 @@ def check_capstone(model, bits) -> None:
         fail(f"final_model takes {size:,d} bytes at {bits} bits; the budget is "
              f"{BUDGET_BYTES:,d}.")
     expect_test_accuracy(model, "final_model", BUDGET_ACCURACY,
-                         "Distil it from the teacher, or quantize with fewer levels lost.")
+                         "Distil it from the teacher, or quantize with fewer levels lost.",
+                         handwriting=BUDGET_HANDWRITING)
     ms, reference_ms = batch1_ms(model)
     if ms > max(BUDGET_MS, reference_ms):
         fail(f"final_model takes {ms:.3f} ms at batch 1, more than {BUDGET_MS} ms and more "

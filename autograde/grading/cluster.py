@@ -6,7 +6,9 @@ a task gets the notebook as nbgrader prepared it (locked and test cells restored
 from the gradebook, hidden tests included) with the executor's settings, runs it
 in a sandboxed kernel on the worker, judges the test cells in the worker's own
 process, and returns the executed notebook as JSON. The one writer of grades is
-the grader that submitted the task.
+the grader that submitted the task. The lab's grading key (the key its hidden
+cases are drawn from and its held-out digits, never the course's secret) travels
+with the task and is installed in the worker's process, never in its kernels.
 
 A worker needs efflib and autograde installed (the checks) and, for the sandbox,
 Linux and root; never the gradebook, its credentials, the solutions or the
@@ -24,6 +26,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
 from autograde.grading.executor import SandboxedExecute
+from autograde.grading.secret import key_path
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
 
@@ -82,8 +85,12 @@ class ClusterExecute(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         student = resources.get("nbgrader", {}).get("student", "student")
+        lab = resources.get("nbgrader", {}).get("assignment", "")
+        course = Path(os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd()))
+        key = key_path(course, lab).read_bytes() if lab else b""
         future = client(self.scheduler).submit(
-            execute_notebook, nbformat.writes(nb), settings_of(self), student, pure=False)
+            execute_notebook, nbformat.writes(nb), settings_of(self), student, lab, key,
+            pure=False)
         # a worker that dies mid-task has the task rerun elsewhere by the scheduler; the
         # result is recorded once, here, whichever worker produced it
         return nbformat.reads(future.result(), as_version=4), resources
@@ -102,13 +109,20 @@ def _prepare_worker() -> None:
     cleanup.remove_stale_scratch()
 
 
-def execute_notebook(nb_json: str, settings: dict, student: str) -> str:
-    """On a worker: the notebook executed in a sandboxed kernel, its test cells judged here."""
+def execute_notebook(nb_json: str, settings: dict, student: str, lab: str = "",
+                     grading_key: bytes = b"") -> str:
+    """On a worker: the notebook executed in a sandboxed kernel, its test cells judged here
+    with the lab's grading key (the file the grader made, sent whole)."""
     with _ON_WORKER:
         _prepare_worker()
         with tempfile.TemporaryDirectory(prefix="efflab-dask-course-") as course:
             os.environ["EFFLAB_COURSE_ROOT"] = course
+            if lab:
+                path = key_path(Path(course), lab)
+                path.parent.mkdir(mode=0o700)
+                path.write_bytes(grading_key)
             nb, _ = SandboxedExecute(**settings).preprocess(
                 nbformat.reads(nb_json, as_version=4),
-                {"nbgrader": {"student": student}, "metadata": {"path": course}})
+                {"nbgrader": {"student": student, "assignment": lab},
+                 "metadata": {"path": course}})
     return nbformat.writes(nb)

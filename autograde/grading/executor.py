@@ -6,13 +6,16 @@ memory limit, CPU limit) or the notebook exceeds its wall-clock budget, the cell
 that was running and every later test cell get an error output saying why; the
 marks earned before stay. Test cells of judged checks run in the grader
 (`grading.judged_cell`); the others run in the kernel and are followed by the
-integrity probe. Output beyond a byte budget is dropped as it arrives.
+integrity probe. Output beyond a byte budget is dropped as it arrives. Hidden cases
+are drawn from the lab's grading key (`hidden/LAB.pt` in the grading folder, made by
+the grader from the course's secret), installed in this process, never in the kernel.
 """
 
 import functools
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import zmq.asyncio
@@ -26,6 +29,8 @@ from autograde.grading.output_budget import OutputBudget
 from autograde.grading.probed_cell import IntegrityProbe
 from autograde.grading.sanitize import passive_outputs
 from autograde.grading.scratch import Scratch
+from autograde.grading.secret import key_path, read_key
+from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import error_output, is_test_cell
 from autograde.sandbox.kernel import KERNEL_NAME
@@ -84,11 +89,14 @@ class SandboxedExecute(IntegrityProbe, Execute):
         self._budget, self._probe_budget = OutputBudget(self.max_output_bytes), None
         self._start = time.monotonic()
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
+        lab = (resources or {}).get("nbgrader", {}).get("assignment", "")
         course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
+        # read before a kernel starts; a notebook of no lab (the preflight) runs no checks
+        hidden_cases = keyed(read_key(key_path(Path(course), lab))) if lab else nullcontext()
         policy = Policy(memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
                         disk_mb=self.disk_mb, hide=[str(Path(course).resolve())])
         with Scratch(student, policy, self.scratch_root) as self._scratch, \
-                tempfile.TemporaryFile() as self._launcher_log:
+                tempfile.TemporaryFile() as self._launcher_log, hidden_cases:
             try:
                 nb, resources = super().preprocess(nb, resources, km)
             except Exception as e:  # noqa: BLE001 - the kernel failed to start or vanished

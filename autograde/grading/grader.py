@@ -1,7 +1,8 @@
 """The grading pipeline of one lab in one grading folder.
 
-release -> intake -> warm workers run nbgrader's autograde (each notebook in a
-sandboxed kernel, test cells judged in the grader) -> journal -> feedback ->
+release (with the lab's grading key, from the course's secret) -> intake -> warm
+workers run nbgrader's autograde (each notebook in a sandboxed kernel, test cells
+judged in the grader, hidden cases drawn from the key) -> journal -> feedback ->
 grades.csv and summary. A notebook nbgrader cannot grade scores 0 with a reason;
 nothing raised for one student stops the others.
 """
@@ -18,7 +19,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import cluster, feedback, workers
+from autograde.grading import cluster, feedback, secret, workers
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
@@ -37,10 +38,14 @@ class Grader:
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
                  cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
-                 judge: bool = True, disk_mb: int = 512, scheduler: str | None = None):
+                 judge: bool = True, disk_mb: int = 512, scheduler: str | None = None,
+                 secret_file: Path | None = None):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
+        # hidden cases and held-out digits are drawn from it (made on first use by default)
+        self.secret_file = (secret_file or self.course / secret.SECRET_FILE).resolve()
+        self.fingerprint = ""  # of the secret, once `release` has read it
         self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = GradingSettings(self.course, self.db_url, cell_timeout,
@@ -61,8 +66,11 @@ class Grader:
         return nbgrader_glue.run(self.course, *args, timeout=timeout, extra_env=self.env())
 
     def release(self) -> None:
-        """The grading folder's config, kernel, the lab's source and gradebook entries."""
+        """The folder's config, kernel, grading key, the lab's source and gradebook rows."""
         self.course.mkdir(parents=True, exist_ok=True)
+        course_secret = secret.load(self.secret_file)
+        self.fingerprint = secret.fingerprint(course_secret)
+        secret.prepare(self.course, self.lab, course_secret)
         nbgrader_glue.write_config(self.config, self.course)
         write_kernelspec(self.course / "jupyter")
         build.write_sources([self.lab], self.course / "source")
@@ -75,7 +83,7 @@ class Grader:
                  for c in build.source_notebook(self.lab).cells if "nbgrader" in c.metadata}
         for sub in subs:
             dest = self.course / "submitted" / sub.student / self.lab
-            if self.journal.done(sub.student, sub.digest):
+            if self.journal.done(sub.student, sub.digest, self.fingerprint):
                 continue
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
@@ -105,7 +113,7 @@ class Grader:
         if status != "graded":
             nbgrader_glue.zero_scores(self.db_url, self.lab, sub.student)
         result = Result(sub.student, status, reason, round(time.monotonic() - start, 1),
-                        sub.digest)
+                        sub.digest, self.fingerprint)
         self.journal.record(result)
         return result
 
@@ -114,25 +122,17 @@ class Grader:
 
     def run(self, source: Path, progress: bool = True) -> list[Result]:
         """Grade every submission in `source` that the journal does not mark as done."""
-        problem = isolation_problem()
-        if problem:
-            print(f"\n!!! WARNING: student code will NOT be isolated: {problem}.\n!!! It can "
-                  "read solutions and rewrite the gradebook. Grade on Linux as root.\n",
-                  file=sys.stderr, flush=True)
+        warn_if_unisolated()
         if cleanup.reap_orphans():
             print("stopped kernels left behind by an interrupted earlier run")
         cleanup.remove_stale_scratch()
         self.release()
+        print(f"hidden cases: drawn from the secret {self.fingerprint} ({self.secret_file})")
         subs = collect(source, self.lab, self.course / "incoming")
         self.intake(subs)
-        todo = [s for s in subs if not self.journal.done(s.student, s.digest)]
+        todo = still_to_grade(self.journal, subs, self.fingerprint)
         if any(s.notebook is not None for s in todo):
             preflight(self.config, self.env(), self.course, self.scheduler)
-        changed = sum(self.journal.done(s.student) for s in todo)
-        if len(todo) < len(subs):
-            print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
-        if changed:
-            print(f"regrading {changed} changed submission{'s' if changed > 1 else ''}")
         env = {**nbgrader_glue.env(), **self.env()}
         start = time.monotonic()
         with workers.start(self.workers, str(self.course), env, self.config,
@@ -156,6 +156,31 @@ class Grader:
         results = feedback_and_reports(self, subs)
         self.timings["feedback and reports"] = time.monotonic() - start
         return results
+
+
+def warn_if_unisolated() -> None:
+    problem = isolation_problem()
+    if problem:
+        print(f"\n!!! WARNING: student code will NOT be isolated: {problem}.\n!!! It can "
+              "read solutions and rewrite the gradebook. Grade on Linux as root.\n",
+              file=sys.stderr, flush=True)
+
+
+def still_to_grade(journal: Journal, subs: list[Submission], fingerprint: str
+                   ) -> list[Submission]:
+    """The submissions the journal has no grade for (from that notebook, with hidden cases
+    from that secret), and a line on those left out or graded again."""
+    todo = [s for s in subs if not journal.done(s.student, s.digest, fingerprint)]
+    resecret = sum(journal.done(s.student, s.digest) for s in todo)
+    edited = sum(journal.done(s.student) for s in todo) - resecret
+    if len(todo) < len(subs):
+        print(f"resuming: {len(subs) - len(todo)} of {len(subs)} already graded")
+    if edited:
+        print(f"regrading {edited} changed submission{'s' if edited > 1 else ''}")
+    if resecret:
+        print(f"regrading {resecret} submission{'s' if resecret > 1 else ''} graded with "
+              "another secret before")
+    return todo
 
 
 def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> tuple[str, str]:

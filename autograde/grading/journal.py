@@ -20,6 +20,7 @@ class Result:
     reason: str = ""
     seconds: float = 0.0
     digest: str = ""       # of the notebook graded (Submission.digest)
+    secret: str = ""       # fingerprint of the secret its hidden cases came from
 
 
 class Journal:
@@ -28,15 +29,17 @@ class Journal:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def done(self, student: str, digest: str | None = None) -> bool:
-        """Graded already (and, given a digest, from that very notebook); a student whose
-        grading failed (the grader's trouble, not a score) is not done: the next run tries
-        again."""
+    def done(self, student: str, digest: str | None = None, secret: str | None = None
+             ) -> bool:
+        """Graded already (and, given a digest, from that very notebook; given a secret's
+        fingerprint, with hidden cases from that secret); a student whose grading failed
+        (the grader's trouble, not a score) is not done: the next run tries again."""
         path = self.folder / f"{student}.json"
         if not path.exists():
             return False
         result = self.read(student)
-        return result.status != "failed" and (digest is None or result.digest == digest)
+        return (result.status != "failed" and (digest is None or result.digest == digest)
+                and (secret is None or result.secret == secret))
 
     def record(self, result: Result) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ LAYERS = {  # class: the constructor arguments read back from an instance
     "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                   "divisor_override"),
     "AdaptiveAvgPool2d": ("output_size",), "Flatten": ("start_dim", "end_dim"),
+    "Softmax": ("dim",),
 }
 _BIASED = ("Conv1d", "Conv2d", "Linear")
 PROJECT = (  # this project's modules whose forward is trusted code: built bare, filled by data

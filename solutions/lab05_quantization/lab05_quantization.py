@@ -91,8 +91,9 @@ def with_weights(model, new_weight):
 # for infinity and NaN. Write `float_format(e, m)` returning three floats:
 # the **largest** finite value, **eps** (the gap between 1 and the next
 # float), and the **smallest normal** positive value. The checks compare with
-# `torch.finfo` for fp32 (8, 23), fp16 (5, 10) and bf16 (8, 7), and hidden
-# formats.
+# `torch.finfo` for fp32 (8, 23), fp16 (5, 10) and bf16 (8, 7), and with the rule
+# above for formats torch does not have (an IEEE-style 8-bit float with $e = 4$,
+# $m = 3$, and, hidden, made-up ones): compute the three from $e$ and $m$.
 #
 # An integer grid of $b$ bits holds $2^b$ values. Write `int_range(bits, signed)`
 # returning `(qmin, qmax)`: two's complement when signed, from 0 otherwise.
