@@ -257,3 +257,80 @@ def test_judged_in_the_grader():
     facts = inventory.facts("lab05_quantization")
     assert (facts.judged_points, facts.auto_points) == (30, 30)
     assert facts.manual_points == 2
+
+
+# --- mistakes the visible cases show, not only the hidden ones (issue: every point needs
+# its skill; a student who sees every visible check pass loses nothing for them) -----------
+
+def test_a_range_not_widened_to_zero_fails_visibly(solution):
+    """Data of one sign only: the range must still be widened to hold 0."""
+    def no_widen(x, bits, signed, symmetric):
+        lo, hi = solution.int_range(bits, signed)
+        if symmetric:
+            return solution.scale_zero_point(x, bits, signed, symmetric)
+        s = (float(x.max()) - float(x.min())) / (hi - lo)
+        return s, int(max(lo, min(hi, round(lo - float(x.min()) / s))))
+    with pytest.raises(CheckFailed, match="widened to include 0"):
+        C.check_scale_zero_point(no_widen)
+
+
+def test_fake_quantize_rounding_halves_away_from_zero_fails_visibly(solution):
+    def half_away(x, scale, zp, qmin, qmax):
+        q = torch.sign(x / scale) * torch.floor(torch.abs(x / scale) + 0.5) + zp
+        return (torch.clamp(q, qmin, qmax) - zp) * scale
+    with pytest.raises(CheckFailed, match="fake_quant_forward"):
+        C.check_fake_quant(half_away, solution.fake_quant_backward)
+
+
+def test_kmeans_from_another_start_fails_visibly(solution):
+    """Quantile (density) initialisation converges, to other centroids."""
+    def density(w, bits):
+        x, k = w.detach().reshape(-1).double(), 2**bits
+        c = torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=torch.float64)[1:-1])
+        labels = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
+        while True:
+            sums = torch.zeros(k, dtype=torch.float64).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k)
+            c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
+            new = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
+            if torch.equal(new, labels):
+                return c.float(), labels.reshape(w.shape)
+            labels = new
+    with pytest.raises(CheckFailed, match="kmeans_quantize"):
+        C.check_kmeans_quantize(density)
+
+
+def test_the_ties_case_holds_halves_of_both_signs():
+    """The fixed case that shows a rounding other than the formula's has exact halves of
+    both signs, and nothing saturates."""
+    layer, qx = C.ties_case()
+    acc = torch.nn.functional.conv2d((qx - layer.x.zero_point).double(), layer.weight.double(),
+                                     padding=1)
+    assert bool((acc % 4 == 2).any()) and bool(((acc < 0) & (acc % 4 == 2)).any())
+    y = layer(qx)
+    assert int(y.min()) > 0 and int(y.max()) < 255
+
+
+@pytest.mark.parametrize("rounding", ["half to even", "half away from zero"])
+def test_integer_conv_rounding_other_than_the_formulas_fails_visibly(rounding):
+    def conv(q_x, z_x, q_w, q_b, m0, shift, z_y, relu, stride, padding):
+        acc = torch.nn.functional.conv2d((q_x - z_x).double(), q_w.double(), None, stride,
+                                         padding).round().long() + q_b.reshape(1, -1, 1, 1)
+        exact = acc.double() * m0.reshape(1, -1, 1, 1).double() / 2.0 ** (
+            31 + shift.reshape(1, -1, 1, 1).double())
+        y = torch.round(exact) if rounding == "half to even" else \
+            torch.sign(exact) * torch.floor(exact.abs() + 0.5)
+        return torch.clamp(y.long() + z_y, z_y if relu else 0, 255)
+    with pytest.raises(CheckFailed, match="int_conv2d"):
+        C.check_int_conv2d(conv)
+
+
+def test_a_multiplier_rounded_half_away_fails_visibly():
+    def half_away(m):
+        mantissa, exponent = math.frexp(m)
+        m0 = math.floor(mantissa * 2**31 + 0.5)
+        if m0 == 2**31:
+            m0, exponent = m0 // 2, exponent + 1
+        return m0, -exponent
+    with pytest.raises(CheckFailed, match="m0"):
+        C.check_quantized_multiplier(half_away)

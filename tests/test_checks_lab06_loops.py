@@ -150,14 +150,14 @@ def test_c_that_reaches_back_into_python_or_the_system_fails(solution, bad):
 
 def test_c_mistakes_fail(solution):
     wrong = solution.C_CONV.replace("float acc = b[m];", "float acc = 0;")
-    with pytest.raises(CheckFailed, match="conv2d_c"):
+    with pytest.raises(CheckFailed, match="C_CONV's conv2d"):
         C.check_c_conv(wrong, lambda x, w, b, p: solution.conv2d_c(x, w, b, p, source=wrong))
     rounding = solution.C_INT8_CONV.replace("((int64_t)1 << (total - 1))", "0")  # truncates
 
     def int8_truncating(*args):
         return _call_int8(cc.load(rounding, name="int8_trunc"), *args)
-    with pytest.raises(CheckFailed, match="int8_conv_c"):
-        C.check_c_int8_conv(rounding, int8_truncating, hidden=True)
+    with pytest.raises(CheckFailed, match="C_INT8_CONV's conv_int8"):
+        C.check_c_int8_conv(rounding, int8_truncating)
 
 
 def _call_int8(lib, q_x, z_x, q_w, q_b, m0, shift, z_y, relu, padding):
@@ -212,3 +212,124 @@ def test_judged_in_the_grader():
     facts = inventory.facts("lab06_loops")
     assert (facts.judged_points, facts.auto_points) == (26, 26)
     assert facts.manual_points == 2
+
+
+# --- the C and numba the student wrote is what is judged: lazy answers that a Python
+# wrapper used to carry, each shown by a visible case ---------------------------------------
+
+def test_a_c_stub_beside_a_torch_wrapper_fails(solution):
+    """An empty C function, and a wrapper computing with F.conv2d: the C is run itself."""
+    with pytest.raises(CheckFailed, match="C_CONV's conv2d"):
+        C.check_c_conv("void conv2d(void) { }",
+                       lambda x, w, b, p: F.conv2d(x[None], w, b, padding=p)[0])
+
+    def torch_int8(q_x, z_x, q_w, q_b, m0, shift, z_y, relu, padding):
+        acc = F.conv2d((q_x - z_x).double()[None], q_w.double(), None, 1, padding)[0]
+        acc = acc.round().long() + q_b.reshape(-1, 1, 1)
+        total = (31 + shift).reshape(-1, 1, 1)
+        y = (acc * m0.reshape(-1, 1, 1) + (1 << (total - 1))) >> total
+        return torch.clamp(y + z_y, z_y if relu else 0, 255)
+    with pytest.raises(CheckFailed, match="C_INT8_CONV's conv_int8"):
+        C.check_c_int8_conv("#include <stdint.h>\nvoid conv_int8(void) { }", torch_int8)
+
+
+def test_a_fixed_buffer_sized_for_small_cases_fails_on_the_real_layer(solution):
+    """A copy of the input into a stack buffer that holds the small cases only: the real
+    64x56x56 layer of the visible speed check runs past it."""
+    buffered = solution.C_CONV.replace(
+        "    int P = H + 2 * pad - R + 1, Q = W + 2 * pad - S + 1;",
+        "    float copy[4096];\n"
+        "    for (int i = 0; i < C * H * W; i++) copy[i] = x[i];\n"
+        "    x = copy;\n"
+        "    int P = H + 2 * pad - R + 1, Q = W + 2 * pad - S + 1;", 1)
+    C.check_c_conv(buffered, solution.conv2d_c)  # the small cases pass
+    with pytest.raises(CheckFailed, match="C_CONV"):
+        C.check_c_speedup(buffered, solution.C_CONV_FAST)
+    with pytest.raises(CheckFailed, match="C_CONV"):
+        C.check_c_conv(buffered, solution.conv2d_c, hidden=True)
+
+
+def test_a_fast_version_that_is_not_faster_fails(solution):
+    with pytest.raises(CheckFailed, match="at least 2x faster"):
+        C.check_c_speedup(solution.C_CONV, solution.C_CONV)
+
+
+@pytest.mark.parametrize("mistake, change", [
+    ("int32 product overflows",
+     ("((int64_t)acc * m0[m] + ((int64_t)1 << (total - 1))) >> total",
+      "((int64_t)(acc * m0[m]) + ((int64_t)1 << (total - 1))) >> total")),
+    ("int16 accumulator", ("int32_t acc = b[m];", "int16_t acc = (int16_t)b[m];")),
+    ("padding taken as 0", ("if (v < 0 || v >= W) continue;",
+                            "if (v < 0 || v >= W) { acc += (0 - zx) * (int32_t)"
+                            "w[((m * C + c) * R + r) * S + s]; continue; }")),
+    ("half away from zero", ("int64_t out = ((int64_t)acc * m0[m] + ((int64_t)1 << (total - 1)))"
+                             " >> total;",
+                             "int64_t prod = (int64_t)acc * m0[m], half = (int64_t)1 << "
+                             "(total - 1); int64_t out = prod >= 0 ? (prod + half) >> total :"
+                             " -((-prod + half) >> total);")),
+])
+def test_int8_c_mistakes_fail_visibly(solution, mistake, change):
+    """Each mistake the notes warn of, shown by a visible case of the checked build."""
+    source = solution.C_INT8_CONV.replace(*change)
+    assert source != solution.C_INT8_CONV, mistake
+    with pytest.raises(CheckFailed, match="C_INT8_CONV"):
+        C.check_c_int8_conv(source, solution.int8_conv_c)
+
+
+def test_c_that_pastes_its_way_to_assembly_or_the_loader_fails(solution):
+    """The rules read the source after the preprocessor, and the program links against
+    nothing: a pasted asm, a computed include and dlsym all fail."""
+    pasted = ('#define GLUE(a, b) a##b\nvoid conv2d(void) { GLUE(__as, m__)("nop"); }')
+    with pytest.raises(CheckFailed, match="after the preprocessor"):
+        C.check_c_conv(pasted, solution.conv2d_c)
+    computed = '#define H <dlfcn.h>\n#include H\nvoid conv2d(void) { dlsym(0, "x"); }'
+    with pytest.raises(CheckFailed, match="C_CONV"):
+        C.check_c_conv(computed, solution.conv2d_c)
+    loader = ('extern void *D##L(void *, const char *);\n'
+              '#define LOOKUP(a, b) a##b\n'
+              'void conv2d(void) { LOOKUP(dl, sym)(0, "PyRun_SimpleString"); }')
+    with pytest.raises(CheckFailed, match="C_CONV"):
+        C.check_c_conv(loader, solution.conv2d_c)
+
+
+def test_an_empty_numba_kernel_beside_a_numpy_wrapper_fails(solution):
+    """The kernel is called itself; NumPy's sliding windows are refused in the wrapper."""
+    import numba
+
+    @numba.njit
+    def empty(xp, w, out):
+        pass
+
+    def windows(x, w):
+        xp = np.pad(x.float().numpy(), ((0, 0), (1, 1), (1, 1)))
+        view = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))
+        return torch.from_numpy(np.einsum("chwrs,mcrs->mhw", view, w.float().numpy()).copy())
+    with pytest.raises(CheckFailed, match="conv_kernel"):
+        C.check_conv2d_numba(empty, solution.conv2d_numba)
+    with pytest.raises(FAILS):
+        C.check_conv2d_numba(solution.conv_kernel, windows)
+
+
+def test_im2col_without_the_column_matrix_and_one_product_fails(solution):
+    """Shift and add (no column matrix, no product), or one product per output channel."""
+    def shift_add(x, w, b, stride, padding):
+        xp = torch.zeros(x.shape[0], x.shape[1] + 2 * padding, x.shape[2] + 2 * padding)
+        xp[:, padding:padding + x.shape[1], padding:padding + x.shape[2]] = x
+        k = w.shape[-1]
+        P = (xp.shape[1] - k) // stride + 1
+        Q = (xp.shape[2] - k) // stride + 1
+        out = b.reshape(-1, 1, 1).expand(w.shape[0], P, Q).clone()
+        for r in range(k):
+            for s in range(k):
+                patch = xp[:, r:r + stride * (P - 1) + 1:stride, s:s + stride * (Q - 1) + 1:stride]
+                out = out + (w[:, :, r, s][:, :, None, None] * patch[None]).sum(1)
+        return out
+
+    def per_channel(x, w, b, stride, padding):
+        cols = solution.im2col(x, w.shape[-1], stride, padding)
+        P = (x.shape[1] + 2 * padding - w.shape[-1]) // stride + 1
+        rows = [w[m].reshape(-1) @ cols + b[m] for m in range(w.shape[0])]
+        return torch.stack(rows).reshape(w.shape[0], P, -1)
+    for lazy in (shift_add, per_channel):
+        with pytest.raises(CheckFailed, match="one matrix product"):
+            C.check_im2col(solution.im2col, lazy)

@@ -14,7 +14,7 @@ from autograde.checks import lab07_beyond_compression as C
 from autograde.checks.api import CheckFailed
 from autograde.judging import layers
 from autograde.judging.judge import judge_cell
-from efflib import models, nas
+from efflib import data, models, nas, train
 from efflib.graded import GradedAnswerError
 from efflib.quant import linear
 
@@ -213,19 +213,59 @@ def test_capstone_rules(solution):
         C.check_capstone(unquantized, 8)
     with pytest.raises(CheckFailed, match="cannot be stored at 2 bits"):
         C.check_capstone(solution.final_model, 2)
-    with pytest.raises(CheckFailed, match="budget is 20,000"):
-        C.check_capstone(solution.final_model, 32)  # the same model counted at 32 bits
+    big = nas.tiny_net({"width": 16, "depth": 3, "kernel": 5, "expand": 4})
+    spec = linear.QuantSpec(8, symmetric=True)
+    with torch.no_grad():
+        for layer in big.modules():
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                scale, zero = linear.qparams(layer.weight, spec, axis=0)
+                layer.weight.copy_(linear.fake_quantize(layer.weight, scale, zero, spec, axis=0))
+    with pytest.raises(CheckFailed, match="budget is 20,000"):  # 8-bit, but too many weights
+        C.check_capstone(big, 8)
     untrained = nas.tiny_net({"width": 8, "depth": 1, "kernel": 3, "expand": 1})
-    with pytest.raises(CheckFailed, match="needs at least 97%"):
-        C.check_capstone(untrained, 32)
+    with pytest.raises(CheckFailed, match="cannot be stored at 8 bits"):
+        C.check_capstone(untrained, 8)
 
     class Custom(nn.Module):
         def forward(self, x):
             return x
     with pytest.raises(CheckFailed, match="nn.Sequential"):
         C.check_capstone(Custom(), 8)
-    with pytest.raises(CheckFailed, match="from 1 to 32"):
+    with pytest.raises(CheckFailed, match="at most 8 bits"):
         C.check_capstone(solution.final_model, 0)
+
+
+def test_a_float_capstone_fails_however_small_and_accurate():
+    """A plain fp32 MLP, 64-64-10 (19,240 bytes, ~98%), uses none of the course's
+    techniques: the capstone wants weights of at most 8 bits."""
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    train.fit(mlp, data.digits(seed=0).train, epochs=10, progress=False, device="cpu")
+    assert C.stored_bytes(mlp, 32) < C.BUDGET_BYTES
+    with pytest.raises(CheckFailed, match="at most 8 bits"):
+        C.check_capstone(mlp, 32)
+
+
+def test_a_student_trained_on_hard_labels_fails_however_accurate(solution):
+    """Distillation is Q2's skill: hard labels on all 1,347 training images reach 98%, but
+    not the teacher's soft outputs."""
+    student = solution.make_student(0)
+    train.fit(student, data.digits(seed=0).train, epochs=10, lr=1e-2, progress=False,
+              device="cpu")
+    with pytest.raises(CheckFailed, match="away from the teacher's"):
+        C.check_student(student)
+
+
+def test_distilled_students_track_the_teacher_and_hard_label_ones_do_not(solution):
+    """The bar of check_student (TRACKING) sits between the two kinds over five seeds."""
+    images, _, _, _ = C.new_handwriting()
+    distilled, hard = [], []
+    for seed in range(5):
+        for loss in (solution.kd_loss, None):
+            m = solution.make_student(seed)
+            train.fit(m, solution.few, epochs=40, lr=1e-2, seed=seed, loss=loss,
+                      progress=False, device="cpu")
+            (distilled if loss else hard).append(C.distance_to_teacher(m, images))
+    assert max(distilled) < C.TRACKING - 0.02 < C.TRACKING + 0.02 < min(hard), (distilled, hard)
 
 
 def test_grid_levels():

@@ -2,6 +2,7 @@
 stay small, and every lab is its own source, checks module and test file."""
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def module_name(path: Path) -> str:
+    """The dotted module name of a source file of this repository."""
     parts = path.relative_to(build.ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -124,3 +126,33 @@ def test_labs_that_judge_accuracy_ask_for_the_held_out_digits(lab):
     module = inventory.checks_module(lab)
     judges_accuracy = "expect_test_accuracy(" in Path(module.__file__).read_text()
     assert judges_accuracy == bool(getattr(module, "HELD_OUT_DIGITS", False)), lab
+
+
+def _answer_functions() -> dict[str, str]:
+    """{function name: lab} of every function an answer cell defines."""
+    names = {}
+    for lab in build.lab_names():
+        for cell in build.source_notebook(lab).cells:
+            if cell.metadata.get("nbgrader", {}).get("solution") and cell.cell_type == "code":
+                for node in ast.parse(cell.source).body:
+                    if isinstance(node, ast.FunctionDef):
+                        names[node.name] = lab
+    return names
+
+
+def test_efflib_functions_named_as_an_answer_are_guarded():
+    """An efflib function with an answer's name is that answer: it must be a graded
+    reference, refused inside the answer (tests/test_edition.py finds the twins under
+    other names by their code)."""
+    answers = _answer_functions()
+    assert len(answers) > 40
+    twins = []
+    for path in sorted((build.ROOT / "efflib").rglob("*.py")):
+        module = importlib.import_module(module_name(path))
+        for name, fn in vars(module).items():
+            if name in answers and callable(fn) and getattr(fn, "__module__", "") == \
+                    module.__name__:
+                twins.append(name)
+                assert hasattr(fn, "__efflib_topic__"), \
+                    f"efflib's {module.__name__}.{name} is {answers[name]}'s answer, unguarded"
+    assert twins  # e.g. conv_output_size, magnitude_mask: the rule is not vacuous

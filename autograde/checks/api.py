@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
-from autograde.judging import graphs, heldout, hidden, traces
+from autograde.judging import graphs, heldout, hidden, native, traces
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -41,13 +41,16 @@ from efflib.data import digits
 from efflib.graded import GradedAnswerError
 from efflib.train import evaluate
 
-__all__ = ["CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple", "as_plain_tensor",
-           "as_tensor", "call", "call_traced", "check", "compared", "expect_answer",
+__all__ = ["CSignature", "CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple",
+           "as_plain_tensor", "as_tensor", "c_program", "call", "call_arrays", "call_traced",
+           "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
            "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
-           "kernel_only", "rng", "torch_gen", "type_name", "watch"]
+           "kernel_only", "new_handwriting", "rng", "run_c", "torch_gen", "type_name",
+           "watch"]
 
 show_failures_briefly()  # in a student's kernel: a failed check reads as its message
+CSignature = native.Signature
 in_hidden_case = hidden.in_hidden_case
 
 
@@ -166,6 +169,17 @@ def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,
 SLACK = 0.01  # the grader's handwriting goal is lower by this: its draw is not the student's
 
 
+def new_handwriting() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+    """(images, labels, what to call them, whether they are the grader's): digits no one
+    has trained on (judging.heldout). When grading, the grader's own, drawn from the
+    course's secret; in a student's kernel, the public sample."""
+    key = hidden.installed()
+    if key is not None and key.count():
+        return key.images, key.labels, "the grader's own new handwriting", True
+    images, labels = heldout.public_digits()
+    return images, labels, "new handwriting", False
+
+
 def expect_test_accuracy(model: nn.Module, name: str, goal: float, advice: str,
                          handwriting: float | None = None) -> float:
     """The model's top-1 accuracy on the digits' test split, failing below `goal`, and on
@@ -177,13 +191,9 @@ def expect_test_accuracy(model: nn.Module, name: str, goal: float, advice: str,
         fail(f"{name} reaches {acc:.1%} test accuracy; it needs at least {goal:.0%}. {advice}")
     if handwriting is None:
         return acc
-    key = hidden.installed()
-    if key is not None and key.count():
-        where, images, want = "the grader's own new handwriting", (key.images, key.labels), \
-            handwriting - SLACK
-    else:
-        where, images, want = "new handwriting", heldout.public_digits(), handwriting
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*images),
+    images, labels, where, grading = new_handwriting()
+    want = handwriting - SLACK if grading else handwriting
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
                                          batch_size=1024)
     drawn = evaluate(model, loader)
     if drawn < want:
@@ -226,6 +236,40 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def call_arrays(fn: Callable, case: str, *args: torch.Tensor) -> list[torch.Tensor]:
+    """Call a compiled function of the student's (a numba kernel) on NumPy float32 copies of
+    `args`, wherever it lives; return every argument as the call left it (a kernel writes
+    its result into an array it was given)."""
+    if not callable(fn):
+        fail(f"expected a function, got {type_name(fn)}")
+    if isinstance(fn, Remote):
+        try:
+            after = call(fn.call_arrays, case, *args)
+        except JudgeError as e:
+            fail(f"{case}: {e}")
+        return [as_plain_tensor(a, case) if a is not None else None for a in after]
+    arrays = [a.numpy().copy() for a in args]
+    call(fn, case, *arrays)
+    return [torch.from_numpy(a) for a in arrays]
+
+
+def c_program(source, signature: native.Signature, what: str, checked: bool = True):
+    """The student's C `source` compiled here, as a program of its own (judging.native)."""
+    if not isinstance(source, str) or not source.strip():
+        fail(f"{what} should be a string of C source, got {type_name(source)}")
+    return native.build(source, signature, what, checked)
+
+
+def run_c(program, signature: native.Signature, arrays: dict, ints: dict, what: str,
+          repeats: int = 1) -> tuple[dict[str, torch.Tensor], float]:
+    """One case of a compiled C program (judging.native): the arrays it changed, as
+    tensors, and the fastest of `repeats` calls in seconds."""
+    out, seconds = native.run(program, signature,
+                              {k: v.numpy() if isinstance(v, torch.Tensor) else v
+                               for k, v in arrays.items()}, ints, what, repeats)
+    return {k: torch.from_numpy(v) for k, v in out.items()}, seconds
 
 
 def call_traced(fn: Callable, case: str, *args, **kwargs) -> "Traced":

@@ -126,24 +126,27 @@ def check_int_range(fn, hidden: bool = False) -> None:
 
 # --- Q2. Linear quantization ------------------------------------------------------------
 
-def _data(r: torch.Generator, shape, shift: float = 0.0) -> torch.Tensor:
+def _data(r: torch.Generator, shape, shift: float = 0.0, sign: int = 0) -> torch.Tensor:
+    """Values around `shift`, a quarter of them exact halves on a 1/8 grid; with `sign`,
+    all of one sign (every value positive, or every value negative)."""
     x = torch.randn(shape, generator=r) * 2 + shift
     x.view(-1)[: x.numel() // 4] = (torch.randint(-40, 40, (x.numel() // 4,), generator=r)
-                                    + 0.5) / 8  # exact halves on a 1/8 grid
-    return x
+                                    + 0.5) / 8
+    return sign * (x.abs() + 0.25) if sign else x
 
 
 @check
 def check_scale_zero_point(fn, hidden: bool = False) -> None:
     """scale_zero_point(x, bits, signed, symmetric) -> (scale, zero point) as torch's observers."""
     r = rng(hidden, "scale_zp")
-    cases = [(8, False, False, 1.0), (8, True, True, 0.0), (4, True, False, -3.0),
-             (8, False, True, 0.5), (2, True, True, 0.0)]
-    cases += [(r.randint(2, 16), r.random() < 0.5, r.random() < 0.5, r.uniform(-3, 3))
-              for _ in range(10 if hidden else 2)]
-    cases.append((8, False, False, 5.0))  # every value positive: the range must still hold 0
-    for bits, signed, symmetric, shift in cases:
-        x = _data(torch_gen(r), (r.randint(5, 40),), shift)
+    cases = [(8, False, False, 1.0, 0), (8, True, True, 0.0, 0), (4, True, False, -3.0, 0),
+             (8, False, True, 0.5, 0), (2, True, True, 0.0, 0),
+             # every value of one sign: the range must still be widened to hold 0
+             (8, False, False, 0.0, 1), (8, True, False, 0.0, -1), (4, False, False, 0.0, -1)]
+    cases += [(r.randint(2, 16), r.random() < 0.5, r.random() < 0.5, r.uniform(-3, 3),
+               r.choice([0, 0, 1, -1])) for _ in range(10 if hidden else 2)]
+    for bits, signed, symmetric, shift, sign in cases:
+        x = _data(torch_gen(r), (r.randint(5, 40),), shift, sign)
         case = fmt_call("scale_zero_point", x, bits, signed, symmetric)
         got = _run(fn, case, x.clone(), bits, signed, symmetric)
         if not isinstance(got, tuple | list) or len(got) != 2:
@@ -247,6 +250,12 @@ def check_kmeans_quantize(fn, hidden: bool = False) -> None:
             fail(f"{case}: the clustering is worse than it should be (a squared error of "
                  f"{inertia:.4g}{against}); start from centroids evenly spaced from min to "
                  "max.")
+        if not torch.allclose(c.sort().values, ref.centroids.double().sort().values,
+                              atol=1e-5, rtol=1e-5):
+            fail(f"{case}: a converged clustering, but not the one Lloyd's algorithm reaches "
+                 "from the even start: begin with 2^bits centroids evenly spaced from the "
+                 "smallest weight to the largest (as Deep Compression does), and keep a "
+                 "centroid that loses all its weights where it is.")
 
 
 # --- Q5. Centroid fine-tuning -------------------------------------------------------------
@@ -346,25 +355,34 @@ def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
         qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         x = _data(g, (r.randint(2, 5), r.randint(3, 20)))
         scale, zp = round(r.uniform(0.01, 0.3), 4), r.randint(qmin, qmax)
-        case = fmt_call("fake_quant_forward", x, scale, zp, qmin, qmax)
-        got = _tensor(_run(forward_fn, case, x.clone(), scale, zp, qmin, qmax), case, x.shape)
-        ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
-        by_division = (torch.clamp(torch.round(x / scale) + zp, qmin, qmax) - zp) * scale
-        if bool(((got - ref).abs() > 1e-6).logical_and((got - by_division).abs() > 1e-6).any()):
-            expect_close(got, ref, case, atol=1e-6,
-                         hint="Quantize (round, add z, clamp), then dequantize.")
-        grad = torch.randn(x.shape, generator=g)
-        case = fmt_call("fake_quant_backward", grad, x, scale, zp, qmin, qmax)
-        got = _tensor(_run(backward_fn, case, grad.clone(), x.clone(), scale, zp, qmin, qmax),
-                      case, x.shape)
-        xr = x.clone().requires_grad_()
-        torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax).backward(grad)
-        q = torch.round(x / scale) + zp
-        alt = grad * ((q >= qmin) & (q <= qmax))
-        if bool(((got - xr.grad).abs() > 1e-6).logical_and((got - alt).abs() > 1e-6).any()):
-            expect_close(got, xr.grad, case, atol=1e-6,
-                         hint="Straight through where round(x/s) + z lies in [qmin, qmax], "
-                              "0 where the forward pass clamped.")
+        _expect_fake_quant(forward_fn, backward_fn, x, scale, zp, qmin, qmax, g)
+    for scale, zp, qmin, qmax in ((0.25, 0, -8, 7), (0.125, -3, -32, 31)):
+        # a power-of-two scale: x / s lands exactly on halves, which round to even
+        x = (torch.arange(qmin - 3, qmax + 3, dtype=torch.float32) + 0.5) * scale
+        _expect_fake_quant(forward_fn, backward_fn, x, scale, zp, qmin, qmax, torch_gen(r))
+
+
+def _expect_fake_quant(forward_fn, backward_fn, x: torch.Tensor, scale: float, zp: int,
+                       qmin: int, qmax: int, g: torch.Generator) -> None:
+    case = fmt_call("fake_quant_forward", x, scale, zp, qmin, qmax)
+    got = _tensor(_run(forward_fn, case, x.clone(), scale, zp, qmin, qmax), case, x.shape)
+    ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+    by_division = (torch.clamp(torch.round(x / scale) + zp, qmin, qmax) - zp) * scale
+    if bool(((got - ref).abs() > 1e-6).logical_and((got - by_division).abs() > 1e-6).any()):
+        expect_close(got, ref, case, atol=1e-6,
+                     hint="Quantize (round half to even, add z, clamp), then dequantize.")
+    grad = torch.randn(x.shape, generator=g)
+    case = fmt_call("fake_quant_backward", grad, x, scale, zp, qmin, qmax)
+    got = _tensor(_run(backward_fn, case, grad.clone(), x.clone(), scale, zp, qmin, qmax),
+                  case, x.shape)
+    xr = x.clone().requires_grad_()
+    torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax).backward(grad)
+    q = torch.round(x / scale) + zp
+    alt = grad * ((q >= qmin) & (q <= qmax))
+    if bool(((got - xr.grad).abs() > 1e-6).logical_and((got - alt).abs() > 1e-6).any()):
+        expect_close(got, xr.grad, case, atol=1e-6,
+                     hint="Straight through where round(x/s) + z lies in [qmin, qmax], "
+                          "0 where the forward pass clamped.")
 
 
 # --- Q9. Integer-only convolution -----------------------------------------------------------
@@ -373,7 +391,9 @@ def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
 def check_quantized_multiplier(fn, hidden: bool = False) -> None:
     """quantized_multiplier(m) -> (m0, n): m ~ m0 2^-31 2^-n with m0 in [2^30, 2^31)."""
     r = rng(hidden, "multiplier")
-    cases = [0.5, 0.75, 0.001234, 1.5, 0.9999999999]
+    # the last two sit exactly halfway between two m0: round half to even (Python's round)
+    cases = [0.5, 0.75, 0.001234, 1.5, 0.9999999999, (2**30 + 2.5) / 2**31,
+             (2**30 + 6.5) / 2**35]
     cases += [r.uniform(1e-5, 2.0) for _ in range(20 if hidden else 3)]
     for m in cases:
         case = fmt_call("quantized_multiplier", m)
@@ -402,15 +422,25 @@ def check_int_conv2d(fn, hidden: bool = False) -> None:
         xq, yq = QParams.observe(x), QParams.observe(conv(x))
         layer = QuantizedLayer(conv, xq, yq, relu=trial % 2 == 0)
         qx = quantize(x, xq.scale, xq.zero_point, QuantSpec(8, False))
-        if trial == 1:  # small integers and M = 1/4 exactly: a quarter of the results are
-            # halves, which round up (not to even), and nothing saturates
-            qx = xq.zero_point + torch.randint(-1, 2, qx.shape, generator=g)
-            layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
-            layer.bias = torch.zeros_like(layer.bias)
-            layer.m0 = torch.full_like(layer.m0, 2**30)
-            layer.shift = torch.ones_like(layer.shift)
-            layer.y = QParams(layer.y.scale, 128)
         _expect_int_conv(fn, layer, qx, stride, padding)
+    _expect_int_conv(fn, *ties_case(), stride=1, padding=1)
+
+
+def ties_case() -> tuple[QuantizedLayer, torch.Tensor]:
+    """Small integers and M = 1/4 exactly, nothing saturating: a quarter of the results lie
+    exactly halfway, of both signs; the fixed-point formula rounds them up (to +inf), where
+    rounding half to even or away from zero gives other integers."""
+    g = torch.Generator().manual_seed(4)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 6, 6, generator=g)
+    xq = QParams.observe(x)
+    layer = QuantizedLayer(conv, xq, QParams.observe(x), relu=False)
+    layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
+    layer.bias = torch.zeros_like(layer.bias)
+    layer.m0 = torch.full_like(layer.m0, 2**30)
+    layer.shift = torch.ones_like(layer.shift)
+    layer.y = QParams(layer.y.scale, 128)
+    return layer, xq.zero_point + torch.randint(-1, 2, x.shape, generator=g)
 
 
 def _expect_int_conv(fn, layer: QuantizedLayer, qx: torch.Tensor, stride: int,

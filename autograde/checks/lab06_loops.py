@@ -2,9 +2,10 @@
 
 Every reference is PyTorch's convolution (or efflib's integer model, itself held
 to torch's int8 kernels). Loop questions refuse torch's convolution, unfold,
-matrix products and padding; C questions refuse sources that reach back into
-Python or the system, and run the student's compiled code in their own kernel
-(inside the sandbox when grading).
+matrix products and padding. The numba kernel is called itself, on NumPy arrays.
+The C questions compile the student's source here, as a program of its own with
+no library behind it, checked for undefined behaviour (judging.native), and run
+it on every case: the Python wrapper is checked too, but the C must compute.
 """
 
 import re
@@ -13,14 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from autograde.checks.api import (
+    CSignature,
     as_plain_tensor,
+    c_program,
     call,
+    call_arrays,
+    call_traced,
     check,
     compared,
     expect_close,
     fail,
     fmt_call,
     rng,
+    run_c,
     torch_gen,
     type_name,
     watch,
@@ -36,6 +42,7 @@ MATMUL_OPS = ("matmul", "mm", "bmm", "mv", "dot", "einsum", "tensordot", "linear
               "baddbmm", "addmv", "addbmm", "chain_matmul", "inner", "outer", "__matmul__")
 PAD_OPS = ("pad", "constant_pad_nd", "reflection_pad2d", "replication_pad2d", "zero_pad2d")
 TO_NUMPY = ("numpy", "__array__")
+PRODUCTS = ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "addbmm", "matmul")
 LOOP_FORBIDDEN = CONV_OPS + MATMUL_OPS + PAD_OPS + TO_NUMPY
 TOPICS = ("conv_loops",)
 NUMPY_OPS = ("convolve", "correlate", "correlate2", "dot", "vdot", "matmul", "inner", "outer",
@@ -127,7 +134,9 @@ def check_other_loops(avgpool_fn, conv_bias_relu_fn, depthwise_fn, shift_fn,
 
 @check
 def check_conv2d_numba(kernel, fn, hidden: bool = False) -> None:
-    """conv2d_numba(x, w) (padding 1) equals F.conv2d, and its kernel is numba-compiled."""
+    """conv_kernel is numba-compiled and computes the convolution itself (called here on a
+    padded input); conv2d_numba(x, w) (padding 1) equals F.conv2d and builds nothing of
+    NumPy's or torch's convolutions."""
     if type_name(kernel) != "CPUDispatcher":
         fail(f"conv_kernel should be a function compiled with @numba.njit, got "
              f"{type_name(kernel)}")
@@ -136,9 +145,16 @@ def check_conv2d_numba(kernel, fn, hidden: bool = False) -> None:
         g = torch_gen(r)
         x = torch.randn(r.randint(1, 8), r.randint(3, 12), r.randint(3, 12), generator=g)
         w = torch.randn(r.randint(1, 8), x.shape[0], 3, 3, generator=g)
+        ref = F.conv2d(x[None], w, padding=1)[0]
+        case = f"conv_kernel(xp <padded {tuple(x.shape)}>, w {tuple(w.shape)}, out (zeros))"
+        xp = F.pad(x, (1, 1, 1, 1))
+        out = call_arrays(kernel, case, xp, w, torch.zeros(ref.shape))[2]
+        expect_close(out, ref, case, atol=1e-3,
+                     hint="The kernel adds w[m, c, r, s] * xp[c, p + r, q + s] into out[m, p, q] "
+                          "for every m, c, r, s, p, q: it is the convolution, compiled.")
         case = fmt_call("conv2d_numba", x, w)
-        got = _run(fn, case, x.clone(), w.clone(), forbidden=CONV_OPS + MATMUL_OPS, numpy=())
-        expect_close(got, F.conv2d(x[None], w, padding=1)[0], case, atol=1e-3)
+        got = _run(fn, case, x.clone(), w.clone(), forbidden=CONV_OPS + MATMUL_OPS)
+        expect_close(got, ref, case, atol=1e-3)
 
 
 # --- Q4. im2col + GEMM ----------------------------------------------------------------------
@@ -160,10 +176,18 @@ def check_im2col(im2col_fn, conv_fn, hidden: bool = False) -> None:
                      hint="Row (c, r, s) in that order, column (p, q) in that order; zeros "
                           "where a patch hangs over the edge.")
         case = fmt_call("conv2d_im2col", x, w, b, stride, padding)
-        got = _run(conv_fn, case, x.clone(), w.clone(), b.clone(), stride, padding,
-                   forbidden=CONV_OPS)
-        expect_close(got, F.conv2d(x[None], w, b, stride, padding)[0], case, atol=1e-4,
+        with watch(forbidden=CONV_OPS, topics=TOPICS, numpy=NUMPY_OPS):
+            got = call_traced(conv_fn, case, x.clone(), w.clone(), b.clone(), stride, padding)
+        products = [op for op in got.graph.op_names() if op in PRODUCTS]
+        count = sum(1 for step in got.graph.steps if step[0] == "call"
+                    and step[5] != "getitem" and step[5].split(".")[1] in PRODUCTS)
+        if count != 1:
+            fail(f"{case}: the question asks for one matrix product of the weights with the "
+                 f"column matrix; your function runs {count} ({', '.join(products) or 'none'})"
+                 ". Build the columns with im2col, then one @.")
+        expect_close(got.value, F.conv2d(x[None], w, b, stride, padding)[0], case, atol=1e-4,
                      hint="(M, C*R*S) @ (C*R*S, P*Q), plus the bias, reshaped to (M, P, Q).")
+        got.follows(lambda x, w, b, s=stride, p=padding: F.conv2d(x[None], w, b, s, p)[0])
 
 
 # --- Q5 and Q6. C --------------------------------------------------------------------------
@@ -182,51 +206,168 @@ def check_c_source(source, what: str) -> None:
              "files or assembly.")
 
 
+CONV2D = CSignature("conv2d", (
+    ("const float *", "x"), ("const float *", "w"), ("const float *", "b"), ("float *", "y"),
+    ("int", "C"), ("int", "H"), ("int", "W"), ("int", "M"), ("int", "R"), ("int", "S"),
+    ("int", "pad")))
+CONV_INT8 = CSignature("conv_int8", (
+    ("const uint8_t *", "x"), ("const int8_t *", "w"), ("const int32_t *", "b"),
+    ("const int32_t *", "m0"), ("const int32_t *", "shift"), ("uint8_t *", "y"),
+    ("int", "C"), ("int", "H"), ("int", "W"), ("int", "M"), ("int", "R"), ("int", "S"),
+    ("int", "pad"), ("int", "zx"), ("int", "zy"), ("int", "relu")))
+REAL_LAYER = (64, 56, 56, 64, 3)  # C, H, W, M, k: the layer this lab times
+SPEEDUP = 2.0  # C_CONV_FAST against C_CONV, both timed here, interleaved
+
+
+def _c_conv_cases(r, hidden: bool) -> list[tuple[int, int, int, int, int, int]]:
+    """(C, H, W, M, k, pad): padding in most, rectangular images; hidden, larger ones
+    too, up to the real layer, larger than any visible case in every dimension."""
+    cases = [(3, 7, 5, 4, 3, 1), (2, 6, 6, 3, 5, 2), (4, 5, 9, 5, 1, 0)]
+    for _ in range(4 if hidden else 1):
+        k = r.choice([1, 3, 5])
+        cases.append((r.randint(1, 8), r.randint(k, 12), r.randint(k, 12), r.randint(1, 8), k,
+                      r.randint(0, k // 2)))
+    if hidden:
+        cases += [(r.randint(9, 24), r.randint(13, 30), r.randint(13, 30), r.randint(9, 24),
+                   3, 1), (*REAL_LAYER, 1)]
+    return cases
+
+
 @check
 def check_c_conv(source, fn, hidden: bool = False, what: str = "C_CONV") -> None:
-    """The C source is plain, and conv2d_c(x, w, b, padding) through it equals F.conv2d."""
+    """The C source is plain; compiled here, as a program of its own, it equals F.conv2d on
+    every case, and so does conv2d_c(x, w, b, padding) through it."""
     check_c_source(source, what)
+    program = c_program(source, CONV2D, what)
     r = rng(hidden, "c_conv")
-    for _ in range(4 if hidden else 2):
+    for i, (c, h, w_, m, k, pad) in enumerate(_c_conv_cases(r, hidden)):
         g = torch_gen(r)
-        c, m, k = r.randint(1, 8), r.randint(1, 8), r.choice([1, 3, 5])
-        x = torch.randn(c, r.randint(k, 12), r.randint(k, 12), generator=g)
+        x = torch.randn(c, h, w_, generator=g)
         w, b = torch.randn(m, c, k, k, generator=g), torch.randn(m, generator=g)
-        padding = r.randint(0, k // 2)
-        case = fmt_call(f"conv2d_c  # with {what}", x, w, b, padding)
-        got = call(fn, case, x.clone(), w.clone(), b.clone(), padding)
-        expect_close(got, F.conv2d(x[None], w, b, padding=padding)[0], case, atol=1e-3)
+        ref = F.conv2d(x[None], w, b, padding=pad)[0]
+        case = f"{what}'s conv2d on x {(c, h, w_)}, w {(m, c, k, k)}, pad={pad}"
+        out, _ = run_c(program, CONV2D, {"x": x, "w": w, "b": b, "y": torch.zeros(ref.shape)},
+                       dict(C=c, H=h, W=w_, M=m, R=k, S=k, pad=pad), what)
+        expect_close(out["y"].reshape(ref.shape), ref, case, atol=1e-3, rtol=1e-4,
+                     hint="P = H + 2*pad - R + 1; skip the input positions that fall in the "
+                          "padding (the notes' bounds check).")
+        if i < 2:  # the wrapper too: it is what the lab's measurements call
+            case = fmt_call(f"conv2d_c  # with {what}", x, w, b, pad)
+            got = call(fn, case, x.clone(), w.clone(), b.clone(), pad)
+            expect_close(got, ref, case, atol=1e-3)
+
+
+@check
+def check_c_speedup(source, fast_source) -> None:
+    """C_CONV_FAST, compiled here, computes the real layer at least SPEEDUP times faster
+    than C_CONV, timed in turns in one run (a busy machine slows both alike)."""
+    c, h, w_, m, k = REAL_LAYER
+    g = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(c, h, w_, generator=g), torch.randn(m, c, k, k, generator=g), \
+        torch.randn(m, generator=g)
+    arrays, ints = {"x": x, "w": w, "b": b, "y": torch.zeros(m, h, w_)}, \
+        dict(C=c, H=h, W=w_, M=m, R=k, S=k, pad=1)
+    programs = {what: c_program(src, CONV2D, what, checked=False)
+                for what, src in (("C_CONV", source), ("C_CONV_FAST", fast_source))}
+    ref = F.conv2d(x[None], w, b, padding=1)[0]
+    times: dict[str, list[float]] = {"C_CONV": [], "C_CONV_FAST": []}
+    for _ in range(3):
+        for what, program in programs.items():
+            out, seconds = run_c(program, CONV2D, arrays, ints, what)
+            times[what].append(seconds)
+            expect_close(out["y"].reshape(ref.shape), ref, f"{what} on the {c}x{h}x{w_} -> "
+                         f"{m} layer (3x3, pad 1)", atol=1e-2, rtol=1e-3,
+                         hint="No buffer may be sized for small cases.")
+    naive, fast = (sorted(times[what])[1] for what in ("C_CONV", "C_CONV_FAST"))
+    if fast * SPEEDUP > naive:
+        fail(f"C_CONV_FAST takes {fast * 1e3:.1f} ms on the {c}x{h}x{w_} -> {m} layer, "
+             f"C_CONV {naive * 1e3:.1f} ms (both timed here, in turns): it should be at "
+             f"least {SPEEDUP:g}x faster. Make the innermost loop walk memory contiguously, "
+             "hoist the bounds check out of it, and let output channels share each load.")
+
+
+def _int8_case(g, c: int, h: int, w_: int, m: int, k: int, pad: int, relu: bool,
+               scale: float = 0.3):
+    conv = torch.nn.Conv2d(c, m, k, padding=pad)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * scale)
+        conv.bias.copy_(torch.randn(m, generator=g) * 0.1)
+    x = torch.randn(1, c, h, w_, generator=g) + 0.2
+    xq, yq = QParams.observe(x), QParams.observe(conv(x))
+    layer = QuantizedLayer(conv, xq, yq, relu=relu)
+    return layer, quantize(x, xq.scale, xq.zero_point, QuantSpec(8, signed=False))
+
+
+def _int8_ties(g):
+    """Small integers and M = 1/4 exactly: a quarter of the results lie halfway, of both
+    signs; the fixed-point formula rounds them up, other roundings do not."""
+    layer, qx = _int8_case(g, 3, 6, 6, 4, 3, 1, relu=False)
+    layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
+    layer.bias = torch.zeros_like(layer.bias)
+    layer.m0 = torch.full_like(layer.m0, 2**30)
+    layer.shift = torch.ones_like(layer.shift)
+    layer.y = QParams(layer.y.scale, 128)
+    return layer, layer.x.zero_point + torch.randint(-1, 2, qx.shape, generator=g)
+
+
+def _int8_large(g):
+    """64 channels of 3x3 at full scale, M = 2^-17: sums far beyond int16 (and products
+    with m0 far beyond int32), results spread over the grid, none saturating."""
+    layer, qx = _int8_case(g, 64, 6, 5, 4, 3, 1, relu=False)
+    layer.weight = torch.randint(-127, 128, layer.weight.shape, generator=g)
+    layer.m0 = torch.full_like(layer.m0, 2**30)
+    layer.shift = torch.full_like(layer.shift, 16)
+    layer.y = QParams(layer.y.scale, 128)
+    return layer, qx
 
 
 @check
 def check_c_int8_conv(source, fn, hidden: bool = False) -> None:
-    """The C source is plain, and int8_conv_c(...) through it equals efflib's integers."""
+    """The C source is plain; compiled here (checked: no signed overflow), it equals efflib's
+    integers bit for bit on every case (padding, halfway results, sums beyond int16), and so
+    does int8_conv_c(...) through it."""
     check_c_source(source, "C_INT8_CONV")
+    program = c_program(source, CONV_INT8, "C_INT8_CONV")
     r = rng(hidden, "c_int8")
-    for trial in range(5 if hidden else 2):
-        g = torch_gen(r)
-        c, m, k = r.randint(1, 6), r.randint(1, 6), r.choice([1, 3])
-        padding = r.randint(0, k // 2)
-        conv = torch.nn.Conv2d(c, m, k, padding=padding)
-        with torch.no_grad():
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
-            conv.bias.copy_(torch.randn(m, generator=g) * 0.1)
-        x = torch.randn(1, c, r.randint(3, 9), r.randint(3, 9), generator=g) + 0.2
-        xq, yq = QParams.observe(x), QParams.observe(conv(x))
-        layer = QuantizedLayer(conv, xq, yq, relu=trial % 2 == 0)
-        qx = quantize(x, xq.scale, xq.zero_point, QuantSpec(8, signed=False))
-        args = (qx[0], xq.zero_point, layer.weight, layer.bias, layer.m0, layer.shift,
-                yq.zero_point, layer.relu, padding)
-        case = fmt_call("int8_conv_c", *args)
+    g = torch_gen(r)
+    cases = [_int8_case(g, 3, 5, 6, 4, 3, 1, relu=True), _int8_case(g, 2, 6, 4, 3, 3, 1,
+                                                                      relu=False),
+             _int8_ties(g), _int8_large(g)]
+    for trial in range(5 if hidden else 1):
+        k = r.choice([1, 3])
+        cases.append(_int8_case(g, r.randint(1, 6), r.randint(3, 9), r.randint(3, 9),
+                                r.randint(1, 6), k, r.randint(0, k // 2), relu=trial % 2 == 0))
+    if hidden:
+        cases.append(_int8_case(g, 70, 12, 11, 9, 3, 1, relu=True, scale=1.0))
+    for i, (layer, qx) in enumerate(cases):
+        c, h, w_ = qx.shape[1:]
+        m, _, k, _ = layer.weight.shape
+        pad = layer.conv.padding[0]
         ref = layer(qx)[0]
-        got = as_plain_tensor(call(fn, case, *args), case).to(torch.int64)
-        if tuple(got.shape) != tuple(ref.shape) or not torch.equal(got, ref):
-            detail = (f"shape {tuple(got.shape)}{compared(tuple(got.shape), tuple(ref.shape))}"
-                      if got.shape != ref.shape else
-                      f"{int((got != ref).sum())} of {ref.numel()} integers differ")
-            fail(f"{case}: {detail}. Accumulate in int32 from (x - z_x) * w + bias, then "
-                 "(acc * m0 + 2^(30+n)) >> (31+n) in int64, add z_y and clamp"
-                 + (" from z_y (ReLU)." if layer.relu else " to [0, 255]."))
+        case = (f"C_INT8_CONV's conv_int8 on x {(c, h, w_)}, w {(m, c, k, k)}, pad={pad}, "
+                f"zx={layer.x.zero_point}, relu={layer.relu}")
+        out, _ = run_c(program, CONV_INT8, {
+            "x": qx[0], "w": layer.weight, "b": layer.bias, "m0": layer.m0,
+            "shift": layer.shift, "y": torch.zeros(ref.shape, dtype=torch.uint8)},
+            dict(C=c, H=h, W=w_, M=m, R=k, S=k, pad=pad, zx=layer.x.zero_point,
+                 zy=layer.y.zero_point, relu=int(layer.relu)), "C_INT8_CONV")
+        _expect_integers(out["y"].reshape(ref.shape).to(torch.int64), ref, case, layer.relu)
+        if i < 2:  # the wrapper too
+            args = (qx[0], layer.x.zero_point, layer.weight, layer.bias, layer.m0,
+                    layer.shift, layer.y.zero_point, layer.relu, pad)
+            case = fmt_call("int8_conv_c", *args)
+            got = as_plain_tensor(call(fn, case, *args), case).to(torch.int64)
+            _expect_integers(got, ref, case, layer.relu)
+
+
+def _expect_integers(got: torch.Tensor, ref: torch.Tensor, case: str, relu: bool) -> None:
+    if tuple(got.shape) != tuple(ref.shape) or not torch.equal(got, ref):
+        detail = (f"shape {tuple(got.shape)}{compared(tuple(got.shape), tuple(ref.shape))}"
+                  if got.shape != ref.shape else
+                  f"{int((got != ref).sum())} of {ref.numel()} integers differ")
+        fail(f"{case}: {detail}. Accumulate in int32 from (x - z_x) * w + bias, skipping "
+             "padded positions (they equal z_x), then (acc * m0 + 2^(30+n)) >> (31+n) in "
+             "int64, add z_y and clamp" + (" from z_y (ReLU)." if relu else " to [0, 255]."))
 
 
 # --- Q7. Deploy -----------------------------------------------------------------------------

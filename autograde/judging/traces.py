@@ -58,7 +58,8 @@ ALLOWED = frozenset({f"aten.{op}" for op in (
     # views and shapes
     "view.default", "reshape.default", "_reshape_alias.default", "expand.default",
     "permute.default", "transpose.int", "t.default", "squeeze.default", "squeeze.dim",
-    "squeeze.dims", "unsqueeze.default", "flatten.using_ints", "unflatten.int",
+    "squeeze.dims", "unsqueeze.default", "squeeze_.dim", "squeeze_.default",
+    "unsqueeze_.default", "flatten.using_ints", "unflatten.int",
     "slice.Tensor", "select.int", "narrow.default", "unfold.default", "as_strided.default",
     "split.Tensor", "split_with_sizes.default", "unbind.int", "chunk.default", "alias.default",
     "detach.default", "lift_fresh.default", "lift_fresh_copy.default", "movedim.int",

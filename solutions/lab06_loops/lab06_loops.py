@@ -257,7 +257,9 @@ for name, gflops in speed.items():
 # Pad first: numba stops vectorising an inner loop whose index can go negative.
 # Then write `conv2d_numba(x, w)` taking torch tensors (C, H, W) and (M, C, 3, 3)
 # and returning the (M, H, W) result with padding 1: pad with NumPy, allocate
-# `out`, call your kernel, convert back with `torch.from_numpy`.
+# `out`, call your kernel, convert back with `torch.from_numpy`. The check calls
+# your kernel itself on float32 arrays, and refuses NumPy's convolution helpers
+# (`sliding_window_view`, `einsum`, `correlate`, ...) in the wrapper.
 
 # %% nbgrader={"grade": false, "grade_id": "q3_numba_kernel", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -348,7 +350,8 @@ plt.show()
 # (C·k·k, P·Q) patch matrix, rows ordered (c, r, s) and columns (p, q), zeros
 # where a patch hangs over the edge (this is what `F.unfold` returns; it is
 # refused here, but you may pad), and `conv2d_im2col(x, w, b, stride, padding)`
-# returning (M, P, Q) from one `@`. *Hint:* loop over the k x k kernel offsets
+# returning (M, P, Q) from one `@` (the check counts the matrix products your
+# function runs: exactly one). *Hint:* loop over the k x k kernel offsets
 # and copy a strided slice of the padded input for each.
 
 # %% nbgrader={"grade": false, "grade_id": "q4_im2col", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -424,6 +427,15 @@ if cols is not None:
 # out of it (compute the valid range of `q` once per row), and let a few output
 # channels share every input value you load (register blocking). Both are
 # checked for correctness; how much faster is measured below.
+#
+# The check does not take the wrapper's word for it: it compiles each source
+# itself, as a program of its own with no C library behind it (a call to
+# anything but your own code fails to link), runs it on every case, including
+# the real 64x56x56 layer, and times `C_CONV_FAST` against `C_CONV` in turns on
+# that layer: the fast one must be at least 2x faster. Its build is *checked*:
+# signed integer overflow, shifts out of range and indexing past an array of
+# known size stop the program (clang's sanitizers), where a plain build might
+# happen to give the right answer.
 
 # %% nbgrader={"grade": false, "grade_id": "q5_c_source", "locked": false, "schema_version": 3, "solution": true, "task": false}
 C_CONV = C_CONV_FAST = None
@@ -523,11 +535,12 @@ def conv2d_c_fast(x, w, b, padding):
 
 
 # %% nbgrader={"grade": true, "grade_id": "q5_c_test", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
-"""Q5: both C sources are plain C and compute F.conv2d through the wrapper."""
-from autograde.checks.lab06_loops import check_c_conv
+"""Q5: both C sources compute F.conv2d, compiled by the check; the fast one is 2x faster."""
+from autograde.checks.lab06_loops import check_c_conv, check_c_speedup
 
 check_c_conv(C_CONV, conv2d_c)
 check_c_conv(C_CONV_FAST, conv2d_c_fast, what="C_CONV_FAST")
+check_c_speedup(C_CONV, C_CONV_FAST)
 ### BEGIN HIDDEN TESTS
 check_c_conv(C_CONV, conv2d_c, hidden=True)
 check_c_conv(C_CONV_FAST, conv2d_c_fast, hidden=True, what="C_CONV_FAST")
@@ -557,7 +570,11 @@ for name, fn in (("C", conv2d_c), ("C, reordered", conv2d_c_fast)):
 # (stride 1): accumulate `(x - zx) * w` in `int32_t` from the bias, skip padded
 # positions (they equal `zx`, so they add 0), then per output channel
 # `(int64_t)acc * m0[m]`, add $2^{30+n}$, shift right by $31+n$, add `zy`, clamp to
-# `[relu ? zy : 0, 255]`. Wrap it as `int8_conv_c(q_x, z_x, q_w, q_b, m0, shift,
+# `[relu ? zy : 0, 255]`. The check compiles your source itself, checked as in
+# Q5: `acc * m0[m]` in `int32_t` overflows (undefined behaviour, which the
+# checked build stops on), so cast to `int64_t` first; its cases include
+# padding, results exactly halfway, and sums beyond what 16 bits hold.
+# Wrap it as `int8_conv_c(q_x, z_x, q_w, q_b, m0, shift,
 # z_y, relu, padding)` taking integer tensors as Lab 05's `int_conv2d` (one image,
 # (C, H, W)) and returning an integer tensor (M, P, Q). Pass `uint8`, `int8` and
 # `int32` copies with `cc.pointer(t, ctypes.c_uint8)` and the like.

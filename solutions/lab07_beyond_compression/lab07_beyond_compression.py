@@ -541,7 +541,8 @@ else:
 #
 # Hand in `final_model`, an `nn.Sequential` of `torch.nn` layers (a
 # `nas.tiny_net`, efflib's `DigitCNN`, or your own stack), and `final_bits`,
-# the bits its weights are stored at. The grader rebuilds it and measures:
+# the bits its weights are stored at: **at most 8** (a float model, however
+# small, is not the course's work). The grader rebuilds it and measures:
 #
 # * **size at most 20,000 bytes**: every weight tensor (conv and linear) at
 #   `final_bits` bits plus a 32-bit scale and zero point per output channel, so
