@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from lazy import LAB05, defined
 
 from autograde import inventory
 from autograde.checks import lab05_quantization as C
@@ -284,18 +285,7 @@ def test_fake_quantize_rounding_halves_away_from_zero_fails_visibly(solution):
 
 def test_kmeans_from_another_start_fails_visibly(solution):
     """Quantile (density) initialisation converges, to other centroids."""
-    def density(w, bits):
-        x, k = w.detach().reshape(-1).double(), 2**bits
-        c = torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=torch.float64)[1:-1])
-        labels = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
-        while True:
-            sums = torch.zeros(k, dtype=torch.float64).index_add_(0, labels, x)
-            counts = torch.bincount(labels, minlength=k)
-            c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
-            new = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
-            if torch.equal(new, labels):
-                return c.float(), labels.reshape(w.shape)
-            labels = new
+    density = defined(solution, LAB05["q4_kmeans"], "kmeans_quantize")
     with pytest.raises(CheckFailed, match="kmeans_quantize"):
         C.check_kmeans_quantize(density)
 

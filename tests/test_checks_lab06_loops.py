@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lazy import LAB06, defined
 
 from autograde import inventory
 from autograde.checks import lab06_loops as C
@@ -294,16 +295,8 @@ def test_c_that_pastes_its_way_to_assembly_or_the_loader_fails(solution):
 
 def test_an_empty_numba_kernel_beside_a_numpy_wrapper_fails(solution):
     """The kernel is called itself; NumPy's sliding windows are refused in the wrapper."""
-    import numba
-
-    @numba.njit
-    def empty(xp, w, out):
-        pass
-
-    def windows(x, w):
-        xp = np.pad(x.float().numpy(), ((0, 0), (1, 1), (1, 1)))
-        view = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))
-        return torch.from_numpy(np.einsum("chwrs,mcrs->mhw", view, w.float().numpy()).copy())
+    empty = defined(solution, LAB06["q3_numba"], "conv_kernel")
+    windows = defined(solution, LAB06["q3_numba"], "conv2d_numba")
     with pytest.raises(CheckFailed, match="conv_kernel"):
         C.check_conv2d_numba(empty, solution.conv2d_numba)
     with pytest.raises(FAILS):
@@ -312,18 +305,7 @@ def test_an_empty_numba_kernel_beside_a_numpy_wrapper_fails(solution):
 
 def test_im2col_without_the_column_matrix_and_one_product_fails(solution):
     """Shift and add (no column matrix, no product), or one product per output channel."""
-    def shift_add(x, w, b, stride, padding):
-        xp = torch.zeros(x.shape[0], x.shape[1] + 2 * padding, x.shape[2] + 2 * padding)
-        xp[:, padding:padding + x.shape[1], padding:padding + x.shape[2]] = x
-        k = w.shape[-1]
-        P = (xp.shape[1] - k) // stride + 1
-        Q = (xp.shape[2] - k) // stride + 1
-        out = b.reshape(-1, 1, 1).expand(w.shape[0], P, Q).clone()
-        for r in range(k):
-            for s in range(k):
-                patch = xp[:, r:r + stride * (P - 1) + 1:stride, s:s + stride * (Q - 1) + 1:stride]
-                out = out + (w[:, :, r, s][:, :, None, None] * patch[None]).sum(1)
-        return out
+    shift_add = defined(solution, LAB06["q4_im2col"], "conv2d_im2col")
 
     def per_channel(x, w, b, stride, padding):
         cols = solution.im2col(x, w.shape[-1], stride, padding)

@@ -1,0 +1,119 @@
+"""Lazy answers that passed before the checks saw through them, as code a student's
+notebook holds: tests/test_grading_corpus.py appends each to its answer cell and grades
+the notebook; the checks' tests take the functions from here (`defined`)."""
+
+
+def defined(solution, code: str, name: str):
+    """The function `name` that `code` defines beside the lab's solution."""
+    namespace = dict(vars(solution))
+    exec(compile(code, f"<lazy {name}>", "exec"), namespace)  # noqa: S102 - our own code
+    return namespace[name]
+
+
+# appended to an answer cell, each redefines one answer the lazy way
+LAB05 = {
+    "q1_formats": '''
+def float_format(e, m):  # looked up, not computed from e and m
+    known = {(8, 23): torch.float32, (5, 10): torch.float16, (8, 7): torch.bfloat16,
+             (11, 52): torch.float64, (5, 2): torch.float8_e5m2, (4, 3): torch.float8_e4m3fn}
+    info = torch.finfo(known.get((e, m), torch.float32))
+    return info.max, info.eps, info.tiny
+''',
+    "q2_linear_quantize": '''
+def scale_zero_point(x, bits, signed, symmetric):  # the range is never widened to hold 0
+    lo, hi = int_range(bits, signed)
+    mn, mx = float(x.min()), float(x.max())
+    if symmetric:
+        s = max(abs(mn), abs(mx)) / ((hi - lo) / 2)
+        return s, 0 if signed else (lo + hi + 1) // 2
+    s = (mx - mn) / (hi - lo)
+    return s, int(max(lo, min(hi, round(lo - mn / s))))
+''',
+    "q4_kmeans": '''
+def kmeans_quantize(w, bits):  # starts from quantiles, not from the even grid
+    x, k = w.detach().reshape(-1).double(), 2**bits
+    c = torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=torch.float64)[1:-1])
+    labels = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
+    while True:
+        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k)
+        c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
+        new = torch.argmin((x[:, None] - c[None, :]).abs(), dim=1)
+        if torch.equal(new, labels):
+            return c.float(), labels.reshape(w.shape)
+        labels = new
+''',
+    "q5_centroid_grad": '''
+from efflib.quant.kmeans import centroid_grad as centroid_gradient  # efflib's copy
+''',
+    "q8_fake_quant": '''
+def fake_quant_forward(x, scale, zp, qmin, qmax):  # halves rounded away from zero
+    q = torch.sign(x / scale) * torch.floor(torch.abs(x / scale) + 0.5) + zp
+    return (torch.clamp(q, qmin, qmax) - zp) * scale
+''',
+    "q9_int_conv": '''
+def quantized_multiplier(m):  # halves rounded away from zero
+    mantissa, exponent = math.frexp(m)
+    m0 = math.floor(mantissa * 2**31 + 0.5)
+    if m0 == 2**31:
+        m0, exponent = m0 // 2, exponent + 1
+    return m0, -exponent
+''',
+}
+
+LAB06 = {
+    "q3_numba": '''
+@numba.njit
+def conv_kernel(xp, w, out):  # compiled, and empty
+    pass
+
+
+def conv2d_numba(x, w):  # NumPy's sliding windows do the work
+    xp = np.pad(x.detach().float().numpy(), ((0, 0), (1, 1), (1, 1)))
+    view = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))
+    return torch.from_numpy(np.einsum("chwrs,mcrs->mhw", view, w.float().numpy()).copy())
+''',
+    "q4_im2col": '''
+def conv2d_im2col(x, w, b, stride, padding):  # shift and add: no column matrix, no product
+    xp = torch.zeros(x.shape[0], x.shape[1] + 2 * padding, x.shape[2] + 2 * padding)
+    xp[:, padding:padding + x.shape[1], padding:padding + x.shape[2]] = x
+    k = w.shape[-1]
+    P, Q = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    out = b.reshape(-1, 1, 1).expand(w.shape[0], P, Q).clone()
+    for r in range(k):
+        for s in range(k):
+            patch = xp[:, r:r + stride * (P - 1) + 1:stride, s:s + stride * (Q - 1) + 1:stride]
+            out = out + (w[:, :, r, s][:, :, None, None] * patch[None]).sum(1)
+    return out
+''',
+    "q5_c_source": '''
+C_CONV = "void conv2d(void) { }"  # C in name only: the wrapper below computes
+''',
+    "q5_c": '''
+_through_c = conv2d_c
+
+
+def conv2d_c(x, w, b, padding, source=None):  # torch computes what C_CONV should
+    if source is not None:
+        return _through_c(x, w, b, padding, source)
+    return F.conv2d(x[None], w, b, padding=padding)[0]
+''',
+    "q6_int8_c_source": '''
+C_INT8_CONV = C_INT8_CONV.replace(  # the product in int32: undefined once it overflows
+    "((int64_t)acc * m0[m] + ((int64_t)1 << (total - 1))) >> total",
+    "((int64_t)(acc * m0[m]) + ((int64_t)1 << (total - 1))) >> total")
+''',
+}
+
+LAB07 = {
+    "q2_student": '''
+student = make_student(0)  # hard labels on every training image: accurate, not distilled
+train.fit(student, loaders.train, None, epochs=10, lr=1e-2)
+''',
+    "q7_capstone": '''
+final_model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+train.fit(final_model, loaders.train, None, epochs=10, fast_epochs=10)  # a float MLP
+final_model = final_model.cpu().eval()
+final_bits = 32
+''',
+}
