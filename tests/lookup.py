@@ -108,7 +108,9 @@ def expected_tokens(answer, inputs: str) -> set[str]:
     """How the numbers of an honest answer would read in a message (3 characters or more,
     and not also among the inputs shown)."""
     tokens = set()
-    for v in _scalars(answer, []):
+    values = _scalars(answer, [])
+    inputs += f" {len(values)} {len(values):,d}"  # "n of N values": a size, not a value
+    for v in values:
         if isinstance(v, float) and not math.isfinite(v):
             continue
         if float(v).is_integer():
