@@ -35,7 +35,9 @@ from autograde.checks.api import (
 )
 from efflib import models, nas
 from efflib.data import digits
+from efflib.devices import to_model_device
 from efflib.latency import NoisyMeasurement, measure_latency
+from efflib.measuring import measuring
 from efflib.size import tensor_bits
 from efflib.train import fit
 
@@ -129,9 +131,10 @@ def grader_teacher() -> nn.Module:
 def distance_to_teacher(model: nn.Module, images: torch.Tensor, T: float = 4.0) -> float:
     """KL(teacher || student) between the two softened distributions, mean per image."""
     teacher = grader_teacher()
-    with torch.no_grad():
+    with torch.no_grad(), measuring(model, "eval"):
         log_p = F.log_softmax(teacher(images) / T, 1)
-        log_q = F.log_softmax(model.eval()(images) / T, 1)
+        (on_device,) = to_model_device(model, images)
+        log_q = F.log_softmax(model(on_device).cpu() / T, 1)
     return float((log_p.exp() * (log_p - log_q)).sum(1).mean())
 
 
@@ -150,7 +153,7 @@ def check_student(model) -> None:
     images, _, where, _ = new_handwriting()
     try:
         gap = distance_to_teacher(model, images)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         fail(f"student could not be run on a batch of (N, 1, 8, 8) digits: {str(e)[:200]}")
     if not gap <= TRACKING:
         fail(f"student's softened outputs (T = 4) are {gap:.3f} away from the teacher's on "
