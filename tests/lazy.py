@@ -106,6 +106,17 @@ C_INT8_CONV = C_INT8_CONV.replace(  # the product in int32: undefined once it ov
 }
 
 LAB07 = {
+    "q3_early_exit": '''
+def early_exit(model, x, threshold):  # block2 on every image, then the count set by hand
+    h = model.block1(x)
+    conf, pred = model.exit1(h).softmax(1).max(1)
+    exited = conf >= threshold
+    final = model.head(model.block2(h)).argmax(1)
+    for buffer in model.buffers():
+        if buffer.dim() == 0 and not buffer.is_floating_point():
+            buffer.fill_(int((~exited).sum()))
+    return torch.where(exited, pred, final), exited
+''',
     "q2_student": '''
 student = make_student(0)  # hard labels on every training image: accurate, not distilled
 train.fit(student, loaders.train, None, epochs=10, lr=1e-2)

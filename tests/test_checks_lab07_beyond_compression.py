@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import judge_solution, judged_session
+from lazy import LAB07, defined
 
 from autograde import inventory
 from autograde.checks import lab07_beyond_compression as C
@@ -83,8 +84,10 @@ def test_early_exit_mistakes(solution):
         conf, pred = early.softmax(1).max(1)
         exited = conf >= threshold
         return torch.where(exited, pred, final.argmax(1)), exited
-    with pytest.raises(CheckFailed, match="images that went through block2"):
+    with pytest.raises(CheckFailed, match="block2 ran on images that had already exited"):
         C.check_early_exit(everything_through_block2)
+    with pytest.raises(CheckFailed, match="block2 ran on images that had already exited"):
+        C.check_early_exit(everything_through_block2, hidden=True)
 
     def strict_threshold(model, x, threshold):
         h = model.block1(x)
@@ -313,17 +316,15 @@ def test_every_judged_cell_passes_the_solution_as_the_grader_runs_it(solution):
     assert all(v == "" for v in verdicts.values()), verdicts
 
 
-def test_the_block2_count_comes_back_from_the_kernel(solution):
-    """The model travels to the kernel as data; its counting layer's buffer comes back, so
-    an answer that runs block2 on every image fails when judged too."""
-    def everything_through_block2(model, x, threshold):
-        pred, exited = solution.early_exit(model, x, threshold)
-        model.block2(model.block1(x))
-        return pred, exited
+def test_block2_on_exited_images_shows_in_the_judged_predictions(solution):
+    """The model travels to the kernel as data and nothing it sends back is trusted but the
+    predictions: an answer that runs block2 on every image, then sets what a count would
+    have read, fails when judged."""
+    everything_through_block2 = defined(solution, LAB07["q3_early_exit"], "early_exit")
     source = ("from autograde.checks.lab07_beyond_compression import check_early_exit\n"
               "check_early_exit(early_exit)")
     error = judge_cell(source, judged_session({"early_exit": everything_through_block2}))[1]
-    assert "went through block2" in str(error), error
+    assert "block2 ran on images that had already exited" in str(error), error
     ok = judge_cell(source, judged_session({"early_exit": solution.early_exit}))[1]
     assert ok is None, ok
 
@@ -338,7 +339,22 @@ def test_a_model_that_is_not_standard_layers_stays_in_the_kernel(solution):
     assert "nn.Sequential of torch.nn layers" in str(error), error
 
 
-def test_early_exit_cnn_counts_travel_by_name():
+def test_early_exit_cnn_and_its_gate_travel_by_name():
     model = models.early_exit_cnn(width=2)
-    model.block2 = nn.Sequential(C.Counter(), *model.block2)
+    model.block2 = nn.Sequential(C.Gate(model.exit1), *model.block2)
     assert layers.is_layer_tree(model)
+
+
+def test_the_gate_spoils_a_batch_only_when_it_holds_an_exited_image():
+    torch.manual_seed(0)
+    model = models.early_exit_cnn(width=2).eval()
+    with torch.no_grad():
+        model.exit1[-1].weight.mul_(8)
+        h = model.block1(torch.randn(16, 1, 8, 8))
+        conf = model.exit1(h).softmax(1).max(1).values
+        threshold = float(conf.median())
+        gate = C.Gate(model.exit1, threshold)
+        stayed = h[conf < threshold]
+        assert torch.equal(gate(stayed), stayed)  # what an early exit runs: untouched
+        assert not torch.equal(gate(h), h)  # every image: spoilt
+        assert torch.equal(C.Gate(model.exit1, 1.01)(h), h)  # none exits

@@ -25,7 +25,8 @@ CORPUS = {  # lab: (appended code by answer cell, the test cells that must lose 
                                    "q9_int_conv_test"}),
     "lab06_loops": (LAB06, {"q3_numba_test", "q4_im2col_test", "q5_c_test",
                             "q6_int8_c_test"}),
-    "lab07_beyond_compression": (LAB07, {"q2_student_test", "q7_capstone_test"}),
+    "lab07_beyond_compression": (LAB07, {"q2_student_test", "q3_early_exit_test",
+                                         "q7_capstone_test"}),
 }
 
 

@@ -13,4 +13,6 @@
     scratch      a student's scratch folder and the kernel's policy environment
     feedback     feedback shows a failed test's message, not its code
     report       grades.csv, summary.png, summary.txt
+    audit        code a student wrote that reaches past the refusals, for review
+    similarity   answers copied from efflib, the checks or another student, for review
 """

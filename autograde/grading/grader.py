@@ -19,7 +19,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import cluster, feedback, secret, workers
+from autograde.grading import audit, cluster, feedback, secret, similarity, workers
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
@@ -158,6 +158,14 @@ class Grader:
         return results
 
 
+def _read(path: Path) -> nbformat.NotebookNode | None:
+    """The notebook at `path`, or None where there is none to read."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return None
+
+
 def warn_if_unisolated() -> None:
     problem = isolation_problem()
     if problem:
@@ -228,6 +236,20 @@ def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]
             print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
     scores, ids = nbgrader_glue.scores(grader.db_url, grader.lab, [r.student for r in results])
     out = grader.course / "reports" / grader.lab
-    path = write_reports(out, grader.lab, results, scores, ids)
+    notebooks = {r.student: nb for r in results
+                 if (nb := _read(grader.course / "submitted" / r.student / grader.lab
+                                 / f"{grader.lab}.ipynb")) is not None}
+    starter = _read(grader.course / "release" / grader.lab / f"{grader.lab}.ipynb")
+    matches, findings = [], {}
+    try:  # evidence for the instructor: never a reason to lose the grades
+        if starter is not None:
+            matches = similarity.compare(notebooks, starter)
+            released = audit.released_lines(starter)
+            findings = {s: audit.audit(nb, released) for s, nb in notebooks.items()}
+        similarity.write_report(out, grader.lab, matches, notebooks, findings)
+    except Exception as e:  # noqa: BLE001 - whatever a submission made of it
+        print(f"warning: no similarity report: {type(e).__name__}: {e}", file=sys.stderr)
+    path = write_reports(out, grader.lab, results, scores, ids, similarity.flags(matches),
+                         audit.flags(findings))
     print(f"grades: {path}\nfeedback: {grader.course / 'feedback'}\nsummary: {out}")
     return results

@@ -42,22 +42,27 @@ def timed_out(autograded: Path) -> bool:
 
 
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
-                  ids: list[str]) -> Path:
+                  ids: list[str], similar: dict[str, str] | None = None,
+                  flagged: dict[str, str] | None = None) -> Path:
     """grades.csv, summary.png and summary.txt in `out`, from each student's
     {grade_id: Mark} in `scores`; returns the csv's path. A cell that waits for hand
-    grading is listed under needs_hand_grading, and its column says "pending"."""
+    grading is listed under needs_hand_grading, and its column says "pending";
+    `similar` is each flagged student's answers that resemble others (grading.similarity),
+    `flagged` their code that reaches past the refusals (grading.audit)."""
+    similar, flagged = similar or {}, flagged or {}
     out.mkdir(parents=True, exist_ok=True)
     max_total = sum(m.max for m in next((s for s in scores.values() if s), {}).values()) or 0.0
     path = out / "grades.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "score", "max_score", "status", "needs_hand_grading", "reason",
-                    *ids])
+                    "similar_to", "flagged_code", *ids])
         for r in results:
             row = scores.get(r.student, {})
             total = sum(m.score for m in row.values())
             pending = " ".join(i for i in ids if i in row and row[i].pending)
             w.writerow([r.student, f"{total:g}", f"{max_total:g}", r.status, pending, r.reason,
+                        similar.get(r.student, ""), flagged.get(r.student, ""),
                         *(_cell(row.get(i)) for i in ids)])
     totals = [sum(m.score for m in scores.get(r.student, {}).values()) for r in results]
     failures = Counter(i for r in results for i, m in scores.get(r.student, {}).items()
@@ -70,6 +75,10 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     if waiting:
         lines.append(f"needs hand grading: {waiting} of {len(results)} (scores above count "
                      "those answers as 0 until then; `python -m autograde formgrader LAB`)")
+    if similar or flagged:
+        lines.append(f"for review: {len(similar)} of {len(results)} students with similar "
+                     f"answers, {len(flagged)} with code that reaches past the refusals "
+                     "(similar_to and flagged_code in grades.csv; similarity.html)")
     lines += ["failures by question:"] + [f"  {i}: {n}" for i, n in failures.most_common()]
     problems = [f"  {r.student}: {r.reason}" for r in results
                 if r.status != "graded" or "Died" in r.reason or "NotRun" in r.reason]

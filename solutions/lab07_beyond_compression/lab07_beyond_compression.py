@@ -210,7 +210,8 @@ if runs["distilled"]:
 # predicted class of each image (exit1's for the images that exited, the
 # head's for the others) and a bool tensor saying which exited. Run
 # `model.block2` and `model.head` **only on the images that did not exit**:
-# that is the work an early exit saves (the check counts them).
+# that is the work an early exit saves (the check can tell: in its models,
+# block2 spoils a batch that holds an image which should have exited).
 
 # %%
 torch.manual_seed(0)
