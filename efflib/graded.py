@@ -28,7 +28,7 @@ def reference(topic: str) -> Callable[[F], F]:
         def guarded(*args, **kwargs):
             if topic in _blocked:
                 raise GradedAnswerError(
-                    f"your answer calls efflib's {fn.__module__}.{fn.__name__}; this "
+                    f"your answer calls efflib's {fn.__module__}.{fn.__qualname__}; this "
                     f"question asks you to write {topic} yourself, so efflib's copy is "
                     "off limits here."
                 )

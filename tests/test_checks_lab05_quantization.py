@@ -283,6 +283,15 @@ def test_fake_quantize_rounding_halves_away_from_zero_fails_visibly(solution):
         C.check_fake_quant(half_away, solution.fake_quant_backward)
 
 
+def test_efflibs_private_fake_quantize_is_refused_too(solution):
+    def private_twin(x, scale, zp, qmin, qmax):
+        from efflib.quant.linear import _FakeQuantize
+        return _FakeQuantize.apply(x, torch.tensor(scale), torch.tensor(float(zp)), qmin,
+                                   qmax, None)
+    with pytest.raises(GradedAnswerError, match="efflib.quant.linear._FakeQuantize.forward"):
+        C.check_fake_quant(private_twin, solution.fake_quant_backward)
+
+
 def test_kmeans_from_another_start_fails_visibly(solution):
     """Quantile (density) initialisation converges, to other centroids."""
     density = defined(solution, LAB05["q4_kmeans"], "kmeans_quantize")
