@@ -180,6 +180,17 @@ def test_flop_counter_mode_is_refused_in_q7():
     assert c.get_total_flops() == 16
 
 
+def without_finally(solution):
+    """A counter whose hooks come off after the forward pass, but not when it raises."""
+    def count(model, x):
+        handles = [m.register_forward_hook(lambda *a: None) for m in model.modules()]
+        model(x)
+        for h in handles:
+            h.remove()
+        return solution.count_macs_with_hooks(model, x)
+    return count
+
+
 def test_hooks_left_behind_or_functional_ops_counted(solution):
     def leaves_hooks(model, x):
         total = 0
@@ -198,6 +209,10 @@ def test_hooks_left_behind_or_functional_ops_counted(solution):
         return total
     with pytest.raises(CheckFailed, match="still registered"):
         C.check_hook_counter(leaves_hooks)
+
+    with pytest.raises(CheckFailed, match="after the model raised"):
+        C.check_hook_counter(without_finally(solution))
+    assert C.check_hook_counter(solution.count_macs_with_hooks) is None
 
     def with_matmul(model, x):
         return solution.count_macs_with_hooks(model, x) + 10 * 10 * x.shape[0]
@@ -269,6 +284,9 @@ def test_q7_judged_in_the_grader_still_sees_hooks_and_flop_counters(solution):
                 m.register_forward_hook(lambda *a: None)
         return solution.count_macs_with_hooks(model, x)
     assert "still registered" in str(_judged(Q7, count_macs_with_hooks=leaves_hooks))
+
+    assert "after the model raised" in str(_judged(Q7, count_macs_with_hooks=without_finally(
+        solution)))
 
     def via_mode(model, x):
         with FlopCounterMode(display=False) as c:

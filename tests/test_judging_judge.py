@@ -173,3 +173,20 @@ def test_the_numpy_watch_travels_with_the_call_too():
            "check_conv2d_direct(conv2d_direct)")
     _, error = judge.judge_cell(src, session_for({"conv2d_direct": conv2d_direct}))
     assert isinstance(error, CheckFailed) and "numpy's correlate" in str(error)
+
+
+def test_a_module_comes_back_as_the_call_left_it_even_when_the_call_raised():
+    import torch.nn as nn
+
+    def prune_then_fail(model):
+        with torch.no_grad():
+            model.weight.zero_()
+        model.register_forward_hook(lambda *a: None)
+        raise ValueError("student's own error")
+
+    session = session_for({"prune_then_fail": prune_then_fail})
+    remote = session.get("prune_then_fail")
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="student's own error"):
+        remote(model)
+    assert not model.weight.any() and len(model._forward_hooks) == 1

@@ -42,7 +42,8 @@ from efflib.graded import GradedAnswerError
 from efflib.train import evaluate
 
 __all__ = ["CSignature", "CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple",
-           "as_plain_tensor", "as_tensor", "c_program", "call", "call_arrays", "call_traced",
+           "as_plain_tensor", "as_tensor", "c_program", "call", "call_arrays", "call_may_raise",
+           "call_traced",
            "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
            "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
@@ -236,6 +237,19 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def call_may_raise(fn: Callable, case: str, *args, **kwargs) -> None:
+    """Call the student's function where raising is right (the input is bad): its own
+    error passes, a refusal or the judge's does not."""
+    if not callable(fn):
+        fail(f"{case}: expected a function, got {type(fn).__name__}")
+    try:
+        fn(*args, **kwargs)
+    except (CheckFailed, GradedAnswerError, JudgeError):  # not the function's own error
+        raise
+    except Exception:  # noqa: BLE001, S110 - raising is an answer here
+        pass
 
 
 def call_arrays(fn: Callable, case: str, *args: torch.Tensor) -> list[torch.Tensor]:

@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
     call,
+    call_may_raise,
     check,
     expect_answer,
     expect_int,
@@ -329,6 +330,21 @@ def check_hook_counter(fn, hidden: bool = False) -> None:
         if left:
             fail(f"{case}: {len(left)} forward hooks are still registered afterwards; "
                  "remove them (keep the handles and call .remove()).")
+    _expect_no_hooks_after_an_error(fn, r)
+
+
+def _expect_no_hooks_after_an_error(fn, r) -> None:
+    """A model that raises (conv1 takes 3 channels, the input has 4) leaves no hook behind:
+    whether the function passes the error on or not, its hooks must come off."""
+    model = MixedNet(4 * r.randint(1, 4), 3, 1, 10, seed=r.randrange(1000)).eval()
+    x = torch.randn(2, 4, 12, 12, generator=torch.Generator().manual_seed(0))
+    case = "count_macs_with_hooks on an input the model rejects (4 channels, conv1 takes 3)"
+    with torch.no_grad(), _no_flop_counter(), watch(topics=COUNTERS, modules=FLOP_COUNTERS):
+        call_may_raise(fn, case, model, x)
+    left = sum(len(m._forward_hooks) for m in model.modules())
+    if left:
+        fail(f"{case}: {left} forward hooks are still registered after the model raised; "
+             "remove them in a `finally:` block, so that they come off whatever happens.")
 
 
 # --- Q8. Latency and throughput -----------------------------------------------------

@@ -77,10 +77,18 @@ class Session:
     def _ref(self, ref: int, type_name: str, is_callable: bool) -> Remote:
         return Remote(self, ref, type_name, is_callable)
 
-    def _answer(self, request: dict):
+    def _answer(self, request: dict, synced: tuple = ()):
+        """The kernel's answer; its error raised here, after the modules among `synced`
+        (the call's arguments) took the state the call left them in."""
         answer = self.ask(request)
         if not isinstance(answer, dict):
             raise JudgeError("no valid answer from the kernel")
+        after = answer.get("after")
+        for arg, state in zip(synced, after if isinstance(after, list) else [], strict=False):
+            if isinstance(arg, nn.Module) and state is not None:  # changed in place there
+                theirs = decode(state)
+                if type(theirs) is type(arg):
+                    layers.sync(arg, theirs)
         if "error" in answer:
             err = answer["error"] if isinstance(answer["error"], dict) else {}
             raise _student_error(str(err.get("type", "Error"))[:80],
@@ -92,11 +100,13 @@ class Session:
         return decode(answer.get("value"), self._ref)
 
     def _watched(self, op: str, ref: int, args, kwargs) -> dict:
-        """The kernel's answer to calling `ref` under the active watch, its record kept."""
+        """The kernel's answer to calling `ref` under the active watch, its record kept;
+        module arguments take the state the call left them in, even when it raised."""
         recorder = active_recorder()
         spec = recorder.spec() if recorder is not None else None
         answer = self._answer({"op": op, "ref": ref, "args": encode(list(args)),
-                               "kwargs": encode(dict(kwargs)), "watch": spec})
+                               "kwargs": encode(dict(kwargs)), "watch": spec},
+                              synced=tuple(args))
         if recorder is not None:
             called = answer.get("called", [])
             recorder.called.update(str(c)[:100] for c in called if isinstance(c, str))
@@ -104,12 +114,6 @@ class Session:
 
     def call(self, ref: int, args, kwargs):
         answer = self._watched("call", ref, args, kwargs)
-        after = answer.get("after")
-        for arg, state in zip(args, after if isinstance(after, list) else [], strict=False):
-            if isinstance(arg, nn.Module) and state is not None:  # changed in place there
-                theirs = decode(state)
-                if type(theirs) is type(arg):
-                    layers.sync(arg, theirs)
         return decode(answer.get("value"), self._ref)
 
     def call_arrays(self, ref: int, args) -> list:

@@ -63,8 +63,12 @@ def answer(req: dict, namespace: dict) -> dict:
         if req["op"] == "call":
             fn = _REFS[int(req["ref"])]
             args, kwargs = decode(req["args"]), decode(req["kwargs"])
-            with from_spec(req.get("watch")) as recorder:
-                value = fn(*args, **kwargs)
+            try:
+                with from_spec(req.get("watch")) as recorder:
+                    value = fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the modules as it left them, all the same
+                return {"error": {"type": type(e).__name__, "message": str(e)[:2000]},
+                        "after": [_after(a) for a in args]}
             called = sorted(recorder.called) if recorder is not None else []
             return {"value": encode(value, _REFS), "called": called,
                     "after": [_after(a) for a in args]}
