@@ -141,6 +141,27 @@ def test_weight_shape_ignoring_groups_fails():
         C.check_conv_weight_shape(no_groups)
 
 
+def test_shapes_and_counts_read_off_torchs_layers_fail():
+    import torch.nn as nn
+
+    def built(c_in, c_out, kernel, groups=1):
+        return tuple(nn.Conv2d(c_in, c_out, kernel, groups=groups, device="meta").weight.shape)
+
+    def counted(ci, co, k):
+        with torch.device("meta"):
+            designs = {"standard": nn.Conv2d(ci, co, k, bias=False),
+                       "spatial": nn.Sequential(nn.Conv2d(ci, co, (1, k), bias=False),
+                                                nn.Conv2d(co, co, (k, 1), bias=False)),
+                       "separable": nn.Sequential(nn.Conv2d(ci, ci, k, groups=ci, bias=False),
+                                                  nn.Conv2d(ci, co, 1, bias=False))}
+        return {n: sum(p.numel() for p in m.parameters()) for n, m in designs.items()}
+
+    for check, answer in ((C.check_conv_weight_shape, built),
+                          (C.check_factorised_params, counted)):
+        with pytest.raises(FAILS, match="formula, not for building"):
+            check(answer)
+
+
 def test_factorised_params_wrong_key_or_count(solution):
     with pytest.raises(CheckFailed, match="dict with keys"):
         C.check_factorised_params(lambda ci, co, k: {"standard": co * ci * k * k})

@@ -14,6 +14,8 @@ from autograde.judging.judge import judge_cell
 from efflib import models
 from efflib.graded import GradedAnswerError
 
+FAILS = (CheckFailed, GradedAnswerError)
+
 
 @pytest.mark.parametrize("hidden", [False, True])
 def test_solution_passes_every_check(solution, hidden):
@@ -224,9 +226,21 @@ def test_edge_mistakes(solution):
             h = h // 2 if i < 5 else h
             sizes.append((c, h, h))
         return sizes
-    C.check_edge_sizes(floor_halving)  # the visible sides (224, 192) are even
-    with pytest.raises(CheckFailed, match="rounds odd sides up"):
-        C.check_edge_sizes(floor_halving, hidden=True)
+    for hidden in (False, True):  # a visible odd side shows it before grading
+        with pytest.raises(CheckFailed, match="rounds odd sides up"):
+            C.check_edge_sizes(floor_halving, hidden=hidden)
+
+    def read_off_the_network(side):  # the sizes of the real network, not the arithmetic
+        net, sizes = C.edge_shufflenet_reference(), []
+        parts = [net.stem[0], net.stem[-1], *net.stages[:3], net.conv5]
+        hooks = [m.register_forward_hook(lambda m, a, out: sizes.append(tuple(out.shape[1:])))
+                 for m in parts]
+        net(torch.empty(1, 3, side, side, device="meta"))
+        for h in hooks:
+            h.remove()
+        return sizes
+    with pytest.raises(FAILS, match="formula, not for building"):
+        C.check_edge_sizes(read_off_the_network)
 
     def width_1x(side):
         return [(116 if c == 48 else c, h, w) for c, h, w in solution.feature_sizes(side)]

@@ -41,9 +41,9 @@ from efflib.data import digits
 from efflib.graded import GradedAnswerError
 from efflib.train import evaluate
 
-__all__ = ["CSignature", "CheckFailed", "as_float", "as_graph", "as_int", "as_int_tuple",
-           "as_plain_tensor", "as_tensor", "c_program", "call", "call_arrays", "call_may_raise",
-           "call_traced",
+__all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "as_float", "as_graph",
+           "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor", "c_program", "call",
+           "call_arrays", "call_may_raise", "call_traced",
            "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
            "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
@@ -168,6 +168,11 @@ def expect_close(got, expected: torch.Tensor, case: str, atol: float = 1e-5,
 
 
 SLACK = 0.01  # the grader's handwriting goal is lower by this: its draw is not the student's
+# refused where a question asks for a formula: no layer, model or input can be built without
+# one of them, so sizes and counts cannot be read off torch's own modules
+FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn", "randint",
+             "tensor", "as_tensor", "arange", "empty_like", "zeros_like", "ones_like")
+NO_LAYERS = "is off limits: this question asks for the formula, not for building the layer."
 
 
 def new_handwriting() -> tuple[torch.Tensor, torch.Tensor, str, bool]:

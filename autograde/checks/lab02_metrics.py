@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
+    FACTORIES,
+    NO_LAYERS,
     call,
     call_may_raise,
     check,
@@ -29,9 +31,6 @@ from autograde.checks.api import (
 from efflib import models
 from efflib.metrics import profile
 
-FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn", "randint",
-             "tensor", "as_tensor", "arange", "empty_like", "zeros_like", "ones_like")
-NO_LAYERS = "is off limits: this question asks for the formula, not for building the layer."
 COUNTERS = ("profile", "model_size", "roofline")
 FLOP_COUNTERS = ("torch.utils.flop_counter",)  # Q7 counts with hooks, not with torch's counter
 

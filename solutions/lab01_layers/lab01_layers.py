@@ -293,6 +293,8 @@ plots.growth_curves(receptive_field, {
 # **(a)** Write `conv_weight_shape(c_in, c_out, kernel, groups=1)` returning the
 # weight shape as a tuple; `kernel` is an int or an `(k_h, k_w)` pair. Raise
 # `ValueError` when `c_in` or `c_out` is not divisible by `groups`, as PyTorch does.
+# Compute it from the arguments: building the layer, even on the meta device, is
+# refused here and in (b).
 
 # %% nbgrader={"grade": false, "grade_id": "q5_weight_shape", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def conv_weight_shape(c_in, c_out, kernel, groups=1):
