@@ -53,6 +53,21 @@ def test_vgg_stage_mistakes():
     with pytest.raises(CheckFailed, match="output shape"):
         C.check_vgg_stage(no_padding)
 
+    def one_relu_per_stage(ci, co, n):  # shapes, counts, MACs and signs all as specified
+        return nn.Sequential(*[nn.Conv2d(ci if i == 0 else co, co, 3, padding=1)
+                               for i in range(n)], nn.ReLU(), nn.MaxPool2d(2))
+    with pytest.raises(CheckFailed, match="where the specification has a ReLU"):
+        C.check_vgg_stage(one_relu_per_stage)
+
+    def average_pool(ci, co, n):
+        layers = []
+        for i in range(n):
+            layers += [nn.Conv2d(ci if i == 0 else co, co, 3, padding=1), nn.ReLU()]
+        return nn.Sequential(*layers, nn.AvgPool2d(2))
+    with pytest.raises(CheckFailed, match="an average pool .*where the specification has a "
+                                          "max pool"):
+        C.check_vgg_stage(average_pool)
+
     with pytest.raises(GradedAnswerError, match="vgg_stage"):
         C.check_vgg_stage(lambda ci, co, n: models.vgg.vgg_stage(ci, co, n))
 
@@ -110,8 +125,19 @@ def test_inverted_residual_mistakes(solution):
         def forward(self, x):
             out = F.relu6(self.body(x))
             return x + out if self.use_skip else out
-    with pytest.raises(CheckFailed, match="linear bottleneck"):
+    with pytest.raises(CheckFailed, match=r"has a ReLU6 \(after batch norm, conv, ReLU6\) "
+                                          "where the specification has a batch norm"):
         C.check_inverted_residual(ReluAtEnd)
+
+    class PlainReLU(solution.InvertedResidual):  # ReLU where MobileNetV2 has ReLU6
+        def __init__(self, *args):
+            super().__init__(*args)
+            for i, m in enumerate(self.body):
+                if isinstance(m, nn.ReLU6):
+                    self.body[i] = nn.ReLU()
+    with pytest.raises(CheckFailed, match=r"a ReLU \(after batch norm, conv.*\) where the "
+                                          "specification has a ReLU6"):
+        C.check_inverted_residual(PlainReLU)
 
     class AlwaysSkip(solution.InvertedResidual):
         def forward(self, x):

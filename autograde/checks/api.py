@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
-from autograde.judging import graphs, heldout, hidden, native, traces
+from autograde.judging import graphs, heldout, hidden, native, structure, traces
 from autograde.judging.judge import Remote
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
@@ -43,7 +43,7 @@ from efflib.train import evaluate
 
 __all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "as_float", "as_graph",
            "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor", "c_program", "call",
-           "call_arrays", "call_may_raise", "call_traced",
+           "call_arrays", "call_may_raise", "call_traced", "expect_same_layers",
            "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
            "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
@@ -382,6 +382,24 @@ def as_graph(module, example_args: tuple, case: str) -> graphs.GraphModel:
         fail(f"{case}: torch.export could not trace your module's forward on an input of "
              f"shape {tuple(example_args[0].shape)}: {type(e).__name__}: {str(e)[:300]}")
     fail(f"{case} should be an nn.Module, got {type_name(module)}")
+
+
+_STRUCTURES: dict[str, tuple] = {}  # a reference's structure, by its case
+
+
+def expect_same_layers(block, reference: Callable[[], nn.Module], x: torch.Tensor,
+                       case: str) -> None:
+    """Fail unless the block has the reference's structure (judging.structure): the kind of
+    every layer, activation, pooling and join, and what feeds each. The message names the
+    first place where the block departs, never the reference itself."""
+    graph = block if isinstance(block, graphs.GraphModel) else as_graph(block, (x,), case)
+    key = f"{case} {tuple(x.shape)}"
+    if key not in _STRUCTURES:
+        _STRUCTURES[key] = structure.structure(
+            graphs.rebuild(graphs.describe(reference().eval(), (x,))))
+    difference = structure.first_difference(structure.structure(graph), _STRUCTURES[key])
+    if difference:
+        fail(f"{case}: your block has {difference}.")
 
 
 def type_name(value) -> str:

@@ -3,9 +3,13 @@
 A student's block is compared with efflib's reference block of the same
 configuration by what PyTorch and efflib's profiler measure: output shape,
 parameter count, MACs, and behaviour with all conv weights zeroed (which
-isolates the skip connection and the last activation). Blocks may not contain
+isolates the skip connection and the last activation), and then by structure:
+the kind of every activation, pooling and join and what feeds each
+(judging.structure), which none of those measures sees. Blocks may not contain
 efflib's own modules, and efflib's copies of the graded functions are refused.
 """
+
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -26,6 +30,7 @@ from autograde.checks.api import (
     expect_equal,
     expect_int,
     expect_raises,
+    expect_same_layers,
     expect_test_accuracy,
     fail,
     fmt_call,
@@ -137,6 +142,7 @@ def check_vgg_stage(fn, hidden: bool = False) -> None:
         out = _same_structure(block, models.vgg.vgg_stage(ci, co, n).eval(), x, case)
         if bool((out < 0).any()):
             fail(f"{case}: outputs are negative; each conv is followed by a ReLU.")
+        expect_same_layers(block, partial(models.vgg.vgg_stage, ci, co, n), x, case)
 
 
 # --- Q2. Bottleneck -----------------------------------------------------------------
@@ -163,6 +169,7 @@ def check_bottleneck(cls, hidden: bool = False) -> None:
         expect_close(out, want, f"{case} with every conv weight zeroed",
                      hint="The output is relu(body(x) + skip(x)); the skip is x itself only "
                           "when the shape is unchanged, else a strided 1x1 conv + BN.")
+        expect_same_layers(block, partial(models.Bottleneck, ci, w, s), x, case)
 
 
 # --- Q3. Inverted residual ----------------------------------------------------------
@@ -189,6 +196,7 @@ def check_inverted_residual(cls, hidden: bool = False) -> None:
         expect_close(out, x if skip else torch.zeros_like(out),
                      f"{case} with every conv weight zeroed",
                      hint="Add x only when stride is 1 and c_in == c_out.")
+        expect_same_layers(block, partial(models.InvertedResidual, ci, co, s, t), x, case)
 
 
 # --- Q4. Channel shuffle ------------------------------------------------------------
