@@ -84,3 +84,13 @@ def test_an_answer_cell_is_named_by_its_grade_id():
             cell.source += "\nfrom efflib.quant.linear import _FakeQuantize as FakeQuantize\n"
     (finding,) = audit.audit(nb, audit.released_lines(released("lab05_quantization")))
     assert finding.cell == "q8_fake_quant" and "_FakeQuantize" in finding.code
+
+
+def test_a_cell_with_malformed_metadata_is_read_as_an_added_one():
+    nb = build.source_notebook("lab05_quantization")
+    nb.cells.insert(3, nbformat.v4.new_code_cell("efflib.graded._blocked.clear()",
+                                                 metadata={"nbgrader": "not a dict"}))
+    findings = audit.audit(nb, audit.released_lines(released("lab05_quantization")))
+    assert [(f.cell, f.line) for f in findings] == [("cell 4", 1)]
+    from autograde.grading import similarity
+    assert "q8_fake_quant" in similarity.answer_cells(nb)  # the others are still read

@@ -46,12 +46,15 @@ def student_cells(nb) -> list[tuple[str, str]]:
     """(name, source) of every code cell the student could write: answers and added cells."""
     cells = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or is_test_cell(cell):
+        if cell.cell_type != "code":
             continue
-        meta = cell.metadata.get("nbgrader", {})
-        if meta and not is_solution(cell) and not is_grade(cell):
-            continue  # the lab's own code, restored as released
-        cells.append((meta.get("grade_id") or f"cell {i + 1}", cell.source))
+        meta = cell.metadata.get("nbgrader") or {}
+        if not isinstance(meta, dict):
+            meta = {}  # malformed: read as a cell the student added
+        elif is_test_cell(cell) or meta and not is_solution(cell) and not is_grade(cell):
+            continue  # the grader's tests, and the lab's own code restored as released
+        name = meta.get("grade_id") if isinstance(meta.get("grade_id"), str) else None
+        cells.append((name or f"cell {i + 1}", str(cell.source)))
     return cells
 
 

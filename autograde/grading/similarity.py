@@ -153,9 +153,10 @@ def fingerprint(name: str, source: str, ignore: frozenset[int] = frozenset()) ->
 
 def answer_cells(nb) -> dict[str, str]:
     """{grade_id: source} of the notebook's code answer cells (written by the student)."""
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.cell_type == "code" and is_solution(c) and not is_grade(c)
-            and "grade_id" in c.metadata.get("nbgrader", {})}
+    return {c.metadata["nbgrader"]["grade_id"]: str(c.source) for c in nb.cells
+            if c.cell_type == "code" and isinstance(c.metadata.get("nbgrader"), dict)
+            and is_solution(c) and not is_grade(c)
+            and isinstance(c.metadata["nbgrader"].get("grade_id"), str)}
 
 
 @cache
