@@ -44,6 +44,28 @@ def is_test_cell(cell) -> bool:
     return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
 
 
+def is_answer_cell(cell) -> bool:
+    """A code cell the student answers in (nbgrader's solution cells)."""
+    return cell.cell_type == "code" and is_solution(cell)
+
+
+def grade_id(cell) -> str:
+    return str(cell.metadata.get("nbgrader", {}).get("grade_id", ""))
+
+
+def side_cell(run, nb, resources, source: str, index: int) -> str:
+    """Run `source` in the kernel as a cell of the grader's at `index` with `run` (an
+    Execute's `preprocess_cell`), leaving the notebook as it was; what it printed."""
+    cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[],
+                        execution_count=None)
+    saved = nb.cells[index]
+    try:
+        run(cell, resources, index)
+    finally:
+        nb.cells[index] = saved  # nbclient stored our cell at this index
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
 @dataclass(frozen=True)
 class GradingSettings:
     """What an instructor chooses for one grading folder."""

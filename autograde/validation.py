@@ -11,12 +11,16 @@ cells' errors, which the dialog's CSS then hides. Grading never runs it.
 """
 
 import re
+import secrets
 
 from nbgrader import utils
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute, NbGraderPreprocessor
 from nbgrader.server_extensions.validate_assignment import handlers
 from nbgrader.validator import Validator
 from traitlets import List
+
+from autograde.judging import answer_cells
+from autograde.nbgrader_glue import grade_id, is_answer_cell, is_test_cell, side_cell
 
 _HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -79,10 +83,36 @@ class QuestionSummary(NbGraderPreprocessor):
         return nb, resources
 
 
+class RecordingExecute(Execute):
+    """nbgrader's Execute that records what each answer cell calls and tells the kernel
+    which answer cells a test cell judges, so Validate refuses what grading refuses
+    (judging.answer_cells)."""
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._answer_ids = [grade_id(c) for c in nb.cells if is_answer_cell(c)]
+        self._test_ids = [grade_id(c) for c in nb.cells if is_test_cell(c)]
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        def side(source: str) -> str:
+            return side_cell(super(RecordingExecute, self).preprocess_cell, self.nb,
+                             resources, source, index)
+
+        if is_answer_cell(cell):
+            side(answer_cells.begin_code(grade_id(cell)))
+            done = super().preprocess_cell(cell, resources, index)
+            side(answer_cells.end_code(secrets.token_hex(16)))
+            return done
+        if is_test_cell(cell):
+            side(answer_cells.use_code(answer_cells.answers_of(
+                grade_id(cell), self._answer_ids, self._test_ids)))
+        return super().preprocess_cell(cell, resources, index)
+
+
 class SummarizingValidator(Validator):
     """nbgrader's Validator with the per-question summary as its last step."""
 
-    preprocessors = List([CheckCellMetadata, ClearOutput, Execute, QuestionSummary])
+    preprocessors = List([CheckCellMetadata, ClearOutput, RecordingExecute, QuestionSummary])
 
 
 def _jupyter_server_extension_points():

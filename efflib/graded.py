@@ -14,6 +14,7 @@ from typing import TypeVar
 F = TypeVar("F", bound=Callable)
 
 _blocked: set[str] = set()
+_records: list[set[str]] = []  # open records of the topics called (autograde.judging.answer_cells)
 
 
 class GradedAnswerError(RuntimeError):
@@ -32,6 +33,8 @@ def reference(topic: str) -> Callable[[F], F]:
                     f"question asks you to write {topic} yourself, so efflib's copy is "
                     "off limits here."
                 )
+            for record in _records:
+                record.add(topic)
             return fn(*args, **kwargs)
 
         guarded.__efflib_topic__ = topic
@@ -51,3 +54,16 @@ def blocked(*topics: str) -> Iterator[None]:
         yield
     finally:
         _blocked.difference_update(added)
+
+
+def start_record() -> set[str]:
+    """From now on, the topics whose reference is called are added to the set returned."""
+    record: set[str] = set()
+    _records.append(record)
+    return record
+
+
+def stop_record(record: set[str]) -> None:
+    """Stop adding to `record` (a no-op if it was stopped already)."""
+    if any(r is record for r in _records):
+        _records[:] = [r for r in _records if r is not record]

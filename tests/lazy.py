@@ -10,6 +10,93 @@ def defined(solution, code: str, name: str):
     return namespace[name]
 
 
+LAB01 = {
+    "q2_conv_size": '''
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):  # dilation ignored
+    return (size + 2 * padding - kernel) // stride + 1
+''',
+    "q5_weight_shape": '''
+def conv_weight_shape(c_in, c_out, kernel, groups=1):  # read off torch's layer, no formula
+    return tuple(nn.Conv2d(c_in, c_out, kernel, groups=groups, device="meta").weight.shape)
+''',
+}
+
+LAB02 = {
+    "q1_conv_params": '''
+def conv_params(c_in, c_out, kernel, groups=1, bias=True):  # groups ignored, square only
+    return c_out * c_in * kernel * kernel + (c_out if bias else 0)
+''',
+    "q5_alexnet_table": '''
+_rows = efflib.profile(models.alexnet(variant="lecture").eval(), torch.zeros(1, 3, 224, 224))
+_table = [{"weights": r.weights, "macs": r.macs, "activations": r.activations}
+          for r in _rows.rows if r.macs]
+
+
+def alexnet_table():  # efflib's profiler ran when the cell did: the answer reads its rows
+    return _table
+''',
+    "q7_hook_counter": '''
+def count_macs_with_hooks(model, x):  # the hooks stay on when the model raises
+    total = 0
+
+    def hook(m, inputs, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            total += out.numel() * (m.in_channels // m.groups) * kh * kw
+        else:
+            total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Conv2d | nn.Linear)]
+    model(x)
+    for h in handles:
+        h.remove()
+    return total
+''',
+}
+
+LAB03 = {
+    "q1_vgg_stage": '''
+def vgg_stage(c_in, c_out, convs):  # an average pool where VGG has a max pool
+    layers = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AvgPool2d(2))
+''',
+    "q3_inverted_residual": '''
+_MobileNetBlock = InvertedResidual
+
+
+class InvertedResidual(_MobileNetBlock):  # ReLU where MobileNetV2 has ReLU6
+    def __init__(self, c_in, c_out, stride=1, expand=6):
+        super().__init__(c_in, c_out, stride, expand)
+        self.body = nn.Sequential(*[nn.ReLU() if isinstance(m, nn.ReLU6) else m
+                                    for m in self.body])
+''',
+    "q8_edge_shufflenet": '''
+def feature_sizes(side):  # read off a model run on the meta device, no arithmetic
+    net = models.shufflenet_v2(width=0.5).to("meta")
+    x, sizes = torch.empty(1, 3, side, side, device="meta"), []
+    for part in (net.stem[:-1], net.stem[-1], *net.stages):
+        x = part(x)
+        sizes.append(tuple(x.shape[1:]))
+    return sizes + [(512, *sizes[-1][1:])]
+''',
+}
+
+LAB04 = {
+    "q2_prune_model": '''
+def prune_model(model, sparsities):  # a new Parameter: an optimizer made before stops training it
+    layers = prune.prunable_layers(model)
+    masks = {n: magnitude_mask(layers[n].weight, s) for n, s in sparsities.items()}
+    for name, mask in masks.items():
+        layers[name].weight = nn.Parameter(layers[name].weight.detach() * mask)
+    return masks
+''',
+}
+
+
 # appended to an answer cell, each redefines one answer the lazy way
 LAB05 = {
     "q1_formats": '''

@@ -240,3 +240,59 @@ def test_histogram_mistakes_fail(solution):
             C.check_histogram(wrong)
     with pytest.raises(CheckFailed, match="calls torch's histc"):
         C.check_histogram(lambda v, b, lo, hi: torch.histc(v, b, lo, hi).long())
+
+
+def _swaps_parameters(solution):
+    """prune_model that zeroes by swapping each weight for a new nn.Parameter: right values,
+    but an optimizer made before it no longer trains those layers."""
+    def prune_model(model, sparsities):
+        layers = prune.prunable_layers(model)
+        masks = {n: solution.magnitude_mask(layers[n].weight, s) for n, s in sparsities.items()}
+        for name, mask in masks.items():
+            layers[name].weight = nn.Parameter(layers[name].weight.detach() * mask)
+        return masks
+    return prune_model
+
+
+def _freezes_kept_weights(solution):
+    """prune_model that keeps the weights as pruned, and apply_masks that writes them back:
+    the zeros stay, and nothing trains."""
+    pruned = {}
+
+    def prune_model(model, sparsities):
+        masks = solution.prune_model(model, sparsities)
+        layers = prune.prunable_layers(model)
+        pruned.update({n: layers[n].weight.detach().clone() for n in masks})
+        return masks
+
+    def apply_masks(model, masks):
+        layers = prune.prunable_layers(model)
+        with torch.no_grad():
+            for name in masks:
+                layers[name].weight.copy_(pruned[name])
+    return prune_model, apply_masks
+
+
+def _zeroes_everything(model, masks):
+    """apply_masks that zeroes every weight of a pruned layer, kept ones too."""
+    layers = prune.prunable_layers(model)
+    with torch.no_grad():
+        for name in masks:
+            layers[name].weight.zero_()
+
+
+@pytest.mark.parametrize("judged", [False, True])
+def test_pruning_must_leave_the_model_trainable(solution, judged):
+    """An optimizer made before pruning still trains the kept weights: a new Parameter in
+    place of the old one, masks that freeze what was kept or zero it, fail."""
+    cases = [(_swaps_parameters(solution), solution.apply_masks, "replaced the parameter"),
+             (*_freezes_kept_weights(solution), "have not changed"),
+             (solution.prune_model, _zeroes_everything, "kept are zero")]
+    for prune_fn, apply_fn, said in cases:
+        if judged:
+            error = _judged("check_prune_model", prune_model=prune_fn, apply_masks=apply_fn)
+        else:
+            with pytest.raises(CheckFailed) as info:
+                C.check_prune_model(prune_fn, apply_fn)
+            error = info.value
+        assert said in str(error), error

@@ -1,9 +1,12 @@
-"""The Validate button of a student's notebook: passes the solution, flags the blank lab."""
+"""The Validate button of a student's notebook (the lab server's `SummarizingValidator`):
+passes the solution, flags the blank lab, and refuses what an answer cell calls as grading
+does."""
 
 import nbformat
 import pytest
 
 from autograde import build
+from autograde.validation import SummarizingValidator
 
 LABS = build.lab_names()
 pytestmark = pytest.mark.course
@@ -12,13 +15,29 @@ pytestmark = pytest.mark.course
 @pytest.mark.parametrize("lab", LABS)
 def test_validate_button_passes_solution_and_flags_blank(lab, tmp_path):
     """What a student's Validate button reports (`nbgrader validate` exits 0 either way)."""
-    from nbgrader.validator import Validator
-
     source = tmp_path / "solution.ipynb"
     nbformat.write(build.source_notebook(lab), source)
-    validator = Validator()
+    validator = SummarizingValidator()
     validator.execute_timeout = 120
     solution = validator.validate(str(source))
     assert not solution.get("failed") and not solution.get("changed"), solution
     blank = validator.validate(str(build.LABS / lab / f"{lab}.ipynb"))
     assert blank.get("failed"), "validating the blank lab should list failing cells"
+
+
+def test_validate_refuses_what_an_answer_cell_calls(tmp_path):
+    """A comparison with torch's conv2d inside Lab 01's einsum answer cell fails that
+    question under Validate, with the message grading gives."""
+    nb = build.source_notebook("lab01_layers")
+    cell = next(c for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "q6_einsum")
+    cell.source += "\nprint(torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), " \
+                   "torch.ones(1, 1, 2, 2)).shape)\n"
+    source = tmp_path / "compared.ipynb"
+    nbformat.write(nb, source)
+    validator = SummarizingValidator()
+    validator.execute_timeout = 120
+    failed = validator.validate(str(source)).get("failed", [])
+    text = "\n".join(str(f.get("error", "")) for f in failed)
+    assert "answer cell q6_einsum calls torch" in text and "conv2d" in text, failed
+    assert text.count("✗") == 1, text  # Q6 only: every other question still passes

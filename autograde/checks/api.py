@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
 from autograde.judging import graphs, heldout, hidden, native, structure, traces
-from autograde.judging.judge import Remote
+from autograde.judging.judge import Remote, parameters_kept, replaced_message
 from autograde.judging.layers import is_layer_tree
 from autograde.judging.values import (
     CheckFailed,
@@ -43,7 +43,7 @@ from efflib.train import evaluate
 
 __all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "as_float", "as_graph",
            "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor", "c_program", "call",
-           "call_arrays", "call_may_raise", "call_traced", "expect_same_layers",
+           "call_arrays", "call_in_place", "call_may_raise", "call_traced", "expect_same_layers",
            "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
            "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
@@ -242,6 +242,21 @@ def call(fn: Callable, case: str, *args, **kwargs):
         fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
+
+
+def call_in_place(fn: Callable, case: str, *args, **kwargs):
+    """Call a function that changes its module arguments in place: a parameter it replaces
+    by a new object (which an optimizer made before the call no longer trains) fails."""
+    if isinstance(fn, Remote):
+        with parameters_kept(case):
+            return call(fn, case, *args, **kwargs)
+    before = [dict(a.named_parameters()) if isinstance(a, nn.Module) else {} for a in args]
+    value = call(fn, case, *args, **kwargs)
+    replaced = sorted(name for b, a in zip(before, args, strict=True) for name, p in b.items()
+                      if dict(a.named_parameters()).get(name) is not p)
+    if replaced:
+        fail(replaced_message(case, replaced))
+    return value
 
 
 def call_may_raise(fn: Callable, case: str, *args, **kwargs) -> None:

@@ -92,7 +92,8 @@ def check_conv_params(fn, hidden: bool = False) -> None:
 
 @contextmanager
 def _blocked_counters():
-    with watch(forbidden=FACTORIES, topics=COUNTERS, why=NO_LAYERS):
+    with watch(forbidden=FACTORIES, topics=COUNTERS, why=NO_LAYERS,
+               call_only=FACTORIES):
         yield
 
 

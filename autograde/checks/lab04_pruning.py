@@ -18,6 +18,7 @@ from autograde.checks.api import (
     as_float,
     as_plain_tensor,
     call,
+    call_in_place,
     check,
     expect_close,
     expect_int,
@@ -104,8 +105,10 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
                   for name in r.sample(sorted(layers), r.randint(1, len(layers)))}
         case = f"prune_model(digit_cnn, {chosen})"
         before = {n: m.weight.detach().clone() for n, m in layers.items()}
+        # made before pruning, as a training script makes it: it must still train the model
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
         with watch(topics=TOPICS):
-            masks = call(prune_fn, case, model, dict(chosen))
+            masks = call_in_place(prune_fn, case, model, dict(chosen))
         if not isinstance(masks, dict) or set(masks) != set(chosen):
             fail(f"{case}: should return a dict of masks keyed by {sorted(chosen)}")
         for name, s in chosen.items():
@@ -120,7 +123,7 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
             if not torch.equal(layers[name].weight.detach(), before[name]):
                 fail(f"{case}: layer {name} was not chosen but its weights changed.")
         zeros = {n: (layers[n].weight == 0).clone() for n in chosen}
-        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        pruned = {n: layers[n].weight.detach().clone() for n in chosen}
         x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
         for _ in range(3):
             loss = nn.functional.cross_entropy(model(x), y)
@@ -128,11 +131,20 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
             loss.backward()
             opt.step()
             with watch(topics=TOPICS):
-                call(apply_fn, "apply_masks(model, masks)", model, masks)
+                call_in_place(apply_fn, "apply_masks(model, masks)", model, masks)
         for name, z in zeros.items():
-            if bool((layers[name].weight[z] != 0).any()):
+            weight = layers[name].weight.detach()
+            if bool((weight[z] != 0).any()):
                 fail(f"after Adam steps and apply_masks, pruned weights of {name} are nonzero "
                      "again: multiply each weight by its mask in place (under no_grad).")
+            if bool((weight[~z] == 0).any()):
+                fail(f"after Adam steps and apply_masks, weights of {name} that were kept are "
+                     "zero: apply_masks must zero only the pruned weights (those whose mask "
+                     "is False).")
+            if torch.equal(weight[~z], pruned[name][~z]):
+                fail(f"after Adam steps and apply_masks, the weights of {name} that were kept "
+                     "have not changed: apply_masks must zero only the pruned weights and "
+                     "leave what the optimizer did to the others.")
 
 
 # --- Q3. Sensitivity scan -----------------------------------------------------------
@@ -167,7 +179,7 @@ def check_sensitivity_scan(fn, hidden: bool = False) -> None:
     saved = copy.deepcopy(model.state_dict())
     case = f"sensitivity_scan(model, score, {sparsities}, {layers})"
     with watch(topics=TOPICS):
-        got = call(fn, case, model, score, list(sparsities), list(layers))
+        got = call_in_place(fn, case, model, score, list(sparsities), list(layers))
     if not isinstance(got, dict) or set(got) != set(layers):
         fail(f"{case}: should return a dict keyed by the layer names {layers}")
     for name in layers:

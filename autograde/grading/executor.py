@@ -6,7 +6,8 @@ memory limit, CPU limit) or the notebook exceeds its wall-clock budget, the cell
 that was running and every later test cell get an error output saying why; the
 marks earned before stay. Test cells of judged checks run in the grader
 (`grading.judged_cell`); the others run in the kernel and are followed by the
-integrity probe. Output beyond a byte budget is dropped as it arrives. Hidden cases
+integrity probe; answer cells run inside a record of what they call
+(`grading.recorded_cell`). Output beyond a byte budget is dropped as it arrives. Hidden cases
 are drawn from the lab's grading key (`hidden/LAB.pt` in the grading folder, made by
 the grader from the course's secret), installed in this process, never in the kernel.
 """
@@ -27,12 +28,13 @@ from traitlets import Bool, Integer, Unicode
 from autograde.grading.judged_cell import run_judged
 from autograde.grading.output_budget import OutputBudget
 from autograde.grading.probed_cell import IntegrityProbe
+from autograde.grading.recorded_cell import AnswerRecords
 from autograde.grading.sanitize import passive_outputs
 from autograde.grading.scratch import Scratch
 from autograde.grading.secret import key_path, read_key
 from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
-from autograde.nbgrader_glue import error_output, is_test_cell
+from autograde.nbgrader_glue import error_output, is_answer_cell, is_test_cell
 from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import Policy
 
@@ -67,7 +69,7 @@ def _no_results(outputs: list) -> list:
     return [o for o in outputs if o.output_type not in ("execute_result", "display_data")]
 
 
-class SandboxedExecute(IntegrityProbe, Execute):
+class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
     scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
@@ -79,8 +81,7 @@ class SandboxedExecute(IntegrityProbe, Execute):
     disk_mb = Integer(512, help="Size of each of the kernel's writable places: its scratch "
                                 "folder, /tmp and /dev/shm (MB)").tag(config=True)
     cpu_seconds = Integer(600, help="CPU-time limit of the kernel (s)").tag(config=True)
-    probe = Bool(True, help="Check the kernel for tampering after kernel-run test cells").tag(
-        config=True)
+    probe = Bool(True, help="Probe for tampering after kernel-run test cells").tag(config=True)
     judge = Bool(True, help="Judge test cells in the grader, asking the kernel only for "
                             "plain values (autograde.judging)").tag(config=True)
 
@@ -88,6 +89,7 @@ class SandboxedExecute(IntegrityProbe, Execute):
         self._dead, self._tampered, self._zmq, self._cells_seen = "", "", None, 0
         self._budget, self._probe_budget = OutputBudget(self.max_output_bytes), None
         self._start = time.monotonic()
+        self._start_records(nb)
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
         lab = (resources or {}).get("nbgrader", {}).get("assignment", "")
         course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
@@ -148,8 +150,9 @@ class SandboxedExecute(IntegrityProbe, Execute):
                 cell.outputs = [*cell.get("outputs", []), timeout_note(self.notebook_timeout)]
             return cell, self.resources
         if is_test_cell(cell) and self.judge and judged_checks(cell.source):
-            self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
-                                               self.timeout)
+            with self._answers_judged(cell):  # what its answer cells called counts too
+                self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
+                                                   self.timeout)
             if timed_out:
                 cell.outputs.insert(0, timeout_note(self.timeout))
             if self._dead:
@@ -157,7 +160,8 @@ class SandboxedExecute(IntegrityProbe, Execute):
             return cell, self.resources
         self._timed_out = False
         try:
-            cell, out = super().preprocess_cell(cell, resources, index)
+            run = self._recorded if is_answer_cell(cell) else super().preprocess_cell
+            cell, out = run(cell, resources, index)
             if self._timed_out:
                 cell.outputs.append(timeout_note(self.timeout))
             if is_test_cell(cell):

@@ -8,11 +8,9 @@ kernel-run test cell of the notebook fails with IntegrityError.
 
 import secrets
 
-from nbformat.notebooknode import NotebookNode
-
 from autograde.grading.output_budget import OutputBudget
 from autograde.judging import integrity
-from autograde.nbgrader_glue import error_output
+from autograde.nbgrader_glue import error_output, side_cell
 
 PROBE_OUTPUT_LIMIT = 100_000  # the probe's verdict gets through a spent output budget
 
@@ -38,17 +36,17 @@ class IntegrityProbe:
     def _probe(self, index: int) -> str:
         """Run the integrity probe in the kernel; its verdict ("clean" or what it found)."""
         nonce = secrets.token_hex(16)
-        cell = NotebookNode(cell_type="code", source=integrity.code(repr(nonce)),
-                            metadata={}, outputs=[], execution_count=None)
-        saved = self.nb.cells[index]
-        self._probe_budget = OutputBudget(PROBE_OUTPUT_LIMIT)
-        try:
-            super().preprocess_cell(cell, self.resources, index)
-        finally:
-            self._probe_budget = None
-            self.nb.cells[index] = saved  # nbclient stored our cell at this index
-        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        text = self._side_cell(integrity.code(repr(nonce)), index)
         lines = [ln for ln in text.splitlines() if ln.startswith(nonce)]
         if len(lines) > 1:  # a hook that read the nonce answered too: forged
             return "more than one answer to the probe"
         return lines[0][len(nonce):].strip() if lines else ""
+
+    def _side_cell(self, source: str, index: int) -> str:
+        """Run `source` in the kernel as a cell of the grader's at `index`; what it printed
+        (it gets through a spent output budget)."""
+        self._probe_budget = OutputBudget(PROBE_OUTPUT_LIMIT)
+        try:
+            return side_cell(super().preprocess_cell, self.nb, self.resources, source, index)
+        finally:
+            self._probe_budget = None

@@ -25,6 +25,26 @@ from efflib.graded import GradedAnswerError
 _KNOWN_ERRORS = {"CheckFailed": CheckFailed, "GradedAnswerError": GradedAnswerError}
 
 
+_KEPT: list[str] = []  # the cases whose module arguments must keep their parameter objects
+
+
+@contextlib.contextmanager
+def parameters_kept(case: str):
+    """Within the block, a call that replaces a parameter of a module argument fails."""
+    _KEPT.append(case)
+    try:
+        yield
+    finally:
+        _KEPT.pop()
+
+
+def replaced_message(case: str, names: list[str]) -> str:
+    return (f"{case}: the call replaced the parameter {names[0]} by a new object"
+            f"{f' (and {len(names) - 1} more)' if len(names) > 1 else ''}; an optimizer made "
+            "before it still holds the old one and stops training that layer. Change the "
+            "weights in place (`weight.mul_(mask)` under torch.no_grad()).")
+
+
 class Remote:
     """A function (or other object) that lives in the student's kernel."""
 
@@ -89,6 +109,9 @@ class Session:
                 theirs = decode(state)
                 if type(theirs) is type(arg):
                     layers.sync(arg, theirs)
+        replaced = answer.get("replaced")
+        if _KEPT and isinstance(replaced, list) and replaced:
+            raise CheckFailed(replaced_message(_KEPT[-1], [str(n)[:100] for n in replaced]))
         if "error" in answer:
             err = answer["error"] if isinstance(answer["error"], dict) else {}
             raise _student_error(str(err.get("type", "Error"))[:80],

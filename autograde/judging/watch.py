@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from autograde.judging.answer_cells import refused_in_answer
 from autograde.judging.values import CheckFailed
 from efflib.graded import blocked
 
@@ -128,10 +129,15 @@ NUMPY_MODULES = ("numpy", "scipy")
 @contextlib.contextmanager
 def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
           why: str = "", numpy: Sequence[str] = (),
-          modules: Sequence[str] = ()) -> Iterator[Recorder]:
+          modules: Sequence[str] = (), call_only: Sequence[str] = ()) -> Iterator[Recorder]:
     """Run student code with `forbidden` torch functions, efflib `topics`, the `numpy`
-    functions named and every function of `modules` refused."""
+    functions named and every function of `modules` refused, in the call and, except the
+    names in `call_only`, in the answer cells of the question (judging.answer_cells)."""
     recorder = Recorder(forbidden, why, topics, numpy, modules)
+    in_cell = Recorder([f for f in forbidden if f not in call_only], recorder.why, topics,
+                       numpy, modules)
+    if reason := refused_in_answer(in_cell):  # made when the answer cell ran counts too
+        raise CheckFailed(reason)
     _WATCHES.append(recorder)
     try:
         if is_judging():

@@ -108,6 +108,10 @@ check_magnitude_mask(magnitude_mask, hidden=True)
 # `magnitude_mask`, zeroes the pruned weights and returns `{name: mask}`, and
 # `apply_masks(model, masks)`, which zeroes them again (in place, without
 # recording gradients). `prune.prunable_layers(model)` maps names to layers.
+# Both change the weights in place: an optimizer made before pruning holds the
+# model's parameter objects, and a layer given a new `nn.Parameter` would no
+# longer be trained by it. The check trains with such an optimizer and expects
+# the pruned weights to stay zero and the kept ones to move.
 
 # %% nbgrader={"grade": false, "grade_id": "q2_prune_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def apply_masks(model, masks):
