@@ -55,3 +55,14 @@ def test_the_lines_take_the_first_failures_place_and_the_rest_stay_quiet():
         if cell.cell_type == "code":
             cell.outputs = []
     assert QuestionSummary().preprocess(passing, {})[0] == passing  # nbgrader's "Success!"
+
+
+def test_the_server_extension_does_not_load_torch():
+    """The Validate extension loads with the Jupyter server, which must not import torch
+    (it slowed the server's start and its first kernel); Validate imports it when run."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import sys, autograde.validation; "
+                          "print('torch' in sys.modules)"], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False", out.stderr
