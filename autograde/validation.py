@@ -19,6 +19,7 @@ from nbgrader.server_extensions.validate_assignment import handlers
 from nbgrader.validator import Validator
 from traitlets import List
 
+from autograde.judging import answer_pairs
 from autograde.nbgrader_glue import grade_id, is_answer_cell, is_test_cell, side_cell
 
 _HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
@@ -88,10 +89,6 @@ class RecordingExecute(Execute):
     (judging.answer_cells)."""
 
     def preprocess(self, nb, resources=None, km=None):
-        # imported when Validate runs, not with the extension: the Jupyter server itself
-        # must not load torch (it slowed the server's start and its first kernel)
-        from autograde.judging import answer_cells
-        self._cells = answer_cells
         self._answer_ids = [grade_id(c) for c in nb.cells if is_answer_cell(c)]
         self._test_ids = [grade_id(c) for c in nb.cells if is_test_cell(c)]
         return super().preprocess(nb, resources, km)
@@ -101,14 +98,13 @@ class RecordingExecute(Execute):
             return side_cell(super(RecordingExecute, self).preprocess_cell, self.nb,
                              resources, source, index)
 
-        cells = self._cells
         if is_answer_cell(cell):
-            side(cells.begin_code(grade_id(cell)))
+            side(answer_pairs.begin_code(grade_id(cell)))
             done = super().preprocess_cell(cell, resources, index)
-            side(cells.end_code(secrets.token_hex(16)))
+            side(answer_pairs.end_code(secrets.token_hex(16)))
             return done
         if is_test_cell(cell):
-            side(cells.use_code(cells.answers_of(
+            side(answer_pairs.use_code(answer_pairs.answers_of(
                 grade_id(cell), self._answer_ids, self._test_ids)))
         return super().preprocess_cell(cell, resources, index)
 

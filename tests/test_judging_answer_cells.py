@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from autograde.judging import answer_cells
-from autograde.judging.answer_cells import Record, answers, answers_of, read, refused_in_answer
+from autograde.judging.answer_cells import Record, answers, read, refused_in_answer
+from autograde.judging.answer_pairs import answers_of
 from autograde.judging.values import CheckFailed
 from autograde.judging.watch import Recorder, judging, watch
 from efflib.shapes import conv_output_size

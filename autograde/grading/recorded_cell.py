@@ -8,7 +8,7 @@ record counts as one the answer cell switched off.
 
 import secrets
 
-from autograde.judging import answer_cells
+from autograde.judging import answer_cells, answer_pairs
 from autograde.nbgrader_glue import grade_id, is_answer_cell, is_test_cell
 
 
@@ -23,13 +23,13 @@ class AnswerRecords:
     def _recorded(self, cell, resources, index):
         """Run an answer cell inside a record of what it calls."""
         gid, nonce = grade_id(cell), secrets.token_hex(16)
-        self._side_cell(answer_cells.begin_code(gid), index)
+        self._side_cell(answer_pairs.begin_code(gid), index)
         cell, out = super().preprocess_cell(cell, resources, index)
         self._records[gid] = answer_cells.read(
-            self._side_cell(answer_cells.end_code(nonce), index), nonce)
+            self._side_cell(answer_pairs.end_code(nonce), index), nonce)
         return cell, out
 
     def _answers_judged(self, test_cell):
         """While `test_cell` is judged: its answer cells' records apply to its checks."""
-        judged = answer_cells.answers_of(grade_id(test_cell), self._answer_ids, self._test_ids)
+        judged = answer_pairs.answers_of(grade_id(test_cell), self._answer_ids, self._test_ids)
         return answer_cells.answers({a: self._records[a] for a in judged if a in self._records})

@@ -2,8 +2,8 @@
 answer and not only the check's calls: a table of torch's results made when the cell runs,
 then read back by the answer, is refused like a call of torch during the check.
 
-Before each answer cell the executor runs `begin_code()` in the kernel, after it
-`end_code(nonce)`, whose one line after the nonce is the cell's `Record` as JSON:
+Before each answer cell the executor runs `answer_pairs.begin_code()` in the
+kernel, after it `end_code(nonce)`, whose one line after the nonce is the cell's `Record` as JSON:
 the torch functions it called (by name and by module and qualified name), efflib's
 graded topics, the NumPy and SciPy functions and the modules whose Python functions
 ran. While a test cell is judged, `answers(...)` holds the records of that
@@ -14,7 +14,6 @@ Validate they stay in the student's kernel.
 
 import contextlib
 import json
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,6 @@ from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack,
 from efflib import graded
 
 NUMPY_MODULES = ("numpy", "scipy")
-_QUESTION = re.compile(r"^(q\d+[a-z]?)_")
 
 
 @dataclass
@@ -129,18 +127,6 @@ def end(nonce: str) -> None:
     sys.stdout.flush()
 
 
-def begin_code(grade_id: str) -> str:
-    return f"__import__({__name__!r}, fromlist=['begin']).begin({grade_id!r})"
-
-
-def end_code(nonce: str) -> str:
-    return f"__import__({__name__!r}, fromlist=['end']).end({nonce!r})"
-
-
-def use_code(answer_ids: list[str]) -> str:
-    return f"__import__({__name__!r}, fromlist=['use']).use({list(answer_ids)!r})"
-
-
 def read(text: str, nonce: str) -> Record:
     """The record `end` printed in `text` (a cell's stdout); a missing, doubled or
     malformed one is a record the cell switched off."""
@@ -151,23 +137,6 @@ def read(text: str, nonce: str) -> Record:
         return Record(**{k: fields[k] for k in Record.__dataclass_fields__})
     except (ValueError, KeyError, TypeError):
         return Record(switched_off="the record itself")
-
-
-# --- pairing answer cells with test cells ---------------------------------------------
-
-def answers_of(test_id: str, answer_ids: Iterable[str], test_ids: Iterable[str]) -> list[str]:
-    """The answer cells a test cell judges: `X` for `X_test`; otherwise the answer cells of
-    its question (`qN_`) that have no test cell of their own (`q3_macs` for
-    `q3_linear_macs_test` and `q3_conv_macs_test`)."""
-    answer_ids, test_ids = list(answer_ids), set(test_ids)
-    own = test_id.removesuffix("_test")
-    if own in answer_ids:
-        return [own]
-    question = _QUESTION.match(test_id)
-    if question is None:
-        return []
-    return [a for a in answer_ids if a.startswith(question.group(0))
-            and f"{a}_test" not in test_ids]
 
 
 # --- while a test cell is judged --------------------------------------------------------
