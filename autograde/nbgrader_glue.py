@@ -53,6 +53,12 @@ def grade_id(cell) -> str:
     return str(cell.metadata.get("nbgrader", {}).get("grade_id", ""))
 
 
+def answer_and_test_ids(nb) -> tuple[list[str], list[str]]:
+    """The grade ids of the notebook's answer cells and of its test cells, in order."""
+    return ([grade_id(c) for c in nb.cells if is_answer_cell(c)],
+            [grade_id(c) for c in nb.cells if is_test_cell(c)])
+
+
 def side_cell(run, nb, resources, source: str, index: int) -> str:
     """Run `source` in the kernel as a cell of the grader's at `index` with `run` (an
     Execute's `preprocess_cell`), leaving the notebook as it was; what it printed."""

@@ -20,7 +20,13 @@ from nbgrader.validator import Validator
 from traitlets import List
 
 from autograde.judging import answer_pairs
-from autograde.nbgrader_glue import grade_id, is_answer_cell, is_test_cell, side_cell
+from autograde.nbgrader_glue import (
+    answer_and_test_ids,
+    grade_id,
+    is_answer_cell,
+    is_test_cell,
+    side_cell,
+)
 
 _HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -89,8 +95,7 @@ class RecordingExecute(Execute):
     (judging.answer_cells)."""
 
     def preprocess(self, nb, resources=None, km=None):
-        self._answer_ids = [grade_id(c) for c in nb.cells if is_answer_cell(c)]
-        self._test_ids = [grade_id(c) for c in nb.cells if is_test_cell(c)]
+        self._answer_ids, self._test_ids = answer_and_test_ids(nb)
         return super().preprocess(nb, resources, km)
 
     def preprocess_cell(self, cell, resources, index):

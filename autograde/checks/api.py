@@ -25,7 +25,7 @@ import torch.nn as nn
 from autograde.checks.notebook import show_failures_briefly
 from autograde.judging import graphs, heldout, hidden, native, structure, traces
 from autograde.judging.judge import Remote, parameters_kept, replaced_message
-from autograde.judging.layers import is_layer_tree
+from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_parameters
 from autograde.judging.values import (
     CheckFailed,
     JudgeError,
@@ -46,7 +46,8 @@ __all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "as_float", "a
            "call_arrays", "call_in_place", "call_may_raise", "call_traced", "expect_same_layers",
            "check", "compared", "expect_answer",
            "expect_close", "expect_equal", "expect_int", "expect_raises",
-           "expect_test_accuracy", "fail", "fmt_call", "in_hidden_case", "is_layer_tree",
+           "expect_test_accuracy", "fail", "fmt_call", "formula_watch", "in_hidden_case",
+           "is_layer_tree",
            "kernel_only", "new_handwriting", "rng", "run_c", "torch_gen", "type_name",
            "watch"]
 
@@ -175,6 +176,13 @@ FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn",
 NO_LAYERS = "is off limits: this question asks for the formula, not for building the layer."
 
 
+def formula_watch(topics: tuple[str, ...] = ()):
+    """The watch of a question whose point is arithmetic: no layer or tensor can be built
+    during the call (the answer cell may build them: it may profile a model too), and
+    efflib's `topics` are refused."""
+    return watch(forbidden=FACTORIES, topics=topics, why=NO_LAYERS, call_only=FACTORIES)
+
+
 def new_handwriting() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
     """(images, labels, what to call them, whether they are the grader's): digits no one
     has trained on (judging.heldout). When grading, the grader's own, drawn from the
@@ -250,11 +258,9 @@ def call_in_place(fn: Callable, case: str, *args, **kwargs):
     if isinstance(fn, Remote):
         with parameters_kept(case):
             return call(fn, case, *args, **kwargs)
-    before = [dict(a.named_parameters()) if isinstance(a, nn.Module) else {} for a in args]
+    before = parameter_objects(args)
     value = call(fn, case, *args, **kwargs)
-    replaced = sorted(name for b, a in zip(before, args, strict=True) for name, p in b.items()
-                      if dict(a.named_parameters()).get(name) is not p)
-    if replaced:
+    if replaced := replaced_parameters(before, args):
         fail(replaced_message(case, replaced))
     return value
 

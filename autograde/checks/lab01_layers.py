@@ -11,8 +11,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograde.checks.api import (
-    FACTORIES,
-    NO_LAYERS,
     as_int_tuple,
     call,
     call_traced,
@@ -24,6 +22,7 @@ from autograde.checks.api import (
     expect_raises,
     fail,
     fmt_call,
+    formula_watch,
     rng,
     torch_gen,
     watch,
@@ -235,14 +234,12 @@ def check_conv_weight_shape(fn, hidden: bool = False) -> None:
     for ci, co, k, g in cases:
         case = fmt_call("conv_weight_shape", ci, co, k, groups=g)
         expected = tuple(nn.Conv2d(ci, co, k, groups=g, device="meta").weight.shape)
-        with watch(forbidden=FACTORIES, why=NO_LAYERS,
-                   call_only=FACTORIES):
+        with formula_watch():
             got = as_int_tuple(call(fn, case, ci, co, k, groups=g), case)
         expect_equal(got, expected, case,
                      hint="Each of the g groups sees only c_in/g input channels.")
     for ci, co, g in [(10, 16, 4), (16, 10, 4)]:
-        with watch(forbidden=FACTORIES, why=NO_LAYERS,
-                   call_only=FACTORIES):
+        with formula_watch():
             expect_raises(fn, ValueError, fmt_call("conv_weight_shape", ci, co, 3, groups=g)
                           + " (channels not divisible by groups)", ci, co, 3, groups=g)
 
@@ -268,8 +265,7 @@ def check_factorised_params(fn, hidden: bool = False) -> None:
                                            nn.Conv2d(ci, co, 1, bias=False)),
             }
         case = fmt_call("factorised_params", ci, co, k)
-        with watch(forbidden=FACTORIES, why=NO_LAYERS,
-                   call_only=FACTORIES):
+        with formula_watch():
             got = call(fn, case, ci, co, k)
         if not isinstance(got, dict) or set(got) != set(designs):
             fail(f"{case}: expected a dict with keys {sorted(designs)}, got {got!r}")

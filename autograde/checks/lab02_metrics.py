@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
-    FACTORIES,
-    NO_LAYERS,
     call,
     call_may_raise,
     check,
@@ -25,6 +23,7 @@ from autograde.checks.api import (
     expect_raises,
     fail,
     fmt_call,
+    formula_watch,
     rng,
     watch,
 )
@@ -92,8 +91,7 @@ def check_conv_params(fn, hidden: bool = False) -> None:
 
 @contextmanager
 def _blocked_counters():
-    with watch(forbidden=FACTORIES, topics=COUNTERS, why=NO_LAYERS,
-               call_only=FACTORIES):
+    with formula_watch(COUNTERS):
         yield
 
 

@@ -16,8 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograde.checks.api import (
-    FACTORIES,
-    NO_LAYERS,
     as_float,
     as_graph,
     as_int,
@@ -34,6 +32,7 @@ from autograde.checks.api import (
     expect_test_accuracy,
     fail,
     fmt_call,
+    formula_watch,
     is_layer_tree,
     rng,
     torch_gen,
@@ -353,8 +352,7 @@ def check_edge_sizes(fn, hidden: bool = False) -> None:
     sides = [224, 192, 97] + ([r.randint(9, 300) for _ in range(6)] + [33] if hidden else [])
     for side in sides:
         case = fmt_call("feature_sizes", side)
-        with watch(forbidden=FACTORIES, why=NO_LAYERS,
-                   call_only=FACTORIES):
+        with formula_watch():
             got = call(fn, case, side)
         if not isinstance(got, list | tuple) or len(got) != len(EDGE_NAMES):
             fail(f"{case}: expected a list of {len(EDGE_NAMES)} (C, H, W) tuples, one for each "

@@ -9,7 +9,7 @@ record counts as one the answer cell switched off.
 import secrets
 
 from autograde.judging import answer_cells, answer_pairs
-from autograde.nbgrader_glue import grade_id, is_answer_cell, is_test_cell
+from autograde.nbgrader_glue import answer_and_test_ids, grade_id
 
 
 class AnswerRecords:
@@ -17,8 +17,7 @@ class AnswerRecords:
 
     def _start_records(self, nb) -> None:
         self._records: dict[str, answer_cells.Record] = {}
-        self._answer_ids = [grade_id(c) for c in nb.cells if is_answer_cell(c)]
-        self._test_ids = [grade_id(c) for c in nb.cells if is_test_cell(c)]
+        self._answer_ids, self._test_ids = answer_and_test_ids(nb)
 
     def _recorded(self, cell, resources, index):
         """Run an answer cell inside a record of what it calls."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from autograde.judging import graphs, traces
-from autograde.judging.layers import is_layer_tree
+from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_parameters
 from autograde.judging.watch import from_spec
 from autograde.judging.wire import decode, encode, receive, send
 
@@ -53,19 +53,6 @@ def _after(arg):
     return encode(arg) if is_layer_tree(arg) else None
 
 
-def _parameters(args) -> list:
-    """Each module argument's parameters by name (None for other arguments)."""
-    return [dict(a.named_parameters()) if isinstance(a, nn.Module) else None for a in args]
-
-
-def _replaced(before: list, args) -> list[str]:
-    """The parameters of module arguments that the call replaced by other objects or
-    removed (an optimizer made before the call would no longer train them)."""
-    now = _parameters(args)
-    return sorted(name for b, n in zip(before, now, strict=True) if b is not None
-                  for name, p in b.items() if (n or {}).get(name) is not p)
-
-
 def answer(req: dict, namespace: dict) -> dict:
     """The reply to one request, run against the notebook's `namespace`."""
     try:
@@ -76,17 +63,18 @@ def answer(req: dict, namespace: dict) -> dict:
         if req["op"] == "call":
             fn = _REFS[int(req["ref"])]
             args, kwargs = decode(req["args"]), decode(req["kwargs"])
-            before = _parameters(args)
+            before = parameter_objects(args)
             try:
                 with from_spec(req.get("watch")) as recorder:
                     value = fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - the modules as it left them, all the same
                 return {"error": {"type": type(e).__name__, "message": str(e)[:2000]},
                         "after": [_after(a) for a in args],
-                        "replaced": _replaced(before, args)}
+                        "replaced": replaced_parameters(before, args)}
             called = sorted(recorder.called) if recorder is not None else []
             return {"value": encode(value, _REFS), "called": called,
-                    "after": [_after(a) for a in args], "replaced": _replaced(before, args)}
+                    "after": [_after(a) for a in args],
+                    "replaced": replaced_parameters(before, args)}
         if req["op"] == "call_arrays":  # a compiled kernel: NumPy arrays in, changed in place
             fn = _REFS[int(req["ref"])]
             arrays = [a.numpy().copy() if isinstance(a, torch.Tensor) else a

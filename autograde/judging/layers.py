@@ -182,3 +182,17 @@ def sync(mine: nn.Module, theirs: nn.Module) -> None:
             mine._modules[k] = child
     for _ in range(getattr(theirs, "_efflab_hooks", 0) - len(mine._forward_hooks)):
         mine.register_forward_hook(lambda *a: None)
+
+
+def parameter_objects(args) -> list[dict | None]:
+    """Each module argument's parameters by name (None for other arguments)."""
+    return [dict(a.named_parameters()) if isinstance(a, nn.Module) else None for a in args]
+
+
+def replaced_parameters(before: list[dict | None], args) -> list[str]:
+    """The parameters of module arguments (as `parameter_objects` saw them before a call)
+    that the call replaced by other objects or removed: an optimizer made before the call
+    would no longer train them."""
+    now = parameter_objects(args)
+    return sorted(name for b, n in zip(before, now, strict=True) if b is not None
+                  for name, p in b.items() if (n or {}).get(name) is not p)
