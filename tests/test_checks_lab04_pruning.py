@@ -296,3 +296,23 @@ def test_pruning_must_leave_the_model_trainable(solution, judged):
                 C.check_prune_model(prune_fn, apply_fn)
             error = info.value
         assert said in str(error), error
+
+
+@pytest.mark.parametrize("judged", [False, True])
+def test_a_scan_that_restores_with_new_parameters_fails(solution, judged):
+    """A scan that puts each layer back as a new nn.Parameter returns the right scores and
+    values, but an optimizer made before the scan would no longer train those layers."""
+    def scan(model, score, sparsities, names):
+        layers = prune.prunable_layers(model)
+        saved = {n: layers[n].weight.detach().clone() for n in names}
+        out = solution.sensitivity_scan(model, score, sparsities, names)
+        for n in names:
+            layers[n].weight = nn.Parameter(saved[n])
+        return out
+    if judged:
+        error = _judged("check_sensitivity_scan", sensitivity_scan=scan)
+    else:
+        with pytest.raises(CheckFailed) as info:
+            C.check_sensitivity_scan(scan)
+        error = info.value
+    assert "replaced the parameter" in str(error), error
