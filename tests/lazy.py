@@ -1,6 +1,9 @@
 """Lazy answers that passed before the checks saw through them, as code a student's
 notebook holds: tests/test_grading_corpus.py appends each to its answer cell and grades
-the notebook; the checks' tests take the functions from here (`defined`)."""
+the notebook; the checks' tests take the functions from here (`defined`). The formula
+near misses that passed a visible check come from tests/near_misses.py."""
+
+from near_misses import code_of
 
 
 def defined(solution, code: str, name: str):
@@ -19,6 +22,9 @@ def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):  # dilation
 def conv_weight_shape(c_in, c_out, kernel, groups=1):  # read off torch's layer, no formula
     return tuple(nn.Conv2d(c_in, c_out, kernel, groups=groups, device="meta").weight.shape)
 ''',
+    "q6_einsum": code_of("conv2d_einsum", "the window size read from the kernel height only"),
+    "q7_normalize": code_of("normalize", "eps left out"),
+    "q8_pooling": code_of("max_pool2d", "a last partial window kept (ceil mode)"),
 }
 
 LAB02 = {
@@ -54,6 +60,7 @@ def count_macs_with_hooks(model, x):  # the hooks stay on when the model raises
         h.remove()
     return total
 ''',
+    "q3_macs": code_of("conv_macs", "a square kernel assumed"),
 }
 
 LAB03 = {
@@ -94,6 +101,7 @@ def prune_model(model, sparsities):  # a new Parameter: an optimizer made before
         layers[name].weight = nn.Parameter(layers[name].weight.detach() * mask)
     return masks
 ''',
+    "q6_sparse_bytes": code_of("sparse_bytes", "the mask and the values rounded to bytes apart"),
 }
 
 

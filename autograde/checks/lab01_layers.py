@@ -93,7 +93,8 @@ def check_conv_output_size(fn, hidden: bool = False) -> None:
              dict(size=27, kernel=5, stride=1, padding=2, dilation=1),
              dict(size=4, kernel=3, stride=1, padding=0, dilation=1),
              dict(size=7, kernel=3, stride=2, padding=1, dilation=1),
-             dict(size=9, kernel=3, stride=1, padding=0, dilation=2)]
+             dict(size=9, kernel=3, stride=1, padding=0, dilation=2),
+             dict(size=10, kernel=3, stride=4, padding=0, dilation=1)]  # 7/4: floor, not round
     cases = fixed + _conv_cases(rng(hidden, "conv"), 200 if hidden else 5)
     for kw in cases:
         case = fmt_call("conv_output_size", **kw)
@@ -280,11 +281,13 @@ def check_conv2d_einsum(fn, hidden: bool = False) -> None:
     """conv2d_einsum(x, w, stride, padding) must equal F.conv2d and use torch.einsum."""
     r = rng(hidden, "einsum")
     cases = [((1, 1, 4, 4), (1, 1, 3, 3), 1, 0), ((2, 3, 8, 8), (4, 3, 3, 3), 1, 1),
-             ((1, 3, 11, 11), (8, 3, 5, 5), 2, 2)]
-    while len(cases) < (25 if hidden else 5):
-        k, s, p = r.choice([1, 2, 3, 5]), r.randint(1, 3), r.randint(0, 2)
-        h, w = r.randint(k, 14), r.randint(k, 14)
-        cases.append(((r.randint(1, 3), r.randint(1, 5), h, w), (r.randint(1, 6), 0, k, k), s, p))
+             ((1, 3, 11, 11), (8, 3, 5, 5), 2, 2), ((1, 2, 7, 9), (3, 2, 3, 5), 2, 1)]
+    while len(cases) < (25 if hidden else 6):
+        kh, kw = r.choice([1, 2, 3, 5]), r.choice([1, 2, 3, 5])
+        s, p = r.randint(1, 3), r.randint(0, 2)
+        h, w = r.randint(kh, 14), r.randint(kw, 14)
+        cases.append(((r.randint(1, 3), r.randint(1, 5), h, w), (r.randint(1, 6), 0, kh, kw),
+                      s, p))
     for xs, ws, s, p in cases:
         g = torch_gen(r)
         x = torch.randn(*xs, generator=g)
@@ -295,7 +298,7 @@ def check_conv2d_einsum(fn, hidden: bool = False) -> None:
         if "einsum" not in rec.called:
             fail(f"{case}: the question asks for torch.einsum; your function never calls it.")
         expect_close(got.value, F.conv2d(x, w, stride=s, padding=p), case, atol=1e-4,
-                     hint="Output is (N, M, P, Q); sum over C, R and S.")
+                     hint="Output is (N, M, P, Q); sum over C, R and S (R and S may differ).")
         got.follows(lambda x, w, s=s, p=p: F.conv2d(x, w, stride=s, padding=p))
 
 
@@ -315,14 +318,18 @@ def _norm_reference(x, kind, groups, eps):
 def check_normalize(fn, hidden: bool = False) -> None:
     """normalize(x, kind, num_groups, eps) must match torch's batch/layer/instance/group norm."""
     r = rng(hidden, "norm")
-    cases = []
+    kinds = ("batch", "layer", "instance", "group")
+    # two groups of two channels; then values 100x smaller than eps's square root, where
+    # leaving eps out, or adding it outside the root, changes the result
+    cases = [((2, 4, 3, 5), kind, 2, 3.0, 1e-3) for kind in kinds]
+    cases += [((3, 4, 2, 3), kind, 2, 3e-4, 1e-3) for kind in kinds]
     for _ in range(12 if hidden else 2):
         g = r.choice([1, 2, 4])
         shape = (r.randint(2, 4), g * r.randint(1, 3), r.randint(1, 6), r.randint(2, 6))
-        cases += [(shape, kind, g) for kind in ("batch", "layer", "instance", "group")]
-    for shape, kind, groups in cases:
-        x = torch.randn(*shape, generator=torch_gen(r)) * 3 + 1
-        eps = r.choice([1e-5, 1e-3])
+        cases += [(shape, kind, g, r.choice([3.0, 1e-3]), r.choice([1e-5, 1e-3]))
+                  for kind in kinds]
+    for shape, kind, groups, scale, eps in cases:
+        x = torch.randn(*shape, generator=torch_gen(r)) * scale + scale / 3
         kw = dict(num_groups=groups, eps=eps)
         case = fmt_call("normalize", x, kind, **kw)
         with watch(forbidden=NORM_OPS):
@@ -371,8 +378,9 @@ POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 def check_pool2d(kind: str, fn, hidden: bool = False) -> None:
     """max_pool2d / avg_pool2d(x, kernel, stride) must match torch (no padding)."""
     r = rng(hidden, f"pool-{kind}")
-    cases = [((1, 1, 4, 4), 2, None), ((1, 96, 55, 55), 3, 2), ((2, 3, 7, 5), 3, 1)]
-    while len(cases) < (30 if hidden else 5):
+    cases = [((1, 1, 4, 4), 2, None), ((1, 96, 55, 55), 3, 2), ((2, 3, 7, 5), 3, 1),
+             ((1, 2, 5, 7), 2, None)]  # a last partial window, which is dropped
+    while len(cases) < (30 if hidden else 6):
         k = r.randint(1, 4)
         cases.append(((r.randint(1, 3), r.randint(1, 4), r.randint(k, 12), r.randint(k, 12)), k,
                       r.choice([None, 1, 2, 3])))

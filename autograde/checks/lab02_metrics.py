@@ -81,7 +81,9 @@ def check_conv_params(fn, hidden: bool = False) -> None:
         expected = _meta_params(nn.Conv2d(ci, co, k, groups=g, bias=bias, device="meta"))
         expect_int(_formula(fn, case, ci, co, k, groups=g, bias=bias), expected, case,
                    hint="Each filter sees only c_in / groups input channels.")
-    bad = [(6, 4, 3, 4), (3, 8, 3, 2)] if not hidden else [(10, 15, 3, 4), (9, 12, 1, 2)]
+    # groups must divide each side: c_in alone, then c_out alone, is wrong
+    bad = [(6, 4, 3, 4), (8, 6, 3, 4)] if not hidden else [(10, 16, 3, 4), (12, 10, 1, 4),
+                                                          (9, 12, 1, 2), (4, 6, 3, 4)]
     for ci, co, k, g in bad:
         case = fmt_call("conv_params", ci, co, k, groups=g)
         with _blocked_counters():
@@ -153,7 +155,8 @@ def check_linear_macs(fn, hidden: bool = False) -> None:
 def check_conv_macs(fn, hidden: bool = False) -> None:
     """conv_macs(c_in, c_out, kernel, h_out, w_out, groups, batch) equals FlopCounterMode / 2."""
     r = rng(hidden, "conv_macs")
-    cases = [(3, 96, 11, 55, 55, 1, 1), (96, 256, 5, 27, 27, 2, 1), (32, 32, 3, 112, 112, 32, 2)]
+    cases = [(3, 96, 11, 55, 55, 1, 1), (96, 256, 5, 27, 27, 2, 1), (32, 32, 3, 112, 112, 32, 2),
+             (24, 48, (3, 1), 28, 14, 2, 2)]  # a rectangular kernel and output
     for _ in range(20 if hidden else 3):
         g = r.choice([1, 2, 4])
         k = r.choice([1, 3, 5, (1, 7), (7, 1)])

@@ -283,19 +283,24 @@ def check_prune_channels(fn, hidden: bool = False) -> None:
 def check_sparse_bytes(fn, hidden: bool = False) -> None:
     """sparse_bytes(weight, bits, fmt, index_bits) equals efflib's storage accounting."""
     r = rng(hidden, "sparse_bytes")
+    # 3 of 10 nonzero at 4 bits: 12 value bits and a 10-bit mask share their last byte
+    w = torch.tensor([[0.0, 1.5, 0.0, 0.0, -2.0], [0.0, 0.0, 0.0, 0.25, 0.0]])
+    cases = [(w, 4, fmt, 8) for fmt in ("dense", "bitmask", "csr")]
     for _ in range(12 if hidden else 4):
         shape = tuple(r.randint(1, 12) for _ in range(r.choice([1, 2, 4])))
         w = torch.randn(shape, generator=torch_gen(r))
         w[torch.rand(shape, generator=torch_gen(r)) < r.random()] = 0
-        for fmt in ("dense", "bitmask", "csr"):
-            bits, index_bits = r.choice([4, 8, 16, 32]), r.choice([8, 16, 32])
-            case = fmt_call("sparse_bytes", w, bits, fmt, index_bits=index_bits)
-            want = math.ceil(tensor_bits(w, bits, fmt, index_bits) / 8)
-            with watch(topics=TOPICS):
-                got = call(fn, case, w.clone(), bits, fmt, index_bits=index_bits)
-            expect_int(got, want, case,
-                       hint="bitmask: one bit per element plus the nonzero values; CSR: a "
-                            "value and a column index per nonzero plus rows + 1 pointers.")
+        cases += [(w, r.choice([4, 8, 16, 32]), fmt, r.choice([8, 16, 32]))
+                  for fmt in ("dense", "bitmask", "csr")]
+    for w, bits, fmt, index_bits in cases:
+        case = fmt_call("sparse_bytes", w, bits, fmt, index_bits=index_bits)
+        want = math.ceil(tensor_bits(w, bits, fmt, index_bits) / 8)
+        with watch(topics=TOPICS):
+            got = call(fn, case, w.clone(), bits, fmt, index_bits=index_bits)
+        expect_int(got, want, case,
+                   hint="bitmask: one bit per element plus the nonzero values, all in one "
+                        "count of bits; CSR: a value and a column index per nonzero plus "
+                        "rows + 1 pointers.")
 
 
 # --- Q7. Weight histograms ------------------------------------------------------------

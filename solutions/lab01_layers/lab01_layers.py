@@ -521,6 +521,7 @@ plots.compare_curves(
 # keeps the maximum or the mean; it has no weights. Write
 # `max_pool2d(x, kernel, stride=None)` and `avg_pool2d(x, kernel, stride=None)`
 # for `x` (N, C, H, W), without padding; `stride=None` means `stride = kernel`.
+# A window that would run past the edge is dropped, as in torch's default.
 # `Tensor.unfold` helps again; the torch pooling functions are refused.
 
 # %% nbgrader={"grade": false, "grade_id": "q8_pooling", "locked": false, "schema_version": 3, "solution": true, "task": false}

@@ -416,7 +416,9 @@ check_table5(ratios, table5_counts)
 #
 # 1. Write `feature_sizes(side)`: the `(C, H, W)` after conv1, maxpool, stage2,
 #    stage3, stage4 and conv5, in that order, for a `side x side` input (channels
-#    from table 5's 0.5x column, conv5 with 512). Use the formula, not a model.
+#    from table 5's 0.5x column, conv5 with 512). Use the formula, not a model:
+#    building a layer or a tensor in `feature_sizes`, even on the meta device, is
+#    refused.
 # 2. Set `conv5_side_at_192` to conv5's side for the notes' 192x192 input, and
 #    `largest_side_for_4x4` to the largest input side that really gives 4x4.
 # 3. Set `edge_macs` to the MACs of the modified network (1000 classes) at that
