@@ -25,6 +25,7 @@ def conv_weight_shape(c_in, c_out, kernel, groups=1):  # read off torch's layer,
     "q6_einsum": code_of("conv2d_einsum", "the window size read from the kernel height only"),
     "q7_normalize": code_of("normalize", "eps left out"),
     "q8_pooling": code_of("max_pool2d", "a last partial window kept (ceil mode)"),
+    "q8_activations": code_of("gelu", "torch's reference gelu"),
 }
 
 LAB02 = {
@@ -64,6 +65,7 @@ def count_macs_with_hooks(model, x):  # the hooks stay on when the model raises
 }
 
 LAB03 = {
+    "q4_channel_shuffle": code_of("channel_shuffle", "torch's channel shuffle"),
     "q1_vgg_stage": '''
 def vgg_stage(c_in, c_out, convs):  # an average pool where VGG has a max pool
     layers = []
@@ -102,6 +104,7 @@ def prune_model(model, sparsities):  # a new Parameter: an optimizer made before
     return masks
 ''',
     "q6_sparse_bytes": code_of("sparse_bytes", "the mask and the values rounded to bytes apart"),
+    "q7_histogram": code_of("histogram", "NumPy's histogram"),
 }
 
 

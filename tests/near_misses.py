@@ -411,8 +411,104 @@ def histogram(values, bins, lo, hi):
 
 ALL = LAB01 + LAB02 + LAB03 + LAB04
 
+# the answer under another name: a library's own version of what the question asks for
+BORROWED = [
+    _lab01("conv_output_size", "torch's pooling size rule", '''
+from torch._meta_registrations import pooling_output_shape
+
+
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
+    return pooling_output_shape(size, kernel, padding, stride, dilation, False)
+''', "check_conv_output_size"),
+    _lab01("conv_output_size", "efflib's pooling size", '''
+from efflib.shapes import pool_output_size
+
+
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
+    return pool_output_size(size, kernel, stride, padding, dilation)
+''', "check_conv_output_size"),
+    NearMiss("lab01_layers", "gelu", "torch's reference gelu", '''
+from torch._refs.nn.functional import gelu
+''', lambda C, S, f: C.check_activation("gelu", f)),
+    NearMiss("lab01_layers", "normalize", "torch's decompositions of the norms", '''
+from torch._decomp import decompositions as _decomp
+from torch._refs.nn import functional as _refs
+
+
+def normalize(x, kind, num_groups=1, eps=1e-5):
+    n, c = x.shape[:2]
+    if kind == "batch":
+        return _decomp.native_batch_norm(x, None, None, None, None, True, 0.1, eps)[0]
+    if kind == "layer":
+        return _refs.layer_norm(x, x.shape[1:], eps=eps)
+    if kind == "instance":
+        return _decomp.native_group_norm(x, None, None, n, c, x[0, 0].numel(), c, eps)[0]
+    if kind == "group":
+        return _decomp.native_group_norm(x, None, None, n, c, x[0, 0].numel(), num_groups,
+                                         eps)[0]
+    raise ValueError(kind)
+''', _one("check_normalize")),
+    _lab02("linear_macs", "torch's FLOP formula for a matrix product", '''
+from torch.utils.flop_counter import mm_flop
+
+
+def linear_macs(c_in, c_out, batch=1):
+    return mm_flop([batch, c_in], [c_in, c_out]) // 2
+''', "check_linear_macs"),
+    _lab02("conv_macs", "torch's FLOP formula for a convolution", '''
+from torch.utils.flop_counter import conv_flop_count
+
+
+def conv_macs(c_in, c_out, kernel, h_out, w_out, groups=1, batch=1):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    return conv_flop_count([batch, c_in, h_out + kh - 1, w_out + kw - 1],
+                           [c_out, c_in // groups, kh, kw], [batch, c_out, h_out, w_out],
+                           transposed=False) // 2
+''', "check_conv_macs"),
+    _lab02("conv_macs", "efflib's MAC rule for a convolution", '''
+from types import SimpleNamespace as _Shape
+
+from efflib import macs as _macs
+
+
+def conv_macs(c_in, c_out, kernel, h_out, w_out, groups=1, batch=1):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    weight = _Shape(shape=(c_out, c_in // groups, kh, kw))
+    out = _Shape(numel=lambda: batch * c_out * h_out * w_out)
+    return _macs._conv([None, weight, None, None, None, None, False], out)
+''', "check_conv_macs"),
+    NearMiss("lab03_architectures", "channel_shuffle", "torch's channel shuffle", '''
+def channel_shuffle(x, groups):
+    if x.shape[1] % groups:
+        raise ValueError("groups must divide the channels")
+    return nn.ChannelShuffle(groups)(x)
+''', _one("check_channel_shuffle")),
+    NearMiss("lab04_pruning", "magnitude_mask", "torch's L1 pruning mask", '''
+import torch.nn.utils.prune as _tprune
+
+
+def magnitude_mask(weight, sparsity):
+    if not 0 <= sparsity <= 1:
+        raise ValueError("sparsity")
+    drop = weight.numel() - round((1 - sparsity) * weight.numel())
+    order = sorted(range(weight.numel()), key=lambda i: (float(weight.flatten()[i].abs()), -i))
+    w = weight.clone().flatten()
+    w[order[:drop]] = 0  # ties: the lower index is kept, then torch decides among the rest
+    keep = torch.ones_like(weight).flatten()
+    return _tprune.L1Unstructured(amount=drop).compute_mask(
+        weight.flatten() * (w != 0) + (w != 0) * 1e-30, keep).bool().reshape(weight.shape)
+''', _one("check_magnitude_mask")),
+    NearMiss("lab04_pruning", "histogram", "NumPy's histogram", '''
+import numpy as _np
+
+
+def histogram(values, bins, lo, hi):
+    return torch.from_numpy(_np.histogram(values.double().numpy(), bins, (lo, hi))[0])
+''', _one("check_histogram")),
+]
+
 
 def code_of(name: str, mistake: str) -> str:
     """The code of the near miss of answer `name` that makes `mistake`."""
-    (miss,) = [m for m in ALL if m.name == name and m.mistake == mistake]
+    (miss,) = [m for m in ALL + BORROWED if m.name == name and m.mistake == mistake]
     return miss.code

@@ -18,12 +18,14 @@ pytestmark = [pytest.mark.course,
 
 CORPUS = {  # lab: (appended code by answer cell, the test cells that must lose their points)
     "lab01_layers": (LAB01, {"q2_conv_size_test", "q5_weight_shape_test", "q6_einsum_test",
-                             "q7_normalize_test", "q8_pooling_test"}),
+                             "q7_normalize_test", "q8_activations_test",
+                             "q8_pooling_test"}),
     "lab02_metrics": (LAB02, {"q1_conv_params_test", "q3_conv_macs_test",
                               "q5_alexnet_table_test", "q7_hook_counter_test"}),
     "lab03_architectures": (LAB03, {"q1_vgg_stage_test", "q3_inverted_residual_test",
-                                    "q8_edge_shufflenet_test"}),
-    "lab04_pruning": (LAB04, {"q2_prune_model_test", "q6_sparse_bytes_test"}),
+                                    "q4_channel_shuffle_test", "q8_edge_shufflenet_test"}),
+    "lab04_pruning": (LAB04, {"q2_prune_model_test", "q6_sparse_bytes_test",
+                              "q7_histogram_test"}),
     # Q6's pipeline clusters with the student's own Q4: a k-means from another start
     # stores other indices, so Q6 is lost with it
     "lab05_quantization": (LAB05, {"q1_formats_test", "q2_linear_quantize_test",

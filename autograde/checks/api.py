@@ -173,14 +173,21 @@ SLACK = 0.01  # the grader's handwriting goal is lower by this: its draw is not 
 # one of them, so sizes and counts cannot be read off torch's own modules
 FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn", "randint",
              "tensor", "as_tensor", "arange", "empty_like", "zeros_like", "ones_like")
-NO_LAYERS = "is off limits: this question asks for the formula, not for building the layer."
+NO_LAYERS = ("is off limits: this question asks for the formula, not for building the layer "
+             "or calling a library that knows it.")
+# torch's own answers written in Python: its reference ops and decompositions (gelu, pad,
+# norms) and its shape rules (a pooling output size is the conv formula). Calling one is
+# calling the answer under another name. Refused in the call only: an answer cell may run a
+# model on the meta device (Lab 03 Q8), and torch's meta kernels live in these modules.
+TORCH_REFERENCES = ("torch._refs", "torch._decomp", "torch._prims", "torch._meta_registrations")
 
 
-def formula_watch(topics: tuple[str, ...] = ()):
+def formula_watch(topics: tuple[str, ...] = (), modules: tuple[str, ...] = ()):
     """The watch of a question whose point is arithmetic: no layer or tensor can be built
     during the call (the answer cell may build them: it may profile a model too), and
-    efflib's `topics` are refused."""
-    return watch(forbidden=FACTORIES, topics=topics, why=NO_LAYERS, call_only=FACTORIES)
+    efflib's `topics`, torch's formulas and the `modules` are refused."""
+    return watch(forbidden=FACTORIES, topics=topics, why=NO_LAYERS, modules=TORCH_REFERENCES
+                 + modules, call_only=FACTORIES + TORCH_REFERENCES)
 
 
 def new_handwriting() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
@@ -337,14 +344,19 @@ def call_traced(fn: Callable, case: str, *args, **kwargs) -> "Traced":
     if refused:
         fail(f"{case}: your code calls torch's {refused[0]}, which {recorder.why}")
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-    return Traced(graph, case, tensors, _run(graph, case, tensors))
+    return Traced(graph, case, tensors)
 
 
 class Traced:
-    """A student's call as recorded: `value` is what the record computed here."""
+    """A student's call as recorded: `value` is what the record computes here, run when
+    first read (after the watch: the replay is the grader's work, not the answer's)."""
 
-    def __init__(self, graph: traces.TracedFunction, case: str, tensors: list, value):
-        self.graph, self.case, self.tensors, self.value = graph, case, tensors, value
+    def __init__(self, graph: traces.TracedFunction, case: str, tensors: list):
+        self.graph, self.case, self.tensors = graph, case, tensors
+
+    @functools.cached_property
+    def value(self):
+        return _run(self.graph, self.case, self.tensors)
 
     def follows(self, reference: Callable) -> None:
         """Fail unless the record, run on fresh tensors of the same shapes, agrees with

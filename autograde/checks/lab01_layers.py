@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograde.checks.api import (
+    TORCH_REFERENCES,
     as_int_tuple,
     call,
     call_traced,
@@ -44,6 +45,17 @@ ACT_OPS = ("relu", "relu_", "relu6", "sigmoid", "sigmoid_", "expit", "special_ex
            "silu", "elu", "leaky_relu", "mish", "softplus", "threshold", "threshold_")
 
 
+# efflib's shape arithmetic: its pooling size is the conv formula under another name
+EFFLIB_SHAPES = ("efflib.shapes",)
+
+
+def refusing(forbidden=(), topics=()):
+    """The watch of a Lab 01 answer: the `forbidden` torch functions and efflib `topics`,
+    and torch's and efflib's own shape formulas and reference ops in Python, refused."""
+    return watch(forbidden=forbidden, topics=topics, modules=TORCH_REFERENCES + EFFLIB_SHAPES,
+                 call_only=TORCH_REFERENCES)
+
+
 def _meta(*shape: int) -> torch.Tensor:
     return torch.empty(*shape, device="meta")
 
@@ -61,7 +73,7 @@ def check_linear_forward(fn, hidden: bool = False) -> None:
         x, w, b = (torch.randn(n, ci, generator=g), torch.randn(co, ci, generator=g),
                    torch.randn(co, generator=g))
         case = f"linear_forward(x {tuple(x.shape)}, W {tuple(w.shape)}, b {tuple(b.shape)})"
-        with watch(forbidden=("linear", "bilinear", "addmm")):
+        with refusing(forbidden=("linear", "bilinear", "addmm")):
             got = call_traced(fn, case, x.clone(), w.clone(), b.clone())
         expect_close(got.value, F.linear(x, w, b), case,
                      hint="The output has shape (n, c_o): multiply by W transposed, add b.")
@@ -98,7 +110,7 @@ def check_conv_output_size(fn, hidden: bool = False) -> None:
     cases = fixed + _conv_cases(rng(hidden, "conv"), 200 if hidden else 5)
     for kw in cases:
         case = fmt_call("conv_output_size", **kw)
-        with watch(forbidden=SHAPE_OPS, topics=("conv_output_size",)):
+        with refusing(forbidden=SHAPE_OPS, topics=("conv_output_size",)):
             got = call(fn, case, **kw)
         hint = "A dilated kernel spans d*(k-1)+1 inputs." if kw["dilation"] > 1 else ""
         expect_int(got, _conv_size(**kw), case, hint=hint)
@@ -128,7 +140,7 @@ def check_conv_transpose_output_size(fn, hidden: bool = False) -> None:
         cases.append(kw)
     for kw in cases:
         case = fmt_call("conv_transpose_output_size", **kw)
-        with watch(forbidden=SHAPE_OPS, topics=("conv_transpose_output_size",)):
+        with refusing(forbidden=SHAPE_OPS, topics=("conv_transpose_output_size",)):
             got = call(fn, case, **kw)
         expect_int(got, _conv_t_size(**kw), case,
                    hint="A transposed conv maps size back the way a conv with the same "
@@ -179,7 +191,7 @@ def check_pad2d(fn, hidden: bool = False) -> None:
         cases += [(x, r.randint(0, min(h, w) - 1), m) for m in MODES]
     for x, p, mode in cases:
         case = fmt_call("pad2d", x, p, mode)
-        with watch(forbidden=PAD_OPS):
+        with refusing(forbidden=PAD_OPS):
             got = call_traced(fn, case, x.clone(), p, mode)
         expect_close(got.value, F.pad(x, (p, p, p, p), mode=MODES[mode]), case, atol=0, rtol=0,
                      hint=f"Compare with the {mode} example in the lab text.")
@@ -213,7 +225,7 @@ def check_receptive_field(fn, hidden: bool = False) -> None:
               for _ in range(60 if hidden else 3)]
     for layers in cases:
         case = fmt_call("receptive_field", layers)
-        with watch(forbidden=SHAPE_OPS, topics=("receptive_field",)):
+        with refusing(forbidden=SHAPE_OPS, topics=("receptive_field",)):
             got = call(fn, case, [tuple(layer) for layer in layers])
         hint = ("Each layer adds (k-1) times the distance, in input pixels, between "
                 "neighbouring positions of its own input." if any(s > 1 for _, s in layers)
@@ -235,12 +247,12 @@ def check_conv_weight_shape(fn, hidden: bool = False) -> None:
     for ci, co, k, g in cases:
         case = fmt_call("conv_weight_shape", ci, co, k, groups=g)
         expected = tuple(nn.Conv2d(ci, co, k, groups=g, device="meta").weight.shape)
-        with formula_watch():
+        with formula_watch(modules=EFFLIB_SHAPES):
             got = as_int_tuple(call(fn, case, ci, co, k, groups=g), case)
         expect_equal(got, expected, case,
                      hint="Each of the g groups sees only c_in/g input channels.")
     for ci, co, g in [(10, 16, 4), (16, 10, 4)]:
-        with formula_watch():
+        with formula_watch(modules=EFFLIB_SHAPES):
             expect_raises(fn, ValueError, fmt_call("conv_weight_shape", ci, co, 3, groups=g)
                           + " (channels not divisible by groups)", ci, co, 3, groups=g)
 
@@ -266,7 +278,7 @@ def check_factorised_params(fn, hidden: bool = False) -> None:
                                            nn.Conv2d(ci, co, 1, bias=False)),
             }
         case = fmt_call("factorised_params", ci, co, k)
-        with formula_watch():
+        with formula_watch(modules=EFFLIB_SHAPES):
             got = call(fn, case, ci, co, k)
         if not isinstance(got, dict) or set(got) != set(designs):
             fail(f"{case}: expected a dict with keys {sorted(designs)}, got {got!r}")
@@ -293,7 +305,7 @@ def check_conv2d_einsum(fn, hidden: bool = False) -> None:
         x = torch.randn(*xs, generator=g)
         w = torch.randn(ws[0], xs[1], ws[2], ws[3], generator=g)
         case = fmt_call("conv2d_einsum", x, w, stride=s, padding=p)
-        with watch(forbidden=CONV_OPS) as rec:
+        with refusing(forbidden=CONV_OPS) as rec:
             got = call_traced(fn, case, x.clone(), w.clone(), stride=s, padding=p)
         if "einsum" not in rec.called:
             fail(f"{case}: the question asks for torch.einsum; your function never calls it.")
@@ -332,7 +344,7 @@ def check_normalize(fn, hidden: bool = False) -> None:
         x = torch.randn(*shape, generator=torch_gen(r)) * scale + scale / 3
         kw = dict(num_groups=groups, eps=eps)
         case = fmt_call("normalize", x, kind, **kw)
-        with watch(forbidden=NORM_OPS):
+        with refusing(forbidden=NORM_OPS):
             got = call_traced(fn, case, x.clone(), kind, **kw)
         expect_close(got.value, _norm_reference(x, kind, groups, eps), case, atol=1e-4,
                      rtol=1e-3,
@@ -365,7 +377,7 @@ def check_activation(name: str, fn, hidden: bool = False) -> None:
                for _ in range(10 if hidden else 2)]
     for x in inputs:
         case = fmt_call(name, x)
-        with watch(forbidden=ACT_OPS):
+        with refusing(forbidden=ACT_OPS):
             got = call_traced(fn, case, x.clone())
         expect_close(got.value, ACTIVATIONS[name](x), case, atol=1e-5, rtol=1e-4)
         got.follows(ACTIVATIONS[name])
@@ -387,7 +399,7 @@ def check_pool2d(kind: str, fn, hidden: bool = False) -> None:
     for shape, k, s in cases:
         x = torch.randn(*shape, generator=torch_gen(r))
         case = fmt_call(f"{kind}_pool2d", x, k, stride=s)
-        with watch(forbidden=POOL_OPS + CONV_OPS):
+        with refusing(forbidden=POOL_OPS + CONV_OPS):
             got = call_traced(fn, case, x.clone(), k, stride=s)
         expect_close(got.value, POOLS[kind](x, k, stride=s), case, atol=1e-5,
                      hint="stride=None means stride = kernel.")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from autograde.checks.api import (
+    TORCH_REFERENCES,
     call,
     call_may_raise,
     check,
@@ -31,7 +32,10 @@ from efflib import models
 from efflib.metrics import profile
 
 COUNTERS = ("profile", "model_size", "roofline")
-FLOP_COUNTERS = ("torch.utils.flop_counter",)  # Q7 counts with hooks, not with torch's counter
+FLOP_COUNTERS = ("torch.utils.flop_counter",)  # torch's counter and its formula per op
+# efflib's own counting rules: its MAC formula per op is conv_macs under another name
+EFFLIB_COUNTING = ("efflib.macs", "efflib.leaf_ops", "efflib.metrics", "efflib.size",
+                   "efflib.roofline")
 
 
 def _formula(fn, case, *args, **kwargs):
@@ -93,7 +97,7 @@ def check_conv_params(fn, hidden: bool = False) -> None:
 
 @contextmanager
 def _blocked_counters():
-    with formula_watch(COUNTERS):
+    with formula_watch(COUNTERS, modules=FLOP_COUNTERS + EFFLIB_COUNTING):
         yield
 
 
@@ -306,6 +310,12 @@ def _no_flop_counter():
         FlopCounterMode.__enter__ = original
 
 
+def _hook_watch():
+    """Q7 counts with hooks: torch's and efflib's counters and formulas are refused."""
+    return watch(topics=COUNTERS, modules=FLOP_COUNTERS + TORCH_REFERENCES + EFFLIB_COUNTING,
+                 call_only=TORCH_REFERENCES)
+
+
 @check
 def check_hook_counter(fn, hidden: bool = False) -> None:
     """count_macs_with_hooks(model, x) counts Conv2d and Linear MACs via hooks, nothing else."""
@@ -321,8 +331,7 @@ def check_hook_counter(fn, hidden: bool = False) -> None:
         case = (f"count_macs_with_hooks on {c} channels, {k}x{k} conv1, groups={g}, "
                 f"input {tuple(x.shape)}")
         before = {h for m in model.modules() for h in m._forward_hooks}
-        with torch.no_grad(), _no_flop_counter(), watch(topics=COUNTERS,
-                                                        modules=FLOP_COUNTERS):
+        with torch.no_grad(), _no_flop_counter(), _hook_watch():
             got = call(fn, case, model, x)
         expect_int(got, expected, case,
                    hint="Count only nn.Conv2d and nn.Linear modules (the functional @ is "
@@ -340,7 +349,7 @@ def _expect_no_hooks_after_an_error(fn, r) -> None:
     model = MixedNet(4 * r.randint(1, 4), 3, 1, 10, seed=r.randrange(1000)).eval()
     x = torch.randn(2, 4, 12, 12, generator=torch.Generator().manual_seed(0))
     case = "count_macs_with_hooks on an input the model rejects (4 channels, conv1 takes 3)"
-    with torch.no_grad(), _no_flop_counter(), watch(topics=COUNTERS, modules=FLOP_COUNTERS):
+    with torch.no_grad(), _no_flop_counter(), _hook_watch():
         call_may_raise(fn, case, model, x)
     left = sum(len(m._forward_hooks) for m in model.modules())
     if left:

@@ -43,6 +43,7 @@ from efflib import models
 from efflib.metrics import profile
 
 TOPICS = ("vgg_stage", "channel_shuffle")
+SHUFFLES = ("channel_shuffle", "native_channel_shuffle")  # torch's own, as nn.ChannelShuffle
 SHIFT_FORBIDDEN = ("conv2d", "convolution", "_convolution", "roll", "unfold", "im2col")
 
 
@@ -211,13 +212,13 @@ def check_channel_shuffle(fn, hidden: bool = False) -> None:
         c = c or g * r.randint(1, 6)
         x = torch.randn(n, c, h, w, generator=torch_gen(r))
         case = fmt_call("channel_shuffle", x, g)
-        with watch(topics=TOPICS):
+        with watch(forbidden=SHUFFLES, topics=TOPICS):
             got = call(fn, case, x.clone(), g)
         idx = torch.tensor([(j % g) * (c // g) + j // g for j in range(c)])
         expect_close(got, x[:, idx], case, atol=0, rtol=0,
                      hint="View as (N, g, C/g, H, W), swap the two channel axes, flatten back.")
     bad = torch.zeros(1, 10, 2, 2)
-    with watch(topics=TOPICS):
+    with watch(forbidden=SHUFFLES, topics=TOPICS):
         expect_raises(fn, ValueError, "channel_shuffle(<10 channels>, 3)", bad, 3)
 
 

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.utils.prune as tprune
 
 from autograde.checks.api import (
+    TORCH_REFERENCES,
     as_float,
     as_plain_tensor,
     call,
@@ -35,14 +36,25 @@ from efflib import models, prune
 from efflib.size import tensor_bits
 
 TOPICS = ("magnitude_mask", "sensitivity_scan", "prune_channels", "model_size", "prune_model")
+# torch's pruning utilities compute the masks this lab asks for; NumPy's histograms Q7's counts
+TORCH_PRUNING = ("torch.nn.utils.prune",)
+HISTOGRAMS = ("histogram", "histogram2d", "histogramdd", "histogram_bin_edges",
+              "binned_statistic")
 HELD_OUT_DIGITS = True  # the grader judges pruned_model on new handwriting of its own
 # the goal on new handwriting (bench/heldout_calibration.py: the solution's model, trained
 # as the grader trains it, over 5 seeds and 3 secrets); the grader asks a point less
 HANDWRITING = 0.93
 
 
+def refusing(forbidden=(), numpy=()):
+    """The watch of a Lab 04 answer: efflib's pruning references, torch's pruning utilities
+    and reference ops, and the `forbidden` torch and `numpy` functions, refused."""
+    return watch(forbidden=forbidden, topics=TOPICS, numpy=numpy,
+                 modules=TORCH_PRUNING + TORCH_REFERENCES, call_only=TORCH_REFERENCES)
+
+
 def _mask(fn, case, w, s) -> torch.Tensor:
-    with watch(topics=TOPICS):
+    with refusing():
         got = call(fn, case, w.clone(), s)
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(w.shape):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
@@ -87,7 +99,7 @@ def check_magnitude_mask(fn, hidden: bool = False) -> None:
         fail(f"{case}: expected [T, T, T, T, F, F, F] (equal magnitudes: the lower index is "
              f"kept), got {['T' if m else 'F' for m in mask.tolist()]}")
     for bad in (-0.1, 1.5):
-        with watch(topics=TOPICS):
+        with refusing():
             expect_raises(fn, ValueError, fmt_call("magnitude_mask", ties, bad), ties, bad)
 
 
@@ -107,7 +119,7 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
         before = {n: m.weight.detach().clone() for n, m in layers.items()}
         # made before pruning, as a training script makes it: it must still train the model
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
-        with watch(topics=TOPICS):
+        with refusing():
             masks = call_in_place(prune_fn, case, model, dict(chosen))
         if not isinstance(masks, dict) or set(masks) != set(chosen):
             fail(f"{case}: should return a dict of masks keyed by {sorted(chosen)}")
@@ -130,7 +142,7 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            with watch(topics=TOPICS):
+            with refusing():
                 call_in_place(apply_fn, "apply_masks(model, masks)", model, masks)
         for name, z in zeros.items():
             weight = layers[name].weight.detach()
@@ -178,7 +190,7 @@ def check_sensitivity_scan(fn, hidden: bool = False) -> None:
     want = prune.sensitivity_scan(model, score, sparsities, layers, progress=False)
     saved = copy.deepcopy(model.state_dict())
     case = f"sensitivity_scan(model, score, {sparsities}, {layers})"
-    with watch(topics=TOPICS):
+    with refusing():
         got = call_in_place(fn, case, model, score, list(sparsities), list(layers))
     if not isinstance(got, dict) or set(got) != set(layers):
         fail(f"{case}: should return a dict keyed by the layer names {layers}")
@@ -242,7 +254,7 @@ def check_prune_channels(fn, hidden: bool = False) -> None:
         case = (f"prune_channels(Conv2d({c_in}, {c_mid}), BatchNorm2d({c_mid}), "
                 f"{type(nxt).__name__}, keep={keep})")
         originals = copy.deepcopy((conv, bn, nxt))
-        with watch(topics=TOPICS):
+        with refusing():
             out = call(fn, case, conv, bn, nxt, keep)
         if not isinstance(out, tuple) or len(out) != 3:
             fail(f"{case}: should return (conv, bn, next_layer)")
@@ -295,7 +307,7 @@ def check_sparse_bytes(fn, hidden: bool = False) -> None:
     for w, bits, fmt, index_bits in cases:
         case = fmt_call("sparse_bytes", w, bits, fmt, index_bits=index_bits)
         want = math.ceil(tensor_bits(w, bits, fmt, index_bits) / 8)
-        with watch(topics=TOPICS):
+        with refusing():
             got = call(fn, case, w.clone(), bits, fmt, index_bits=index_bits)
         expect_int(got, want, case,
                    hint="bitmask: one bit per element plus the nonzero values, all in one "
@@ -317,7 +329,7 @@ def check_histogram(fn, hidden: bool = False) -> None:
         cases.append((torch.randn(r.randint(1, 400), generator=g) * 2, r.randint(1, 60), lo, hi))
     for values, bins, lo, hi in cases:
         case = fmt_call("histogram", values, bins, lo, hi)
-        with watch(forbidden=("histc", "histogram", "histogramdd"), topics=TOPICS):
+        with refusing(forbidden=("histc", "histogram", "histogramdd"), numpy=HISTOGRAMS):
             got = call(fn, case, values.clone(), bins, lo, hi)
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (bins,):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__

@@ -106,7 +106,7 @@ def _numpy_watch(recorder: Recorder) -> Iterator[None]:
             return
         if name in recorder.numpy and module.startswith(NUMPY_MODULES):
             called.add(f"{module.split('.')[0]}'s {name}")
-        elif recorder.modules and module.startswith(recorder.modules):
+        elif recorder.modules and module.startswith(recorder.modules) and not _importing(frame):
             called.add(f"{module} (its {name})")
 
     previous = sys.getprofile()
@@ -126,16 +126,27 @@ def _numpy_watch(recorder: Recorder) -> Iterator[None]:
 NUMPY_MODULES = ("numpy", "scipy")
 
 
+def _importing(frame) -> bool:
+    """Whether `frame` runs as part of a module being imported (torch imports some of its
+    modules lazily, and their import-time code is not a call the answer made)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
           why: str = "", numpy: Sequence[str] = (),
           modules: Sequence[str] = (), call_only: Sequence[str] = ()) -> Iterator[Recorder]:
     """Run student code with `forbidden` torch functions, efflib `topics`, the `numpy`
     functions named and every function of `modules` refused, in the call and, except the
-    names in `call_only`, in the answer cells of the question (judging.answer_cells)."""
+    names and modules in `call_only`, in the answer cells of the question
+    (judging.answer_cells)."""
     recorder = Recorder(forbidden, why, topics, numpy, modules)
     in_cell = Recorder([f for f in forbidden if f not in call_only], recorder.why, topics,
-                       numpy, modules)
+                       numpy, [m for m in modules if m not in call_only])
     if reason := refused_in_answer(in_cell):  # made when the answer cell ran counts too
         raise CheckFailed(reason)
     _WATCHES.append(recorder)
