@@ -477,6 +477,14 @@ def conv_macs(c_in, c_out, kernel, h_out, w_out, groups=1, batch=1):
     out = _Shape(numel=lambda: batch * c_out * h_out * w_out)
     return _macs._conv([None, weight, None, None, None, None, False], out)
 ''', "check_conv_macs"),
+    NearMiss("lab02_metrics", "count_macs_with_hooks", "torch's profiler counting FLOPs", '''
+def count_macs_with_hooks(model, x):
+    from torch.profiler import profile
+    with profile(with_flops=True) as p:
+        model(x)
+    products = ("aten::conv2d", "aten::addmm")  # the modules' ops, not the functional @
+    return sum(e.flops for e in p.events() if e.name in products and e.flops) // 2
+''', _one("check_hook_counter")),
     NearMiss("lab03_architectures", "channel_shuffle", "torch's channel shuffle", '''
 def channel_shuffle(x, groups):
     if x.shape[1] % groups:

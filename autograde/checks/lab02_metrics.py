@@ -32,7 +32,8 @@ from efflib import models
 from efflib.metrics import profile
 
 COUNTERS = ("profile", "model_size", "roofline")
-FLOP_COUNTERS = ("torch.utils.flop_counter",)  # torch's counter and its formula per op
+# torch's counters: FlopCounterMode with its formula per op, and the profiler's with_flops
+FLOP_COUNTERS = ("torch.utils.flop_counter", "torch.profiler", "torch.autograd.profiler")
 # efflib's own counting rules: its MAC formula per op is conv_macs under another name
 EFFLIB_COUNTING = ("efflib.macs", "efflib.leaf_ops", "efflib.metrics", "efflib.size",
                    "efflib.roofline")
