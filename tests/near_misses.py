@@ -448,6 +448,10 @@ def normalize(x, kind, num_groups=1, eps=1e-5):
                                          eps)[0]
     raise ValueError(kind)
 ''', _one("check_normalize")),
+    NearMiss("lab01_layers", "sigmoid", "torch's softmax over (x, 0)", '''
+def sigmoid(x):
+    return torch.softmax(torch.stack([x, torch.zeros_like(x)]), dim=0)[0]
+''', lambda C, S, f: C.check_activation("sigmoid", f)),
     _lab02("linear_macs", "torch's FLOP formula for a matrix product", '''
 from torch.utils.flop_counter import mm_flop
 

@@ -42,7 +42,11 @@ NORM_OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "native_b
             "rms_norm", "normalize")
 ACT_OPS = ("relu", "relu_", "relu6", "sigmoid", "sigmoid_", "expit", "special_expit", "tanh",
            "tanh_", "hardswish", "hardswish_", "hardsigmoid", "hardtanh", "hardtanh_", "gelu",
-           "silu", "elu", "leaky_relu", "mish", "softplus", "threshold", "threshold_")
+           "silu", "elu", "leaky_relu", "mish", "softplus", "threshold", "threshold_",
+           # the rest of torch's activations: a softmax over (x, 0) is a sigmoid
+           "softmax", "_softmax", "log_softmax", "_log_softmax", "softmin", "logsigmoid",
+           "log_sigmoid_forward", "glu", "selu", "celu", "rrelu", "prelu", "hardshrink",
+           "softshrink", "tanhshrink", "softsign", "logit")
 
 
 # efflib's shape arithmetic: its pooling size is the conv formula under another name
