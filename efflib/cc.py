@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,39 @@ KINDS = ("shared", "exe")
 
 
 class CompileError(RuntimeError):
-    """The compiler refused the source; the message is the compiler's own, with line numbers."""
+    """The compiler refused the source; the message is the compiler's own, with line numbers
+    counted from the source's first line of C."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it: the compiler's first error, not Python's stack."""
+        return [f"CompileError: {line}" if i == 0 else line
+                for i, line in enumerate(str(self).splitlines()[:SHOWN])]
+
+
+SHOWN = 10  # lines of a compile error shown in a notebook: the first error and its source
+
+
+def first_error(said: str) -> list[str]:
+    """The compiler's first error: its line, the source line and the caret (and the count
+    of the others), without the notes and warnings around it."""
+    lines = [ln for ln in said.splitlines() if ln.strip()]
+    errors = [i for i, ln in enumerate(lines) if ": error: " in ln or ": fatal error: " in ln]
+    if not errors:
+        return lines[:SHOWN - 1]
+    start = errors[0]
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"\S+:\d+:\d+: ", lines[i])),
+               len(lines))
+    shown = lines[start:min(end, start + SHOWN - 2)]
+    if len(errors) > 1:
+        shown.append(f"({len(errors) - 1} more error{'s' if len(errors) > 2 else ''} after "
+                     "this one)")
+    return shown
+
+
+def c_text(source: str) -> str:
+    """The C as written in a notebook's r\"\"\"...\"\"\" string: the newline right after the
+    quotes dropped, so that line 1 is the first line of C."""
+    return source.removeprefix("\n")
 
 
 def cache_dir() -> Path:
@@ -61,15 +94,16 @@ def build(source: str, kind: str = "shared", flags: tuple[str, ...] = (),
     if out.exists():
         return out
     src = folder / f"{name}-{key}.c"
-    src.write_text(source)
+    src.write_text(c_text(source))
     env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": str(folder / "zig-global"),
            "ZIG_LOCAL_CACHE_DIR": str(folder / "zig-local")}
     tmp = out.with_suffix(out.suffix + ".tmp")
     done = subprocess.run([*cmd, *all_flags, "-o", str(tmp), str(src), "-lm"],
                           capture_output=True, text=True, env=env, timeout=300)
     if done.returncode != 0:
-        message = (done.stderr or done.stdout).replace(str(src), f"{name}.c").strip()
-        raise CompileError(f"the C compiler refused {name}.c:\n{message}")
+        said = (done.stderr or done.stdout).replace(str(src), f"{name}.c")
+        first, *rest = first_error(said) or ["(no message)"]
+        raise CompileError("\n".join([f"the C compiler refused {name}.c: {first}", *rest]))
     os.replace(tmp, out)
     return out
 

@@ -49,6 +49,18 @@ def test_compiler_errors_come_back_with_their_line_numbers():
     with pytest.raises(cc.CompileError) as err:
         cc.build("int f(void) {\n  return undefined_name;\n}\n", name="broken")
     assert "broken.c:2" in str(err.value) and "undefined_name" in str(err.value)
+    # as a notebook writes it, r\"\"\" then a newline: line 1 is the first line of C
+    source = "\nint f(void) {\n  return undefined_name + other_name;\n}\n"
+    with pytest.raises(cc.CompileError) as err:
+        cc.build(source, name="conv")
+    first = str(err.value).splitlines()[0]
+    assert first.startswith("the C compiler refused conv.c: conv.c:2:")
+    assert "undefined_name" in first  # the first error in the first line, for Validate
+    shown = err.value._render_traceback_()  # what the notebook shows: no Python stack
+    assert shown[0].startswith("CompileError: the C compiler refused conv.c: conv.c:2:")
+    assert len(shown) <= 10 and "Traceback" not in "".join(shown)
+    assert "return undefined_name" in "\n".join(shown)  # the source line and its caret
+    assert "1 more error after this one" in shown[-1]
     with pytest.raises(ValueError, match="kind"):
         cc.build(ADD, kind="dll")
     with pytest.raises(ValueError, match="non-empty"):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from autograde.judging.values import CheckFailed
-from efflib.cc import cache_dir, compiler
+from efflib.cc import c_text, cache_dir, compiler, first_error
 
 CHECKED = ("-O2", "-fsanitize=signed-integer-overflow,shift,bounds",
            "-fsanitize-trap=signed-integer-overflow,shift,bounds")
@@ -159,9 +159,10 @@ def _compile(args: list[str], what: str, src: Path) -> None:
                           timeout=300)
     if done.returncode != 0:
         said = (done.stderr or done.stdout).replace(str(src.parent) + os.sep, "")
-        lines = [ln for ln in said.splitlines() if ln.strip()]
-        raise CompileError(f"{what} does not compile (or calls what a program of its own "
-                           "does not have):\n" + "\n".join(lines[:10]))
+        first, *rest = first_error(said) or ["(no message)"]
+        raise CompileError("\n".join([f"{what} does not compile: {first}", *rest,
+                                      "(or it calls what a program of its own does not "
+                                      "have: no C library, no Python)"]))
 
 
 def _own_lines(preprocessed: str, name: str) -> list[tuple[int, str]]:
@@ -186,7 +187,7 @@ def build(source: str, sig: Signature, what: str, checked: bool = True) -> Path:
     folder = _folder() / key[:20]
     folder.mkdir(exist_ok=True)
     src, harness = folder / f"{what}.c", folder / "harness.c"
-    src.write_text(source)
+    src.write_text(c_text(source))  # line 1: the first line of C in the student's string
     harness.write_text(_harness(sig))
     if re.search(r"^\s*#\s*include\s+[^<\"\s]", source, re.M):
         raise CompileError(f"{what}: #include takes a header's name in <> or \"\", not a "
