@@ -6,7 +6,7 @@ DEV_STAMP := $(VENV)/.efflab-dev-installed
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup-dev build test test-fast test-browser browser-setup lint bench grade \
-	student-edition clean
+	formgrader export student-edition clean
 
 # Tests, lint and grading tools come with setup-dev; students need setup only (student.mk).
 setup-dev: $(DEV_STAMP)
@@ -35,10 +35,21 @@ test-browser: browser-setup
 test-fast: setup-dev
 	$(PY) -m pytest -m "not course and not browser"
 
-# make grade LAB=lab01_layers SUBMISSIONS=path/to/folder-or.zip [WORKERS=2]
+# The instructor's day: grade, grade reflections by hand, export. GRADING is the folder that
+# holds one grading folder per lab (default: grading/), the same option in all three.
+# make grade LAB=lab01_layers SUBMISSIONS=path/to/folder-or.zip [WORKERS=2] [GRADING=dir]
 grade: setup
 	@test -n "$(LAB)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade LAB=lab01_layers SUBMISSIONS=folder-or.zip"; exit 2; }
-	$(PY) -m autograde grade $(LAB) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS),)
+	$(PY) -m autograde grade $(LAB) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS),) $(if $(GRADING),--grading $(GRADING),)
+
+# make formgrader LAB=lab01_layers [GRADING=dir] [PORT=8889]
+formgrader: setup
+	@test -n "$(LAB)" || { echo "usage: make formgrader LAB=lab01_layers"; exit 2; }
+	$(PY) -m autograde formgrader $(LAB) $(if $(GRADING),--grading $(GRADING),) $(if $(PORT),--port $(PORT),)
+
+# make export [LABS="lab01_layers lab02_metrics"] [GRADING=dir]
+export: setup
+	$(PY) -m autograde export $(LABS) $(if $(GRADING),--grading $(GRADING),)
 
 # make student-edition OUT=../course-students [LABS="lab01_layers lab02_metrics"]
 student-edition: setup

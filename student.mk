@@ -25,6 +25,7 @@ $(STAMP): constraints.txt pyproject.toml
 	touch $@
 
 # Students work in work/ (git-ignored), copied once from labs/: `git pull` never touches it.
-# make lab [PORT=8888] [FRESH=lab01_layers]  (FRESH: a new copy, the old one kept)
+# make lab [PORT=8888] [FRESH=lab01_layers] [WORK=folder]  (FRESH: a new copy, the old one
+# kept; WORK: another work folder). Ctrl-C stops it.
 lab: setup
-	$(PY) -m autograde lab --port=$(PORT) $(if $(FRESH),--fresh $(FRESH),)
+	$(PY) -m autograde lab --port=$(PORT) $(if $(FRESH),--fresh $(FRESH),) $(if $(WORK),--work $(WORK),)

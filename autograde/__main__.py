@@ -34,21 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     student_cli.add_lab_command(sub)
     p_form = sub.add_parser("formgrader", help="grade reflections by hand in the browser")
     p_form.add_argument("lab", help="a lab graded with `grade` before")
-    p_form.add_argument("--course", type=Path, default=None,
-                        help="course folder (default: grading/LAB)")
+    _grading_options(p_form)
     p_form.add_argument("--port", type=int, default=8889)
     p_form.add_argument("--token", default=None)
     p_export = sub.add_parser("export", help="final grades as CSV (per lab and course) and "
                                              "feedback with the hand-given points")
     p_export.add_argument("labs", nargs="*", help="lab names (default: every graded lab)")
     p_export.add_argument("--grading", type=Path, default=build.ROOT / "grading",
-                          help="folder holding one grading folder per lab")
+                          help="folder holding one grading folder per lab (default: grading)")
     p_export.add_argument("--no-feedback", action="store_true")
     p_grade = sub.add_parser("grade", help="autograde a folder or zip of submissions")
     p_grade.add_argument("lab", help="lab name, e.g. lab01_layers")
     p_grade.add_argument("submissions", type=Path, help="folder or .zip, one notebook per student")
-    p_grade.add_argument("--course", type=Path, default=None,
-                         help="grading folder (default: grading/LAB)")
+    _grading_options(p_grade)
     p_grade.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p_grade.add_argument("--db", default=None, help="gradebook URL (default: SQLite in the folder)")
     p_grade.add_argument("--cell-timeout", type=int, default=60)
@@ -123,9 +121,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _grading_options(parser) -> None:
+    """Where a lab's grading folder is: GRADING/LAB, as `export` reads it, or one named."""
+    parser.add_argument("--grading", type=Path, default=build.ROOT / "grading",
+                        help="folder holding one grading folder per lab (default: grading)")
+    parser.add_argument("--course", type=Path, default=None,
+                        help="this lab's own grading folder (default: GRADING/LAB)")
+
+
+def course_of(args) -> Path:
+    return args.course or args.grading / args.lab
+
+
 def grade(args) -> int:
     """Run the grader; bad arguments are reported in one line."""
-    course = args.course or build.ROOT / "grading" / args.lab
+    course = course_of(args)
     try:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
                         args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb,
@@ -141,13 +151,15 @@ def grade(args) -> int:
 
 def serve_formgrader(args) -> int:
     """nbgrader's formgrader on a lab's course folder, with the venv's tools on PATH."""
-    course = args.course or build.ROOT / "grading" / args.lab
+    course = course_of(args)
     if not (course / "nbgrader_config.json").is_file():
         print(f"error: {course} has no graded class yet: run `make grade LAB={args.lab} "
               "SUBMISSIONS=...` first.", file=sys.stderr)
         return 2
+    export_hint = f"make export LABS={args.lab}" if course == args.grading / args.lab else \
+        f".venv/bin/python -m autograde export {args.lab} --grading {course.parent}"
     notes = [f"Formgrader: open Nbgrader > Formgrader, then Manage Submissions > {args.lab}.",
-             f"Afterwards `python -m autograde export {args.lab}` writes the grades."]
+             f"Afterwards `{export_hint}` writes the grades."]
     return lab_server.serve(course, args.port, args.token, "instructor", notes, cwd=course)
 
 

@@ -5,10 +5,13 @@ the formgrader, the assignment and course lists (which need an exchange folder
 this course does not use) and "Create Assignment" are switched off, in the
 browser and on the server, by the server's own Jupyter config folder, whose
 custom.css and a server extension (autograde.validation) make Validate say one line
-per question. The instructor's formgrader is `python -m autograde formgrader LAB`.
-The URL is printed last, once the server answers.
+per question. The instructor's formgrader is `make formgrader LAB=...`.
+The URL is printed last, once the server answers; it is the same each time for the same
+folder (one token per folder), JupyterLab's news prompt is off, and Ctrl-C ends with
+"server stopped" and exit 0, with `make` above it left undisturbed.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +28,7 @@ from autograde.nbgrader_glue import env
 CONFIG = build.ROOT / "build" / "jupyter"
 STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
 STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
+NEWS = "@jupyterlab/apputils-extension:announcements"  # "get notified about Jupyter news?"
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
 # three blocks per failure; keep the errors: the first holds one line per question
 # (autograde.validation), the others are empty
@@ -45,6 +49,7 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
     server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
     server["nbgrader.server_extensions.validate_assignment"] = True
     server["autograde.validation"] = student  # Validate says one line per question
+    server["autograde.formgrader_bridge"] = not student  # the buttons use the course's tools
     (folder / "custom").mkdir(exist_ok=True)
     (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)
     (folder / "jupyter_server_config.json").write_text(json.dumps({
@@ -52,6 +57,7 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
         "LabApp": {"custom_css": True}}, indent=1))
     hidden = {f"@jupyter/nbgrader:{name}": True for name in STUDENT_HIDDEN_PLUGINS} \
         if student else {}
+    hidden[NEWS] = True
     (folder / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": hidden}, indent=1))
     return folder
@@ -69,6 +75,48 @@ def command(root: Path, port: int, token: str, config: Path) -> tuple[list[str],
     return cmd, {**env(), "JUPYTER_CONFIG_DIR": str(config)}
 
 
+def token_for(root: Path, store: Path = CONFIG / "tokens.json") -> str:
+    """The folder's own token, made once and kept, so its URL (and a bookmark) stays valid."""
+    key = str(root.resolve())
+    try:
+        tokens = json.loads(store.read_text())
+    except (OSError, ValueError):
+        tokens = {}
+    if key not in tokens:
+        tokens[key] = secrets.token_hex(16)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(tokens, indent=1))
+        store.chmod(0o600)
+    return tokens[key]
+
+
+@contextlib.contextmanager
+def _own_terminal():
+    """While serving, Ctrl-C reaches this command and its server, not `make` above it:
+    the command takes the terminal's foreground (a process group of its own) and gives
+    it back afterwards. Without a terminal, or in the background, nothing changes."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        yield
+        return
+    before = None
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # may change the foreground
+    try:
+        if os.tcgetpgrp(tty) == os.getpgrp():
+            before = os.getpgrp()
+            with contextlib.suppress(OSError):  # a session leader keeps its group
+                os.setpgid(0, 0)
+            os.tcsetpgrp(tty, os.getpgrp())
+        yield
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(tty, before)
+        signal.signal(signal.SIGTTOU, previous)
+        os.close(tty)
+
+
 def _port_busy(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -81,9 +129,16 @@ def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
         print(f"error: port {port} is in use (another JupyterLab?). Stop it, or run "
               f"`make lab PORT={port + 1}`.", file=sys.stderr)
         return 2
-    token = token or secrets.token_hex(16)
+    token = token or token_for(root)
     cmd, environment = command(root, port, token, write_config(mode))
-    server = subprocess.Popen(cmd, env=environment, cwd=cwd or root)
+    with _own_terminal():
+        # a session of its own: Ctrl-C reaches this command, which stops the server itself
+        return _run(subprocess.Popen(cmd, env=environment, cwd=cwd or root,
+                                     start_new_session=True), root, port, token, notes)
+
+
+def _run(server: subprocess.Popen, root: Path, port: int, token: str, notes: list[str]) -> int:
+    """Wait for the server to answer, print the URL, serve until Ctrl-C, then stop it."""
     # stopped with SIGTERM (a process manager, a test), stop JupyterLab too, not orphan it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -103,18 +158,18 @@ def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
               f"    Serving {root}. Ctrl-C stops it.\n", flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        return 130
+        _stop(server)
+        print("\nserver stopped", flush=True)
+        return 0
     finally:
         _stop(server)
 
 
 def _stop(server: subprocess.Popen) -> None:
-    """JupyterLab shut down: SIGINT twice (it asks to confirm the first), then kill."""
+    """JupyterLab shut down: SIGTERM (it stops without asking), then kill."""
     if server.poll() is not None:
         return
-    for sig in (signal.SIGINT, signal.SIGINT):
-        server.send_signal(sig)
-        time.sleep(0.2)
+    server.terminate()
     try:
         server.wait(timeout=15)
     except subprocess.TimeoutExpired:

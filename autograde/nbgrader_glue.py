@@ -8,6 +8,7 @@ the nbgrader commands an instructor runs in that folder.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ def grading_config(s: GradingSettings, execute: type, feedback: list[type]) -> C
     c.CourseDirectory.release_directory = "release"
     c.CourseDirectory.db_url = s.db_url
     c.CourseDirectory.course_id = COURSE_ID
+    # the course hands out labs by git, not by nbgrader's exchange; a folder of its own
+    # keeps the formgrader from warning that the default one is missing
+    c.Exchange.root = str(s.root / "exchange")
     c.Autograde.autograde_preprocessors = [
         execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
         AssignLatePenalties, CheckCellMetadata]
@@ -154,9 +158,16 @@ def gradebook(db_url: str) -> Gradebook:
 
 
 def register_students(db_url: str, students: list[str]) -> None:
+    """Every student in the gradebook, named after their submission (the formgrader shows
+    "None, None" for a student without a name); a name given in the formgrader is kept."""
     with gradebook(db_url) as gb:
         for student in students:
-            gb.update_or_create_student(student)
+            try:
+                named = gb.find_student(student).last_name is not None
+            except MissingEntry:
+                named = False
+            if not named:
+                gb.update_or_create_student(student, last_name=student, first_name="")
 
 
 def zero_scores(db_url: str, lab: str, student: str) -> None:
@@ -189,6 +200,11 @@ class Mark(NamedTuple):
     manual: bool = False  # a written answer graded by a person
 
 
+def natural(name: str) -> list:
+    """Sort key of a grade id in the lab's order: q2_a before q10_b."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def scores(db_url: str, lab: str, students: list[str]):
     """{student: {grade_id: Mark}} and the ordered grade ids, from the gradebook."""
     found, ids = {}, []
@@ -202,7 +218,7 @@ def scores(db_url: str, lab: str, students: list[str]):
             found[student] = {g.name: Mark(float(g.score or 0), float(g.max_score),
                                            bool(g.needs_manual_grade), by_hand(g))
                               for g in nb.grades}
-            ids = ids or [g.name for g in sorted(nb.grades, key=lambda g: g.name)]
+            ids = ids or sorted((g.name for g in nb.grades), key=natural)
     return found, ids
 
 

@@ -112,6 +112,13 @@ def test_export_names_what_is_missing(graded, tmp_path):
         export.export(tmp_path)
 
 
+def post(url: str, token: str) -> dict:
+    req = urllib.request.Request(url, method="POST", data=b"",
+                                 headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        return json.loads(resp.read())
+
+
 def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
     grading, *_ = graded
     with autograde_server(tmp_path, "formgrader", LAB, "--course", str(grading / LAB),
@@ -121,6 +128,30 @@ def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
         with urllib.request.urlopen(req, timeout=30) as resp:
             submissions = {s["student"] for s in json.loads(resp.read())}
         assert submissions == {"ann", "bob"}
+        req = urllib.request.Request(f"{base}/formgrader/api/students",
+                                     headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            names = {s["id"]: s["last_name"] for s in json.loads(resp.read())}
+        assert names == {"ann": "ann", "bob": "bob"}  # not "None, None"
+        req = urllib.request.Request(f"{base}/formgrader/manage_assignments",
+                                     headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            page = resp.read().decode()
+        assert "warning-exchange" not in page and "warning-course-id" not in page
+        graded_nb = grading / LAB / "autograded" / "ann" / LAB / f"{LAB}.ipynb"
+        before = graded_nb.read_bytes()
+        # the buttons' own requests: Autograde changes nothing and says why, Generate
+        # Feedback writes the course's page, offline
+        said = post(f"{base}/formgrader/api/submission/{LAB}/ann/autograde", token)
+        assert said["success"] is False and "Not graded here" in said["error"]
+        assert f"autograde grade {LAB}" in said["error"]
+        assert graded_nb.read_bytes() == before
+        page = grading / LAB / "feedback" / "ann" / LAB / f"{LAB}.html"
+        page.unlink()
+        said = post(f"{base}/formgrader/api/assignment/{LAB}/ann/generate_feedback", token)
+        assert said["success"] is True, said
+        html = page.read_text()
+        assert "<script" not in html.lower() and "cdnjs" not in html and "<math" in html
     missing = subprocess.run([sys.executable, "-m", "autograde", "formgrader", "lab02_metrics",
                               "--course", str(tmp_path / "nothing")], capture_output=True,
                              text=True, env=nbg.env())

@@ -1,24 +1,65 @@
 """autograde.grading.report: reasons with the check's words, and summaries that read well."""
 
 import csv
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
+import pytest
+from lazy import LAB02
 from nbformat.v4 import new_code_cell, new_notebook
+from test_grading_corpus import lazy_notebook
 
+from autograde import build
+from autograde import nbgrader_glue as nbg
 from autograde.grading.journal import Result
-from autograde.grading.report import lost_marks, write_reports
+from autograde.grading.report import (
+    SHORT,
+    formgrader_hint,
+    lost_marks,
+    short,
+    whole_reasons,
+    write_reports,
+)
 from autograde.nbgrader_glue import Mark, error_output
 
 
+def _failed(grade_id: str, ename: str, evalue: str):
+    meta = {"grade": True, "solution": False, "grade_id": grade_id, "points": 1}
+    cell = new_code_cell("check(x)", metadata={"nbgrader": meta})
+    cell.outputs = [error_output(ename, evalue)]
+    return cell
+
+
 def test_lost_marks_quote_the_checks_first_line(tmp_path):
-    meta = {"grade": True, "solution": False, "grade_id": "q1_x_test", "points": 1}
-    failed = new_code_cell("check(x)", metadata={"nbgrader": meta})
-    failed.outputs = [error_output("CheckFailed", "f(2): expected a tensor.\nmore detail")]
-    passed = new_code_cell("check(y)", metadata={"nbgrader": {**meta, "grade_id": "q2_y_test"}})
+    meta = {"grade": True, "solution": False, "grade_id": "q2_y_test", "points": 1}
+    passed = new_code_cell("check(y)", metadata={"nbgrader": meta})
+    long = "g(3): " + "the value is wrong in a way that takes many words to say " * 3
     path = tmp_path / "nb.ipynb"
-    nbformat.write(new_notebook(cells=[failed, passed]), path)
-    assert lost_marks(path) == "q1_x_test: CheckFailed: f(2): expected a tensor."
+    nbformat.write(new_notebook(cells=[
+        _failed("q1_x_test", "CheckFailed", "f(2): expected a tensor.\nmore detail"), passed,
+        _failed("q3_z_test", "NameError", "name 'f' is not defined"),
+        _failed("q4_w_test", "CheckFailed", long), _failed("q5_v_test", "CheckFailed", long)]),
+        path)
+    cut = short(long)
+    assert cut.endswith(" …") and len(cut) <= SHORT + 2 and long.startswith(cut[:-2])
+    assert not cut[:-2].endswith(" ")  # cut at a word, not inside one
+    # a reason shared by two questions is said once
+    assert lost_marks(path) == ("q1_x_test: CheckFailed: f(2): expected a tensor.; q3_z_test: "
+                                f"NameError: name 'f' is not defined; q4_w_test, q5_v_test: "
+                                f"{short('CheckFailed: ' + long)}")
+    assert whole_reasons(path).splitlines()[-1] == \
+        f"q4_w_test, q5_v_test: CheckFailed: {long.strip()}"
+    assert "more detail" in whole_reasons(path)
     assert lost_marks(tmp_path / "missing.ipynb") == "no autograded notebook"
+
+
+def test_the_formgrader_hint_works_as_printed_from_the_repository_root(tmp_path):
+    assert formgrader_hint("lab02_metrics", build.ROOT / "grading" / "lab02_metrics") == \
+        "make formgrader LAB=lab02_metrics"
+    assert formgrader_hint("lab02_metrics", tmp_path) == \
+        f".venv/bin/python -m autograde formgrader lab02_metrics --course {tmp_path}"
 
 
 def test_reports_of_a_clean_class(tmp_path):
@@ -31,6 +72,20 @@ def test_reports_of_a_clean_class(tmp_path):
     summary = (tmp_path / "summary.txt").read_text()
     assert summary.endswith("students with problems: none\n")  # no empty header
     assert (tmp_path / "summary.png").stat().st_size > 5_000
+    assert "bob (graded):\n  q1_x_test: CheckFailed: f" in (tmp_path / "reasons.txt").read_text()
+
+
+def test_no_heading_stands_empty_and_questions_come_in_their_order(tmp_path):
+    ids = sorted(["q10_energy_test", "q1_conv_params_test", "q2_model_size_test"],
+                 key=nbg.natural)  # as the gradebook's scores come
+    full = {i: Mark(1.0, 1.0) for i in ids}
+    path = write_reports(tmp_path, "lab02_metrics", [Result("ann", "graded")], {"ann": full},
+                         ids)
+    header = next(csv.reader(open(path)))
+    assert header[-3:] == ["q1_conv_params_test", "q2_model_size_test", "q10_energy_test"]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "failures by question: none\n" in summary
+    assert (tmp_path / "reasons.txt").read_text().endswith("no marks lost\n")
 
 
 def test_answers_awaiting_hand_grading_are_marked(tmp_path):
@@ -46,3 +101,54 @@ def test_answers_awaiting_hand_grading_are_marked(tmp_path):
     summary = (tmp_path / "summary.txt").read_text()
     assert "needs hand grading: 1 of 2" in summary
     assert "q2_reflection" not in summary.split("failures by question:")[1].split("students")[0]
+
+
+def _headings_with_nothing_under_them(lines: list[str]) -> list[str]:
+    return [line for i, line in enumerate(lines) if line.endswith(":")
+            and (i + 1 == len(lines) or not lines[i + 1].startswith("  "))]
+
+
+@pytest.mark.course
+def test_grade_and_export_say_it_whole_in_the_labs_order(tmp_path):
+    """`grade` and `export` on three Lab 02 submissions (the solution, the blank lab and a
+    lazy one): no heading stands empty, q1 ... q9 come before q10 everywhere, and a reason
+    shortened in grades.csv says so and stands whole in reasons.txt."""
+    lab, incoming = "lab02_metrics", tmp_path / "incoming"
+    incoming.mkdir()
+    nbformat.write(build.source_notebook(lab), incoming / "ann.ipynb")
+    nbformat.write(nbformat.read(build.LABS / lab / f"{lab}.ipynb", 4), incoming / "bob.ipynb")
+    nbformat.write(lazy_notebook(lab, LAB02), incoming / "cid.ipynb")
+    done = subprocess.run([sys.executable, "-m", "autograde", "grade", lab, str(incoming),
+                           "--grading", str(tmp_path), "--workers", "2"], capture_output=True,
+                          text=True, env=nbg.env(), cwd=build.ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    console = [line for line in done.stdout.splitlines() if line.strip()]
+    reports = tmp_path / lab / "reports" / lab
+    summary = (reports / "summary.txt").read_text().splitlines()
+    assert not _headings_with_nothing_under_them(console), console
+    assert not _headings_with_nothing_under_them(summary), summary
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in build.source_notebook(lab).cells
+           if c.metadata.get("nbgrader", {}).get("points")]
+    assert ids.index("q9_roofline_test") < ids.index("q10_energy_test")
+    rows = list(csv.DictReader(open(reports / "grades.csv")))
+    assert list(rows[0])[-len(ids):] == ids  # the lab's own order
+    whole = (reports / "reasons.txt").read_text()
+    for row in rows:
+        for part in filter(None, row["reason"].split("; ")):
+            said = part.removesuffix(" …")
+            assert said in whole.replace("\n  ", "; "), (part, whole)
+            assert part.endswith(" …") or part in whole, part
+    assert "bob" in whole and "not implemented yet" in whole
+    exported = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
+                               str(tmp_path), "--no-feedback"], capture_output=True,
+                              text=True, env=nbg.env(), cwd=build.ROOT)
+    assert exported.returncode == 0, exported.stderr
+    assert f"{lab}: 3 students from the gradebook; 0 with points given by hand, " \
+        "2 still waiting for hand grading" in exported.stdout
+    final = list(csv.DictReader(open(reports / "final.csv")))
+    assert {r["student"] for r in final} == {"ann", "bob", "cid"}
+    Path(tmp_path / lab / "autograded" / "cid" / lab / f"{lab}.ipynb").unlink()
+    exported = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
+                               str(tmp_path), "--no-feedback"], capture_output=True,
+                              text=True, env=nbg.env(), cwd=build.ROOT)
+    assert "no autograded notebook for cid" in exported.stdout

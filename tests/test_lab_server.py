@@ -1,7 +1,10 @@
 """`make lab`'s server (python -m autograde lab): work/ served, students' menus only, URL last."""
 
 import json
+import os
 import re
+import select
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -27,9 +30,23 @@ def test_student_config_hides_the_instructor_side(tmp_path):
     ext = server["ServerApp"]["jpserver_extensions"]
     assert not ext["nbgrader.server_extensions.formgrader"]
     assert ext["nbgrader.server_extensions.validate_assignment"]
+    assert not ext["autograde.formgrader_bridge"]
     instructor = lab_server.write_config("instructor", tmp_path)
     assert json.loads((instructor / "labconfig" / "page_config.json").read_text()) == \
-        {"disabledExtensions": {}}
+        {"disabledExtensions": {lab_server.NEWS: True}}  # no "Jupyter news?" prompt
+    server = json.loads((instructor / "jupyter_server_config.json").read_text())
+    assert server["ServerApp"]["jpserver_extensions"]["autograde.formgrader_bridge"]
+    assert page["disabledExtensions"][lab_server.NEWS] is True
+
+
+def test_a_folder_keeps_its_token(tmp_path):
+    """The same URL each time for the same work folder: a bookmark keeps working."""
+    store = tmp_path / "tokens.json"
+    work, other = tmp_path / "work", tmp_path / "other"
+    first = lab_server.token_for(work, store)
+    assert lab_server.token_for(work, store) == first and len(first) == 32
+    assert lab_server.token_for(other, store) != first
+    assert store.stat().st_mode & 0o077 == 0  # readable by its owner only
 
 
 @pytest.mark.course
@@ -82,3 +99,49 @@ def test_stopping_the_command_stops_jupyterlab(tmp_path):
     while lab_server._port_busy(port):
         assert time.monotonic() < deadline, "JupyterLab still answers after its command ended"
         time.sleep(0.3)
+
+
+@pytest.mark.course
+def test_ctrl_c_in_make_lab_says_server_stopped_and_make_exits_0(tmp_path):
+    """`make lab` in a terminal, then Ctrl-C: "server stopped", no "Error 130" from make,
+    exit 0, and JupyterLab no longer answers."""
+    import pty  # Linux and macOS only, as the course
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: make in a terminal of its own
+        os.execvp("make", ["make", "-s", "-C", str(build.ROOT), "lab", f"PORT={port}",
+                           f"WORK={tmp_path / 'work'}"])
+    out = b""
+
+    def read_until(text: bytes, seconds: float) -> None:
+        nonlocal out
+        deadline = time.monotonic() + seconds
+        while text not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    return
+    status = None
+    try:
+        read_until(b"Ctrl-C stops it", 180)
+        assert b"JupyterLab is ready" in out, out.decode(errors="replace")[-2000:]
+        os.write(fd, b"\x03")
+        read_until(b"server stopped", 30)
+        deadline = time.monotonic() + 30
+        while status is None and time.monotonic() < deadline:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else time.sleep(0.2)
+    finally:
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None, "make lab did not end within 30 s of Ctrl-C"
+    said = out.decode(errors="replace")
+    assert "server stopped" in said and "Error" not in said and "(y/[n])" not in said, said
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not lab_server._port_busy(port)

@@ -37,6 +37,22 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
     assert loaded.HTMLExporter.sanitize_html is True
     assert loaded.HTMLExporter.filters["markdown2html"].startswith("autograde.grading.sanitize")
     assert os.path.basename(glue.CONFIG_FILE) in os.listdir(Path(tmp_path))
+    assert loaded.Exchange.root == str(tmp_path / "exchange")  # no "exchange missing" banner
+
+
+def test_students_are_named_after_their_submission_and_keep_a_name_given_later(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", glue.env()["PATH"])  # nbgrader makes the gradebook with alembic
+    db = f"sqlite:///{tmp_path}/gb.db"
+    glue.register_students(db, ["ann", "bob"])
+    with glue.gradebook(db) as gb:
+        assert (gb.find_student("ann").last_name, gb.find_student("ann").first_name) == \
+            ("ann", "")
+        gb.update_or_create_student("bob", last_name="Lee", first_name="Bob")  # formgrader
+    glue.register_students(db, ["ann", "bob", "cid"])
+    with glue.gradebook(db) as gb:
+        assert gb.find_student("bob").last_name == "Lee"
+        assert gb.find_student("cid").last_name == "cid"
 
 
 def test_test_cells_are_graded_code_cells_without_an_answer():

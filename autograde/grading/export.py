@@ -9,6 +9,7 @@ lab. Feedback is generated again, so students see the hand-given points and comm
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from nbgrader.api import MissingEntry
@@ -37,7 +38,8 @@ def lab_rows(db_url: str, lab: str) -> list[dict]:
                 grades = []
             auto = sum(float(g.score or 0) for g in grades if not nbgrader_glue.by_hand(g))
             hand = sum(float(g.score or 0) for g in grades if nbgrader_glue.by_hand(g))
-            pending = sorted(g.name for g in grades if g.needs_manual_grade)
+            pending = sorted((g.name for g in grades if g.needs_manual_grade),
+                             key=nbgrader_glue.natural)
             rows.append({"student": student, "automatic": auto, "by_hand": hand,
                          "total": auto + hand, "max_score": float(max_score),
                          "needs_hand_grading": " ".join(pending)})
@@ -54,9 +56,27 @@ def _write(path: Path, header: list[str], rows: list[dict]) -> Path:
     return path
 
 
+def what_was_used(folder: Path, lab: str, rows: list[dict]) -> str:
+    """One line on what a lab's grades stand on: points given by hand, answers still
+    waiting for them, and students whose autograded notebook is missing (their automatic
+    points are the gradebook's, and their feedback cannot be made)."""
+    hand = sum(1 for r in rows if r["by_hand"])
+    waiting = sum(1 for r in rows if r["needs_hand_grading"])
+    missing = [r["student"] for r in rows
+               if not (folder / "autograded" / r["student"] / lab / f"{lab}.ipynb").is_file()]
+    line = (f"{lab}: {len(rows)} students from the gradebook; {hand} with points given by "
+            f"hand, {waiting} still waiting for hand grading (counted as 0)")
+    if missing:
+        line += (f"; no autograded notebook for {', '.join(missing)}: their automatic points "
+                 "are the gradebook's and they get no new feedback (grade them again with "
+                 "`make grade`)")
+    return line
+
+
 def export(grading: Path, labs: list[str] | None = None, feedback: bool = True,
-           env: dict | None = None) -> list[Path]:
-    """Write every graded lab's final.csv and grading/course.csv; returns their paths."""
+           env: dict | None = None, say: Callable[[str], None] = print) -> list[Path]:
+    """Write every graded lab's final.csv and grading/course.csv; returns their paths and
+    says, per lab, what the grades stand on (`what_was_used`)."""
     graded = [lab for lab in build.lab_names() if (grading / lab / nbgrader_glue.CONFIG_FILE)
               .is_file()]
     if not graded:
@@ -69,6 +89,7 @@ def export(grading: Path, labs: list[str] | None = None, feedback: bool = True,
     for lab in labs or graded:
         folder = grading / lab
         rows = lab_rows(course_db(folder), lab)
+        say(what_was_used(folder, lab, rows))
         written.append(_write(folder / "reports" / lab / "final.csv", COLUMNS, rows))
         for row in rows:
             course.setdefault(row["student"], {})[lab] = row

@@ -25,9 +25,9 @@ from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
 from autograde.grading.preflight import preflight
-from autograde.grading.report import lost_marks, timed_out, write_reports
+from autograde.grading.report import lost_marks, timed_out, whole_reasons, write_reports
 from autograde.grading.submissions import Submission, collect, reasons, repair
-from autograde.nbgrader_glue import GradingSettings, NbgraderError
+from autograde.nbgrader_glue import GradingSettings, NbgraderError, grade_id
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
 from autograde.sandbox.policy import isolation_problem
@@ -72,6 +72,7 @@ class Grader:
         self.fingerprint = secret.fingerprint(course_secret)
         secret.prepare(self.course, self.lab, course_secret)
         nbgrader_glue.write_config(self.config, self.course)
+        (self.course / "exchange").mkdir(exist_ok=True)  # its Exchange.root, unused but there
         write_kernelspec(self.course / "jupyter")
         build.write_sources([self.lab], self.course / "source")
         self.nbgrader("generate_assignment", self.lab, "--force")
@@ -240,6 +241,9 @@ def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]
                  if (nb := _read(grader.course / "submitted" / r.student / grader.lab
                                  / f"{grader.lab}.ipynb")) is not None}
     starter = _read(grader.course / "release" / grader.lab / f"{grader.lab}.ipynb")
+    if starter is not None:  # the columns in the lab's own order (scores gives q1 ... q10)
+        order = [grade_id(c) for c in starter.cells if "nbgrader" in c.metadata]
+        ids = sorted(ids, key=lambda i: order.index(i) if i in order else len(order))
     matches, findings = [], {}
     try:  # evidence for the instructor: never a reason to lose the grades
         if starter is not None:
@@ -249,7 +253,10 @@ def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]
         similarity.write_report(out, grader.lab, matches, notebooks, findings)
     except Exception as e:  # noqa: BLE001 - whatever a submission made of it
         print(f"warning: no similarity report: {type(e).__name__}: {e}", file=sys.stderr)
+    whole = {s.student: reasons(s.problem, whole_reasons(grader.autograded(s.student)))
+             for s, r in zip(subs, results, strict=True) if r.status == "graded"}
     path = write_reports(out, grader.lab, results, scores, ids, similarity.flags(matches),
-                         audit.flags(findings))
-    print(f"grades: {path}\nfeedback: {grader.course / 'feedback'}\nsummary: {out}")
+                         audit.flags(findings), whole, grader.course)
+    print(f"grades: {path}\nwhy marks were lost: {out / 'reasons.txt'}\n"
+          f"feedback: {grader.course / 'feedback'}\nsummary: {out}")
     return results

@@ -1,4 +1,5 @@
-"""What a grading run reports: why marks were lost, grades.csv, summary.png and summary.txt."""
+"""What a grading run reports: why marks were lost (short in grades.csv, whole in
+reasons.txt), grades.csv, summary.png and summary.txt."""
 
 import csv
 from collections import Counter
@@ -7,29 +8,62 @@ from pathlib import Path
 import matplotlib
 import nbformat
 
+from autograde import build
 from autograde.grading.executor import TIMED_OUT
 from autograde.grading.journal import Result
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_glue import is_test_cell, natural
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only backend
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+SHORT = 110  # characters of a reason in grades.csv; the whole one is in reasons.txt
 
-def lost_marks(autograded: Path) -> str:
-    """Why test cells failed, read from an autograded notebook (the grader's copy)."""
-    if not autograded.exists():
-        return "no autograded notebook"
+
+def failed_cells(autograded: Path) -> dict[str, list[str]]:
+    """{why: grade ids} of the failed test cells of an autograded notebook (the grader's
+    copy), each why the error's name and message, so a message shared by several
+    questions is read once."""
     nb = nbformat.read(autograded, as_version=4)
-    lost: dict[str, list[str]] = {}  # message -> grade ids, so repeats read once
+    lost: dict[str, list[str]] = {}
     for cell in nb.cells:
         if is_test_cell(cell):
             errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
             if errors:
-                lines = str(errors[0].evalue).splitlines() or [""]
-                why = f"{errors[0].ename}: {lines[0][:150]}"
+                why = f"{errors[0].ename}: {str(errors[0].evalue).strip()}"
                 lost.setdefault(why, []).append(cell.metadata["nbgrader"]["grade_id"])
-    return "; ".join(f"{', '.join(ids)}: {why}" for why, ids in lost.items())
+    return lost
+
+
+def lost_marks(autograded: Path) -> str:
+    """Why test cells failed, each question once and its reason short (grades.csv)."""
+    if not autograded.exists():
+        return "no autograded notebook"
+    return "; ".join(f"{', '.join(ids)}: {short(why)}"
+                     for why, ids in failed_cells(autograded).items())
+
+
+def whole_reasons(autograded: Path) -> str:
+    """Why test cells failed, every reason whole (reasons.txt)."""
+    if not autograded.exists():
+        return "no autograded notebook"
+    return "\n".join(f"{', '.join(ids)}: {why}" for why, ids in failed_cells(autograded).items())
+
+
+def short(why: str) -> str:
+    """The first line of a reason, cut at a word near SHORT characters, marked when cut."""
+    line = why.splitlines()[0] if why else ""
+    if len(line) <= SHORT:
+        return line
+    cut = line.rfind(" ", 0, SHORT)
+    return line[:cut if cut > SHORT // 2 else SHORT].rstrip(" ,;:") + " …"
+
+
+def formgrader_hint(lab: str, course: Path | None) -> str:
+    """The command that opens the formgrader on this lab, as typed at the repository root."""
+    if course is None or course.resolve() == (build.ROOT / "grading" / lab).resolve():
+        return f"make formgrader LAB={lab}"
+    return f".venv/bin/python -m autograde formgrader {lab} --course {course}"
 
 
 def timed_out(autograded: Path) -> bool:
@@ -43,13 +77,15 @@ def timed_out(autograded: Path) -> bool:
 
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
                   ids: list[str], similar: dict[str, str] | None = None,
-                  flagged: dict[str, str] | None = None) -> Path:
-    """grades.csv, summary.png and summary.txt in `out`, from each student's
+                  flagged: dict[str, str] | None = None, whole: dict[str, str] | None = None,
+                  course: Path | None = None) -> Path:
+    """grades.csv, summary.png, summary.txt and reasons.txt in `out`, from each student's
     {grade_id: Mark} in `scores`; returns the csv's path. A cell that waits for hand
     grading is listed under needs_hand_grading, and its column says "pending";
     `similar` is each flagged student's answers that resemble others (grading.similarity),
-    `flagged` their code that reaches past the refusals (grading.audit)."""
-    similar, flagged = similar or {}, flagged or {}
+    `flagged` their code that reaches past the refusals (grading.audit), `whole` the
+    reasons of lost marks in full (the csv's are short)."""
+    similar, flagged, whole = similar or {}, flagged or {}, whole or {}
     out.mkdir(parents=True, exist_ok=True)
     max_total = sum(m.max for m in next((s for s in scores.values() if s), {}).values()) or 0.0
     path = out / "grades.csv"
@@ -74,12 +110,19 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     lines += [f"  {status}: {n}" for status, n in Counter(r.status for r in results).items()]
     if waiting:
         lines.append(f"needs hand grading: {waiting} of {len(results)} (scores above count "
-                     "those answers as 0 until then; `python -m autograde formgrader LAB`)")
+                     f"those answers as 0 until then; `{formgrader_hint(lab, course)}`)")
     if similar or flagged:
         lines.append(f"for review: {len(similar)} of {len(results)} students with similar "
                      f"answers, {len(flagged)} with code that reaches past the refusals "
                      "(similar_to and flagged_code in grades.csv; similarity.html)")
-    lines += ["failures by question:"] + [f"  {i}: {n}" for i, n in failures.most_common()]
+    by_count = sorted(failures.items(), key=lambda item: (-item[1], natural(item[0])))
+    lines += ["failures by question:", *(f"  {i}: {n}" for i, n in by_count)] if by_count \
+        else ["failures by question: none"]
+    reasons_txt = [f"{r.student} ({r.status}):\n" + _indent(whole.get(r.student) or r.reason)
+                   for r in results if whole.get(r.student) or r.reason]
+    (out / "reasons.txt").write_text(
+        f"{lab}: why marks were lost, each reason whole (grades.csv has them short)\n\n"
+        + ("\n\n".join(reasons_txt) if reasons_txt else "no marks lost") + "\n")
     problems = [f"  {r.student}: {r.reason}" for r in results
                 if r.status != "graded" or "Died" in r.reason or "NotRun" in r.reason]
     lines += ["students with problems:", *problems] if problems else \
@@ -89,6 +132,10 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     print("\n".join(head + [line for line in lines if line.startswith("students with")]
                     + problems))
     return path
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def _cell(mark) -> str:
