@@ -11,19 +11,14 @@ from pathlib import Path
 from nbgrader.apps.api import NbGraderAPI
 
 from autograde import nbgrader_glue
-from autograde.grading.feedback import page_args
+from autograde.grading import feedback
 
 
 def generate_feedback(api, assignment_id: str, student_id: str | None = None,
                       force: bool = True) -> dict:
     """The course's feedback page for one student (or all), as `export` writes it."""
-    course = Path(api.coursedir.root)
-    args = ["generate_feedback", assignment_id, "--force", *page_args()]
-    if student_id is not None:
-        args += ["--student", student_id]
     try:
-        done = nbgrader_glue.run(course, *args,
-                                 extra_env={"JUPYTER_PATH": str(course / "jupyter")})
+        done = feedback.generate(Path(api.coursedir.root), assignment_id, student_id)
     except nbgrader_glue.NbgraderError as e:
         return {"success": False, "error": str(e)[-2000:], "log": ""}
     return {"success": True, "log": (done.stdout + done.stderr)[-2000:]}

@@ -15,7 +15,7 @@ from pathlib import Path
 from nbgrader.api import MissingEntry
 
 from autograde import build, nbgrader_glue
-from autograde.grading.feedback import page_args
+from autograde.grading.feedback import generate as feedback_pages
 
 COLUMNS = ["student", "automatic", "by_hand", "total", "max_score", "needs_hand_grading"]
 
@@ -94,8 +94,7 @@ def export(grading: Path, labs: list[str] | None = None, feedback: bool = True,
         for row in rows:
             course.setdefault(row["student"], {})[lab] = row
         if feedback and any((folder / "autograded").glob(f"*/{lab}")):
-            nbgrader_glue.run(folder, "generate_feedback", lab, "--force", *page_args(),
-                              extra_env={"JUPYTER_PATH": str(folder / "jupyter"), **(env or {})})
+            feedback_pages(folder, lab, extra_env=env)
     names = labs or graded
     header = ["student", *names, "total", "max_score", "needs_hand_grading"]
     maxima = {lab: next((r[lab]["max_score"] for r in course.values() if lab in r), 0.0)

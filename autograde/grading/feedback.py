@@ -17,7 +17,7 @@ from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograde.grading.sanitize import clean_html
-from autograde.nbgrader_glue import gradebook, is_test_cell
+from autograde.nbgrader_glue import gradebook, is_test_cell, run
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "efflab_feedback"
@@ -30,6 +30,17 @@ def page_args() -> list[str]:
     not in the grading folder's config, which the formgrader reads for its own pages)."""
     return [f"--HTMLExporter.template_name={TEMPLATE}",
             f"--HTMLExporter.extra_template_basedirs={TEMPLATES}"]
+
+
+def generate(course: Path, lab: str, student: str | None = None,
+             extra_env: dict[str, str] | None = None):
+    """`nbgrader generate_feedback` with efflab's page, for one student or for every one
+    (the grader after a batch, `export`, the formgrader's button)."""
+    args = ["generate_feedback", lab, "--force", *page_args()]
+    if student is not None:
+        args += ["--student", student]
+    return run(course, *args,
+               extra_env={"JUPYTER_PATH": str(course / "jupyter"), **(extra_env or {})})
 
 
 class ShortTracebacks(NbGraderPreprocessor):

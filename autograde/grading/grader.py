@@ -232,7 +232,7 @@ def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]
     results = [grader.journal.read(s.student) for s in subs]
     if any((grader.course / "autograded").glob(f"*/{grader.lab}")):
         try:
-            grader.nbgrader("generate_feedback", grader.lab, "--force", *feedback.page_args())
+            feedback.generate(grader.course, grader.lab, extra_env=grader.env())
         except NbgraderError as e:  # grades are safe in the gradebook either way
             print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
     scores, ids = nbgrader_glue.scores(grader.db_url, grader.lab, [r.student for r in results])
