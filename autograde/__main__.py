@@ -5,6 +5,7 @@
     lab     serve JupyterLab on the student's work/ folder (copied once from labs/)
     grade   grade a class's submissions of one lab (autograde.grading)
     formgrader  serve nbgrader's formgrader on a graded lab, to grade reflections by hand
+    regrade  grade one student of a graded lab again (the formgrader's Autograde button)
     export  after hand grading: final grades per lab and for the course, feedback again
     readme  regenerate the README's generated blocks (lab table, measured figures)
     student-edition  write what students get (labs, efflib, visible checks) into a folder
@@ -16,8 +17,9 @@ import sys
 from pathlib import Path
 
 from autograde import build, edition, lab_server, readme, student_cli
-from autograde.grading import export
+from autograde.grading import export, regrade
 from autograde.grading.grader import Grader
+from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.preflight import SandboxError
 from autograde.nbgrader_glue import NbgraderError
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     _grading_options(p_form)
     p_form.add_argument("--port", type=int, default=8889)
     p_form.add_argument("--token", default=None)
+    p_regrade = sub.add_parser("regrade", help="grade one student again with the settings "
+                                               "of the lab's last grade run")
+    p_regrade.add_argument("lab", help="a lab graded with `grade` before")
+    p_regrade.add_argument("student", help="the student's id, as in grades.csv")
+    _grading_options(p_regrade)
     p_export = sub.add_parser("export", help="final grades as CSV (per lab and course) and "
                                              "feedback with the hand-given points")
     p_export.add_argument("labs", nargs="*", help="lab names (default: every graded lab)")
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "grade":
         return grade(args)
+    if args.command == "regrade":
+        return regrade.main(args.lab, course_of(args), args.student)
     if args.command == "student-edition":
         try:
             written = edition.write(args.out, args.labs)
@@ -140,10 +149,11 @@ def grade(args) -> int:
         grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
                         args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb,
                         scheduler=args.scheduler, secret_file=args.secret)
-        if args.fresh:
-            grader.journal.forget()
-        grader.run(args.submissions)
-    except (ValueError, FileNotFoundError, SandboxError) as e:
+        with grading_lock(grader.course, "run it again"):
+            if args.fresh:
+                grader.journal.forget()
+            grader.run(args.submissions)
+    except (ValueError, FileNotFoundError, SandboxError, Busy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -3,15 +3,21 @@
 nbgrader's own Generate Feedback renders its default page, which loads MathJax from a CDN,
 and its Autograde runs the notebook outside the course's sandbox (where the grader's kernel
 does not exist) after deleting the graded notebook. Here Generate Feedback writes the page
-`export` writes, offline; Autograde changes nothing and says which command grades again.
+`export` writes, offline; Autograde grades with the course's grader, as
+`python -m autograde regrade` does (grading.regrade), and keeps the previous graded
+notebook and score until the new grade is complete.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
 
-from autograde import nbgrader_glue
+from autograde import build, nbgrader_glue
 from autograde.grading import feedback
+
+REGRADE_TIMEOUT = 1800  # a lab's own notebook timeout is 600 s, and a kernel is tried twice
 
 
 def generate_feedback(api, assignment_id: str, student_id: str | None = None,
@@ -26,14 +32,22 @@ def generate_feedback(api, assignment_id: str, student_id: str | None = None,
 
 def autograde(api, assignment_id: str, student_id: str, force: bool = True,
               create: bool = True) -> dict:
-    """Refused, with nothing changed: the course's grader grades in its sandbox."""
+    """The course's grader on one student (`python -m autograde regrade`), in its sandbox;
+    the previous graded notebook and score stay until the new grade is complete."""
     course = Path(api.coursedir.root)
-    return {"success": False, "log": "", "error": (
-        f"Not graded here: {student_id}'s graded notebook and score are unchanged. The "
-        "course grades in a sandboxed kernel with its judge and hidden cases, which this "
-        "server does not run. To grade again, from the course's repository: "
-        f"`.venv/bin/python -m autograde grade {assignment_id} SUBMISSIONS --course {course}` "
-        "(a submission that changed is graded again; the others keep their grades).")}
+    cmd = [sys.executable, "-m", "autograde", "regrade", assignment_id, student_id,
+           "--course", str(course)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=build.ROOT,
+                              env=nbgrader_glue.env(), timeout=REGRADE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"success": False, "log": "", "error": (
+            f"{student_id} was not graded again within {REGRADE_TIMEOUT} s; the previous "
+            "graded notebook and score are unchanged.")}
+    if done.returncode != 0:
+        said = done.stderr.strip().removeprefix("error: ")
+        return {"success": False, "log": done.stdout[-2000:], "error": said[-3000:]}
+    return {"success": True, "log": (done.stdout + done.stderr)[-2000:]}
 
 
 def _load_jupyter_server_extension(server_app) -> None:

@@ -86,10 +86,12 @@ class GradingSettings:
     disk_mb: int = 512
 
 
-def grading_config(s: GradingSettings, execute: type, feedback: list[type]) -> Config:
+def grading_config(s: GradingSettings, execute: type, feedback: list[type],
+                   notes: tuple[type, ...] = ()) -> Config:
     """nbgrader's settings for a grading folder: `execute` runs the notebook in place of
-    nbgrader's Execute step, `feedback` are the preprocessors that shape what students see
-    of it (after nbgrader has read the grades). The feedback page's template is not among
+    nbgrader's Execute step, `notes` add to the graded notebook after it, `feedback` are
+    the preprocessors that shape what students see of it (after nbgrader has read the
+    grades). The feedback page's template is not among
     them: the formgrader reads this file too and must keep its own (`feedback.page_args`)."""
     c = Config()
     c.CourseDirectory.root = str(s.root)
@@ -101,8 +103,8 @@ def grading_config(s: GradingSettings, execute: type, feedback: list[type]) -> C
     # keeps the formgrader from warning that the default one is missing
     c.Exchange.root = str(s.root / "exchange")
     c.Autograde.autograde_preprocessors = [
-        execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-        AssignLatePenalties, CheckCellMetadata]
+        execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, *notes,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     c[execute.__name__].timeout = s.cell_timeout
     c[execute.__name__].notebook_timeout = s.notebook_timeout
     c[execute.__name__].memory_mb = s.memory_mb

@@ -727,7 +727,8 @@ def test_a_sandbox_that_cannot_start_stops_the_run_before_anyone_is_scored(tmp_p
 def test_a_kernel_that_fails_to_start_is_retried_then_reported_not_scored(tmp_path,
                                                                          monkeypatch):
     """Start 0 is the preflight; starts 1 and 2 (alice, then her retry) fail: she is
-    'failed', with the reason, and the next run grades her."""
+    'not-graded' (the grader's trouble, not her score), with the reason, and the next run
+    grades her."""
     import autograde.grading.grader as G
 
     incoming = tmp_path / "in"
@@ -738,7 +739,7 @@ def test_a_kernel_that_fails_to_start_is_retried_then_reported_not_scored(tmp_pa
     grader = Grader(LAB, tmp_path / "course", workers=1)
     [first] = grader.run(incoming, progress=False)
     assert counter.read_text() == "3"  # the preflight, alice, alice once more
-    assert first.status == "failed"
+    assert first.status == "not-graded"
     assert "could not start a kernel" in first.reason and "twice" in first.reason
     assert "cannot mount /proc" in first.reason
     [second] = grader.run(incoming, progress=False)

@@ -16,6 +16,7 @@ from nbgrader.api import MissingEntry
 
 from autograde import build, nbgrader_glue
 from autograde.grading.feedback import generate as feedback_pages
+from autograde.grading.journal import Journal
 
 COLUMNS = ["student", "automatic", "by_hand", "total", "max_score", "needs_hand_grading"]
 
@@ -58,14 +59,18 @@ def _write(path: Path, header: list[str], rows: list[dict]) -> Path:
 
 def what_was_used(folder: Path, lab: str, rows: list[dict]) -> str:
     """One line on what a lab's grades stand on: points given by hand, answers still
-    waiting for them, and students whose autograded notebook is missing (their automatic
-    points are the gradebook's, and their feedback cannot be made)."""
+    waiting for them, students graded again in the formgrader, and students whose
+    autograded notebook is missing (their automatic points are the gradebook's, and their
+    feedback cannot be made)."""
     hand = sum(1 for r in rows if r["by_hand"])
     waiting = sum(1 for r in rows if r["needs_hand_grading"])
     missing = [r["student"] for r in rows
                if not (folder / "autograded" / r["student"] / lab / f"{lab}.ipynb").is_file()]
     line = (f"{lab}: {len(rows)} students from the gradebook; {hand} with points given by "
             f"hand, {waiting} still waiting for hand grading (counted as 0)")
+    regraded = [r.student for r in Journal(folder / "journal" / lab).all() if r.regraded]
+    if regraded:
+        line += f"; graded again in the formgrader: {', '.join(regraded)}"
     if missing:
         line += (f"; no autograded notebook for {', '.join(missing)}: their automatic points "
                  "are the gradebook's and they get no new feedback (grade them again with "

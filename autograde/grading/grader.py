@@ -7,6 +7,7 @@ grades.csv and summary. A notebook nbgrader cannot grade scores 0 with a reason;
 nothing raised for one student stops the others.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,11 +20,12 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import audit, cluster, feedback, secret, similarity, workers
+from autograde.grading import audit, cluster, feedback, secret, similarity, staging, workers
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
+from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.preflight import preflight
 from autograde.grading.report import lost_marks, timed_out, whole_reasons, write_reports
 from autograde.grading.submissions import Submission, collect, reasons, repair
@@ -31,6 +33,8 @@ from autograde.nbgrader_glue import GradingSettings, NbgraderError, grade_id
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
 from autograde.sandbox.policy import isolation_problem
+
+SETTINGS_FILE = "grading.json"  # the settings of the folder's last `grade` run (a regrade's)
 
 
 class Grader:
@@ -43,7 +47,6 @@ class Grader:
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
-        # hidden cases and held-out digits are drawn from it (made on first use by default)
         self.secret_file = (secret_file or self.course / secret.SECRET_FILE).resolve()
         self.fingerprint = ""  # of the secret, once `release` has read it
         self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
@@ -53,7 +56,7 @@ class Grader:
         self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
         self.config = nbgrader_glue.grading_config(
             self.settings, ClusterExecute if scheduler else SandboxedExecute,
-            [ShortTracebacks, QuestionTitles, MathML])
+            [ShortTracebacks, QuestionTitles, MathML], (StudentsOwnRun,))
         if scheduler:
             self.config.ClusterExecute.scheduler = scheduler
 
@@ -72,6 +75,7 @@ class Grader:
         self.fingerprint = secret.fingerprint(course_secret)
         secret.prepare(self.course, self.lab, course_secret)
         nbgrader_glue.write_config(self.config, self.course)
+        (self.course / SETTINGS_FILE).write_text(json.dumps(saved_settings(self)) + "\n")
         (self.course / "exchange").mkdir(exist_ok=True)  # its Exchange.root, unused but there
         write_kernelspec(self.course / "jupyter")
         build.write_sources([self.lab], self.course / "source")
@@ -93,28 +97,29 @@ class Grader:
                 nbformat.write(nb, dest / f"{self.lab}.ipynb")
                 sub.problem = reasons(sub.problem, *notes)
 
-    def grade_one(self, sub: Submission, pool=None, alone: bool = False) -> Result | None:
-        """nbgrader autograde for one student, in a warm worker process; never raises.
-
-        A notebook with a cell interrupted for time is not recorded from a batch: it
-        returns None, and `run` grades it once more alone (`alone=True`), so that a busy
-        machine never costs marks; that second grade stands, and its reason says so."""
+    def grade_one(self, sub: Submission, pool=None, alone: bool = False,
+                  retried: bool = False) -> Result | None:
+        """nbgrader autograde for one student (into grading.staging), in a warm worker
+        process; never raises. A cell interrupted for time in a batch returns None, and
+        `run` grades it once more alone (`retried=True`), so that a busy machine never
+        costs marks. Where the grader could not run it, a previous grade stands."""
         start = time.monotonic()
         status, reason = "no-notebook", sub.problem
+        staged = staging.staged_notebook(self.course, sub.student, self.lab)
         if sub.notebook is not None:
             status, reason = autograde_with_retries(self, sub.student, pool, reason)
-            if status == "graded" and timed_out(self.autograded(sub.student)):
-                if not alone:
-                    return None
-                reason = reasons("a cell ran out of time in the batch and again when graded "
-                                 "alone", reason)
-            elif status == "graded" and alone:
-                reason = reasons("a cell ran out of time in the batch; graded again alone",
-                                 reason)
-        if status != "graded":
+            timed = status == "graded" and timed_out(staged)
+            if timed and not alone:
+                staging.discard(self.course, sub.student, self.lab)
+                return None
+            reason = reasons(time_note(timed, retried), reason) if status == "graded" else reason
+        staging.settle(self.course, sub.student, self.lab, status == "graded")
+        if status == "graded":
+            reason = reasons(reason, lost_marks(self.autograded(sub.student)))
+        elif status == "failed" or not self.autograded(sub.student).exists():
             nbgrader_glue.zero_scores(self.db_url, self.lab, sub.student)
         result = Result(sub.student, status, reason, round(time.monotonic() - start, 1),
-                        sub.digest, self.fingerprint)
+                        sub.digest, self.fingerprint, sub.problem)
         self.journal.record(result)
         return result
 
@@ -134,9 +139,9 @@ class Grader:
         todo = still_to_grade(self.journal, subs, self.fingerprint)
         if any(s.notebook is not None for s in todo):
             preflight(self.config, self.env(), self.course, self.scheduler)
-        env = {**nbgrader_glue.env(), **self.env()}
         start = time.monotonic()
-        with workers.start(self.workers, str(self.course), env, self.config,
+        with workers.start(self.workers, str(self.course), {**nbgrader_glue.env(), **self.env()},
+                           staging.staged_config(self.config),
                            self.settings.memory_mb) as pool, \
                 ThreadPoolExecutor(self.workers) as threads, \
                 tqdm(total=len(todo), desc=f"grading {self.lab}", disable=not progress) as bar:
@@ -148,7 +153,7 @@ class Grader:
                 else:
                     bar.update()
             for sub in again:  # one at a time, nothing else running
-                self.grade_one(sub, pool, alone=True)
+                self.grade_one(sub, pool, alone=True, retried=True)
                 bar.update()
         if self.scheduler:
             cluster.close_client(self.scheduler)  # the preflight's, in this process
@@ -157,6 +162,23 @@ class Grader:
         results = feedback_and_reports(self, subs)
         self.timings["feedback and reports"] = time.monotonic() - start
         return results
+
+
+def time_note(timed_out: bool, retried: bool) -> str:
+    """What a graded notebook's reason says of its time: nothing, unless it ran out of
+    time, or was graded again alone after running out of time in a batch."""
+    if timed_out:
+        return ("a cell ran out of time in the batch and again when graded alone" if retried
+                else "a cell ran out of time")
+    return "a cell ran out of time in the batch; graded again alone" if retried else ""
+
+
+def saved_settings(grader: Grader) -> dict:
+    """What a regrade needs of this run (SETTINGS_FILE): the same kernel, judge and key."""
+    s = grader.settings
+    return {"workers": grader.workers, "db_url": grader.db_url, "cell_timeout": s.cell_timeout,
+            "notebook_timeout": s.notebook_timeout, "memory_mb": s.memory_mb,
+            "judge": s.judge, "disk_mb": s.disk_mb, "secret_file": str(grader.secret_file)}
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:
@@ -202,8 +224,8 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
         try:
             workers.autograde_in(pool, grader.lab, student, timeout, fallback=lambda: (
                 grader.nbgrader("autograde", grader.lab, "--student", student, "--force",
-                                timeout=timeout)))
-            return "graded", reasons(reason, lost_marks(grader.autograded(student)))
+                                staging.cli_option(), timeout=timeout)))
+            return "graded", reason
         except subprocess.TimeoutExpired:
             return "failed", "grading took too long; scored 0"
         except workers.WorkerLost:
@@ -219,20 +241,22 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
                 if kernel_tries < 2:
                     time.sleep(2)
                     continue
-                why = str(e)[str(e).index(KERNEL_START_FAILED):][:300]
-                return "failed", (f"not graded: {why} (twice); the next run of the grader "
-                                  "tries again")
+                why = str(e)[str(e).index(KERNEL_START_FAILED):].split("\n[")[0]
+                return "not-graded", (f"not graded: {' '.join(why.split())[:300]} (twice); "
+                                      "a previous grade stands until the grader tries again")
             return "failed", f"nbgrader could not grade it: {str(e).splitlines()[-1][:200]}"
     raise AssertionError("not reached")
 
 
-def feedback_and_reports(grader: Grader, subs: list[Submission]) -> list[Result]:
-    """After a batch: every student's feedback page, grades.csv and the summary."""
+def feedback_and_reports(grader: Grader, subs: list[Submission],
+                         student: str | None = None) -> list[Result]:
+    """After a batch: every student's feedback page (or only `student`'s), grades.csv and
+    the summary."""
     cleanup.remove_empty_cgroups()
     results = [grader.journal.read(s.student) for s in subs]
     if any((grader.course / "autograded").glob(f"*/{grader.lab}")):
         try:
-            feedback.generate(grader.course, grader.lab, extra_env=grader.env())
+            feedback.generate(grader.course, grader.lab, student, extra_env=grader.env())
         except NbgraderError as e:  # grades are safe in the gradebook either way
             print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
     scores, ids = nbgrader_glue.scores(grader.db_url, grader.lab, [r.student for r in results])

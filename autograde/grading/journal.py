@@ -16,11 +16,14 @@ class Result:
     """What happened to one student's submission."""
 
     student: str
-    status: str            # graded | no-notebook | failed
+    status: str            # graded | no-notebook | failed (scored 0) | not-graded (the
+    #                        grader's trouble: a previous grade stands)
     reason: str = ""
     seconds: float = 0.0
     digest: str = ""       # of the notebook graded (Submission.digest)
     secret: str = ""       # fingerprint of the secret its hidden cases came from
+    problem: str = ""      # what intake said of the submission (part of reason)
+    regraded: str = ""     # when the formgrader's Autograde graded it again (ISO time)
 
 
 class Journal:
@@ -38,7 +41,8 @@ class Journal:
         if not path.exists():
             return False
         result = self.read(student)
-        return (result.status != "failed" and (digest is None or result.digest == digest)
+        return (result.status not in ("failed", "not-graded")
+                and (digest is None or result.digest == digest)
                 and (secret is None or result.secret == secret))
 
     def record(self, result: Result) -> None:
@@ -46,6 +50,13 @@ class Journal:
         tmp = self.folder / f".{result.student}.tmp"
         tmp.write_text(json.dumps(asdict(result)))
         os.replace(tmp, self.folder / f"{result.student}.json")  # atomic: all or nothing
+
+    def known(self, student: str) -> bool:
+        return (self.folder / f"{student}.json").exists()
+
+    def all(self) -> list[Result]:
+        """Every student recorded, by name."""
+        return [self.read(p.stem) for p in sorted(self.folder.glob("*.json"))]
 
     def read(self, student: str) -> Result:
         return Result(**json.loads((self.folder / f"{student}.json").read_text()))

@@ -108,6 +108,9 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     lines = [f"{lab}: {len(results)} submissions, mean "
              f"{sum(totals) / max(len(totals), 1):.1f} of {max_total:g}"]
     lines += [f"  {status}: {n}" for status, n in Counter(r.status for r in results).items()]
+    regraded = [f"{r.student} at {r.regraded}" for r in results if r.regraded]
+    if regraded:  # what `grade` did not do itself: the formgrader's Autograde
+        lines.append(f"graded again in the formgrader: {', '.join(regraded)}")
     if waiting:
         lines.append(f"needs hand grading: {waiting} of {len(results)} (scores above count "
                      f"those answers as 0 until then; `{formgrader_hint(lab, course)}`)")
@@ -128,7 +131,7 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    head = lines[:2 + len(Counter(r.status for r in results)) + bool(waiting)]
+    head = lines[:1 + len(Counter(r.status for r in results)) + bool(regraded) + bool(waiting)]
     print("\n".join(head + [line for line in lines if line.startswith("students with")]
                     + problems))
     return path
