@@ -105,10 +105,20 @@ def measured_block() -> str:
             f"CNN as a standalone C program ({conv['figures']['binary_bytes']:,d}-byte binary): "
             + ", ".join(f"{name} {v:,d} images/s" for name, v in ips.items())
             + " (the C program reads its images from a file, process start included)"
-            + f"; {_conditions(conv)}.")
+            + _guard_clause(conv["figures"].get("guard")) + f"; {_conditions(conv)}.")
     if beyond := _bench("beyond_compression"):
         lines.append(_beyond_line(beyond))
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
+
+
+def _guard_clause(guard: dict | None) -> str:
+    """What the guard around a notebook's C calls costs (efflib.guarded), where measured."""
+    if not guard:
+        return ""
+    return (f". A notebook's C call runs in a forked child (efflib.guarded), which costs "
+            f"{guard['ms_per_call']:g} ms per call outside the C: the best C kernel timed with "
+            f"it gives {guard['C (best) gflops with the guard']:g} GFLOP/s; the lab's timings "
+            "leave it out")
 
 
 def _beyond_line(result: dict) -> str:

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from efflib import guarded
+
 BASE_FLAGS = ("-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall")
 KINDS = ("shared", "exe")
 
@@ -108,12 +110,41 @@ def build(source: str, kind: str = "shared", flags: tuple[str, ...] = (),
     return out
 
 
-def load(source: str, flags: tuple[str, ...] = (), name: str = "kernel") -> ctypes.CDLL:
-    """Compile `source` as a shared library and load it for ctypes."""
-    return ctypes.CDLL(str(build(source, "shared", flags, name)))
+CHECKED = ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=undefined",
+           "-fno-sanitize-trap=undefined")  # a crash names its line; UB stops with a message
+
+
+def load(source: str, flags: tuple[str, ...] = (), name: str = "kernel",
+         checked: bool = False) -> guarded.Library:
+    """Compile `source` as a shared library and load it; its functions are called as with
+    ctypes (`lib.fn(...)`), each call in a child process (efflib.guarded), so that an
+    endless loop stops on Interrupt and a crash raises NativeCrash instead of killing the
+    kernel. `checked=True` builds with debug information and clang's undefined-behaviour
+    checks, so that a crash or an overflow names the source line (slower code)."""
+    path = build(source, "shared", (*flags, *(CHECKED if checked else ())), name)
+    return guarded.Library(ctypes.CDLL(str(path)), path, name, checked, _guard())
+
+
+def _guard() -> ctypes.CDLL | None:
+    """The guard's fault handler, compiled once; None where it cannot be built."""
+    if "lib" not in _GUARD:
+        try:
+            lib = ctypes.CDLL(str(build(guarded.GUARD_C, name="efflab_guard")))
+            lib.efflab_guard.argtypes = [ctypes.c_void_p]
+        except (CompileError, OSError):
+            lib = None
+        _GUARD["lib"] = lib
+    return _GUARD["lib"]
+
+
+_GUARD: dict = {}
 
 
 def pointer(t, ctype=ctypes.c_float):
-    """A C pointer to a contiguous tensor's or array's data (keep the tensor alive)."""
+    """A C pointer to a contiguous tensor's or array's data (keep the tensor alive); a
+    guarded call copies the array to its child and back by it."""
     data = t.data_ptr() if hasattr(t, "data_ptr") else t.ctypes.data
-    return ctypes.cast(data, ctypes.POINTER(ctype))
+    size = t.numel() * t.element_size() if hasattr(t, "data_ptr") else t.nbytes
+    ptr = ctypes.cast(data, ctypes.POINTER(ctype))
+    ptr._efflab_buffer = (data, size)
+    return ptr

@@ -428,6 +428,23 @@ if cols is not None:
 # channels share every input value you load (register blocking). Both are
 # checked for correctness; how much faster is measured below.
 #
+# **Your C cannot take the kernel down.** Each call of a function of a library that
+# `cc.load` returned runs in a child process forked for it (`efflib.guarded`):
+#
+# - an endless loop stops when you press Interrupt (the ■ button), with
+#   `KeyboardInterrupt: lib.conv2d was stopped`;
+# - a read or write outside the memory it owns raises `NativeCrash`, which names the
+#   function, the argument it ran past and the element, instead of killing the kernel:
+#   your variables survive, and the arrays are left as they were before the call;
+# - `cc.load(C_CONV, name="conv", checked=True)` builds with debug information and
+#   clang's undefined-behaviour checks, so a crash also names the line of C (the
+#   checked build is slower: time the plain one);
+# - what your C prints with `printf` appears under the cell.
+#
+# Pass every array with `cc.pointer(t)`: that is how the child knows the array's size
+# and brings what the C wrote back. Forking the child costs time outside your C;
+# `loops.timed` leaves it out, so the speeds below are your function's own.
+#
 # The check does not take the wrapper's word for it: it compiles each source
 # itself, as a program of its own with no C library behind it (a call to
 # anything but your own code fails to link), runs it on every case, including
