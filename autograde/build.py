@@ -4,7 +4,8 @@ solutions/<lab>/<lab>.py  --jupytext, fixed cell ids-->  build/source/<lab>/<lab
                           --nbgrader generate_assignment --force-->  labs/<lab>/<lab>.ipynb
 
 Cell ids are fixed (the nbgrader grade_id, else cell-NNN) so the release is
-byte-for-byte reproducible and `labs/` can be checked against a fresh build.
+byte-for-byte reproducible and `labs/` can be checked against a fresh build. Answer
+and test cells are tagged `raises-exception`, so that Run All goes on past them.
 """
 
 import filecmp
@@ -25,6 +26,10 @@ SOURCE = ROOT / "build" / "source"
 LABS = ROOT / "labs"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _LAB_NAME = re.compile(r"^lab\d\d_[a-z0-9_]+$")
+# answer and test cells carry it: JupyterLab's Run All does not stop where they raise (a
+# question not answered yet, a failed check), so a student sees where every question
+# stands; the grader scores them as before
+RUN_ON = "raises-exception"
 
 
 class BuildError(RuntimeError):
@@ -61,6 +66,8 @@ def source_notebook(lab: str | Path) -> nbformat.NotebookNode:
     for i, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader")
         cell.metadata = nbformat.from_dict({"nbgrader": meta} if meta else {})
+        if meta and cell.cell_type == "code":  # Run All goes on past an unanswered question
+            cell.metadata["tags"] = [RUN_ON]
         cell.id = meta["grade_id"] if meta and "grade_id" in meta else f"cell-{i:03d}"
         if cell.id in seen:
             raise BuildError(f"{path}: cells {seen[cell.id]} and {i} share the id {cell.id!r}")

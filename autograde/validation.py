@@ -28,6 +28,7 @@ from autograde.nbgrader_glue import (
     side_cell,
 )
 
+TIMED_OUT = ("CellTimeoutError",)  # nbclient's error for a cell past Validate's time limit
 _HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -37,9 +38,11 @@ def _status(cell) -> str:
     errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
     if not errors:
         return "passed"
+    if any(o.get("ename") in TIMED_OUT for o in errors):
+        return "failed: ran out of time and was stopped (an endless loop?)"
     error = errors[0]
     message = _ANSI.sub("", str(error.evalue)).splitlines()[0] if error.evalue else ""
-    if error.ename == "NotImplementedError" or "not implemented yet" in message:
+    if error.ename in ("NotImplementedError", "NotAnswered"):  # checks.api.call says so
         return "not answered yet"
     return f"failed: {message[:300] or error.ename}"
 
@@ -68,6 +71,17 @@ def summary(nb) -> list[str]:
     return lines
 
 
+def timed_out(nb) -> list[str]:
+    """A line for each cell that Validate's time limit stopped, naming it."""
+    lines = []
+    for i, cell in enumerate(nb.cells):
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if cell.cell_type == "code" and any(o.get("ename") in TIMED_OUT for o in errors):
+            name = grade_id(cell) if "nbgrader" in cell.metadata else f"cell {i + 1}"
+            lines.append(f"⏱ {name} ran out of time and was stopped (an endless loop?)")
+    return lines
+
+
 class QuestionSummary(NbGraderPreprocessor):
     """The last of the Validator's steps: the per-question lines in the first failure."""
 
@@ -77,12 +91,14 @@ class QuestionSummary(NbGraderPreprocessor):
         if not failed:
             return nb, resources  # nothing failed: nbgrader's own "Success!" (or the
             # unanswered written question) says it
-        lines = summary(nb)
+        lines = timed_out(nb) + summary(nb)
         for cell in failed:
-            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
-            for out in cell.outputs:
-                if out.output_type == "error":
-                    out.traceback = lines if cell is failed[0] else []
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            # a timed-out cell has two errors (the time limit's, then the interrupted
+            # kernel's): one is kept, and the summary is said once
+            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"
+                            and (o.output_type != "error" or o is errors[0])]
+            errors[0].traceback = lines if cell is failed[0] else []
         for cell in nb.cells:  # already a line above: not listed again on its own
             if utils.is_grade(cell) and cell.cell_type == "markdown":
                 cell.source += "\n"

@@ -3,6 +3,7 @@ shows once, a failed check is one short message, Validate sums up, instructor me
 absent. Chromium (Debian's) and playwright come from `make browser-setup`; `make
 test-browser` runs this, and .ci/run calls it."""
 
+import contextlib
 import json
 import os
 import re
@@ -21,28 +22,44 @@ LAB = "lab01_layers"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python -m autograde lab` on a fresh work folder, as `make lab` starts it."""
+    """`python -m autograde lab` on a fresh work folder, as `make lab` starts it; yields
+    (base URL, token, the work folder)."""
     tmp = tmp_path_factory.mktemp("browser")
     with autograde_server(tmp, "lab", f"--work={tmp / 'work'}") as (base, token, _):
-        yield base, token
+        yield base, token, tmp / "work"
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - the browser extra
 
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make browser-setup`"
-    base, token = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                     args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/{LAB}/{LAB}.ipynb?token={token}")
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def opened(browser, server, lab: str):
+    """A page showing `lab`'s notebook in the student's JupyterLab."""
+    base, token, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{base}/lab/tree/{lab}/{lab}.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                ".jp-mod-idle, #jp-main-statusbar", timeout=60_000)
         yield page
-        browser.close()
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    with opened(browser, server, LAB) as page:
+        yield page
 
 
 def cell_index(grade_id: str | None = None, first_code: bool = False) -> int:
@@ -84,7 +101,7 @@ def test_a_cell_runs(page):
 def test_a_failed_check_is_one_short_message(page):
     run(page, cell_index("q1_linear"))
     out = run(page, cell_index("q1_linear_test")).locator(".jp-OutputArea").inner_text()
-    assert "Check failed (Q1):" in out and "not implemented yet" in out
+    assert "Not answered yet (Q1):" in out and "still raises NotImplementedError" in out
     assert "During handling" not in out and "autograde/checks" not in out
     assert len(out.strip().splitlines()) <= 3, out
 
@@ -109,13 +126,18 @@ def test_only_the_students_nbgrader_menus(page):
         assert not {"Formgrader", "Assignment List", "Course List"} & set(items), items
 
 
-def test_validate_sums_up(page):
-    page.get_by_role("button", name="Validate").first.click()
+def validate(page) -> str:
+    """Press Validate; the dialog's text once it is done."""
+    page.locator(".jp-NotebookPanel:visible").get_by_role("button", name="Validate").first.click()
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(timeout=180_000)
     page.wait_for_function("() => !document.querySelector('.jp-Dialog')?.innerText"
                            ".includes('Validating')", timeout=180_000)
-    text = dialog.inner_text()
+    return dialog.inner_text()
+
+
+def test_validate_sums_up(page):
+    text = validate(page)
     if os.environ.get("EFFLAB_BROWSER_SHOTS"):
         page.screenshot(path=os.path.join(os.environ["EFFLAB_BROWSER_SHOTS"], "validate.png"))
         Path(os.environ["EFFLAB_BROWSER_SHOTS"], "validate.txt").write_text(text)
@@ -126,3 +148,35 @@ def test_validate_sums_up(page):
     assert len(questions) == 9, questions
     assert all(re.match(r"[✗✓·] Q\d+[a-z]?\. .+: ", line) for line in questions), questions
     assert "from autograde" not in text and "During handling" not in text
+
+
+def test_run_all_on_the_blank_lab_reaches_the_last_cell(page):
+    """Answer and test cells are tagged raises-exception (autograde.build): Run All goes on
+    past the questions not answered yet, as Otter-Grader's checks do."""
+    page.keyboard.press("Escape")
+    page.get_by_text("Run", exact=True).first.click()
+    page.get_by_text("Run All Cells", exact=True).first.click()
+    last = page.locator(".jp-Notebook .jp-CodeCell").last
+    deadline = time.monotonic() + 180
+    while not re.search(r"\[\d+\]", last.locator(".jp-InputArea-prompt").inner_text()):
+        assert time.monotonic() < deadline, "Run All stopped before the last cell"
+        time.sleep(0.5)
+
+
+def test_validate_shows_the_compilers_line(browser, server):
+    """Lab 06 with C that does not compile: Validate's line for Q5 carries the compiler's
+    first error, with the student's own line number."""
+    lab = "lab06_loops"
+    path = server[2] / lab / f"{lab}.ipynb"
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == "q5_c_source")
+    cell["source"] = ('C_CONV = C_CONV_FAST = r"""\n'
+                      "void conv2d(const float *x, const float *w, const float *b, float *y,\n"
+                      "            int C, int H, int W, int M, int R, int S, int pad) {\n"
+                      "    int a = ;\n}\n" '"""\n')
+    path.write_text(json.dumps(nb))
+    with opened(browser, server, lab) as lab_page:
+        text = validate(lab_page)
+    line = next((ln for ln in text.splitlines() if ln.startswith("✗ Q5.")), text)
+    assert "C_CONV does not compile: C_CONV.c:3:13: error: expected expression" in line, line

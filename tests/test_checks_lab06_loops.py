@@ -10,7 +10,7 @@ from lazy import LAB06, defined
 
 from autograde import inventory
 from autograde.checks import lab06_loops as C
-from autograde.checks.api import CheckFailed
+from autograde.checks.api import CheckFailed, NotAnswered
 from efflib import cc, loops
 from efflib.graded import GradedAnswerError
 
@@ -40,15 +40,17 @@ def not_implemented(*args, **kwargs):
 
 def test_blank_answers_fail_clearly():
     for check in (C.check_conv2d_direct,):
-        with pytest.raises(CheckFailed, match="not implemented yet"):
+        with pytest.raises(NotAnswered, match="still raises NotImplementedError"):
             check(not_implemented)
-    with pytest.raises(CheckFailed, match="not implemented yet"):
+    with pytest.raises(NotAnswered, match="still raises NotImplementedError"):
         C.check_other_loops(*[not_implemented] * 4)
-    with pytest.raises(CheckFailed, match="not implemented yet"):
+    with pytest.raises(NotAnswered, match="still raises NotImplementedError"):
         C.check_im2col(not_implemented, not_implemented)
-    with pytest.raises(CheckFailed, match="should be a string of C source"):
+    with pytest.raises(NotAnswered, match="still None"):  # the lab's own starting value
         C.check_c_conv(None, not_implemented)
-    with pytest.raises(CheckFailed, match="not implemented yet"):
+    with pytest.raises(CheckFailed, match="should be a string of C source"):
+        C.check_c_conv(42, not_implemented)
+    with pytest.raises(NotAnswered, match="still raises NotImplementedError"):
         C.check_deploy(not_implemented)
 
 

@@ -44,7 +44,9 @@ def test_failures_are_one_message_and_student_errors_keep_their_traceback():
     (plain,) = errors[3]  # anything else keeps IPython's usual traceback
     assert plain.ename == "ZeroDivisionError" and len(plain.traceback) > 1
     (todo,) = errors[4]  # an answer not written yet: the message says so, nothing more
-    assert len(todo.traceback) == 1 and "not implemented yet" in todo.traceback[0]
+    assert todo.ename == "NotAnswered" and len(todo.traceback) == 1
+    text = ANSI.sub("", todo.traceback[0])
+    assert text.startswith("Not answered yet:") and "still raises NotImplementedError" in text
 
 
 def test_outside_a_kernel_nothing_is_installed():

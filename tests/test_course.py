@@ -111,6 +111,15 @@ def test_blank_lab_fails_only_in_answer_and_test_cells(graded):
                if not (meta.get("solution") or meta.get("grade"))]
     assert not outside, f"{lab} blank lab raises outside answer/test cells: {outside}"
     assert errors, "a blank lab whose tests all pass cannot be graded"
+    # JupyterLab's Run All goes on past a cell tagged so (tests/test_browser.py): on a
+    # blank lab it reaches the last cell, and the student sees every question's state
+    released = {c.id: c for c in nbformat.read(build.LABS / lab / f"{lab}.ipynb", 4).cells}
+    stopping = [cid for cid, _, _ in errors
+                if build.RUN_ON not in released[cid].metadata.get("tags", [])]
+    assert not stopping, f"{lab}: Run All of the blank lab stops at {stopping}"
+    unanswered = [tb for cid, tb, meta in errors if meta.get("grade")
+                  and "Not answered yet" not in tb and "NotAnswered" not in tb]
+    assert not unanswered, f"{lab}: a blank test cell says more than 'not answered yet'"
 
 
 def test_a_lookup_of_the_cases_drawn_at_home_earns_nothing_where_hidden_cases_check(graded):

@@ -30,7 +30,8 @@ def _notebook():
                                                           "got (1, 1, 3, 3)\nmore")),
         new_markdown_cell("## Q3. Pooling (2 points)"),
         _test_cell("q3_a_test"),
-        _test_cell("q3_b_test", error_output("CheckFailed", "max_pool: not implemented yet")),
+        _test_cell("q3_b_test", error_output(
+            "NotAnswered", "max_pool(x): the answer cell still raises NotImplementedError")),
         new_markdown_cell("## Q4. Reflection (2 points)"), reflection,
     ])
 
@@ -55,6 +56,25 @@ def test_the_lines_take_the_first_failures_place_and_the_rest_stay_quiet():
         if cell.cell_type == "code":
             cell.outputs = []
     assert QuestionSummary().preprocess(passing, {})[0] == passing  # nbgrader's "Success!"
+
+
+def test_a_cell_out_of_time_is_said_once_and_named():
+    """nbclient leaves two errors in a cell past the time limit (its own, then the
+    interrupted kernel's): the summary is shown once, with a line naming the cell."""
+    nb = _notebook()
+    slow = nb.cells[2]  # Q1's second test cell, which passed
+    slow.outputs = [error_output("CellTimeoutError", ""),
+                    error_output("KeyboardInterrupt", "")]
+    lines = summary(nb)
+    assert lines[0] == "✗ Q1. Linear layer: failed: ran out of time and was stopped " \
+                       "(an endless loop?)"
+    done, _ = QuestionSummary().preprocess(nb, {})
+    errors = [o for o in done.cells[2].outputs if o.output_type == "error"]
+    assert len(errors) == 1
+    assert errors[0].traceback[0] == "⏱ q1_b_test ran out of time and was stopped (an " \
+                                     "endless loop?)"
+    assert errors[0].traceback[1:] == lines
+    nbformat.validate(done)
 
 
 def test_the_server_extension_does_not_load_torch():

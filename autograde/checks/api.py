@@ -29,6 +29,7 @@ from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_
 from autograde.judging.values import (
     CheckFailed,
     JudgeError,
+    NotAnswered,
     as_float,
     as_int,
     as_int_tuple,
@@ -64,6 +65,9 @@ def check(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        if args and args[0] is None:  # the value the lab gives an answer before it is written
+            raise NotAnswered("the answer is still None, the value the lab starts it with; "
+                              "write your answer in the answer cell above.")
         try:
             hide = bool(signature.bind(*args, **kwargs).arguments.get("hidden", False))
         except TypeError:
@@ -254,7 +258,8 @@ def call(fn: Callable, case: str, *args, **kwargs):
     except (CheckFailed, GradedAnswerError, JudgeError):  # not the function's own error
         raise
     except NotImplementedError:
-        fail(f"{case}: not implemented yet (the answer cell still raises NotImplementedError).")
+        raise NotAnswered(f"{case}: the answer cell still raises NotImplementedError; write "
+                          "your code in place of `raise NotImplementedError()`.") from None
     except Exception as e:  # noqa: BLE001 - report any error with its case
         fail(f"{case}: your function raised {type(e).__name__}: {e}")
 

@@ -4,14 +4,15 @@ In a student's kernel a `CheckFailed` is shown as one line (case, expected, got,
 hint), without the checks' frames and without "During handling of the above
 exception". When the failure was an error raised by the student's own code (the
 check reports it), that error's traceback is shown above the message, because
-there the frames are the student's; an answer not written yet is just the message.
+there the frames are the student's; an answer not written yet is just the message, titled
+"Not answered yet" instead of "Check failed".
 """
 
 import re
 
 from IPython import get_ipython
 
-from autograde.judging.values import CheckFailed
+from autograde.judging.values import CheckFailed, NotAnswered
 from efflib.graded import GradedAnswerError
 
 BRIEF = (CheckFailed, GradedAnswerError)
@@ -33,7 +34,8 @@ def brief_traceback(shell, etype, value, tb, tb_offset=None) -> list[str]:
     if cause is not None and not isinstance(cause, BRIEF + (NotImplementedError,)):
         lines = shell.InteractiveTB.structured_traceback(type(cause), cause, cause.__traceback__)
         lines.append("")
-    title = "Check failed" if isinstance(value, CheckFailed) else etype.__name__
+    title = "Not answered yet" if isinstance(value, NotAnswered) else \
+        "Check failed" if isinstance(value, CheckFailed) else etype.__name__
     if q := question(shell):
         title += f" ({q})"
     lines.append(f"\x1b[1;31m{title}:\x1b[0m {value}")

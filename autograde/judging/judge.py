@@ -17,12 +17,13 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from autograde.judging import graphs, layers, traces
-from autograde.judging.values import CheckFailed, JudgeError
+from autograde.judging.values import CheckFailed, JudgeError, NotAnswered
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode
 from efflib.graded import GradedAnswerError
 
-_KNOWN_ERRORS = {"CheckFailed": CheckFailed, "GradedAnswerError": GradedAnswerError}
+_KNOWN_ERRORS = {"CheckFailed": CheckFailed, "NotAnswered": NotAnswered,
+                 "GradedAnswerError": GradedAnswerError}
 
 
 _KEPT: list[str] = []  # the cases whose module arguments must keep their parameter objects

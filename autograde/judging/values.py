@@ -15,6 +15,11 @@ class CheckFailed(AssertionError):
     """A graded check found a wrong answer; the message says what to fix."""
 
 
+class NotAnswered(CheckFailed):
+    """The question is not answered yet: its answer is still what the lab starts it as (None,
+    or a function that raises NotImplementedError), which is not a wrong answer."""
+
+
 class JudgeError(RuntimeError):
     """The kernel's answer is not a valid reply (malformed, too big, or missing)."""
 

@@ -158,8 +158,9 @@ check_conv_transpose_output_size(conv_transpose_output_size, hidden=True)
 # return a 32x32 image?
 
 # %% nbgrader={"grade": false, "grade_id": "q2_decoder", "locked": false, "schema_version": 3, "solution": true, "task": false}
-decoder_sizes = []
+decoder_sizes = None
 ### BEGIN SOLUTION
+decoder_sizes = []
 size = 4
 for kernel in (5, 9, 17):
     size = conv_transpose_output_size(size, kernel)

@@ -262,6 +262,7 @@ for name, gflops in speed.items():
 # (`sliding_window_view`, `einsum`, `correlate`, ...) in the wrapper.
 
 # %% nbgrader={"grade": false, "grade_id": "q3_numba_kernel", "locked": false, "schema_version": 3, "solution": true, "task": false}
+conv_kernel = None
 ### BEGIN SOLUTION
 @numba.njit
 def conv_kernel(xp, w, out):
