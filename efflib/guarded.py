@@ -150,21 +150,41 @@ class Function:
 
 def _slots(args) -> tuple[list, int]:
     """Where each array argument goes in the shared mapping: (index, address, bytes,
-    offset of its data); data ends right before a guard page (write past the end faults)."""
-    slots, offset = [], PAGE  # page 0: the header
+    offset of its data, pages); data ends right before a guard page (a write past the end
+    faults). An array passed twice (in place) gets one slot, as in the kernel."""
+    slots, offset, placed = [], PAGE, {}  # page 0: the header
     for i, arg in enumerate(args):
         found = buffer_of(arg)
         if found is None:
             continue
+        if found in placed:
+            slots.append((i, *placed[found]))
+            continue
         addr, size = found
         pages = max(1, -(-size // PAGE))
         offset += PAGE  # a guard page before
-        slots.append((i, addr, size, offset + pages * PAGE - size, pages))
+        placed[found] = (addr, size, offset + pages * PAGE - size, pages)
+        slots.append((i, *placed[found]))
         offset += pages * PAGE
     return slots, offset + PAGE  # and one after the last
 
 
+def _unknown_memory(args) -> int | None:
+    """The first argument (1-based) that points at memory the guard cannot bring back:
+    a pointer not made by cc.pointer, an array or a byref(); None if there is none."""
+    for i, arg in enumerate(args):
+        if buffer_of(arg) is None and (
+                isinstance(arg, (ctypes._Pointer, ctypes.c_void_p, ctypes.Array))
+                or type(arg).__name__ == "CArgObject"):
+            return i + 1
+    return None
+
+
 def _call_in_child(fn: Function, args: tuple):
+    if (n := _unknown_memory(args)) is not None:
+        raise TypeError(f"lib.{fn._name}: argument {n} points at memory whose size the "
+                        "call cannot know, so what the C writes there would be lost; pass "
+                        "arrays with cc.pointer(t) (a tensor or a NumPy array)")
     slots, total = _slots(args)
     base = _libc.mmap(None, total, 0, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1, 0)
     if base in (None, ctypes.c_void_p(-1).value):
@@ -176,7 +196,7 @@ def _call_in_child(fn: Function, args: tuple):
         for i, addr, size, at, pages in slots:
             first = at - (at % PAGE)
             _libc.mprotect(base + first, pages * PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
-            ctypes.memmove(base + at, addr, size)
+            ctypes.memmove(base + at, addr, size)  # twice for an array passed twice: same
             call_args[i] = ctypes.cast(base + at, type(args[i]))
         out = tempfile.TemporaryFile()
         guard = fn._lib._guard

@@ -52,6 +52,25 @@ def test_a_guarded_call_computes_and_returns_like_ctypes(capfd):
     assert lib.add.seconds > 0
 
 
+def test_memory_the_guard_cannot_bring_back_is_refused_by_name():
+    lib = cc.load(ADD, name="add")
+    a = torch.zeros(4)
+    raw = ctypes.cast(a.data_ptr(), ctypes.POINTER(ctypes.c_float))
+    with pytest.raises(TypeError, match="argument 3 points at memory.*cc.pointer"):
+        lib.add(cc.pointer(a), cc.pointer(a), raw, 4)
+    with pytest.raises(TypeError, match="argument 1 points at memory"):
+        lib.twice(ctypes.byref(ctypes.c_int(3)))
+
+
+def test_an_array_passed_twice_is_one_array_as_in_the_kernel():
+    """In place: the C reads what it wrote through the other pointer."""
+    lib = cc.load("void prefix(const float *a, float *out, int n) {"
+                  " for (int i = 1; i < n; i++) out[i] = a[i - 1] + a[i]; }", name="prefix")
+    x = torch.ones(5)
+    lib.prefix(cc.pointer(x), cc.pointer(x), 5)
+    assert x.tolist() == [1, 2, 3, 4, 5]
+
+
 def test_a_write_past_the_end_is_an_error_that_names_the_array_and_changes_nothing():
     lib = cc.load(PAST_END, name="fill")
     y = torch.zeros(10)
