@@ -198,16 +198,14 @@ def _call_in_child(fn: Function, args: tuple):
             _libc.mprotect(base + first, pages * PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
             ctypes.memmove(base + at, addr, size)  # twice for an array passed twice: same
             call_args[i] = ctypes.cast(base + at, type(args[i]))
-        out = tempfile.TemporaryFile()
-        guard = fn._lib._guard
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            _child(fn, guard, base, call_args, out.fileno())
-        status = _wait(pid, fn._name)
-        head = HEADER.unpack(ctypes.string_at(base, HEADER.size))
-        out.seek(0)
-        printed = out.read().decode(errors="replace")
-        out.close()
+        with tempfile.TemporaryFile() as out:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                _child(fn, fn._lib._guard, base, call_args, out.fileno())
+            status = _wait(pid, fn._name)
+            head = HEADER.unpack(ctypes.string_at(base, HEADER.size))
+            out.seek(0)
+            printed = out.read().decode(errors="replace")
         if printed:  # what the C printed (a checked build's message too), in the notebook
             sys.stdout.write(printed if printed.endswith("\n") else printed + "\n")
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
@@ -225,6 +223,7 @@ def _child(fn: Function, guard, base: int, call_args: list, out: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel decides, and kills it
         os.dup2(out, 1)
         os.dup2(out, 2)
+        _line_buffered()  # what the C printed before a crash is in the file too
         if guard is not None:
             guard.efflab_guard(ctypes.c_void_p(base))
         start = time.perf_counter()
@@ -234,10 +233,22 @@ def _child(fn: Function, guard, base: int, call_args: list, out: int) -> None:
         ints = max(-2**63, min(2**63 - 1, result)) if kind == 1 else 0
         floats = result if kind == 2 else 0.0
         ctypes.memmove(base, HEADER.pack(0, 0, 0, kind, seconds, ints, floats), HEADER.size)
+        _libc.fflush(None)  # os._exit does not flush C's stdio
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - a Python error in the child: say it
         os.write(2, f"{type(e).__name__}: {e}\n".encode())
         os._exit(3)
+
+
+def _line_buffered() -> None:
+    """C's stdout written line by line (glibc's `stdout`, macOS's `__stdoutp`)."""
+    for name in ("stdout", "__stdoutp"):
+        try:
+            stream = ctypes.c_void_p.in_dll(_libc, name)
+        except ValueError:
+            continue
+        _libc.setvbuf(stream, None, 1, 0)  # _IOLBF
+        return
 
 
 def _result(head: tuple):

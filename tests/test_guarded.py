@@ -5,6 +5,7 @@ come back only from a call that returned, and timing leaves the guard out."""
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +25,13 @@ float add(const float *a, const float *b, float *out, int n) {
     return total;
 }
 int twice(int k) { return 2 * k; }
+"""
+SAYS_THEN_CRASHES = """
+#include <stdio.h>
+void talk(float *y, int n) {
+    printf("before the crash\\n");
+    for (int i = 0; i <= n + 4096; i++) y[i] = 1.0f;
+}
 """
 PAST_END = """
 void fill(float *y, int n) {
@@ -50,6 +58,20 @@ def test_a_guarded_call_computes_and_returns_like_ctypes(capfd):
     assert lib.twice(21) == 42
     assert "added 100" in capfd.readouterr().out  # what the C printed, in the notebook
     assert lib.add.seconds > 0
+
+
+def test_what_the_c_printed_before_a_crash_is_shown(tmp_path):
+    """In a fresh process writing to a file, as a kernel does: the child's output comes
+    back into the process's stdout even when the call dies."""
+    code = ("import torch\nfrom efflib import cc, guarded\n"
+            f"lib = cc.load({SAYS_THEN_CRASHES!r}, name='talk')\n"
+            "try:\n    lib.talk(cc.pointer(torch.zeros(4)), 4)\n"
+            "except guarded.NativeCrash:\n    print('crashed')\n")
+    with open(tmp_path / "out.txt", "w") as out:
+        subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=cc.Path(cc.__file__).parents[1], timeout=300, check=True)
+    said = (tmp_path / "out.txt").read_text()
+    assert "crashed" in said and "before the crash" in said, said
 
 
 def test_memory_the_guard_cannot_bring_back_is_refused_by_name():
