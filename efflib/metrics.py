@@ -42,6 +42,21 @@ _FREE = {  # ops that compute nothing, besides views (every op whose schema retu
     aten.native_dropout.default, aten.empty.memory_format,
 }
 _SHARES_STORAGE = {aten._unsafe_view.default}  # a view that its schema does not call one
+def _metadata_only(func) -> bool:
+    """An in-place op that changes only a tensor's shape or strides (unsqueeze_, t_,
+    transpose_, as_strided_, squeeze_; resize_): its out-of-place twin is a view."""
+    name = func.overloadpacket.__name__
+    if name == "resize_":
+        return True
+    twin = getattr(aten, name[:-1], None) if name.endswith("_") else None
+    if twin is None:
+        return False
+    overloads = [getattr(twin, o) for o in twin.overloads()]  # transpose_.default: .int
+    returns = [r for o in overloads for r in o._schema.returns]
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write
+                                 for r in returns)
+
+
 _STATISTICS_AFTER_FIRST = {  # normalisations also return per-channel mean and inverse std
     aten.native_batch_norm.default, aten._native_batch_norm_legit.default,
     aten._native_batch_norm_legit.no_stats, aten._native_batch_norm_legit_no_training.default,
@@ -158,7 +173,7 @@ class _Op:
         self.shares = func in _SHARES_STORAGE or any(r.alias_info is not None for r in returns)
         views = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write
                                       for r in returns)  # view, t, split, unbind, select, ...
-        self.free = func in _FREE or views
+        self.free = func in _FREE or views or _metadata_only(func)
         # where the positional tensor arguments are: single ones, and lists of them (cat)
         given = [(i, str(a.type)) for i, a in enumerate(func._schema.arguments)
                  if not a.kwarg_only]

@@ -301,6 +301,23 @@ class _Halves(nn.Module):
         return a * b + first.narrow(0, 0, 2).sum()
 
 
+class _Reshapes(nn.Module):
+    def forward(self, x):
+        y = x * 2                                    # 100 elementwise ops
+        y.unsqueeze_(0).squeeze_(0).t_().transpose_(0, 1)
+        y.as_strided_((10, 10), (10, 1)).resize_(10, 10)
+        return y + 1                                 # 100 more
+
+
+def test_in_place_reshapes_cost_nothing():
+    """unsqueeze_, squeeze_, t_, transpose_, as_strided_ and resize_ change metadata only
+    (issue 28: a 10x10 case booked 800 instead of 200)."""
+    p = profile(_Reshapes(), torch.randn(10, 10))
+    assert p.elementwise_ops == 200
+    assert {"aten.unsqueeze_.default", "aten.t_.default", "aten.transpose_.default",
+            "aten.as_strided_.default", "aten.resize_.default"} <= set(p.zero_cost_ops)
+
+
 def test_views_by_schema_cost_nothing():
     """split and unbind return views: zero-cost ops, not elementwise work (they used to
     count one op per element)."""
