@@ -125,7 +125,8 @@ def prune_channels(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, next_layer: nn.Mo
     idx = torch.sort(torch.topk(channel_importance(conv), keep).indices).values
     new_conv = nn.Conv2d(conv.in_channels, keep, conv.kernel_size, conv.stride, conv.padding,
                          conv.dilation, bias=conv.bias is not None,
-                         padding_mode=conv.padding_mode).to(conv.weight.device)
+                         padding_mode=conv.padding_mode,
+                         device=conv.weight.device, dtype=conv.weight.dtype)  # fp64, bf16 kept
     with torch.no_grad():
         new_conv.weight.copy_(conv.weight[idx])
         if conv.bias is not None:

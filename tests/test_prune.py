@@ -112,6 +112,18 @@ def test_prune_channels_equals_dense_on_kept_channels(next_linear):
         torch.testing.assert_close(n2(flat(small)), nxt(flat(dropped)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_prune_channels_keeps_the_dtype(dtype):
+    """Issue 28: fp64 and bf16 convs became float32 while BatchNorm and the next layer kept
+    their dtype, so the pruned model failed at forward."""
+    conv, bn, nxt = (m.to(dtype) for m in _conv_bn_next())
+    c2, b2, n2 = prune.prune_channels(conv, bn, nxt, 5)
+    assert c2.weight.dtype == dtype
+    with torch.no_grad():
+        out = n2(torch.relu(b2(c2(torch.randn(2, 3, 4, 4, dtype=dtype)))))
+    assert out.dtype == dtype and out.shape == (2, 6, 4, 4)
+
+
 def test_prune_channels_rejects_what_it_cannot_do():
     conv, bn, nxt = _conv_bn_next()
     with pytest.raises(ValueError, match="keep"):

@@ -3,8 +3,11 @@
 Jacob et al., Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference, CVPR 2018 (https://arxiv.org/abs/1712.05877).
 Rounding is half to even and the division is a multiplication by the float32
-reciprocal of the scale, as in PyTorch's own quantize ops, so the integers agree
-with `torch.quantize_per_tensor` / `torch.quantize_per_channel` bit for bit.
+reciprocal of the scale, as in PyTorch's own quantize ops. With a zero point of 0
+the integers agree with `torch.quantize_per_tensor` / `torch.quantize_per_channel`
+bit for bit; with another zero point torch adds it before rounding (round(x/s + z)),
+efflib after (round(x/s) + z, the formula above and Jacob et al.'s), so a value that
+lands halfway can differ by one step (tests/test_quant.py measures how often).
 """
 
 from dataclasses import dataclass
@@ -112,9 +115,12 @@ class _FakeQuantize(torch.autograd.Function):
     def forward(ctx, x, scale, zero_point, qmin, qmax, axis):
         s = _shape_for(scale, x, axis)
         z = _shape_for(zero_point, x, axis)
-        q = torch.round(x * (1.0 / s)) + z
+        # half precision is rounded in float32, as `quantize` does (in fp16 or bf16 the
+        # product itself rounds, and 1% to 7% of the values landed one step off)
+        wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        q = torch.round(wide * (1.0 / s)) + z
         ctx.save_for_backward((q >= qmin) & (q <= qmax))
-        return (torch.clamp(q, qmin, qmax) - z) * s
+        return ((torch.clamp(q, qmin, qmax) - z) * s).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
