@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 
 from autograde import inventory
 from autograde.checks import lab03_architectures as C
-from autograde.checks.api import CheckFailed
+from autograde.checks.api import CheckFailed, NotAnswered
 from autograde.judging.judge import judge_cell
 from efflib import models
 from efflib.graded import GradedAnswerError
@@ -338,7 +338,9 @@ def test_digit_model_rules():
         C.check_digit_model(untrained)
     with pytest.raises(CheckFailed, match="no nn.Conv2d"):
         C.check_digit_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
-    with pytest.raises(CheckFailed, match="trained nn.Sequential.*got NoneType"):
+    with pytest.raises(CheckFailed, match="trained nn.Sequential.*got str"):
+        C.check_digit_model("model")
+    with pytest.raises(NotAnswered, match="still None"):  # the lab's own starting value
         C.check_digit_model(None)
 
 

@@ -9,7 +9,7 @@ from conftest import judge_solution, judged_session
 
 from autograde import inventory
 from autograde.checks import lab04_pruning as C
-from autograde.checks.api import CheckFailed
+from autograde.checks.api import CheckFailed, NotAnswered
 from autograde.judging.judge import judge_cell
 from efflib import models, prune, size
 from efflib.graded import GradedAnswerError
@@ -168,7 +168,9 @@ def test_pruned_model_rules():
     prune.Pruner(empty, {name: 0.8 for name in prune.prunable_layers(empty)})
     with pytest.raises(CheckFailed, match="needs at least 95%"):
         C.check_pruned_model(empty)
-    with pytest.raises(CheckFailed, match="got NoneType"):
+    with pytest.raises(CheckFailed, match="got str"):
+        C.check_pruned_model("model")
+    with pytest.raises(NotAnswered, match="still None"):  # the lab's own starting value
         C.check_pruned_model(None)
 
 

@@ -12,7 +12,7 @@ from lazy import LAB07, defined
 
 from autograde import inventory
 from autograde.checks import lab07_beyond_compression as C
-from autograde.checks.api import CheckFailed
+from autograde.checks.api import CheckFailed, NotAnswered
 from autograde.judging import layers
 from autograde.judging.judge import judge_cell
 from efflib import data, models, nas, train
@@ -73,6 +73,8 @@ def test_student_rules(solution):
     with pytest.raises(CheckFailed, match="needs at least 82%"):
         C.check_student(solution.make_student(0))  # untrained
     with pytest.raises(CheckFailed, match="nn.Sequential"):
+        C.check_student("student")
+    with pytest.raises(NotAnswered, match="still None"):  # the lab's own starting value
         C.check_student(None)
 
 
