@@ -46,8 +46,9 @@ def test_requantize_matches_a_real_valued_multiply_but_for_ties():
     assert torch.equal(ours, exact)
 
 
-def test_folded_batch_norm_gives_the_same_outputs():
-    conv, bn = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_folded_batch_norm_gives_the_same_outputs(mode):
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1, bias=False, padding_mode=mode), nn.BatchNorm2d(8)
     with torch.no_grad():
         bn.running_mean.normal_()
         bn.running_var.uniform_(0.5, 2)
@@ -122,6 +123,10 @@ def test_convert_refuses_what_it_cannot_run():
         I.convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), torch.randn(2, 1, 8, 8))
     with pytest.raises(TypeError, match="chain of layers"):
         I.convert(nn.LSTM(2, 2), torch.randn(2, 2))
+    # issue 28: its border outputs were 88-102 steps off, without a word
+    with pytest.raises(ValueError, match="layer 0 .Conv2d. pads with 'reflect'.*zeros only"):
+        I.convert(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"),
+                                nn.Flatten()), torch.randn(2, 1, 8, 8))
 
 
 def test_stored_bytes_count_every_integer_and_grid(trained):

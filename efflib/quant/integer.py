@@ -60,7 +60,8 @@ def requantize(acc: torch.Tensor, m0, shift, zero_point: int, qmin: int,
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A conv computing bn(conv(x)) in eval mode: w g / sigma, beta + (b - mu) g / sigma."""
     folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                       conv.padding, conv.dilation, conv.groups, bias=True)
+                       conv.padding, conv.dilation, conv.groups, bias=True,
+                       padding_mode=conv.padding_mode)
     with torch.no_grad():
         gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
         beta = bn.bias if bn.affine else torch.zeros_like(bn.running_var)
@@ -198,6 +199,10 @@ def convert(model: nn.Module, calibration: torch.Tensor) -> IntegerModel:
     input_q, steps, i = current, [], 0
     while i < len(layers):
         layer = layers[i]
+        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
+            raise ValueError(f"convert: layer {i} (Conv2d) pads with {layer.padding_mode!r}; "
+                             "the integer conv (and its C export) pads with zeros only (the "
+                             "input's zero point), so its border outputs would be wrong")
         if isinstance(layer, nn.Conv2d | nn.Linear):
             if isinstance(layer, nn.Conv2d) and i + 1 < len(layers) and \
                     isinstance(layers[i + 1], nn.BatchNorm2d):
