@@ -65,7 +65,7 @@ def test_a_local_cluster_grades_each_notebook_as_a_task(tmp_path):
         ran = cluster.scheduler.task_prefixes["execute_notebook"].all_durations["compute"]
     assert ran > 0  # the notebooks (and the preflight) ran on the cluster's workers
     assert _scores(tmp_path / "course") == {"ann": FULL, "bob": 0, "eve": 0}
-    assert "CheckFailed" in results["bob"].reason and "CheckFailed" in results["eve"].reason
+    assert "NotAnswered" in results["bob"].reason and "CheckFailed" in results["eve"].reason
     assert not (tmp_path / "course" / "jupyter" / "runtime").exists()
 
 

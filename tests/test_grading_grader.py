@@ -225,7 +225,7 @@ def conv2d_einsum(x, w, stride=1, padding=0):
 
 CORPUS = {
     "solution": (_solution, "graded", FULL, ""),
-    "blank": (_blank, "graded", 0, "CheckFailed: linear_forward"),  # the check's own words
+    "blank": (_blank, "graded", 0, "NotAnswered: linear_forward"),  # the check's own words
     "os_exit": (lambda: _prepend_to_first_answer("import os; os._exit(3)"), "graded", 0,
                 "DeadKernelError"),
     "sys_exit": (lambda: _prepend_to_first_answer("import sys; sys.exit(3)"), "graded",
@@ -252,11 +252,11 @@ CORPUS = {
     "xss": (_xss, "graded", FULL, ""),
     # tricks that make a failing test look passed: on a blank lab they must earn nothing
     "patched_checks": (lambda: _prepend_to_first_answer(PATCH_CHECKS, _blank), "graded", 0,
-                       "CheckFailed"),
+                       "NotAnswered"),
     "ast_transformer": (lambda: _prepend_to_first_answer(DROP_CHECKS, _blank), "graded", 0,
-                        "CheckFailed"),
+                        "NotAnswered"),
     "swallowed_errors": (lambda: _prepend_to_first_answer(SWALLOW, _blank), "graded", 0,
-                         "CheckFailed"),
+                         "NotAnswered"),
     "forged_answers": (lambda: _prepend_to_first_answer(FORGE, _blank), "graded", 0,
                        "CheckFailed"),
     "hang_in_answer": (lambda: _replace_answer("q1_linear", (
