@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.rnn import PackedSequence
 
 
 def model_device(model: nn.Module, tensors: Iterable[torch.Tensor] | None = None
@@ -25,10 +26,20 @@ def model_device(model: nn.Module, tensors: Iterable[torch.Tensor] | None = None
     return devices.pop() if devices else None
 
 
-def to_model_device(model: nn.Module, *inputs: torch.Tensor,
-                    tensors: Iterable[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
-    """The inputs on the model's device (unchanged when it has no parameters or buffers)."""
+def _stays(t: torch.Tensor) -> bool:
+    """A one-dimensional integer tensor on the CPU is host-side bookkeeping: sequence lengths
+    (pack_padded_sequence wants them there), offsets, indices."""
+    return t.dim() == 1 and t.device.type == "cpu" and not (
+        t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+def to_model_device(model: nn.Module, *inputs, tensors: Iterable[torch.Tensor] | None = None
+                    ) -> tuple:
+    """The inputs on the model's device (unchanged when it has no parameters or buffers),
+    except one-dimensional integer tensors on the CPU, which stay there; a PackedSequence
+    moves as PackedSequence.to moves it (its batch sizes stay on the CPU)."""
     device = model_device(model, tensors)
     if device is None:
         return inputs
-    return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+    return tuple(v.to(device) if isinstance(v, PackedSequence)
+                 or (isinstance(v, torch.Tensor) and not _stays(v)) else v for v in inputs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from efflib.devices import to_model_device
+from efflib.devices import model_device
 from efflib.measuring import measuring
 
 
@@ -139,7 +139,8 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    (x,) = to_model_device(model, x)
+    if (home := model_device(model)) is not None:
+        x = x.to(home)  # the one input meets the weights: it moves whatever it is
     device = x.device
 
     def run():

@@ -10,7 +10,8 @@ tests/test_leaf_ops.py compares both ways on every rule and on whole models.
 
 A rule answers None wherever it is not sure, and the module is then watched op by op:
 train mode (batch norm updates its statistics, dropout draws a mask), padding modes and
-string paddings (they pad first), inputs of another rank (reshapes first).
+string paddings (they pad first), inputs of another rank (reshapes first), a global pool
+on anything but a row-major input (channels_last adds an in-place restride).
 """
 
 import math
@@ -68,7 +69,18 @@ def _elementwise(name: str) -> Rule:
 def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, x: Tensor) -> Callable[[Tensor], Leaf] | None:
     if x.dim() != 4 or m.output_size not in (1, (1, 1)):
         return None  # global pooling is a mean; other sizes call _adaptive_avg_pool2d
+    if x.stride() != _row_major(x.shape):
+        return None  # channels_last (even a 1x1 one): torch restrides the mean in place
     return lambda y: Leaf(("mean",), (), 0, y.numel())
+
+
+def _row_major(shape) -> tuple[int, ...]:
+    """The strides of a contiguous (N, C, H, W)-ordered tensor of `shape`."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 def _dropout(m: nn.Dropout, x: Tensor) -> Callable[[Tensor], Leaf] | None:

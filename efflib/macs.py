@@ -47,11 +47,18 @@ def _native_mha(args, out) -> int:
     return b * ((l + 2 * s) * e * e + 2 * l * s * e + l * e * e)
 
 
+def _lengths(src: torch.Tensor) -> list[int]:
+    """Each sequence's length: src (B, L, E), or a nested tensor of B (L_i, E) sequences
+    (nn.TransformerEncoder packs a padded batch that way, and pads only at the end)."""
+    if src.is_nested:
+        return src._nested_tensor_size()[:, 0].tolist()
+    return [src.shape[1]] * src.shape[0]
+
+
 def _encoder_layer(args, out) -> int:
     """TransformerEncoderLayer's fast path: self-attention plus the two FFN linears."""
     src, e, ffn = args[0], args[1], args[14].shape[0]        # src (B, L, E)
-    b, l = src.shape[0], src.shape[1]
-    return b * (4 * l * e * e + 2 * l * l * e + 2 * l * e * ffn)
+    return sum(4 * n * e * e + 2 * n * n * e + 2 * n * e * ffn for n in _lengths(src))
 
 
 def _rnn_layer(args, out) -> int:

@@ -11,10 +11,12 @@ grouped conv divided by g, FLOPs = 2 x MACs; peak activations by tensor liveness
 as in MCUNet (Lin et al., https://arxiv.org/abs/2007.10319).
 
 The pass runs in eval mode unless `mode="train"` (efflib.measuring): the model
-comes back unchanged. On the meta device nothing is computed or allocated and
-every count, activations included, is exact. Modules from `torch.export` get
-per-layer rows from the graph's module stack; a TorchScript module (traced or
-scripted) runs its graph in C++, so its totals are exact but all land in one row.
+comes back unchanged. On the meta device nothing is computed or allocated: MACs and
+parameters are those of the CPU, and the rest are too except where the CPU runs a
+kernel meta has not (fused attention, recurrent layers; docs/profiler.md). Modules
+from `torch.export` get per-layer rows from the graph's module stack; a TorchScript
+module (traced or scripted) runs its graph in C++, so its totals are exact but all
+land in one row.
 """
 
 import warnings
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.fx
 import torch.nn as nn
+from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
@@ -40,6 +43,7 @@ _HOOKS = nn.modules.module  # its global hook tables: ours must be the only hook
 _FREE = {  # ops that compute nothing, besides views (every op whose schema returns a view)
     aten._unsafe_view.default, aten.clone.default, aten.dropout.default,
     aten.native_dropout.default, aten.empty.memory_format,
+    aten._nested_tensor_from_mask.default, aten.to_padded_tensor.default,  # (un)packing copies
 }
 _SHARES_STORAGE = {aten._unsafe_view.default}  # a view that its schema does not call one
 def _metadata_only(func) -> bool:
@@ -214,8 +218,11 @@ class _Counter(TorchDispatchMode):
         self.zero: set[str] = set()
         # storage ids: an address freed and reused later gets a fresh id, so nothing has to be
         # kept alive (which would make every op allocate new memory and slow the pass down).
+        # A weak reference tells whether the storage booked at an address still lives: a
+        # tensor made without an op (torch.tensor mid-forward: seen only as lift_fresh) can
+        # land on a freed activation's address, and must not bring it back to life.
         # Meta tensors have no addresses: there each tensor object maps to its storage's id.
-        self.ids: dict[int, int] = {}   # storage address -> id of the storage living there now
+        self.ids: dict[int, tuple[int, StorageWeakRef]] = {}  # address -> (id, its storage)
         self.meta_ids = WeakTensorKeyDictionary()
         self.sizes: list[int] = []      # id -> activation elements (0 for integer tensors)
         self.inputs = [self._new(t) for t in inputs]
@@ -227,7 +234,7 @@ class _Counter(TorchDispatchMode):
         if self.meta:
             self.meta_ids[t] = i
         else:
-            self.ids[_key(t) if key is None else key] = i
+            self.ids[_key(t) if key is None else key] = (i, StorageWeakRef(t.untyped_storage()))
         # feature maps only: max-pool's int64 indices and BN's statistics are bookkeeping
         self.sizes.append(t.numel() if feature_map and t.is_floating_point() else 0)
         return i
@@ -236,14 +243,24 @@ class _Counter(TorchDispatchMode):
         """The storage id of a tensor seen in the pass (None for weights and constants)."""
         if self.meta:
             return self.meta_ids.get(t)
-        return self.ids.get(_key(t))
+        return self._id_at(_key(t))
+
+    def _id_at(self, key: int) -> int | None:
+        """The id of the storage booked at address `key`, if that storage still lives."""
+        entry = self.ids.get(key)
+        if entry is None:
+            return None
+        if entry[1].expired():  # freed: whatever lives there now was made without an op
+            del self.ids[key]
+            return None
+        return entry[0]
 
     def _storages(self, op: _Op, flat_in, flat_out) -> tuple[list[int], list[int]]:
         """Ids of the storages the op read, and of the ones it created."""
         if not self.meta:
-            weights, ids = self.weights, self.ids
+            weights, id_at = self.weights, self._id_at
             in_keys = [_key(t) for t in flat_in if id(t) not in weights]
-            uses = [ids[k] for k in in_keys if k in ids]  # weights have no id
+            uses = [i for k in in_keys if (i := id_at(k)) is not None]  # weights have none
             # an output in a weight's storage (a view of it, or the weight changed in place)
             # is not an activation; only an op given that weight can return one
             weight_keys = [_key(t) for t in flat_in if id(t) in weights]
@@ -317,7 +334,7 @@ class _Counter(TorchDispatchMode):
             uses = [self.meta_ids[x]] if x in self.meta_ids else []
             fresh = y is not x
         else:
-            uses = [self.ids[k]] if (k := _key(x)) in self.ids else []
+            uses = [] if (i := self._id_at(k := _key(x))) is None else [i]
             fresh = y is not x and _key(y) != k
         news = []  # in place: no new storage
         if fresh:
@@ -362,15 +379,28 @@ def _tensors(values: tuple | list) -> list[torch.Tensor]:
 
 
 def _shape(shape: tuple) -> str:
-    return "x".join(map(str, shape))[:18]
+    return "x".join("*" if n < 0 else str(n) for n in shape)[:18]
+
+
+def _shape_of(t: torch.Tensor) -> tuple:
+    """A tensor's shape; a nested tensor's ragged dimensions (its sequences' lengths) are -1."""
+    if not t.is_nested:
+        return tuple(t.shape)
+    sizes = []
+    for d in range(t.dim()):
+        try:
+            sizes.append(t.size(d))
+        except RuntimeError:  # ragged: its components differ along it
+            sizes.append(-1)
+    return tuple(sizes)
 
 
 def _first_shape(value) -> tuple:
     """Shape of the first tensor in a value (a tensor, or a tuple/list/dict holding some)."""
     if type(value) is tuple and value and type(value[0]) is torch.Tensor:  # a module's args
-        return tuple(value[0].shape)
+        return _shape_of(value[0])
     if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
+        return _shape_of(value)
     items = value.values() if isinstance(value, dict) else value
     if isinstance(items, tuple | list) or isinstance(value, dict):
         for v in items:

@@ -58,6 +58,11 @@ def _flat(values) -> list[Tensor]:
 _INDEXING = {Tensor.__getitem__, Tensor.__setitem__, Tensor.index_select, torch.index_select}
 _BOOKKEEPING = {torch._has_compatible_shallow_copy_type}  # compares types, moves nothing
 _COPIES = {Tensor.copy_}  # copy_ crosses devices; the destination stays where it is
+_VF = torch._C._VariableFunctions
+_ON_HOST = {  # argument positions that CUDA wants on the CPU: sequence lengths, batch sizes
+    _VF._pack_padded_sequence: 1, _VF._pad_packed_sequence: 1,
+    _VF.lstm: 1, _VF.gru: 1, _VF.rnn_tanh: 1, _VF.rnn_relu: 1,  # the packed overloads
+}
 
 
 class FakeCuda(TorchFunctionMode):
@@ -105,7 +110,15 @@ class FakeCuda(TorchFunctionMode):
             if moving and out is args[0]:
                 out = out.clone()
             return _tag(out, _is_cuda(target))
-        tensors = _flat(args) + _flat(kwargs.values())
+        host = _ON_HOST.get(func)
+        mixed = list(args)  # the arguments that must share the device
+        if host is not None and len(args) > host and isinstance(args[host], Tensor) \
+                and args[host].dim() == 1 and not args[host].is_floating_point():
+            if on_cuda(args[host]):
+                raise RuntimeError(f"'lengths' argument should be a 1D CPU int64 tensor, but "
+                                   f"got 1D cuda:0 Long tensor ({func.__name__})")
+            mixed[host] = None  # on the CPU, where it belongs
+        tensors = _flat(mixed) + _flat(kwargs.values())
         tagged = [on_cuda(t) for t in tensors]
         if any(tagged) and not all(tagged) and func not in _INDEXING \
                 and func not in _BOOKKEEPING | _COPIES:
@@ -118,6 +131,9 @@ class FakeCuda(TorchFunctionMode):
         out = func(*args, **kwargs)
         if any(tagged) and not isinstance(out, bool | int | float):
             _tag(out)
+            if host is not None:  # the batch sizes these return stay on the CPU
+                for o in _flat([out]):
+                    _tag(o, o.is_floating_point() or o.dim() != 1)
         return out
 
 

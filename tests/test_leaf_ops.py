@@ -126,6 +126,12 @@ WATCHED = {  # a rule is unsure of these: they are watched op by op
     "dropout in train mode": (lambda: nn.Dropout(0.5), lambda: torch.randn(4, 4),
                               {"mode": "train"}),
     "pool to 2x2": (lambda: nn.AdaptiveAvgPool2d(2), lambda: torch.randn(1, 3, 6, 6), {}),
+    "global pool, channels_last": (
+        lambda: nn.AdaptiveAvgPool2d(1),
+        lambda: torch.randn(2, 3, 5, 5).to(memory_format=torch.channels_last), {}),
+    "global pool, channels_last 1x1 map (contiguous, yet restrided)": (
+        lambda: nn.AdaptiveAvgPool2d(1),
+        lambda: torch.randn(2, 3, 1, 1).to(memory_format=torch.channels_last), {}),
     "integer input": (lambda: nn.ReLU(), lambda: torch.arange(-3, 3), {}),
     "a subclass with its own forward": (lambda: _Doubling(3, 4, 3),
                                         lambda: torch.randn(1, 3, 6, 6), {}),
@@ -145,6 +151,25 @@ def test_what_a_rule_is_unsure_of_is_watched(name):
     fast, slow, watched_fast, watched_slow = both_ways(make(), x(), **kw)
     assert_same(fast, slow)
     assert watched_fast == watched_slow > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 5), (1, 3, 5, 5), (2, 3, 1, 1), (2, 1, 5, 5),
+                                   (1, 1, 1, 1), (2, 3, 1, 5)])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_a_global_pool_counts_the_same_in_either_memory_format(shape, fmt):
+    """On channels_last, torch follows the mean with an in-place as_strided_ (issue 28)."""
+    x = torch.randn(shape).to(memory_format=fmt)
+    fast, slow, _, _ = both_ways(nn.AdaptiveAvgPool2d(1), x)
+    assert_same(fast, slow)
+
+
+def test_resnet_in_channels_last_counts_the_same_both_ways():
+    model = models.resnet50(num_classes=10).to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 64, 64).to(memory_format=torch.channels_last)
+    fast, slow, watched_fast, watched_slow = both_ways(model, x)
+    assert_same(fast, slow)
+    pool = next(r for r in fast["rows"] if r["type"] == "AdaptiveAvgPool2d")
+    assert pool["ops"] == ["mean", "as_strided_"] and watched_fast < watched_slow / 3
 
 
 def test_a_modules_own_hook_is_watched_and_counted():
