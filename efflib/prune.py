@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from efflib import inputs
 from efflib.graded import reference
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -29,6 +30,7 @@ def kept_count(numel: int, sparsity: float) -> int:
 @reference("magnitude_mask")
 def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Boolean mask keeping the round((1-s)·n) largest |w|; ties keep the lower flat index."""
+    inputs.finite(weight, "weight", "magnitude_mask")
     k = kept_count(weight.numel(), sparsity)
     order = torch.sort(weight.detach().abs().flatten(), descending=True, stable=True).indices
     mask = torch.zeros(weight.numel(), dtype=torch.bool, device=weight.device)

@@ -164,3 +164,23 @@ def test_channel_prune_gives_a_smaller_dense_model_equal_when_dropped_inputs_are
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="ratio"):
         prune.channel_prune(model, 0.0)
+
+
+def test_magnitude_mask_names_nan_weights():
+    """A NaN sorts as the largest magnitude: the mask would keep it silently."""
+    with pytest.raises(ValueError, match="magnitude_mask: weight has 1 NaN"):
+        prune.magnitude_mask(torch.tensor([1.0, float("nan"), 0.5]), 0.5)
+
+
+@pytest.mark.parametrize("n, sparsity, kept, torch_kept", [
+    (1, 0.5, 0, 1), (3, 0.5, 2, 1), (5, 0.5, 2, 3), (2, 0.25, 2, 2), (10, 0.25, 8, 8)])
+def test_the_kept_count_at_half_integers_is_the_courses_not_torchs(n, sparsity, kept,
+                                                                   torch_kept):
+    """docs/efflib-conventions.md: efflib rounds the kept count, torch the pruned count."""
+    w = torch.arange(1.0, n + 1)
+    assert int(prune.magnitude_mask(w, sparsity).sum()) == prune.kept_count(n, sparsity) == kept
+    layer = nn.Linear(n, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    tprune.l1_unstructured(layer, "weight", amount=sparsity)
+    assert int(layer.weight_mask.sum()) == torch_kept

@@ -1,5 +1,6 @@
 """efflib.quant.binary: binary and ternary weights with per-channel scales, by hand."""
 
+import pytest
 import torch
 
 from efflib.quant.binary import binarize, ternarize
@@ -21,3 +22,16 @@ def test_ternary_weights_zero_the_small_ones_and_scale_the_rest():
     conv = torch.randn(4, 8, 3, 3, generator=torch.Generator().manual_seed(1))
     values = ternarize(conv)[0].unique()
     assert len(values) == 3 and 0.0 in values.tolist()
+
+
+@pytest.mark.parametrize("fn", [binarize, ternarize])
+def test_bad_weights_are_named(fn):
+    with pytest.raises(ValueError, match=f"{fn.__name__}: w has 1 NaN"):
+        fn(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match=f"{fn.__name__}: w is empty"):
+        fn(torch.zeros(0, 3))
+
+
+def test_ternarize_refuses_a_negative_ratio():
+    with pytest.raises(ValueError, match="ratio"):
+        ternarize(torch.randn(2, 3), ratio=-0.5)

@@ -156,3 +156,11 @@ def test_convert_takes_a_model_on_cuda(trained):
                zip(on_cpu.steps, im.steps, strict=True) if k == "quant")
     assert torch.equal(im.predict(x[400:]), on_cpu.predict(x[400:]))
     assert on_cuda(next(twin.parameters()))  # the caller's model did not move
+
+
+def test_convert_names_a_calibration_batch_with_nan():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    x = torch.randn(2, 1, 4, 4)
+    x[1, 0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"convert: calibration has 1 NaN .*\(1, 0, 2, 3\)"):
+        I.convert(model, x)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
+from efflib.quant import linear
 from efflib.quant.linear import (
     QuantSpec,
     dequantize,
@@ -153,3 +154,57 @@ def test_percentile_calibration_clips_outliers_and_error_falls_with_bits():
     assert errors == sorted(errors, reverse=True) and errors[-1] < errors[0] / 100
     with pytest.raises(ValueError, match="percentile"):
         qparams(x, percentile=0)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: qparams(torch.tensor([1.0, NAN, -2.0])), "qparams: x has 1 NaN and 0 infinite"),
+    (lambda: qparams(torch.tensor([1.0, INF])), "qparams: x has 0 NaN and 1 infinite"),
+    (lambda: qparams(torch.tensor([1e39, -1.0], dtype=torch.float64)), "beyond float32"),
+    (lambda: qparams(torch.tensor([])), "qparams: x is empty"),
+    (lambda: qparams(torch.randn(3, 4), axis=2), "axis 2 is out of range"),
+    (lambda: qparams(torch.randn(10), percentile=0), "percentile"),
+    (lambda: quantize(torch.tensor([1.0, NAN]), 0.1, 0), "quantize: x has 1 NaN"),
+    (lambda: quantize(torch.tensor([1.0, -1.0]), 0.0, 0), "positive finite"),
+    (lambda: quantize(torch.tensor([1.0, -1.0]), -0.1, 0), "positive finite"),
+    (lambda: quantize(torch.tensor([1.0]), NAN, 0), "positive finite"),
+    (lambda: quantize(torch.tensor([1.0, -1.0]), 0.1, 300),
+     r"zero point must lie on the grid \[-128, 127\]"),
+    (lambda: quantize(torch.tensor([1.0]), 0.1, 0.5), "zero point must be an integer"),
+    (lambda: quantize(torch.randn(2, 3), torch.tensor([0.1, 0.2]), 0), "without an axis"),
+    (lambda: quantize(torch.randn(2, 3), torch.tensor([0.1, 0.2, 0.0]), 0, axis=1),
+     r"positive finite number \(channel 2\)"),
+    (lambda: quantize(torch.randn(2, 3), torch.tensor([0.1, 0.2]), 0, axis=1),
+     "2 scale values for 3 channels"),
+    (lambda: fake_quantize(torch.tensor([1.0, -1.0]), 0.1, 300), "fake_quantize: the zero point"),
+    (lambda: fake_quantize(torch.tensor([1.0, -1.0]), 0.0, 0), "fake_quantize: every scale"),
+    (lambda: fake_quantize(torch.tensor([INF]), 0.1, 0), "fake_quantize: x has 0 NaN and 1"),
+    (lambda: dequantize(torch.tensor([1, 2]), 0.0, 0), "dequantize: every scale"),
+])
+def test_bad_input_is_named_never_a_nan_or_a_clamped_result(call, match):
+    """Issue 28: NaN or infinite inputs dequantized to NaN, a scale of 0 sent positive
+    values to the minimum, a zero point off the grid clamped everything (torch refuses),
+    an empty tensor crashed inside torch."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_an_empty_tensor_quantizes_to_an_empty_one():
+    assert quantize(torch.tensor([]), 0.1, 0).shape == (0,)
+
+
+def test_percentile_is_torchs_quantile_to_the_bit_and_has_no_size_limit():
+    """torch.quantile refuses more than 16M elements (issue 28): the order statistics that
+    replace it give its values exactly below that, and work beyond it."""
+    for seed, shape in enumerate([(1, 1000), (3, 777), (1, 5), (2, 100_000)]):
+        flat = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        for p in (99.9, 99.99, 50.0, 100.0):
+            q = torch.tensor([1 - p / 100, p / 100])
+            assert torch.equal(linear._quantiles(flat, q), torch.quantile(flat, q, dim=1))
+    big = torch.randn(2**24 + 1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="too large"):
+        torch.quantile(big, 0.5)
+    scale, zero_point = qparams(big, percentile=99.9)
+    assert 0.02 < float(scale) < 0.03  # +-3.3 sigma over 255 steps

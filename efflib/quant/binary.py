@@ -10,6 +10,7 @@ https://arxiv.org/abs/1605.04711).
 
 import torch
 
+from efflib import inputs
 from efflib.graded import reference
 
 
@@ -22,7 +23,7 @@ def _per_channel_mean(x: torch.Tensor) -> torch.Tensor:
 @reference("binary_weights")
 def binarize(w: torch.Tensor) -> torch.Tensor:
     """alpha * sign(w) per output channel; sign(0) is +1, so every weight is +-alpha."""
-    w = w.detach()
+    w = inputs.finite(w, "w", "binarize", empty=False).detach()
     alpha = _per_channel_mean(w.abs())
     return torch.where(w >= 0, alpha, -alpha)
 
@@ -30,7 +31,9 @@ def binarize(w: torch.Tensor) -> torch.Tensor:
 @reference("binary_weights")
 def ternarize(w: torch.Tensor, ratio: float = 0.7) -> torch.Tensor:
     """alpha * {-1, 0, +1} per output channel, zeroing |w| <= ratio * mean |w|."""
-    w = w.detach()
+    w = inputs.finite(w, "w", "ternarize", empty=False).detach()
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio < 1e6:
+        raise ValueError(f"ternarize: ratio must be a non-negative number, got {ratio!r}")
     delta = ratio * _per_channel_mean(w.abs())
     keep = w.abs() > delta
     dims = tuple(range(1, w.dim()))

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from efflib import inputs
 from efflib.devices import model_device
 from efflib.graded import reference
 from efflib.quant.linear import QuantSpec, qparams, quantize
@@ -194,6 +195,7 @@ def convert(model: nn.Module, calibration: torch.Tensor) -> IntegerModel:
     if model_device(model) not in (None, torch.device("cpu")):
         model = copy.deepcopy(model).cpu()
     layers = chain(model)
+    inputs.finite(calibration, "calibration", "convert", empty=False)
     x = calibration.detach().cpu().float()
     current = QParams.observe(x)
     input_q, steps, i = current, [], 0

@@ -3,8 +3,12 @@
 Han, Mao and Dally, Deep Compression, ICLR 2016 (https://arxiv.org/abs/1510.00149).
 Centroids start evenly spaced between the smallest and largest weight (the
 paper's "linear" initialisation, which keeps the rare large weights that matter
-most), then Lloyd's iterations run until no assignment changes. Everything is
-deterministic: no random start, ties go to the lower centroid.
+most), then Lloyd's iterations run until no assignment changes. A cluster left
+empty takes the weight farthest from its centroid, as scikit-learn's KMeans does
+(linear starts on heavy-tailed weights leave many empty). Everything is
+deterministic: no random start, ties go to the lower centroid. Assignment is a
+binary search among the sorted centroids: memory grows with the weights, not with
+weights x 2^bits.
 """
 
 from dataclasses import dataclass
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from efflib import inputs
 from efflib.graded import reference
 
 
@@ -31,16 +36,41 @@ class Codebook:
         return float(((w.detach().double() - self.reconstruct().double()) ** 2).sum())
 
 
-def _assign(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    # argmin returns the first minimum: ties go to the lower centroid
-    return torch.argmin((w.reshape(-1, 1) - centroids.reshape(1, -1)).abs(), dim=1)
+def _assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """The nearest centroid of each value (x and centroids 1-d); a value halfway between
+    two goes to the lower one."""
+    order = torch.sort(centroids, stable=True).indices
+    ranked = centroids[order]
+    midpoints = (ranked[1:] + ranked[:-1]) / 2
+    return order[torch.searchsorted(midpoints, x)]  # x == a midpoint: the lower side
+
+
+def _refill_empty(x, centroids, labels, sums, counts) -> None:
+    """Give each empty cluster the value farthest from its centroid (in place), taking it
+    out of its old cluster, as scikit-learn's Lloyd iterations do."""
+    empty = torch.nonzero(counts == 0).flatten()
+    if not len(empty):
+        return
+    distance = (x - centroids[labels]).abs()
+    far = torch.sort(distance, descending=True, stable=True).indices[:len(empty)]
+    for cluster, i in zip(empty.tolist(), far.tolist(), strict=False):
+        old = int(labels[i])
+        if counts[old] <= 1:  # it would empty another cluster: fewer values than clusters
+            continue
+        sums[old] -= x[i]
+        counts[old] -= 1
+        sums[cluster], counts[cluster] = x[i], 1
 
 
 @reference("kmeans")
-def kmeans(w: torch.Tensor, bits: int, max_iter: int = 100) -> Codebook:
-    """Cluster the values of `w` into 2^bits centroids (linear init, Lloyd iterations)."""
-    if not isinstance(bits, int) or not 1 <= bits <= 16:
+def kmeans(w: torch.Tensor, bits: int, max_iter: int = 300, *,
+           refill_empty: bool = True) -> Codebook:
+    """Cluster the values of `w` into 2^bits centroids (linear init, at most `max_iter`
+    Lloyd iterations: scikit-learn's default). `refill_empty=False` lets an emptied cluster
+    keep its centroid instead (Lab 05's simpler rule)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise ValueError(f"bits must be an int from 1 to 16, got {bits!r}")
+    inputs.finite(w, "w", "kmeans", empty=False)
     x = w.detach().reshape(-1).double()
     k = 2 ** bits
     centroids = torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64,
@@ -49,13 +79,18 @@ def kmeans(w: torch.Tensor, bits: int, max_iter: int = 100) -> Codebook:
     for _ in range(max_iter):
         sums = torch.zeros(k, dtype=torch.float64, device=x.device).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k)
-        # an empty cluster keeps its centroid
+        if refill_empty:
+            _refill_empty(x, centroids, labels, sums, counts)
+        # a cluster still empty (fewer distinct values than clusters) keeps its centroid
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
         new = _assign(x, centroids)
         if torch.equal(new, labels):
             break
         labels = new
-    return Codebook(centroids.float(), labels.reshape(w.shape), bits)
+    order = torch.sort(centroids, stable=True).indices  # the codebook in ascending order
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(k, device=x.device)
+    return Codebook(centroids[order].float(), rank[labels].reshape(w.shape), bits)
 
 
 @reference("kmeans")  # Lab 05 Q5's answer

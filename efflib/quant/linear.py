@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from efflib import inputs
 from efflib.graded import reference
 
 
@@ -50,6 +51,26 @@ def _shape_for(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tens
     return t.reshape(shape)
 
 
+def _quantiles(flat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """torch.quantile(flat, q, dim=1) to the bit (linear interpolation, ranks in flat's
+    dtype), by order statistics: torch.quantile refuses more than 16M elements."""
+    ranks = q.to(flat.dtype) * (flat.shape[1] - 1)
+    below, above = ranks.to(torch.int64), ranks.ceil().to(torch.int64)
+    picked = {int(k): flat.kthvalue(int(k) + 1, dim=1).values for k in (*below, *above)}
+    values = torch.stack([picked[int(k)] for k in below])            # (len(q), rows)
+    return values.lerp_(torch.stack([picked[int(k)] for k in above]),
+                        (ranks - below).unsqueeze(1).expand_as(values))
+
+
+def _checked(x, scale, zero_point, grid, axis, who) -> tuple[torch.Tensor, torch.Tensor]:
+    """A finite `x`, and its scale and zero point as tensors (efflib.inputs says why not)."""
+    inputs.finite(x, "x" if who != "dequantize" else "q", who)
+    s, z = inputs.scale_and_zero_point(scale, zero_point, grid, who)
+    inputs.per_channel(s, x, axis, "scale", who)
+    inputs.per_channel(z, x, axis, "zero point", who)
+    return s, z
+
+
 def _range(x: torch.Tensor, axis: int | None, percentile: float | None):
     """Lowest and highest value per tensor (or per channel along `axis`)."""
     x = x.detach().float()
@@ -57,10 +78,11 @@ def _range(x: torch.Tensor, axis: int | None, percentile: float | None):
     if percentile is None:
         lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
     else:
-        if not 0 < percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        if isinstance(percentile, bool) or not isinstance(percentile, int | float) \
+                or not 0 < percentile <= 100:
+            raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
         p = torch.tensor([1 - percentile / 100, percentile / 100], device=flat.device)
-        lo, hi = torch.quantile(flat, p, dim=1)
+        lo, hi = _quantiles(flat, p)
     return (lo[0], hi[0]) if axis is None else (lo, hi)
 
 
@@ -74,6 +96,9 @@ def qparams(x: torch.Tensor, spec: QuantSpec = QuantSpec(), axis: int | None = N
     (unsigned) and cover [-max|x|, max|x|]. `percentile` clips outliers (calibration);
     `axis` gives one scale and zero point per channel along that dimension.
     """
+    inputs.finite(x, "x", "qparams", empty=False)
+    if axis is not None and not -x.dim() <= axis < x.dim():
+        raise ValueError(f"qparams: axis {axis} is out of range for a {x.dim()}-d tensor")
     lo, hi = _range(x, axis, percentile)
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
     eps = torch.finfo(torch.float32).eps
@@ -93,16 +118,16 @@ def qparams(x: torch.Tensor, spec: QuantSpec = QuantSpec(), axis: int | None = N
 def quantize(x: torch.Tensor, scale, zero_point, spec: QuantSpec = QuantSpec(),
              axis: int | None = None) -> torch.Tensor:
     """Integers (int64) of `x` on the grid: clamp(round_half_even(x * (1/s)) + z, qmin, qmax)."""
-    s = _shape_for(torch.as_tensor(scale, dtype=torch.float32), x, axis)
-    z = _shape_for(torch.as_tensor(zero_point, dtype=torch.int64), x, axis)
+    s, z = _checked(x, scale, zero_point, (spec.qmin, spec.qmax), axis, "quantize")
+    s, z = _shape_for(s, x, axis), _shape_for(z, x, axis)
     q = torch.round(x.detach().float() * (1.0 / s)).to(torch.int64) + z
     return torch.clamp(q, spec.qmin, spec.qmax)
 
 
 def dequantize(q: torch.Tensor, scale, zero_point, axis: int | None = None) -> torch.Tensor:
     """Real values (float32) of grid integers: s (q - z)."""
-    s = _shape_for(torch.as_tensor(scale, dtype=torch.float32), q, axis)
-    z = _shape_for(torch.as_tensor(zero_point, dtype=torch.int64), q, axis)
+    s, z = _checked(q, scale, zero_point, None, axis, "dequantize")
+    s, z = _shape_for(s, q, axis), _shape_for(z, q, axis)
     return (q.to(torch.int64) - z).to(torch.float32) * s
 
 
@@ -132,8 +157,9 @@ class _FakeQuantize(torch.autograd.Function):
 def fake_quantize(x: torch.Tensor, scale, zero_point, spec: QuantSpec = QuantSpec(),
                   axis: int | None = None) -> torch.Tensor:
     """x quantized and dequantized, differentiable by the straight-through estimator."""
-    scale = torch.as_tensor(scale, dtype=torch.float32)
-    zero_point = torch.as_tensor(zero_point, dtype=torch.int64).to(torch.float32)
+    scale, zero_point = _checked(x, scale, zero_point, (spec.qmin, spec.qmax), axis,
+                                 "fake_quantize")
+    zero_point = zero_point.to(torch.float32)
     return _FakeQuantize.apply(x, scale, zero_point, spec.qmin, spec.qmax, axis)
 
 

@@ -39,11 +39,16 @@ class Compressed:
 
 
 @reference("deep_compression")
-def compress(w: torch.Tensor, sparsity: float, bits: int) -> Compressed:
+def compress(w: torch.Tensor, sparsity: float, bits: int, *,
+             refill_empty: bool = True) -> Compressed:
     """Prune `w` to `sparsity` by magnitude, cluster what is left into 2^bits shared
-    values, and Huffman-code their indices."""
+    values (efflib.quant.kmeans, `refill_empty` passed on), and Huffman-code their
+    indices."""
     mask = magnitude_mask(w.detach(), sparsity)
+    if not bool(mask.any()):
+        raise ValueError(f"compress: sparsity {sparsity} keeps none of the {w.numel()} weights, "
+                         "so nothing is left to share; use a lower sparsity")
     kept = w.detach()[mask]
-    book = kmeans(kept, bits)
+    book = kmeans(kept, bits, refill_empty=refill_empty)
     return Compressed(tuple(w.shape), mask, book,
                       stored_size(book.indices.tolist(), 2**bits))

@@ -68,6 +68,13 @@ print("prunable layers:", list(prune.prunable_layers(dense)))
 # of the $n$ weights (Python's `round`), and among weights of equal magnitude
 # it keeps the one with the **lower flat index** first.
 #
+# Python's `round` sends a half to the even neighbour, so a half-integer count
+# goes down or up: one weight at sparsity 0.5 keeps 0, three keep 2.
+# `torch.nn.utils.prune` rounds the other count, the pruned one
+# ($\text{round}(s \cdot n)$), and so keeps one weight more or fewer at such
+# halves. This course rounds the kept count because every size and MAC figure
+# in this lab is computed from the weights that are kept.
+#
 # Write `magnitude_mask(weight, sparsity)` returning a `bool` tensor of the
 # weight's shape (`True` = kept). Raise `ValueError` if `sparsity` is outside
 # $[0, 1]$. *Hint:* `torch.sort(..., stable=True)` keeps equal values in index order.

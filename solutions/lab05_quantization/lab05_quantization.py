@@ -280,6 +280,14 @@ else:
 # centroid (`torch.argmin` does), let an empty cluster keep its centroid, and
 # compute in float64 (`w.double()`). *Hint:* a `(n, k)` matrix of distances
 # assigns all weights at once; `index_add_` and `bincount` give the means.
+#
+# Keeping an empty cluster where it is is the simple rule. scikit-learn's
+# KMeans, and `efflib.quant.kmeans` that the rest of the course uses, give an
+# emptied cluster the weight farthest from its centroid instead: from the even
+# start, weights with heavy tails can leave many clusters empty, and refilling
+# them puts those centroids back to use. The `(n, k)` matrix also grows with
+# $2^b$: efflib finds each weight's centroid by a binary search among the sorted
+# centroids (`torch.searchsorted`) instead.
 
 # %% nbgrader={"grade": false, "grade_id": "q4_kmeans", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def kmeans_quantize(w, bits):
