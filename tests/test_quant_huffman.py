@@ -56,3 +56,10 @@ def test_stored_size_counts_payload_and_table():
     assert size.total_bytes == math.ceil((size.payload_bits + size.table_bits) / 8)
     with pytest.raises(ValueError, match="symbols must lie"):
         stored_size([5], alphabet=4)
+
+
+@pytest.mark.parametrize("counts", [{1: -3, 2: 4}, {1: 2.5, 2: 1}, {1: True}])
+def test_a_count_that_is_not_a_non_negative_int_is_named(counts):
+    """A negative count used to be dropped silently, as if the symbol never occurred."""
+    with pytest.raises(ValueError, match="code_lengths: counts must be non-negative ints"):
+        code_lengths(counts)

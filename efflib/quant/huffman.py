@@ -22,6 +22,11 @@ def code_lengths(counts: dict[int, int]) -> dict[int, int]:
 
     Ties are broken by insertion order, so equal inputs give equal codes.
     """
+    bad = {s: c for s, c in counts.items()
+           if isinstance(c, bool) or not isinstance(c, int) or c < 0}
+    if bad:
+        raise ValueError(f"code_lengths: counts must be non-negative ints; symbol "
+                         f"{next(iter(bad))!r} has {next(iter(bad.values()))!r}")
     symbols = [s for s, c in counts.items() if c > 0]
     if not symbols:
         return {}
