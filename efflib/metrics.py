@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.fx
 import torch.nn as nn
-from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
@@ -197,6 +196,7 @@ class _Op:
 
 
 _OPS: dict = {}  # ATen overload -> its _Op, shared by every profile
+_EXPIRED, _FREE_REF = torch.UntypedStorage._expired, torch.UntypedStorage._free_weak_ref
 
 
 def _op(func) -> _Op:
@@ -222,7 +222,8 @@ class _Counter(TorchDispatchMode):
         # tensor made without an op (torch.tensor mid-forward: seen only as lift_fresh) can
         # land on a freed activation's address, and must not bring it back to life.
         # Meta tensors have no addresses: there each tensor object maps to its storage's id.
-        self.ids: dict[int, tuple[int, StorageWeakRef]] = {}  # address -> (id, its storage)
+        self.ids: dict[int, tuple[int, int]] = {}  # address -> (id, weak ref to its storage)
+        self.refs: list[int] = []  # every weak reference taken, released by close()
         self.meta_ids = WeakTensorKeyDictionary()
         self.sizes: list[int] = []      # id -> activation elements (0 for integer tensors)
         self.inputs = [self._new(t) for t in inputs]
@@ -234,7 +235,9 @@ class _Counter(TorchDispatchMode):
         if self.meta:
             self.meta_ids[t] = i
         else:
-            self.ids[_key(t) if key is None else key] = (i, StorageWeakRef(t.untyped_storage()))
+            ref = t.untyped_storage()._weak_ref()  # keeps the bookkeeping, not the memory
+            self.refs.append(ref)
+            self.ids[_key(t) if key is None else key] = (i, ref)
         # feature maps only: max-pool's int64 indices and BN's statistics are bookkeeping
         self.sizes.append(t.numel() if feature_map and t.is_floating_point() else 0)
         return i
@@ -250,7 +253,7 @@ class _Counter(TorchDispatchMode):
         entry = self.ids.get(key)
         if entry is None:
             return None
-        if entry[1].expired():  # freed: whatever lives there now was made without an op
+        if _EXPIRED(entry[1]):  # freed: whatever lives there now was made without an op
             del self.ids[key]
             return None
         return entry[0]
@@ -341,6 +344,12 @@ class _Counter(TorchDispatchMode):
             news.append(self._new(y))
             row.activations += self.sizes[news[0]]
         self.events.append((uses, news))
+
+    def close(self) -> None:
+        """Release the weak references (each holds a few bytes of a freed storage)."""
+        for ref in self.refs:
+            _FREE_REF(ref)
+        self.refs.clear()
 
     def abandon(self) -> None:
         """After an error inside a skipped module: put the mode back so it can exit."""
@@ -568,6 +577,7 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
                     out = model(*inputs, **kwinputs)
             except BaseException:
                 counter.abandon()
+                counter.close()
                 raise
     finally:
         for h in handles:
@@ -590,6 +600,8 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
                 weights += size if weight and not n.endswith("bias") else 0
     outputs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
     kept = [r for name, r in rows.items() if r.ops or r.params or name == ""]
+    peak = _peak(counter, outputs)
+    counter.close()
     return Profile(
         rows=kept,
         params=params,
@@ -598,7 +610,7 @@ def profile(model: nn.Module, *inputs, mode: str = "eval", **kwinputs) -> Profil
         elementwise_ops=sum(r.elementwise_ops for r in kept),
         activations=sum(counter.sizes[i] for i in counter.inputs)
         + sum(r.activations for r in kept),
-        peak_activations=_peak(counter, outputs),
+        peak_activations=peak,
         zero_cost_ops=sorted(counter.zero),
         named_parameters=named,
     )
