@@ -85,6 +85,28 @@ def threads_for_load(cpus: int | None = None, loadavg: str | None = None) -> int
 
 
 @contextmanager
+def one_noise_warning(what: str):
+    """Turn the NoisyMeasurement warnings of a block's measurements into one line saying how
+    many of `what` (e.g. "layer latencies") were noisy; blocks nest (the outer one sums the
+    inner ones' counts), and other warnings pass unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    count = 0
+    for w in caught:
+        if issubclass(w.category, NoisyMeasurement):
+            count += getattr(w.message, "count", 1)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if count:
+        summary = NoisyMeasurement(f"{count} {what} varied widely: the machine was busy, so "
+                                   "rerun this on a quiet machine before reading much into "
+                                   "them")
+        summary.count = count
+        warnings.warn(summary, stacklevel=3)
+
+
+@contextmanager
 def threads(n: int | None):
     """Run the block with torch using `n` intra-op threads (None: leave as is)."""
     before = torch.get_num_threads()

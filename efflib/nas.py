@@ -9,7 +9,9 @@ A configuration is {"width": w, "depth": d, "kernel": k, "expand": e}:
 
     stem   3x3 conv 1 -> w at 8x8, BN, ReLU
     block  d times: 1x1 conv c -> e*c (left out when e == 1), BN, ReLU;
-           k x k depthwise conv with stride s, BN, ReLU; 1x1 conv e*c -> c_out, BN, ReLU.
+           k x k depthwise conv with stride s, BN, ReLU; 1x1 conv e*c -> c_out, BN and no
+           ReLU (MobileNetV2's linear bottleneck, Sandler et al., https://arxiv.org/abs/1801.04381:
+           a ReLU on the narrow projection would zero what the next block needs).
            Blocks 0 and 1 have stride 2 and double the channels (8x8 -> 4x4 -> 2x2);
            block 2 keeps both.
     head   global average pool, linear c -> 10
@@ -23,7 +25,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from efflib.graded import reference
-from efflib.latency import measure_latency
+from efflib.latency import measure_latency, one_noise_warning
 
 SPACE = {"width": (8, 12, 16), "depth": (1, 2, 3), "kernel": (3, 5), "expand": (1, 2, 4)}
 Key = tuple  # ("stem", w) | ("block", c_in, c_out, kernel, expand, stride, res) | ("head", c, res)
@@ -68,9 +70,10 @@ def layer_keys(config: Mapping) -> list[Key]:
     return keys
 
 
-def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1):
+def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
+                  relu: bool = True):
     return [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            nn.BatchNorm2d(c_out), *([nn.ReLU(inplace=True)] if relu else [])]
 
 
 def layer(key: Key) -> nn.Sequential:
@@ -83,7 +86,7 @@ def layer(key: Key) -> nn.Sequential:
         mid = c_in * e
         expand = _conv_bn_relu(c_in, mid, 1) if e > 1 else []
         return nn.Sequential(*expand, *_conv_bn_relu(mid, mid, k, stride, groups=mid),
-                             *_conv_bn_relu(mid, c_out, 1))
+                             *_conv_bn_relu(mid, c_out, 1, relu=False))  # linear bottleneck
     if kind == "head":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(key[1], 10))
     raise ValueError(f"unknown layer key {key!r}")
@@ -108,9 +111,10 @@ def measure_table(configs: Iterable[Mapping], repeats: int = 30, progress: bool 
     """Median seconds per batch-1 call of each distinct layer of `configs`, on this CPU."""
     keys = list(dict.fromkeys(k for c in configs for k in layer_keys(c)))
     table = {}
-    for key in tqdm(keys, desc="layers timed", disable=not progress):
-        x = torch.randn(input_shape(key))
-        table[key] = measure_latency(layer(key).eval(), x, warmup=3, repeats=repeats).median
+    with one_noise_warning(f"of the {len(keys)} layer latencies"):
+        for key in tqdm(keys, desc="layers timed", disable=not progress):
+            x = torch.randn(input_shape(key))
+            table[key] = measure_latency(layer(key).eval(), x, warmup=3, repeats=repeats).median
     return table
 
 

@@ -7,6 +7,7 @@ it draws the reference and says what is missing, so a fresh lab runs top to bott
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 
@@ -92,3 +93,80 @@ def show_maps(maps: Mapping[str, torch.Tensor | None], annotate: bool = True):
                 ax.text(j, i, f"{v:g}", ha="center", va="center", color="w", fontsize=8)
     fig.tight_layout()
     plt.show()  # shown once; returning the figure would show it a second time
+
+
+def _box(text, renderer):
+    return text.get_window_extent(renderer)
+
+
+def label_points(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],
+                 fontsize: int = 7) -> list:
+    """Annotate each point with its label at the best of sixteen offsets around it: inside
+    the axes, on no label placed before it, nearer its own point than any other, and on
+    no marker, in that order of importance (the first offset wins a tie). Returns the
+    annotations."""
+    fig = ax.figure
+    fig.canvas.draw()  # positions are known once laid out
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    marks = np.asarray(ax.transData.transform(list(zip(xs, ys, strict=True))))  # (n, 2) px
+    near = [(5, 3), (5, -11), (-5, 3), (-5, -11), (0, 8), (0, -15), (10, -4), (-10, -4)]
+    offsets = near + [(2 * dx, 2 * dy) for dx, dy in near]
+    placed, annotations = [], []
+    for j, (x, y, label) in enumerate(zip(xs, ys, labels, strict=True)):
+        best = None
+        for dx, dy in offsets:
+            a = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy),
+                            fontsize=fontsize, ha="left" if dx > 0 else "right" if dx < 0
+                            else "center")
+            box = _box(a, renderer)
+            cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+            score = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                     and box.y1 <= frame.y1,
+                     not any(box.overlaps(p) for p in placed),
+                     int(((marks[:, 0] - cx) ** 2 + (marks[:, 1] - cy) ** 2).argmin()) == j,
+                     not any(box.x0 - 2 <= mx <= box.x1 + 2 and box.y0 - 2 <= my <= box.y1 + 2
+                             for mx, my in marks))
+            if best is None or score > best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (score, a, box)
+            else:
+                a.remove()
+            if all(score):
+                break
+        placed.append(best[2])
+        annotations.append(best[1])
+    return annotations
+
+
+def _drawn_texts(fig) -> list:
+    """The texts a figure draws: titles, axis labels, the tick labels inside the view,
+    annotations, legends, and the figure's own texts."""
+    texts = list(fig.texts)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
+                  *ax.texts]
+        for axis in (ax.xaxis, ax.yaxis):
+            texts += [t.label1 for t in axis._update_ticks()] + \
+                     [t.label2 for t in axis._update_ticks() if t.label2.get_visible()]
+        if (legend := ax.get_legend()) is not None:
+            texts += legend.get_texts()
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def text_clashes(fig) -> list[str]:
+    """Pairs of texts of a figure (titles, labels, tick labels, annotations, legends) that
+    overlap, and texts cut off by the figure's edge: what makes a plot hard to read."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), _box(t, renderer)) for t in _drawn_texts(fig)]
+    whole = fig.bbox
+    found = [f"{a!r} is cut off by the figure's edge" for a, b in boxes
+             if b.x0 < whole.x0 - 1 or b.x1 > whole.x1 + 1 or b.y0 < whole.y0 - 1
+             or b.y1 > whole.y1 + 1]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if box_a.overlaps(box_b) and box_a.width and box_b.width:
+                found.append(f"{a!r} overlaps {b!r}")
+    return found

@@ -33,6 +33,15 @@ class History:
     seconds: float = 0.0
     epochs: int = 0
 
+    def __repr__(self) -> str:
+        """One line (a notebook shows the History a fit returns as its cell's value)."""
+        parts = [f"{self.epochs} epochs in {self.seconds:.1f} s"]
+        if self.train_loss:
+            parts.append(f"train loss {self.train_loss[0]:.3f} -> {self.train_loss[-1]:.3f}")
+        if self.test_accuracy:
+            parts.append(f"test accuracy {self.test_accuracy[-1]:.1%}")
+        return f"History({', '.join(parts)})"
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | None = None

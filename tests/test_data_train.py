@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from efflib import data, models, train
+from efflib.train import History
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,12 @@ def test_a_loss_that_is_not_a_scalar_is_refused(loaders):
     with pytest.raises(TypeError, match="scalar tensor"):
         train.fit(model, loaders.train, None, epochs=1, progress=False,
                   loss=lambda m, x, y: nn.functional.cross_entropy(m(x), y, reduction="none"))
+
+
+def test_a_history_shows_as_one_line():
+    """A notebook cell ending in train.fit shows its History: one line, not 40 numbers."""
+    h = History(train_loss=[2.31] + [1.0] * 38 + [0.12], test_accuracy=[0.5, 0.91],
+                seconds=3.26, epochs=40)
+    assert repr(h) == ("History(40 epochs in 3.3 s, train loss 2.310 -> 0.120, "
+                       "test accuracy 91.0%)")
+    assert "\n" not in repr(History())

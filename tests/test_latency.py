@@ -13,6 +13,7 @@ from efflib.latency import (
     NoisyMeasurement,
     measure_latency,
     measure_throughput,
+    one_noise_warning,
     threads,
 )
 from efflib.metrics import profile
@@ -175,6 +176,23 @@ def test_a_busy_machine_is_flagged():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoisyMeasurement)
         measure_latency(Varying([0.01]), torch.zeros(1), warmup=0, repeats=5)  # steady: silent
+
+
+def test_many_noisy_measurements_make_one_warning():
+    """Lab 07's table cell printed 15-20 warnings; a block of measurements gives one line,
+    and a warning of another kind still passes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with one_noise_warning("latencies in all"):
+            with one_noise_warning("of the 3 inner latencies"):
+                for _ in range(3):
+                    measure_latency(Varying([0.001, 0.02]), torch.zeros(1), warmup=0,
+                                    repeats=8)
+            measure_latency(Varying([0.001, 0.02]), torch.zeros(1), warmup=0, repeats=8)
+            warnings.warn("something else", UserWarning, stacklevel=1)
+    noisy = [w for w in caught if w.category is NoisyMeasurement]
+    assert len(noisy) == 1 and "4 latencies in all varied widely" in str(noisy[0].message)
+    assert [str(w.message) for w in caught if w.category is UserWarning] == ["something else"]
 
 
 def test_threads_for_load_leaves_the_busy_cores_alone():

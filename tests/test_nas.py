@@ -33,8 +33,9 @@ def test_the_space_and_its_keys():
 def test_expansion_one_has_no_expanding_conv():
     plain = nas.layer(("block", 8, 16, 3, 1, 2, 8))
     wide = nas.layer(("block", 8, 16, 3, 4, 2, 8))
-    assert len(plain) == 6 and len(wide) == 9
+    assert len(plain) == 5 and len(wide) == 8
     assert wide[3].groups == 32 and wide[3].stride == (2, 2)
+    assert isinstance(wide[-1], torch.nn.BatchNorm2d)  # a linear bottleneck: no ReLU after
     macs = metrics.profile(wide, torch.randn(1, 8, 8, 8)).macs
     # expand 8 -> 32 at 8x8, depthwise 3x3 on 32 at 4x4, project 32 -> 16 at 4x4
     assert macs == 8 * 32 * 64 + 32 * 9 * 16 + 32 * 16 * 16
