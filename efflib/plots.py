@@ -95,6 +95,19 @@ def show_maps(maps: Mapping[str, torch.Tensor | None], annotate: bool = True):
     plt.show()  # shown once; returning the figure would show it a second time
 
 
+def plain_log_axis(ax, axis: str = "x") -> None:
+    """A log-scaled axis ticked at 1, 2 and 5 times powers of ten with plain numbers ("0.2",
+    "50"): on a range of less than a decade matplotlib labels every minor tick with
+    "3x10^0"-style labels that run into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def _box(text, renderer):
     return text.get_window_extent(renderer)
 
@@ -157,16 +170,21 @@ def _drawn_texts(fig) -> list:
 
 def text_clashes(fig) -> list[str]:
     """Pairs of texts of a figure (titles, labels, tick labels, annotations, legends) that
-    overlap, and texts cut off by the figure's edge: what makes a plot hard to read."""
+    overlap, and texts that run into another axes (a colorbar, a neighbouring panel):
+    what makes a plot hard to read. The figure's edge is not checked: a notebook saves
+    the figure with a tight bounding box, which grows to hold every text."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = [(t.get_text(), _box(t, renderer)) for t in _drawn_texts(fig)]
-    whole = fig.bbox
-    found = [f"{a!r} is cut off by the figure's edge" for a, b in boxes
-             if b.x0 < whole.x0 - 1 or b.x1 > whole.x1 + 1 or b.y0 < whole.y0 - 1
-             or b.y1 > whole.y1 + 1]
+    texts = _drawn_texts(fig)
+    boxes = [(t.get_text(), _box(t, renderer)) for t in texts]
+    found = []
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1:]:
             if box_a.overlaps(box_b) and box_a.width and box_b.width:
                 found.append(f"{a!r} overlaps {b!r}")
+    for text, (label, box) in zip(texts, boxes, strict=True):
+        own = text.axes
+        for ax in fig.axes:
+            if ax is not own and own is not None and box.overlaps(ax.get_window_extent(renderer)):
+                found.append(f"{label!r} runs into another panel ({ax.get_label() or 'axes'})")
     return found

@@ -38,10 +38,11 @@ def test_text_clashes_finds_overlaps_and_clipped_labels():
     ax.plot(xs, ys, "o-")
     for x, y, label in zip(xs, ys, labels, strict=True):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.annotate("w16 d2 k5 e2", (20.2, 90.1), textcoords="offset points", xytext=(40, 0))
+    ax.annotate("w16 d2 k5 e2", (20.2, 90.1), textcoords="offset points", xytext=(20, 0))
+    fig.colorbar(plt.cm.ScalarMappable(), ax=ax, label="order trained")
     clashes = plots.text_clashes(fig)
     assert "'0.95' overlaps '0.99'" in clashes and "'0.999' overlaps '1.01'" in clashes
-    assert "'w16 d2 k5 e2' is cut off by the figure's edge" in clashes
+    assert "'w16 d2 k5 e2' runs into another panel (<colorbar>)" in clashes
     plt.close(fig)
 
 

@@ -505,11 +505,13 @@ ax1.errorbar(batches, [r.median * 1e3 for r in sweep],
              yerr=[[(r.median - r.q25) * 1e3 for r in sweep],
                    [(r.q75 - r.median) * 1e3 for r in sweep]], marker="o", capsize=3)
 ax1.set(xscale="log", xlabel="batch size", ylabel="latency per batch (ms)", title="Latency")
+plots.plain_log_axis(ax1, "x")  # batch sizes: plain numbers, not 3x10^0
 mine = [plots.attempt(throughput, r.batch, r.median) for r in sweep]
 ax2.plot(batches, [r.throughput for r in sweep], "o-", label="measured")
 if None not in mine:
     ax2.plot(batches, mine, "x", color="tab:orange", ms=9, label="your throughput()")
 ax2.set(xscale="log", xlabel="batch size", ylabel="images / s", title="Throughput")
+plots.plain_log_axis(ax2, "x")
 ax2.legend()
 fig.suptitle(f"MobileNetV2 on {sweep[0].threads} CPU threads")
 plt.tight_layout()
@@ -652,8 +654,9 @@ fig, ax = plt.subplots(figsize=(6, 4))
 for name, (macs, lat) in results.items():
     ax.errorbar(macs / 1e9, lat.median * 1e3, yerr=lat.iqr * 1e3 / 2, fmt="o", capsize=3)
     ax.annotate(name, (macs / 1e9, lat.median * 1e3), textcoords="offset points", xytext=(5, 5))
-ax.set(xscale="log", yscale="log", xlabel="GMACs", ylabel="latency at batch 1 (ms)",
-       title="MACs vs measured latency")
+ax.set(xlabel="GMACs", ylabel="latency at batch 1 (ms)", title="MACs vs measured latency")
+plots.plain_log_axis(ax, "x")
+plots.plain_log_axis(ax, "y")
 plt.show()
 r50, mb = results["ResNet-50"], results["MobileNetV2"]
 print(f"ResNet-50 / MobileNetV2: {r50[0] / mb[0]:.1f}x the MACs, "

@@ -686,16 +686,18 @@ for name, make in FACTORIES.items():
     zoo[name] = (efflib.profile(net, image).macs, lat.median)
     del net
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for name, (macs, seconds) in zoo.items():
-    for ax, xval in [(ax1, macs / 1e9), (ax2, seconds * 1e3)]:
-        ax.scatter(xval, TOP1[name])
-        ax.annotate(name, (xval, TOP1[name]), fontsize=8, textcoords="offset points",
-                    xytext=(4, 4))
-ax1.set(xscale="log", xlabel="GMACs (efflib)", ylabel="ImageNet top-1 (%)",
-        title="Accuracy vs MACs")
-ax2.set(xscale="log", xlabel=f"latency at batch 1 on {torch.get_num_threads()} threads (ms)",
+panels = [(ax1, [m / 1e9 for m, _ in zoo.values()]), (ax2, [t * 1e3 for _, t in zoo.values()])]
+top1 = [TOP1[name] for name in zoo]
+for ax, xs in panels:
+    ax.scatter(xs, top1)
+    plots.plain_log_axis(ax, "x")
+    ax.margins(x=0.2, y=0.12)  # room for the names inside the axes
+ax1.set(xlabel="GMACs (efflib)", ylabel="ImageNet top-1 (%)", title="Accuracy vs MACs")
+ax2.set(xlabel=f"latency at batch 1 on {torch.get_num_threads()} threads (ms)",
         title="Accuracy vs measured latency")
 plt.tight_layout()
+for ax, xs in panels:
+    plots.label_points(ax, xs, top1, list(zoo), fontsize=8)
 plt.show()
 
 # %% [markdown]

@@ -429,16 +429,16 @@ for name, model in variants.items():
     r = report[name]
     print(f"{name:17s} acc {r['acc']:.1%}  MACs {r['macs']:>9,d}  size {r['kb']:6.1f} kB "
           f"({r['fmt']})  latency {r['ms']:.2f} ms")
-fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.6), sharey=True)  # one row of names
 for ax, key, label in zip(axes, ("macs", "kb", "ms"),
                           ("MACs per image", "storage (kB, best format)",
                            "latency, batch 256 (ms)"),
                           strict=True):
-    ax.bar(list(report), [r[key] for r in report.values()],
-           yerr=[r["iqr"] / 2 for r in report.values()] if key == "ms" else None,
-           color=["tab:gray", "tab:orange", "tab:green"], capsize=4)
+    ax.barh(list(report), [r[key] for r in report.values()],
+            xerr=[r["iqr"] / 2 for r in report.values()] if key == "ms" else None,
+            color=["tab:gray", "tab:orange", "tab:green"], capsize=4)
     ax.set_title(label)
-    ax.tick_params(axis="x", rotation=20)
+axes[0].invert_yaxis()  # the dense model on top
 plt.tight_layout()
 plt.show()
 
