@@ -787,6 +787,15 @@ check_int_conv2d(int_conv2d, hidden=True)
 # %% [markdown]
 # ## Measured: fp32 against int8 on this machine
 #
+# Where this sits among inference engines: `torch.ao`'s quantized modules run
+# int8 inside PyTorch, on its x86 and ARM backends. A deployed model usually
+# runs in a dedicated engine instead: MNN (Alibaba) and ncnn (Tencent) on phones,
+# TensorRT on NVIDIA GPUs, OpenVINO on Intel CPUs. Each imports a trained model
+# (often as ONNX), folds and fuses layers, calibrates its own int8 or fp16 grids
+# and picks kernels for its hardware. Lab 06's standalone C program is the same
+# idea at its smallest: the integer model written out as code with no runtime at
+# all, as the engines for microcontrollers (TinyEngine, TFLite Micro) do.
+#
 # efflib converts the trained network to integers the same way (batch norm
 # folded into its conv, activation grids observed on the training images) and
 # runs it on PyTorch's own int8 kernels (`torch.ao` quantized modules, x86
