@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from efflib import inputs
+
 
 @dataclass(frozen=True)
 class Loaders:
@@ -35,6 +37,8 @@ def digits(batch_size: int = 64, test_fraction: float = 0.25, seed: int = 0,
     """
     from sklearn.datasets import load_digits
 
+    inputs.count(batch_size, "batch_size", "digits")
+    inputs.count(seed, "seed", "digits", minimum=0)
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if batch_size < 1:

@@ -5,6 +5,8 @@ gets an error naming the argument and what is wrong with it, never a result of N
 or a crash deep inside torch.
 """
 
+import numbers
+
 import torch
 
 _FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -15,6 +17,16 @@ def tensor(x, name: str, who: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}")
     return x
+
+
+def count(value, name: str, who: str, minimum: int = 1) -> int:
+    """`value` as an int, once it is known to be an integer (not a bool) of at least
+    `minimum`; NumPy's integers count."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{who}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{who}: {name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def _where(mask: torch.Tensor) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import torch
 
-from efflib import guarded
+from efflib import guarded, inputs
 from efflib.graded import reference
 
 
@@ -95,6 +95,10 @@ numba_conv_bounds = reference("conv_loops")(numba.njit(cache=False)(_conv_bounds
 
 def pad_chw(x: np.ndarray, padding: int) -> np.ndarray:
     """A zero-padded copy of a (C, H, W) array."""
+    inputs.count(padding, "padding", "pad_chw", minimum=0)
+    if getattr(x, "ndim", None) != 3:
+        raise ValueError(f"pad_chw: x must be a (C, H, W) array, got shape "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
     return np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
 
 
@@ -114,4 +118,6 @@ def timed(fn: Callable[[], object], budget_s: float = 0.5, min_runs: int = 3,
 
 def conv_flop(c: int, m: int, r: int, s: int, p: int, q: int, n: int = 1) -> int:
     """FLOP of a convolution: 2 per multiply-accumulate."""
+    for name, value in zip("cmrspqn", (c, m, r, s, p, q, n), strict=True):
+        inputs.count(value, name, "conv_flop")
     return 2 * n * m * c * r * s * p * q

@@ -68,6 +68,15 @@ def model_size(params: nn.Module | Iterable[tuple[str, torch.Tensor]],
         index_bits: width of a CSR column index or row pointer.
     """
     named = params.named_parameters() if isinstance(params, nn.Module) else params
+    if isinstance(named, str | bytes | torch.Tensor) or not hasattr(named, "__iter__"):
+        raise TypeError(f"model_size: params must be a model or (name, tensor) pairs, got "
+                        f"{type(params).__name__}")
+    named = list(named)
+    for pair in named:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2
+                and isinstance(pair[1], torch.Tensor)):
+            raise TypeError(f"model_size: params must be (name, tensor) pairs, such as "
+                            f"model.named_parameters(); got an item {pair!r:.60}")
     return sum(math.ceil(tensor_bits(t.detach(), _bits_for(name, bits, t), fmt, index_bits) / 8)
                for name, t in named)
 

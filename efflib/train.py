@@ -85,6 +85,8 @@ def fit(model: nn.Module, train: DataLoader, test: DataLoader | None = None, epo
             that needs more than the model's output (a teacher's logits, several exits);
             default: cross-entropy of `model(x)` against `y`.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fit() trains an nn.Module, got {type(model).__name__}")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if fast_epochs is not None and fast_mode():

@@ -127,3 +127,12 @@ def test_a_history_shows_as_one_line():
     assert repr(h) == ("History(40 epochs in 3.3 s, train loss 2.310 -> 0.120, "
                        "test accuracy 91.0%)")
     assert "\n" not in repr(History())
+
+
+def test_bad_arguments_to_fit_and_digits_are_named():
+    with pytest.raises(TypeError, match=r"fit\(\) trains an nn.Module, got str"):
+        train.fit("model", [], None, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="digits: seed must be an int"):
+        data.digits(seed="a")
+    with pytest.raises(ValueError, match="digits: batch_size must be at least 1"):
+        data.digits(batch_size=0)

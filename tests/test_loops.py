@@ -52,3 +52,16 @@ def test_timing_runs_on_a_budget_not_a_count():
     loops.timed(lambda: (slow.append(1), time.sleep(0.05)), budget_s=0.01, min_runs=2)
     assert len(slow) == 2  # a slow call stops at the minimum
     assert loops.conv_flop(64, 64, 3, 3, 56, 56) == 2 * 64 * 64 * 9 * 56 * 56
+
+
+def test_bad_sizes_are_named():
+    """conv_flop of a negative size used to return a negative count."""
+    with pytest.raises(ValueError, match="conv_flop: c must be at least 1, got -1"):
+        loops.conv_flop(-1, 1, 3, 3, 4, 4)
+    with pytest.raises(TypeError, match="conv_flop: p must be an int"):
+        loops.conv_flop(1, 1, 3, 3, 4.5, 4)
+    assert loops.conv_flop(np.int64(2), 1, 1, 1, 1, 1) == 4
+    with pytest.raises(ValueError, match="pad_chw: padding must be at least 0"):
+        loops.pad_chw(np.zeros((1, 2, 2)), -1)
+    with pytest.raises(ValueError, match=r"pad_chw: x must be a \(C, H, W\) array"):
+        loops.pad_chw(np.zeros((2, 2)), 1)

@@ -60,3 +60,11 @@ def test_csr_of_conv_weight_has_one_row_per_filter():
 def test_bad_arguments(kwargs, err):
     with pytest.raises(ValueError, match=err):
         tensor_bits(torch.ones(3), **kwargs)
+
+
+def test_params_that_are_not_a_model_or_pairs_are_named():
+    with pytest.raises(TypeError, match="model_size: params must be a model or"):
+        model_size("fc")
+    with pytest.raises(TypeError, match=r"model_size: params must be \(name, tensor\) pairs"):
+        model_size([torch.zeros(3)])
+    assert model_size([("w", torch.zeros(3))], 8) == 3
