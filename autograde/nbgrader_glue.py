@@ -84,6 +84,7 @@ class GradingSettings:
     memory_mb: int = 3072
     judge: bool = True
     disk_mb: int = 512
+    clean_room: bool = True  # functions and classes judged where the lab's answers are not
 
 
 def grading_config(s: GradingSettings, execute: type, feedback: list[type],
@@ -110,6 +111,7 @@ def grading_config(s: GradingSettings, execute: type, feedback: list[type],
     c[execute.__name__].memory_mb = s.memory_mb
     c[execute.__name__].judge = s.judge
     c[execute.__name__].disk_mb = s.disk_mb
+    c[execute.__name__].clean_room = s.clean_room
     c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, *feedback,
                                         ClearHiddenTests]
     # every page rendered from a submission (feedback, the formgrader) passes what the

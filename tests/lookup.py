@@ -2,7 +2,8 @@
 
 `lookup_notebook(lab)` is the lab's solution with a cell before each test cell that has
 hidden checks: it runs those checks in the student's kernel, visible and hidden, and
-replaces the checked functions by lookups of the cases they drew (tests/memorise.py).
+replaces the checked functions by lookups of the cases they drew (tests/memorise.py),
+defined with def so that the grader's clean room grades the lookups too.
 `expected_tokens` lists how an honest answer would read in a failure message, to prove
 that hidden failures never show one.
 """
@@ -51,22 +52,48 @@ def hidden_calls(lab: str) -> list[HiddenCall]:
     return calls
 
 
+def _plain_functions(nb) -> set[str]:
+    """Names the notebook binds with a top-level def that stays a Python function (what
+    `_seen` records): numba's compiled kernels are left as they are."""
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names |= {s.name for s in tree.body if isinstance(s, ast.FunctionDef)
+                  and "jit" not in " ".join(map(ast.unparse, s.decorator_list))}
+    return names
+
+
 def lookup_notebook(lab: str) -> nbformat.NotebookNode:
-    """The lab's solution with every function of a hidden check turned into a lookup."""
+    """The lab's solution with every function of a hidden check turned into a lookup: a
+    def (which the grader's clean room runs) over the keys recorded at home (data)."""
     nb = build.source_notebook(lab)
+    functions = _plain_functions(nb)
     by_cell: dict[str, list[HiddenCall]] = {}
     for call in hidden_calls(lab):
         by_cell.setdefault(call.grade_id, []).append(call)
-    cells = [nbformat.v4.new_code_cell(MEMORISE)]
+    cells, honest = [nbformat.v4.new_code_cell(MEMORISE)], set()
     for cell in nb.cells:
         calls = by_cell.get(cell.metadata.get("nbgrader", {}).get("grade_id", ""), [])
-        if calls:
-            lines = []
-            for call in calls:
-                names = ", ".join(call.args)
-                extra = "".join(f", {k}={v!r}" for k, v in call.kwargs.items())
-                lines += [f"from autograde.checks.{lab} import {call.check}",
-                          f"{names}, = _memorise({call.check}, {names}{extra})"]
+        lines = []
+        for call in calls:
+            mine = [a for a in call.args if a in functions]
+            lines += [f"_honest_{a} = {a}" for a in mine if a not in honest]
+            honest |= set(mine)
+            names = ", ".join(f"_honest_{a}" if a in functions else a for a in call.args)
+            extra = "".join(f", {k}={v!r}" for k, v in call.kwargs.items())
+            lines += [f"from autograde.checks.{lab} import {call.check}",
+                      f"_drawn = _seen({call.check}, {names}{extra})"]
+            for i, a in enumerate(call.args):
+                if a in functions:
+                    lines += [f"_SEEN_{a} = [*globals().get('_SEEN_{a}', []), *_drawn[{i}]]",
+                              f"def {a}(*args, **kwargs):",
+                              f"    return _lookup(_SEEN_{a}, _honest_{a}, args, kwargs)"]
+        if lines:
             cells.append(nbformat.v4.new_code_cell("\n".join(lines)))
         cells.append(cell)
     for i, cell in enumerate(cells):

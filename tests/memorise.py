@@ -2,8 +2,11 @@
 
 `_memorise(check, f, g, ...)` runs the check on f, g, ... in this process, visible and
 hidden, records every case it draws, and returns lookups: right on those cases, a little
-off on any other. With hidden cases drawn from a fixed seed this passed every hidden
-check; drawn from the grader's key, a lookup made at home misses them.
+off on any other. In a notebook the lookup is a `def` calling `_lookup` with the keys
+`_seen` recorded, so that the grader's clean room, which runs definitions only, grades
+the lookup and not the honest function it wraps. With hidden cases drawn from a fixed
+seed this passed every hidden check; drawn from the grader's key, a lookup made at home
+misses them.
 """
 
 import hashlib as _hashlib
@@ -59,13 +62,15 @@ def _wrong(value):
     return value
 
 
-def _memorise(check, *args, **kwargs):
-    """Every plain function among `args`, replaced by a lookup of the cases `check` drew."""
-    seen = set()
+def _seen(check, *args, **kwargs):
+    """Run `check` on `args`, visible and hidden; for each plain function among them, the
+    keys of the cases it drew (a list: plain data, which the grader's clean room copies),
+    None for the other arguments."""
+    seen = [set() if isinstance(a, _types.FunctionType) else None for a in args]
 
-    def recording(fn):
+    def recording(fn, keys):
         def run(*a, **k):
-            seen.add(_key(a, k))
+            keys.add(_key(a, k))
             _INSIDE.append(fn)
             try:
                 return fn(*a, **k)
@@ -73,27 +78,38 @@ def _memorise(check, *args, **kwargs):
                 _INSIDE.pop()
         return run
 
-    def lookup(fn):
-        def run(*a, **k):
-            if _INSIDE:  # one answer calling another (scale_zero_point calls int_range):
-                return fn(*a, **k)  # the student's own code, as written
-            key = _key(a, k)  # before the call: an answer may change its inputs in place
-            _INSIDE.append(fn)
-            try:
-                out = fn(*a, **k)
-            finally:
-                _INSIDE.pop()
-            if key in seen:
-                return out
-            _MISSED.append((a, out))
-            return _wrong(out)
-        return run
-
-    def plain(f):
-        return isinstance(f, _types.FunctionType)
+    watched = [a if keys is None else recording(a, keys)
+               for a, keys in zip(args, seen, strict=True)]
     for hidden in (False, True):
         try:
-            check(*[recording(a) if plain(a) else a for a in args], hidden=hidden, **kwargs)
+            check(*watched, hidden=hidden, **kwargs)
         except Exception:  # noqa: BLE001, S110 - a lazy student ignores what failed
             pass
-    return [lookup(a) if plain(a) else a for a in args]
+    return [None if keys is None else sorted(keys) for keys in seen]
+
+
+def _lookup(seen, fn, a, k):
+    """`fn`'s answer where its case is among `seen`, a little off anywhere else."""
+    if _INSIDE:  # one answer calling another (scale_zero_point calls int_range):
+        return fn(*a, **k)  # the student's own code, as written
+    key = _key(a, k)  # before the call: an answer may change its inputs in place
+    _INSIDE.append(fn)
+    try:
+        out = fn(*a, **k)
+    finally:
+        _INSIDE.pop()
+    if key in seen:
+        return out
+    _MISSED.append((a, out))
+    return _wrong(out)
+
+
+def _memorise(check, *args, **kwargs):
+    """Every plain function among `args`, replaced by a lookup of the cases `check` drew."""
+    def lookup(fn, keys):
+        def run(*a, **k):
+            return _lookup(keys, fn, a, k)
+        return run
+    return [a if keys is None else lookup(a, set(keys))
+            for a, keys in zip(args, _seen(check, *args, **kwargs),
+                                                     strict=True)]

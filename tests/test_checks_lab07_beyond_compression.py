@@ -13,6 +13,7 @@ from lazy import LAB07, defined
 from autograde import inventory
 from autograde.checks import lab07_beyond_compression as C
 from autograde.checks.api import CheckFailed, NotAnswered
+from autograde.checks.models import Gate
 from autograde.judging import layers
 from autograde.judging.judge import judge_cell
 from efflib import data, models, nas, train
@@ -343,7 +344,7 @@ def test_a_model_that_is_not_standard_layers_stays_in_the_kernel(solution):
 
 def test_early_exit_cnn_and_its_gate_travel_by_name():
     model = models.early_exit_cnn(width=2)
-    model.block2 = nn.Sequential(C.Gate(model.exit1), *model.block2)
+    model.block2 = nn.Sequential(Gate(model.exit1), *model.block2)
     assert layers.is_layer_tree(model)
 
 
@@ -355,8 +356,8 @@ def test_the_gate_spoils_a_batch_only_when_it_holds_an_exited_image():
         h = model.block1(torch.randn(16, 1, 8, 8))
         conf = model.exit1(h).softmax(1).max(1).values
         threshold = float(conf.median())
-        gate = C.Gate(model.exit1, threshold)
+        gate = Gate(model.exit1, threshold)
         stayed = h[conf < threshold]
         assert torch.equal(gate(stayed), stayed)  # what an early exit runs: untouched
         assert not torch.equal(gate(h), h)  # every image: spoilt
-        assert torch.equal(C.Gate(model.exit1, 1.01)(h), h)  # none exits
+        assert torch.equal(Gate(model.exit1, 1.01)(h), h)  # none exits

@@ -262,9 +262,11 @@ CORPUS = {
     "hang_in_answer": (lambda: _replace_answer("q1_linear", (
         "def linear_forward(x, W, b):\n    while True:\n        pass")), "graded", FULL - 2,
         "q1_linear_test: CheckFailed"),
+    # the answer runs in the clean room, which dies with it and starts afresh for the next
+    # test: the student's kernel and their other answers are untouched
     "exit_in_answer": (lambda: _replace_answer("q1_linear", (
-        "def linear_forward(x, W, b):\n    import os\n    os._exit(1)")), "graded", 0,
-        "q1_linear_test: KernelDied"),
+        "def linear_forward(x, W, b):\n    import os\n    os._exit(1)")), "graded", FULL - 2,
+        "q1_linear_test: CheckFailed"),
     "efflib_answer": (lambda: _replace_answer("q2_conv_size", (
         "import efflib\ndef conv_output_size(size, kernel, stride=1, padding=0, dilation=1):\n"
         "    return efflib.conv_output_size(size, kernel, stride, padding, dilation)")),

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from autograde.checks.notebook import show_failures_briefly
 from autograde.judging import graphs, heldout, hidden, native, structure, traces
+from autograde.judging.clean_room import Withheld
 from autograde.judging.judge import Remote, parameters_kept, replaced_message
 from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_parameters
 from autograde.judging.values import (
@@ -42,7 +43,8 @@ from efflib.data import digits
 from efflib.graded import GradedAnswerError
 from efflib.train import evaluate
 
-__all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "as_float", "as_graph",
+__all__ = ["CSignature", "CheckFailed", "FACTORIES", "NO_LAYERS", "Withheld", "as_float",
+           "as_graph",
            "as_int", "as_int_tuple", "as_plain_tensor", "as_tensor", "c_program", "call",
            "call_arrays", "call_in_place", "call_may_raise", "call_traced", "expect_same_layers",
            "check", "compared", "expect_answer",

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from autograde.checks.api import (
     TORCH_REFERENCES,
+    Withheld,
     as_int_tuple,
     call,
     call_traced,
@@ -51,6 +52,9 @@ ACT_OPS = ("relu", "relu_", "relu6", "sigmoid", "sigmoid_", "expit", "special_ex
 
 # efflib's shape arithmetic: its pooling size is the conv formula under another name
 EFFLIB_SHAPES = ("efflib.shapes",)
+# the clean room (judging.clean_room) has none of these
+WITHHELD = Withheld(topics=("conv_output_size", "conv_transpose_output_size", "receptive_field"),
+                    modules=EFFLIB_SHAPES)
 
 
 def refusing(forbidden=(), topics=()):

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograde.checks.api import (
+    Withheld,
     as_float,
     as_graph,
     as_int,
@@ -43,6 +44,7 @@ from efflib import models
 from efflib.metrics import profile
 
 TOPICS = ("vgg_stage", "channel_shuffle")
+WITHHELD = Withheld(topics=TOPICS)  # the clean room (judging.clean_room) has none of these
 SHUFFLES = ("channel_shuffle", "native_channel_shuffle")  # torch's own, as nn.ChannelShuffle
 SHIFT_FORBIDDEN = ("conv2d", "convolution", "_convolution", "roll", "unfold", "im2col")
 

@@ -16,6 +16,7 @@ import torch.nn.utils.prune as tprune
 
 from autograde.checks.api import (
     TORCH_REFERENCES,
+    Withheld,
     as_float,
     as_plain_tensor,
     call,
@@ -32,10 +33,12 @@ from autograde.checks.api import (
     torch_gen,
     watch,
 )
+from autograde.checks.models import OutputScore
 from efflib import models, prune
 from efflib.size import tensor_bits
 
 TOPICS = ("magnitude_mask", "sensitivity_scan", "prune_channels", "model_size", "prune_model")
+WITHHELD = Withheld(topics=TOPICS)  # the clean room (judging.clean_room) has none of these
 # torch's pruning utilities compute the masks this lab asks for; NumPy's histograms Q7's counts
 TORCH_PRUNING = ("torch.nn.utils.prune",)
 HISTOGRAMS = ("histogram", "histogram2d", "histogramdd", "histogram_bin_edges",
@@ -160,18 +163,6 @@ def check_prune_model(prune_fn, apply_fn, hidden: bool = False) -> None:
 
 
 # --- Q3. Sensitivity scan -----------------------------------------------------------
-
-class OutputScore(nn.Module):
-    """The scan's score in Q3's check: the mean square of a model's output on fixed inputs.
-    A module, so that it travels to the student's kernel as data (judging.layers)."""
-
-    def __init__(self, x: torch.Tensor):
-        super().__init__()
-        self.register_buffer("x", x)
-
-    def forward(self, model: nn.Module) -> float:
-        with torch.no_grad():
-            return float(model(self.x).square().mean())
 
 
 @check

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from autograde.checks.api import (
     CSignature,
+    Withheld,
     as_plain_tensor,
     c_program,
     call,
@@ -45,6 +46,8 @@ TO_NUMPY = ("numpy", "__array__")
 PRODUCTS = ("mm", "addmm", "bmm", "baddbmm", "mv", "dot", "addbmm", "matmul")
 LOOP_FORBIDDEN = CONV_OPS + MATMUL_OPS + PAD_OPS + TO_NUMPY
 TOPICS = ("conv_loops",)
+# the clean room (judging.clean_room) has none of these: Q7 asks for CProgram.run
+WITHHELD = Withheld(topics=(*TOPICS, "deploy"))
 NUMPY_OPS = ("convolve", "correlate", "correlate2", "dot", "vdot", "matmul", "inner", "outer",
              "tensordot", "einsum", "c_einsum", "convolve2d", "correlate2d", "_convolve2d",
              "fftconvolve", "oaconvolve", "as_strided", "sliding_window_view")

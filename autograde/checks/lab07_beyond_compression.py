@@ -8,7 +8,6 @@ mutation by its properties over many seeds and spaces;
 the capstone model is rebuilt in the grader from its layers and measured there.
 """
 
-import copy
 import math
 import warnings
 
@@ -17,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograde.checks.api import (
+    Withheld,
     as_float,
     as_int,
     as_plain_tensor,
@@ -33,6 +33,7 @@ from autograde.checks.api import (
     torch_gen,
     watch,
 )
+from autograde.checks.models import Gate
 from efflib import models, nas
 from efflib.data import digits
 from efflib.devices import to_model_device
@@ -42,6 +43,7 @@ from efflib.size import tensor_bits
 from efflib.train import fit
 
 TOPICS = ("latency_predictor",)
+WITHHELD = Withheld(topics=TOPICS)  # the clean room (judging.clean_room) has none of these
 
 
 # --- Q1. The distillation loss --------------------------------------------------------
@@ -163,23 +165,6 @@ def check_student(model) -> None:
 
 
 # --- Q3. Early exit ---------------------------------------------------------------------
-
-class Gate(nn.Module):
-    """block2's first layer in the check's models: passes block1's features on unchanged,
-    unless one of the images it is given should have left at exit1; then it spoils the
-    whole batch. Running block2 on an exited image therefore shows in the predictions the
-    grader compares, and nothing the student's kernel reports back is trusted."""
-
-    def __init__(self, exit1: nn.Module, threshold: float = 0.5):
-        super().__init__()
-        self.exit1 = copy.deepcopy(exit1)
-        self.register_buffer("threshold", torch.tensor(float(threshold)))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
-        conf = self.exit1(h).softmax(1).max(1).values  # (N,)
-        if bool((conf >= self.threshold + 1e-6).any()):
-            return -4 * h
-        return h
 
 
 def reference_early_exit(model, x: torch.Tensor, threshold: float):

@@ -12,30 +12,29 @@ are drawn from the lab's grading key (`hidden/LAB.pt` in the grading folder, mad
 the grader from the course's secret), installed in this process, never in the kernel.
 """
 
-import functools
 import os
 import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import zmq.asyncio
 from jupyter_core.utils import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.execute import Execute
 from traitlets import Bool, Integer, Unicode
 
+from autograde.grading.clean_kernel import clean_room_of
 from autograde.grading.judged_cell import run_judged
 from autograde.grading.output_budget import OutputBudget
 from autograde.grading.probed_cell import IntegrityProbe
 from autograde.grading.recorded_cell import AnswerRecords
+from autograde.grading.sandbox_manager import SandboxManager
 from autograde.grading.sanitize import passive_outputs
 from autograde.grading.scratch import Scratch
 from autograde.grading.secret import key_path, read_key
 from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import error_output, is_answer_cell, is_test_cell
-from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import Policy
 
 KERNEL_START_FAILED = "the sandbox could not start a kernel"
@@ -69,7 +68,7 @@ def _no_results(outputs: list) -> list:
     return [o for o in outputs if o.output_type not in ("execute_result", "display_data")]
 
 
-class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
+class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
     scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
@@ -84,6 +83,9 @@ class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
     probe = Bool(True, help="Probe for tampering after kernel-run test cells").tag(config=True)
     judge = Bool(True, help="Judge test cells in the grader, asking the kernel only for "
                             "plain values (autograde.judging)").tag(config=True)
+    clean_room = Bool(True, help="Judge the functions and classes tests read where this "
+                                 "lab's answers do not exist (judging.clean_room)").tag(
+        config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._dead, self._tampered, self._zmq, self._cells_seen = "", "", None, 0
@@ -98,7 +100,9 @@ class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
         policy = Policy(memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
                         disk_mb=self.disk_mb, hide=[str(Path(course).resolve())])
         with Scratch(student, policy, self.scratch_root) as self._scratch, \
-                tempfile.TemporaryFile() as self._launcher_log, hidden_cases:
+                tempfile.TemporaryFile() as self._launcher_log, hidden_cases, \
+                (clean_room_of(nb, lab, student, policy, self.scratch_root)
+                 if self.judge and self.clean_room else None) or nullcontext() as self._clean:
             try:
                 nb, resources = super().preprocess(nb, resources, km)
             except Exception as e:  # noqa: BLE001 - the kernel failed to start or vanished
@@ -116,27 +120,6 @@ class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
         passive_outputs(nb)  # no script of the student's reaches a reader's browser
         return nb, resources
 
-    def start_new_kernel(self, **kwargs):
-        """Start the kernel with the launcher's stderr kept (outside the kernel's reach) for
-        the message if it fails; the kernel itself lets go of it (sandbox.kernel)."""
-        kwargs.setdefault("stderr", self._launcher_log)
-        return super().start_new_kernel(**kwargs)
-
-    def create_kernel_manager(self):
-        """Kernel manager and client on IPC sockets sharing one zmq context, destroyed with
-        LINGER 0 when done (left to the garbage collector, a context holding a message for a
-        dead kernel blocked a grading worker forever in term())."""
-        self.kernel_name = KERNEL_NAME
-        self._zmq = zmq.asyncio.Context()
-        self._zmq.setsockopt(zmq.LINGER, 0)  # default for every socket made from it
-        km = super().create_kernel_manager()
-        km.context = self._zmq
-        km.client = functools.partial(type(km).client, km, context=self._zmq)
-        km.transport = "ipc"
-        km.ip = str(self._scratch / "kernel-ipc")
-        km.connection_file = str(self._scratch / "connection.json")
-        return km
-
     def preprocess_cell(self, cell, resources, index):
         self._cells_seen += 1
         out_of_time = not self._dead and time.monotonic() - self._start > self.notebook_timeout
@@ -152,7 +135,7 @@ class SandboxedExecute(AnswerRecords, IntegrityProbe, Execute):
         if is_test_cell(cell) and self.judge and judged_checks(cell.source):
             with self._answers_judged(cell):  # what its answer cells called counts too
                 self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
-                                                   self.timeout)
+                                                   self.timeout, self._clean)
             if timed_out:
                 cell.outputs.insert(0, timeout_note(self.timeout))
             if self._dead:

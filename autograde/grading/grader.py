@@ -43,7 +43,7 @@ class Grader:
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
                  cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
                  judge: bool = True, disk_mb: int = 512, scheduler: str | None = None,
-                 secret_file: Path | None = None):
+                 secret_file: Path | None = None, clean_room: bool = True):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
@@ -51,8 +51,8 @@ class Grader:
         self.fingerprint = ""  # of the secret, once `release` has read it
         self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
         self.journal = Journal(self.course / "journal" / lab)
-        self.settings = GradingSettings(self.course, self.db_url, cell_timeout,
-                                        notebook_timeout, memory_mb, judge, disk_mb)
+        self.settings = GradingSettings(self.course, self.db_url, cell_timeout, notebook_timeout,
+                                        memory_mb, judge, disk_mb, clean_room)
         self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
         self.config = nbgrader_glue.grading_config(
             self.settings, ClusterExecute if scheduler else SandboxedExecute,
@@ -178,7 +178,8 @@ def saved_settings(grader: Grader) -> dict:
     s = grader.settings
     return {"workers": grader.workers, "db_url": grader.db_url, "cell_timeout": s.cell_timeout,
             "notebook_timeout": s.notebook_timeout, "memory_mb": s.memory_mb,
-            "judge": s.judge, "disk_mb": s.disk_mb, "secret_file": str(grader.secret_file)}
+            "judge": s.judge, "disk_mb": s.disk_mb, "secret_file": str(grader.secret_file),
+            "clean_room": s.clean_room}
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:

@@ -5,6 +5,7 @@ code runs here (`judging.judge`), reaching the kernel through a `JudgeChannel`.
 What the kernel printed while answering is kept as the cell's output.
 """
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def budget_seconds(cell_timeout: int | None) -> int:
     return 3 * (cell_timeout or 60)
 
 
-def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> tuple[str, bool]:
-    """Judge `cell`, setting its outputs; return why the kernel died ('' if it did not) and
-    whether a call into the kernel ran out of time."""
+def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
+               clean_room=None) -> tuple[str, bool]:
+    """Judge `cell`, setting its outputs, its functions and classes from `clean_room` (a
+    `grading.clean_kernel.CleanKernel`) if given; return why the kernel died ('' if it did
+    not) and whether a call into the kernel ran out of time."""
     cell.execution_count = None
     interrupt = run_sync(km.interrupt_kernel)
     try:
@@ -38,11 +41,16 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> tuple[s
     msg_id = kc.execute(request_loop_code(str(channel.path)), store_history=False,
                         allow_stdin=False, stop_on_error=False)
     with channel:
-        shown, error = judge_cell(cell.source, Session(channel.ask))
+        session = Session(channel.ask, clean_room)
+        with clean_room.judging(session, budget_seconds(cell_timeout), cell_timeout) \
+                if clean_room is not None else contextlib.nullcontext():
+            shown, error = judge_cell(cell.source, session)
     dead = channel.broken
     printed = ""
     if not dead:
         printed, dead = _drain(kc, msg_id)
+    if clean_room is not None:  # what the student's functions printed there
+        printed += clean_room.printed
     text = printed + shown
     cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=text)] \
         if text else []
@@ -50,7 +58,7 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None) -> tuple[s
         cell.outputs.append(error_output("KernelDied", dead))
     elif error is not None:
         cell.outputs.append(error_output(type(error).__name__, str(error)))
-    return dead, channel.timed_out
+    return dead, channel.timed_out or (clean_room is not None and clean_room.timed_out)
 
 
 def _drain(kc, msg_id: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from autograde.judging import graphs, layers, traces
+from autograde.judging.clean_room import DEFINED_TYPES
 from autograde.judging.values import CheckFailed, JudgeError, NotAnswered
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode
@@ -92,8 +93,9 @@ def _student_error(name: str, message: str) -> BaseException:
 class Session:
     """One judged test cell: `ask(request) -> answer` reaches the kernel."""
 
-    def __init__(self, ask: Callable[[dict], dict]):
+    def __init__(self, ask: Callable[[dict], dict], clean_room=None):
         self.ask = ask
+        self.clean_room = clean_room  # where functions and classes come from, if anywhere
 
     def _ref(self, ref: int, type_name: str, is_callable: bool) -> Remote:
         return Remote(self, ref, type_name, is_callable)
@@ -119,9 +121,15 @@ class Session:
                                  str(err.get("message", ""))[:2000])
         return answer
 
-    def get(self, name: str):
+    def get(self, name: str, clean: bool = True):
+        """`name` from the notebook; a function or class from the clean room, if there is
+        one (judging.clean_room), and `clean`."""
         answer = self._answer({"op": "get", "name": name})
-        return decode(answer.get("value"), self._ref)
+        value = decode(answer.get("value"), self._ref)
+        if clean and self.clean_room is not None and isinstance(value, Remote) \
+                and value._callable and value._type in DEFINED_TYPES:
+            return self.clean_room.get(name)
+        return value
 
     def _watched(self, op: str, ref: int, args, kwargs) -> dict:
         """The kernel's answer to calling `ref` under the active watch, its record kept;

@@ -38,6 +38,8 @@ class Policy:
     disk_mb: int = 512  # each of scratch, /tmp and /dev/shm is a tmpfs of this size
     threads: int = 1  # torch/OpenMP threads: parallel graders must not oversubscribe cores
     hide: list[str] = field(default_factory=list)  # extra paths to hide
+    # folders shown in place of others ({shown path: source}): the clean room's efflib
+    replace: dict[str, str] = field(default_factory=dict)
 
     def to_env(self, scratch: Path) -> dict[str, str]:
         """The environment the kernel launcher reads the policy from."""
@@ -130,6 +132,8 @@ def mount_plan(policy: Policy, scratch: Path) -> list[tuple[str, ...]]:
               *_tmpfs(ROOT + "/dev/shm", policy.disk_mb)]
     for path in visible_code():
         steps += _bind(os.path.realpath(path), ROOT + path)
+    for path, source in policy.replace.items():  # over what was just shown there
+        steps += _bind(os.path.realpath(source), ROOT + path)
     steps += [("hide", ROOT + path) for path in [*repository_secrets(), *policy.hide]]
     steps += [("mkdir", ROOT + "/proc"), ("mount", "-t", "proc", "proc", ROOT + "/proc")]
     steps += [*_bind(str(scratch), ROOT + str(scratch), writable=True), ("chroot", ROOT)]
