@@ -11,13 +11,13 @@ checks does not reach the call.
 import contextlib
 import importlib
 import os
-import time
 from dataclasses import dataclass
 
 import zmq
 from jupyter_client import KernelManager
 
 from autograde.grading import clean_efflib
+from autograde.grading.judged_cell import drained
 from autograde.grading.scratch import Scratch
 from autograde.judging import clean_room
 from autograde.judging.channel import JudgeChannel
@@ -29,7 +29,6 @@ from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import REPO, Policy
 
 START_TIMEOUT = 120  # seconds for the clean room's kernel to answer (a busy machine)
-PRINT_LIMIT = 100_000  # characters the clean room may print while answering one cell
 
 
 def _lab_checks_hidden() -> list[str]:
@@ -88,25 +87,6 @@ def copy_data(session: Session, channel: JudgeChannel) -> None:
         reply = channel.ask({"op": "set", "values": encode(values)})
         if "error" in reply:
             raise JudgeError(f"the clean room refused data: {reply['error']}")
-
-
-def drained(kc, msg_id: str, seconds: float = 30) -> tuple[str, bool]:
-    """What the request `msg_id` (a request loop) printed, and whether the kernel finished
-    it in time."""
-    text, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            reply = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        except Exception:  # noqa: BLE001 - queue.Empty: never went idle
-            return "".join(text), False
-        if reply["parent_header"].get("msg_id") != msg_id:
-            continue
-        content = reply["content"]
-        if reply["msg_type"] == "stream" and sum(map(len, text)) < PRINT_LIMIT:
-            text.append(str(content.get("text", ""))[:PRINT_LIMIT])
-        elif reply["msg_type"] == "status" and content.get("execution_state") == "idle":
-            return "".join(text), True
-    return "".join(text), False
 
 
 @dataclass
@@ -172,7 +152,7 @@ class CleanKernel:
                                   store_history=False, allow_stdin=False, stop_on_error=False)
             failed = channel.ask({"op": "define", "statements": statements})
             self.failed = [str(f) for f in failed.get("value") or []][:100]
-        drained(self.kc, msg)
+        drained(self.kc.get_iopub_msg, msg)
 
     def _stop(self) -> None:
         if self.km is not None:
@@ -214,8 +194,8 @@ class CleanKernel:
         if broken:
             self.dead = f"the grader's clean room stopped ({broken})"
             return
-        self.printed, idle = drained(self.kc, cell.request)
-        if not idle:
+        self.printed, silent = drained(self.kc.get_iopub_msg, cell.request)
+        if silent:
             self.dead = "the grader's clean room did not finish a test's requests"
 
     @contextlib.contextmanager

@@ -48,7 +48,8 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
     dead = channel.broken
     printed = ""
     if not dead:
-        printed, dead = _drain(kc, msg_id)
+        printed, silent = drained(run_sync(kc.get_iopub_msg), msg_id)
+        dead = "the kernel did not finish the test's requests" if silent else ""
     if clean_room is not None:  # what the student's functions printed there
         printed += clean_room.printed
     text = printed + shown
@@ -61,15 +62,15 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
     return dead, channel.timed_out or (clean_room is not None and clean_room.timed_out)
 
 
-def _drain(kc, msg_id: str) -> tuple[str, str]:
-    """The stdout of a request loop, read until its kernel is idle again, and why the
-    kernel is considered dead ('' if it went idle)."""
-    text, deadline = [], time.monotonic() + 30
+def drained(get_msg, msg_id: str, seconds: float = 30) -> tuple[str, bool]:
+    """The stdout of a request loop, read with `get_msg(timeout=...)` until its kernel is
+    idle again, and whether the kernel fell silent before that (then it counts as dead)."""
+    text, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            msg = run_sync(kc.get_iopub_msg)(timeout=max(0.1, deadline - time.monotonic()))
+            msg = get_msg(timeout=max(0.1, deadline - time.monotonic()))
         except Exception:  # noqa: BLE001 - queue.Empty: the kernel never went idle
-            return "".join(text), "the kernel did not finish the test's requests"
+            return "".join(text), True
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         content = msg["content"]
@@ -77,4 +78,4 @@ def _drain(kc, msg_id: str) -> tuple[str, str]:
             text.append(str(content.get("text", ""))[:PRINT_LIMIT])
         elif msg["msg_type"] == "status" and content.get("execution_state") == "idle":
             break
-    return "".join(text), ""
+    return "".join(text), False
