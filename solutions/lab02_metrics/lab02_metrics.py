@@ -653,10 +653,12 @@ for name, model in contenders.items():
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, (macs, lat) in results.items():
     ax.errorbar(macs / 1e9, lat.median * 1e3, yerr=lat.iqr * 1e3 / 2, fmt="o", capsize=3)
-    ax.annotate(name, (macs / 1e9, lat.median * 1e3), textcoords="offset points", xytext=(5, 5))
 ax.set(xlabel="GMACs", ylabel="latency at batch 1 (ms)", title="MACs vs measured latency")
 plots.plain_log_axis(ax, "x")
 plots.plain_log_axis(ax, "y")
+ax.margins(0.15)
+plots.label_points(ax, [m / 1e9 for m, _ in results.values()],
+                   [lat.median * 1e3 for _, lat in results.values()], list(results), fontsize=8)
 plt.show()
 r50, mb = results["ResNet-50"], results["MobileNetV2"]
 print(f"ResNet-50 / MobileNetV2: {r50[0] / mb[0]:.1f}x the MACs, "
