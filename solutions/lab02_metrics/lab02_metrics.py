@@ -651,7 +651,7 @@ for name, model in contenders.items():
     results[name] = (efflib.profile(model, IMAGE).macs, lat)
     print(f"{name:16s} {results[name][0] / 1e9:5.2f} GMACs  {lat}")
 fig, ax = plt.subplots(figsize=(6, 4))
-for name, (macs, lat) in results.items():
+for macs, lat in results.values():
     ax.errorbar(macs / 1e9, lat.median * 1e3, yerr=lat.iqr * 1e3 / 2, fmt="o", capsize=3)
 ax.set(xlabel="GMACs", ylabel="latency at batch 1 (ms)", title="MACs vs measured latency")
 plots.plain_log_axis(ax, "x")
