@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 from lazy import LAB05, defined
 
 from autograde import inventory
@@ -121,6 +122,34 @@ def test_hostile_quantize_answers_fail(solution):
     for hostile in (torchs_own, torchs_integers, efflibs, liar):
         with pytest.raises(FAILS):
             C.check_linear_quantize(hostile)
+
+
+def test_torchs_quantizer_with_the_watch_switched_off_inside_the_answer_fails(solution):
+    """Issue 27: the answer switches torch's refusals off while it runs; the operations it
+    ran, replayed on new inputs, show a constant in place of the integers."""
+    def modes_off(x, s, z, bits, signed):
+        lo, hi = solution.int_range(bits, signed)
+        with torch._C.DisableTorchFunction(), _disable_current_modes():
+            q = torch.quantize_per_tensor(x.float(), float(s), 0, torch.qint32).int_repr()
+        return torch.clamp(q.long() + z, lo, hi)
+    with pytest.raises(CheckFailed, match="does not follow from the inputs"):
+        C.check_linear_quantize(modes_off)
+
+
+def test_honest_quantizers_in_other_spellings_pass(solution):
+    """In-place rounding, torch.where and torch.clip replay as well as the solution's."""
+    def in_place(x, s, z, bits, signed):
+        lo, hi = solution.int_range(bits, signed)
+        q = (x / s).round_() + z
+        return torch.where(q < lo, torch.tensor(lo), torch.where(q > hi, torch.tensor(hi), q)).long()
+
+    def clipped(x, s, z, bits, signed):
+        lo, hi = solution.int_range(bits, signed)
+        q = torch.round(x * (1 / s))
+        q += z
+        return torch.clip(q, lo, hi).to(torch.int32)
+    for honest in (in_place, clipped):
+        C.check_linear_quantize(honest, hidden=True)
 
 
 def test_mse_mistakes_fail(solution):

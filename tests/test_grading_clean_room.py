@@ -27,6 +27,9 @@ TRICKS = {  # lab: (tricks by answer cell, the test cells that must lose their p
     "lab07_beyond_compression": (LAB07, {"q1_distillation_loss_test",
                                          "q5_pareto_front_test"}),
 }
+# judged on the operations they ran (judging.traces), which no code in the kernel switches
+# off: lost with or without the clean room
+TRACED = {"q2_linear_quantize_test"}
 WHY = {  # what the reason says of each, in the clean room
     "q5_centroid_grad_test": "efflib.quant.kmeans.centroid_grad",
     "q7_binary_test": "efflib.quant.binary.binarize",
@@ -98,4 +101,6 @@ def test_the_tricks_kept_their_points_where_functions_came_from_the_kernel(lab, 
     """Without the clean room the kernel's own efflib and watch decide, and are fooled."""
     tricks, lost = TRICKS[lab]
     tricky = graded(lab, tmp_path, tricks, clean_room=False)["tricky"]
-    assert not {k for k, v in tricky.items() if v == 0} & lost, tricky["reason"]
+    zero = {k for k, v in tricky.items() if v == 0}
+    assert not zero & (lost - TRACED), tricky["reason"]
+    assert lost & TRACED <= zero, tricky["reason"]

@@ -16,6 +16,7 @@ from autograde.checks.api import (
     as_int,
     as_plain_tensor,
     call,
+    call_traced,
     check,
     compared,
     expect_close,
@@ -181,9 +182,13 @@ def check_linear_quantize(fn, hidden: bool = False) -> None:
 
 
 def _expect_quantized(fn, x: torch.Tensor, s: float, z: int, spec: QuantSpec) -> None:
+    """Judged on the operations the answer ran (judging.traces), replayed here: torch's
+    quantizer called with the refusals switched off inside the answer leaves a constant
+    that does not follow from new inputs."""
     case = fmt_call("linear_quantize", x, round(s, 6), z, spec.bits, spec.signed)
-    got = _integers(_run(fn, case, x.clone(), s, z, spec.bits, spec.signed), case,
-                    tuple(x.shape))
+    with watch(forbidden=QUANT_OPS, topics=TOPICS):
+        traced = call_traced(fn, case, x.clone(), s, z, spec.bits, spec.signed)
+    got = _integers(traced.value, case, tuple(x.shape))
     by_reciprocal = quantize(x, s, z, spec)
     by_division = torch.clamp(torch.round(x / s).long() + z, spec.qmin, spec.qmax)
     wrong = (got != by_reciprocal) & (got != by_division)
@@ -192,6 +197,7 @@ def _expect_quantized(fn, x: torch.Tensor, s: float, z: int, spec: QuantSpec) ->
         fail(f"{case}: at index {i}, x = {float(x[i]):.6g} gave {int(got[i])}"
              f"{compared(int(got[i]), int(by_reciprocal[i]))}. Round half to even "
              "(torch.round), add the zero point, then clamp to the grid.")
+    traced.follows(lambda fresh: quantize(fresh, s, z, spec))
 
 
 # --- Q3. Per-tensor and per-channel error ------------------------------------------------

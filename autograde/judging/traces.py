@@ -38,6 +38,9 @@ ALLOWED = frozenset({f"aten.{op}" for op in (
     "clamp_max_.default", "maximum.default", "minimum.default", "where.self",
     "where.ScalarSelf", "where.ScalarOther", "where.Scalar", "lerp.Scalar", "xlogy.Tensor",
     "addcmul.default", "addcdiv.default", "sin.default", "cos.default", "atan.default",
+    "round_.default", "round.decimals", "floor_.default", "ceil_.default", "trunc_.default",
+    "sqrt_.default", "reciprocal_.default", "sign_.default", "log_.default",
+    "pow_.Scalar", "pow_.Tensor", "div_.Tensor_mode", "clamp_.Tensor", "remainder_.Scalar",
     # comparisons and logic
     "gt.Tensor", "gt.Scalar", "ge.Tensor", "ge.Scalar", "lt.Tensor", "lt.Scalar",
     "le.Tensor", "le.Scalar", "eq.Tensor", "eq.Scalar", "ne.Tensor", "ne.Scalar",

@@ -160,7 +160,10 @@ for bits in (32, 16, 8, 4):
 # Write `scale_zero_point(x, bits, signed, symmetric)` returning
 # `(scale, zero_point)` as a float and an int (the checks compare with PyTorch's
 # `MinMaxObserver`), and `linear_quantize(x, scale, zero_point, bits, signed)`
-# returning the integers as an integer tensor. Round **half to even**
+# returning the integers as an integer tensor. The check of `linear_quantize`
+# records the torch operations one call runs and replays them on new inputs, so
+# compute the integers from `x` with torch operations on the whole tensor (no
+# NumPy, no `.item()`, no loop over elements). Round **half to even**
 # (`torch.round`; Python's `round` also does), which is what PyTorch's
 # `fake_quantize_per_tensor_affine` does. Guard the scale against an all-zero
 # tensor with `max(s, torch.finfo(torch.float32).eps)`.
