@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
 from lazy import LAB05, defined
+from torch.utils._python_dispatch import _disable_current_modes
 
 from autograde import inventory
 from autograde.checks import lab05_quantization as C
