@@ -344,7 +344,7 @@ def test_a_model_that_is_not_standard_layers_stays_in_the_kernel(solution):
 
 def test_early_exit_cnn_and_its_gate_travel_by_name():
     model = models.early_exit_cnn(width=2)
-    model.block2 = nn.Sequential(Gate(model.exit1), *model.block2)
+    model.block2 = nn.Sequential(Gate(model.exit1, model.block2[0]), *model.block2[1:])
     assert layers.is_layer_tree(model)
 
 
@@ -356,8 +356,24 @@ def test_the_gate_spoils_a_batch_only_when_it_holds_an_exited_image():
         h = model.block1(torch.randn(16, 1, 8, 8))
         conf = model.exit1(h).softmax(1).max(1).values
         threshold = float(conf.median())
-        gate = Gate(model.exit1, threshold)
+        conv = model.block2[0]
+        gate = Gate(model.exit1, conv, threshold)
         stayed = h[conf < threshold]
-        assert torch.equal(gate(stayed), stayed)  # what an early exit runs: untouched
-        assert not torch.equal(gate(h), h)  # every image: spoilt
-        assert torch.equal(Gate(model.exit1, 1.01)(h), h)  # none exits
+        assert torch.equal(gate(stayed), conv(stayed))  # what an early exit runs: the conv
+        assert not torch.allclose(gate(h), conv(h))  # every image: spoilt
+        assert torch.equal(Gate(model.exit1, conv, 1.01)(h), conv(h))  # none exits
+
+
+def test_block2_without_its_gate_is_no_way_round_it(solution):
+    """Issue 27: the gate was a layer of its own, so block2[1:] ran every image past it and
+    earned the points; the gate is block2's first convolution now."""
+    def past_the_gate(model, x, threshold):
+        with torch.no_grad():
+            h = model.block1(x)
+            conf, pred = model.exit1(h).softmax(1).max(1)
+            exited = conf >= threshold
+            final = model.head(model.block2[1:](h)).argmax(1)
+        return torch.where(exited, pred, final), exited
+    with pytest.raises(CheckFailed):
+        C.check_early_exit(past_the_gate)
+    C.check_early_exit(solution.early_exit, hidden=True)

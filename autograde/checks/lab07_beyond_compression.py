@@ -173,7 +173,8 @@ def reference_early_exit(model, x: torch.Tensor, threshold: float):
         early = model.exit1(h)
         conf, pred = early.softmax(1).max(1)
         exited = conf >= threshold
-        final = model.head(model.block2[1:](h)).argmax(1)  # past the gate
+        first = F.conv2d(h, model.block2[0].weight, padding=1)  # the gate's conv, ungated
+        final = model.head(model.block2[1:](first)).argmax(1)
     return torch.where(exited, pred, final), exited
 
 
@@ -190,7 +191,7 @@ def _exit_model(r) -> nn.Module:
     model = models.early_exit_cnn(width=r.choice([2, 4]))
     with torch.no_grad():
         model.exit1[-1].weight.mul_(8)  # confident enough that some images exit
-    model.block2 = nn.Sequential(Gate(model.exit1), *model.block2)
+    model.block2 = nn.Sequential(Gate(model.exit1, model.block2[0]), *model.block2[1:])
     return model.eval()
 
 

@@ -41,18 +41,21 @@ class OutputScore(nn.Module):
 
 
 class Gate(nn.Module):
-    """block2's first layer in the check's models: passes block1's features on unchanged,
-    unless one of the images it is given should have left at exit1; then it spoils the
-    whole batch. Running block2 on an exited image therefore shows in the predictions the
-    grader compares, and nothing the student's kernel reports back is trusted."""
+    """block2's first convolution in the check's models, gated: it convolves block1's
+    features as the lab's model does (3x3, padding 1, no bias), unless one of the images
+    it is given should have left at exit1; then it spoils the whole batch. Running block2
+    on an exited image therefore shows in the predictions the grader compares, and nothing
+    the student's kernel reports back is trusted. The convolution is the gate's own, so
+    block2 without the gate (`block2[1:]`) is no way round it."""
 
-    def __init__(self, exit1: nn.Module, threshold: float = 0.5):
+    def __init__(self, exit1: nn.Module, conv: nn.Conv2d, threshold: float = 0.5):
         super().__init__()
         self.exit1 = copy.deepcopy(exit1)
+        self.weight = nn.Parameter(conv.weight.detach().clone())  # (C_out, C_in, 3, 3)
         self.register_buffer("threshold", torch.tensor(float(threshold)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
         conf = self.exit1(h).softmax(1).max(1).values  # (N,)
         if bool((conf >= self.threshold + 1e-6).any()):
-            return -4 * h
-        return h
+            h = -4 * h
+        return F.conv2d(h, self.weight, padding=1)
