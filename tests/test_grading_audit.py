@@ -42,6 +42,20 @@ TRICKS = {
                     "sys.modules"),
     "C memory": ("import ctypes", "reaches C memory"),
     "does not parse, still read": ("def f(:\n    return g.__closure__", "insides"),
+    # switched off inside the answer's own function, which runs in the clean room too
+    "torch's function modes off": (
+        "def f(x):\n    with torch._C.DisableTorchFunction(): return g(x)",
+        "(DisableTorchFunction)"),
+    "torch's modes off, imported": (
+        "from torch._C import DisableTorchFunction as D", "(DisableTorchFunction)"),
+    "torch's dispatch modes off": (
+        "from torch.utils._python_dispatch import _disable_current_modes",
+        "(_disable_current_modes)"),
+    "the profiler off": ("def f(x):\n    sys.setprofile(None)", "(setprofile)"),
+    "the profiler off, imported": ("from sys import setprofile as s", "(setprofile)"),
+    "the profiler off in a thread": ("import threading\nthreading.setprofile(None)",
+                                     "(setprofile)"),
+    "a private module": ("import torch._C as C", "private module"),
 }
 
 

@@ -7,7 +7,8 @@ the submitted notebook, where the kernel cannot change it, and flags code that n
 answer needs: a function's insides (`__closure__`, `__wrapped__`, `__globals__`),
 efflib's or torch's functions replaced by assignment, the refusals and the grader's
 machinery (`efflib.graded`, `autograde.judging`), the checks' own references, efflib's
-private code, and code made at run time (`exec`, `eval`, `__import__`, `importlib`,
+private code, what switches the watch off while an answer runs (torch's modes, the
+profiler), and code made at run time (`exec`, `eval`, `__import__`, `importlib`,
 `sys.modules`, `ctypes`). A finding is evidence for the instructor, with its line, in
 similarity.html and in grades.csv's flagged_code.
 """
@@ -28,7 +29,15 @@ MODULES = {"importlib": "imports by name at run time", "ctypes": "reaches C memo
            "gc": "walks the interpreter's objects", "inspect": "reads code's insides",
            "autograde": "reaches into the grader's checks or machinery",
            "efflib.graded": "reaches into efflib's refusals"}
-LIBRARIES = ("torch", "efflib", "numpy", "numba", "autograde", "builtins", "math", "sys")
+LIBRARIES = ("torch", "efflib", "numpy", "numba", "autograde", "builtins", "math", "sys",
+             "threading")
+# what switches off, while an answer runs, what the watch sees with: torch's function and
+# dispatch modes, and the profiler the NumPy refusals use
+SWITCHES = frozenset({"setprofile", "settrace", "setprofile_all_threads",
+                      "settrace_all_threads", "DisableTorchFunction",
+                      "DisableTorchFunctionSubclass", "_disable_current_modes", "_pop_mode",
+                      "_pop_mode_temporarily", "_pop_torch_function_stack",
+                      "_pop_torch_dispatch_stack", "_unset_dispatch_mode"})
 _WORDS = re.compile(r"[A-Za-z_][\w.]*")
 
 
@@ -107,6 +116,10 @@ def _imported_libraries(tree: ast.AST) -> set[str]:
 
 
 def _why(node: ast.AST, modules: set[str]) -> str | None:
+    switch = node.attr if isinstance(node, ast.Attribute) else \
+        node.id if isinstance(node, ast.Name) else None
+    if switch in SWITCHES:
+        return f"switches off what the grader watches an answer with ({switch})"
     if isinstance(node, ast.Attribute) and node.attr in INSIDES:
         return f"reads a function's or object's insides (.{node.attr})"
     if isinstance(node, ast.Constant) and isinstance(node.value, str) \
@@ -155,9 +168,16 @@ def _why_import(node: ast.Import | ast.ImportFrom) -> str | None:
             if name == module or name.startswith(module + "."):
                 return f"{why} (import {name})"
     if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIBRARIES:
+        switches = [a.name for a in node.names if a.name in SWITCHES]
+        if switches:
+            return f"switches off what the grader watches an answer with ({switches[0]})"
         private = [a.name for a in node.names if a.name.startswith("_")]
         if private:
             return f"uses a library's private {private[0]}"
+    for name in names:
+        parts = name.split(".")
+        if parts[0] in LIBRARIES and any(p.startswith("_") for p in parts[1:]):
+            return f"uses a library's private module (import {name})"
     return None
 
 
@@ -174,6 +194,8 @@ def _by_words(lines: list[str]) -> list[tuple[int, str]]:
         parts = {p for w in words for p in w.split(".")}
         if parts & INSIDES:
             found.append((number, "reads a function's or object's insides"))
+        elif parts & SWITCHES:
+            found.append((number, "switches off what the grader watches an answer with"))
         elif parts & (RUN_TIME | {"importlib", "ctypes", "autograde", "graded"}):
             found.append((number, "runs code made at run time or reaches the refusals"))
     return found
