@@ -13,13 +13,14 @@ cells' errors, which the dialog's CSS then hides. Grading never runs it.
 import re
 import secrets
 
+from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute, NbGraderPreprocessor
 from nbgrader.server_extensions.validate_assignment import handlers
 from nbgrader.validator import Validator
 from traitlets import List
 
-from autograde.judging import answer_pairs
+from autograde.judging import answer_pairs, definitions
 from autograde.nbgrader_glue import (
     answer_and_test_ids,
     grade_id,
@@ -108,10 +109,13 @@ class QuestionSummary(NbGraderPreprocessor):
 class RecordingExecute(Execute):
     """nbgrader's Execute that records what each answer cell calls and tells the kernel
     which answer cells a test cell judges, so Validate refuses what grading refuses
-    (judging.answer_cells)."""
+    (judging.answer_cells); and fails a test that reads a function the grader's clean room
+    would not have (judging.definitions), as grading will."""
 
     def preprocess(self, nb, resources=None, km=None):
         self._answer_ids, self._test_ids = answer_and_test_ids(nb)
+        self._defined = definitions.bound(definitions.definitions(
+            [c.source for c in nb.cells if c.cell_type == "code" and not is_test_cell(c)]))
         return super().preprocess(nb, resources, km)
 
     def preprocess_cell(self, cell, resources, index):
@@ -127,7 +131,21 @@ class RecordingExecute(Execute):
         if is_test_cell(cell):
             side(answer_pairs.use_code(answer_pairs.answers_of(
                 grade_id(cell), self._answer_ids, self._test_ids)))
+            nonce = secrets.token_hex(16)
+            lacking = definitions.read_preview(side(definitions.preview_code(
+                definitions.read_names(cell.source), self._defined, nonce)), nonce)
+            cell, out = super().preprocess_cell(cell, resources, index)
+            if lacking and not any(o.output_type == "error" for o in cell.outputs):
+                cell.outputs.append(not_in_the_clean_room(lacking[0]))
+            return cell, out
         return super().preprocess_cell(cell, resources, index)
+
+
+def not_in_the_clean_room(name: str) -> NotebookNode:
+    """The error grading will give a test that reads `name` (grading.clean_kernel)."""
+    message = definitions.not_defined_message(name)
+    return NotebookNode(output_type="error", ename="NotDefinedOnItsOwn", evalue=message,
+                        traceback=[message])
 
 
 class SummarizingValidator(Validator):

@@ -136,6 +136,31 @@ def test_torchs_quantizer_with_the_watch_switched_off_inside_the_answer_fails(so
         C.check_linear_quantize(modes_off)
 
 
+def test_torchs_fake_quantize_with_the_watch_switched_off_inside_the_answer_fails(solution):
+    """Issue 27: Q8's forward and backward, each taken from torch's fake-quantize with the
+    refusals switched off inside the answer, fail on the replayed operations."""
+    def forward_off(x, s, z, qmin, qmax):
+        with torch._C.DisableTorchFunction(), _disable_current_modes():
+            return torch.fake_quantize_per_tensor_affine(x, s, z, qmin, qmax)
+
+    def backward_off(grad, x, s, z, qmin, qmax):
+        with torch._C.DisableTorchFunction(), _disable_current_modes():
+            xr = x.clone().requires_grad_()
+            torch.fake_quantize_per_tensor_affine(xr, s, z, qmin, qmax).backward(grad)
+        return xr.grad * 1
+    with pytest.raises(CheckFailed, match="fake_quant_forward.*does not follow"):
+        C.check_fake_quant(forward_off, solution.fake_quant_backward)
+    with pytest.raises(CheckFailed, match="fake_quant_backward.*does not follow"):
+        C.check_fake_quant(solution.fake_quant_forward, backward_off)
+
+    def backward_by_where(grad, x, s, z, qmin, qmax):  # honest, spelt otherwise
+        q = torch.round(x / s) + z
+        out = grad.clone()
+        out[(q < qmin) | (q > qmax)] = 0
+        return torch.where(q > qmax, torch.zeros_like(grad), out)
+    C.check_fake_quant(solution.fake_quant_forward, backward_by_where, hidden=True)
+
+
 def test_honest_quantizers_in_other_spellings_pass(solution):
     """In-place rounding, torch.where and torch.clip replay as well as the solution's."""
     def in_place(x, s, z, bits, signed):

@@ -3,12 +3,12 @@ its own requests (autograde/judging/clean_room.py)."""
 
 import torch
 
-from autograde.judging import clean_room
+from autograde.judging import clean_room, definitions
 from autograde.judging.wire import decode, encode
 
 
 def kept(source: str) -> list[str]:
-    return clean_room.definitions([source])
+    return definitions.definitions([source])
 
 
 def test_definitions_keep_imports_defs_classes_and_constants():
@@ -73,7 +73,7 @@ def test_magics_and_shell_lines_do_not_hide_definitions():
 
 
 def test_a_cell_that_does_not_parse_adds_nothing_and_others_still_count():
-    assert clean_room.definitions(["def f(:\n", "X = 1"]) == ["X = 1"]
+    assert definitions.definitions(["def f(:\n", "X = 1"]) == ["X = 1"]
 
 
 def test_define_runs_each_statement_and_names_those_that_failed():

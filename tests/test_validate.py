@@ -41,3 +41,23 @@ def test_validate_refuses_what_an_answer_cell_calls(tmp_path):
     text = "\n".join(str(f.get("error", "")) for f in failed)
     assert "answer cell q6_einsum calls torch" in text and "conv2d" in text, failed
     assert text.count("✗") == 1, text  # Q6 only: every other question still passes
+
+
+def test_validate_fails_a_test_whose_function_the_clean_room_lacks(tmp_path):
+    """An answer bound by a call (`linear_forward = wrap(_linear)`) works in the kernel, but
+    the grader's clean room does not run that call: Validate fails that question with the
+    message grading gives, and only that one."""
+    nb = build.source_notebook("lab01_layers")
+    cell = next(c for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_linear")
+    assert "def linear_forward(" in cell.source
+    cell.source = cell.source.replace("def linear_forward(", "def _linear(") + \
+        "\n\nlinear_forward = (lambda f: f)(_linear)\n"
+    source = tmp_path / "bound_by_a_call.ipynb"
+    nbformat.write(nb, source)
+    validator = SummarizingValidator()
+    validator.execute_timeout = 120
+    failed = validator.validate(str(source)).get("failed", [])
+    text = "\n".join(str(f.get("error", "")) for f in failed)
+    assert "`linear_forward` is not defined where the grader runs your answers" in text, failed
+    assert text.count("✗") == 1, text  # Q1 only: every other question still passes

@@ -373,25 +373,41 @@ def check_fake_quant(forward_fn, backward_fn, hidden: bool = False) -> None:
 
 def _expect_fake_quant(forward_fn, backward_fn, x: torch.Tensor, scale: float, zp: int,
                        qmin: int, qmax: int, g: torch.Generator) -> None:
+    """Both passes judged on the operations one call ran (judging.traces), replayed here on
+    new inputs: torch's fake-quantize called with the refusals switched off inside the
+    answer leaves a constant."""
     case = fmt_call("fake_quant_forward", x, scale, zp, qmin, qmax)
-    got = _tensor(_run(forward_fn, case, x.clone(), scale, zp, qmin, qmax), case, x.shape)
+    with watch(forbidden=QUANT_OPS, topics=TOPICS):
+        forward = call_traced(forward_fn, case, x.clone(), scale, zp, qmin, qmax)
+    got = _tensor(forward.value, case, x.shape)
     ref = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
     by_division = (torch.clamp(torch.round(x / scale) + zp, qmin, qmax) - zp) * scale
     if bool(((got - ref).abs() > 1e-6).logical_and((got - by_division).abs() > 1e-6).any()):
         expect_close(got, ref, case, atol=1e-6,
                      hint="Quantize (round half to even, add z, clamp), then dequantize.")
+    forward.follows(lambda fresh: torch.fake_quantize_per_tensor_affine(fresh, scale, zp, qmin,
+                                                                        qmax))
     grad = torch.randn(x.shape, generator=g)
     case = fmt_call("fake_quant_backward", grad, x, scale, zp, qmin, qmax)
-    got = _tensor(_run(backward_fn, case, grad.clone(), x.clone(), scale, zp, qmin, qmax),
-                  case, x.shape)
-    xr = x.clone().requires_grad_()
-    torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax).backward(grad)
+    with watch(forbidden=QUANT_OPS, topics=TOPICS):
+        backward = call_traced(backward_fn, case, grad.clone(), x.clone(), scale, zp, qmin, qmax)
+    got = _tensor(backward.value, case, x.shape)
     q = torch.round(x / scale) + zp
     alt = grad * ((q >= qmin) & (q <= qmax))
-    if bool(((got - xr.grad).abs() > 1e-6).logical_and((got - alt).abs() > 1e-6).any()):
-        expect_close(got, xr.grad, case, atol=1e-6,
+    want = _straight_through(grad, x, scale, zp, qmin, qmax)
+    if bool(((got - want).abs() > 1e-6).logical_and((got - alt).abs() > 1e-6).any()):
+        expect_close(got, want, case, atol=1e-6,
                      hint="Straight through where round(x/s) + z lies in [qmin, qmax], "
                           "0 where the forward pass clamped.")
+    backward.follows(lambda g2, x2: _straight_through(g2, x2, scale, zp, qmin, qmax))
+
+
+def _straight_through(grad: torch.Tensor, x: torch.Tensor, scale: float, zp: int, qmin: int,
+                      qmax: int) -> torch.Tensor:
+    """torch's own fake-quantize gradient for `grad` at `x`."""
+    xr = x.clone().requires_grad_()
+    torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax).backward(grad)
+    return xr.grad
 
 
 # --- Q9. Integer-only convolution -----------------------------------------------------------

@@ -19,7 +19,7 @@ from jupyter_client import KernelManager
 from autograde.grading import clean_efflib
 from autograde.grading.judged_cell import drained
 from autograde.grading.scratch import Scratch
-from autograde.judging import clean_room
+from autograde.judging import clean_room, definitions
 from autograde.judging.channel import JudgeChannel
 from autograde.judging.judge import Remote, Session
 from autograde.judging.values import CheckFailed, JudgeError
@@ -46,11 +46,7 @@ class Undefined:
         return f"<{self.name}: not defined where the grader runs your answers>"
 
     def __call__(self, *args, **kwargs):
-        raise CheckFailed(
-            f"`{self.name}` is not defined where the grader runs your answers on their own: "
-            "it runs your cells' imports, def and class statements and assignments of "
-            "constants, nothing else" + (f" ({self.why})" if self.why else "")
-            + f". Define {self.name} with def (or class) in its answer cell.")
+        raise CheckFailed(definitions.not_defined_message(self.name, self.why))
 
     def __getattr__(self, attr):
         if attr.startswith("__"):
@@ -145,7 +141,7 @@ class CleanKernel:
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        statements = clean_room.definitions(self.code_cells)
+        statements = definitions.definitions(self.code_cells)
         with JudgeChannel(self.scratch, START_TIMEOUT, START_TIMEOUT,
                           self.km.interrupt_kernel) as channel:
             msg = self.kc.execute(clean_room.request_loop_code(str(channel.path)),

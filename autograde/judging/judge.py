@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from autograde.judging import graphs, layers, traces
-from autograde.judging.clean_room import DEFINED_TYPES
+from autograde.judging.definitions import DEFINED_TYPES
 from autograde.judging.values import CheckFailed, JudgeError, NotAnswered
 from autograde.judging.watch import active_recorder, judging
 from autograde.judging.wire import decode, encode

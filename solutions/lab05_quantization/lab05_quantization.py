@@ -606,8 +606,10 @@ check_binary_ternary(binarize, ternarize, hidden=True)
 # Write `fake_quant_forward(x, scale, zero_point, qmin, qmax)`, the quantize +
 # dequantize round trip ($s\,(\text{clamp}(\text{round}(x/s) + z) - z)$), and
 # `fake_quant_backward(grad, x, scale, zero_point, qmin, qmax)`, the
-# straight-through gradient. The cell after wraps them in a
-# `torch.autograd.Function`, and the training after that uses it.
+# straight-through gradient, each from torch operations on whole tensors (the
+# check replays the operations one call runs on new inputs, as in Q2). The cell
+# after wraps them in a `torch.autograd.Function`, and the training after that
+# uses it.
 
 # %% nbgrader={"grade": false, "grade_id": "q8_fake_quant", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def fake_quant_forward(x, scale, zero_point, qmin, qmax):
