@@ -25,6 +25,15 @@ def test_validate_button_passes_solution_and_flags_blank(lab, tmp_path):
     assert blank.get("failed"), "validating the blank lab should list failing cells"
 
 
+def _failures(nb, path) -> tuple[list, str]:
+    """What Validate lists for `nb` (written to `path`), and its errors' text."""
+    nbformat.write(nb, path)
+    validator = SummarizingValidator()
+    validator.execute_timeout = 120
+    failed = validator.validate(str(path)).get("failed", [])
+    return failed, "\n".join(str(f.get("error", "")) for f in failed)
+
+
 def test_validate_refuses_what_an_answer_cell_calls(tmp_path):
     """A comparison with torch's conv2d inside Lab 01's einsum answer cell fails that
     question under Validate, with the message grading gives."""
@@ -33,12 +42,7 @@ def test_validate_refuses_what_an_answer_cell_calls(tmp_path):
                 if c.metadata.get("nbgrader", {}).get("grade_id") == "q6_einsum")
     cell.source += "\nprint(torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), " \
                    "torch.ones(1, 1, 2, 2)).shape)\n"
-    source = tmp_path / "compared.ipynb"
-    nbformat.write(nb, source)
-    validator = SummarizingValidator()
-    validator.execute_timeout = 120
-    failed = validator.validate(str(source)).get("failed", [])
-    text = "\n".join(str(f.get("error", "")) for f in failed)
+    failed, text = _failures(nb, tmp_path / "compared.ipynb")
     assert "answer cell q6_einsum calls torch" in text and "conv2d" in text, failed
     assert text.count("✗") == 1, text  # Q6 only: every other question still passes
 
@@ -53,11 +57,6 @@ def test_validate_fails_a_test_whose_function_the_clean_room_lacks(tmp_path):
     assert "def linear_forward(" in cell.source
     cell.source = cell.source.replace("def linear_forward(", "def _linear(") + \
         "\n\nlinear_forward = (lambda f: f)(_linear)\n"
-    source = tmp_path / "bound_by_a_call.ipynb"
-    nbformat.write(nb, source)
-    validator = SummarizingValidator()
-    validator.execute_timeout = 120
-    failed = validator.validate(str(source)).get("failed", [])
-    text = "\n".join(str(f.get("error", "")) for f in failed)
+    failed, text = _failures(nb, tmp_path / "bound_by_a_call.ipynb")
     assert "`linear_forward` is not defined where the grader runs your answers" in text, failed
     assert text.count("✗") == 1, text  # Q1 only: every other question still passes
