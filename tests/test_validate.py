@@ -21,8 +21,16 @@ def test_validate_button_passes_solution_and_flags_blank(lab, tmp_path):
     validator.execute_timeout = 120
     solution = validator.validate(str(source))
     assert not solution.get("failed") and not solution.get("changed"), solution
+    ran = []
+    validator._preprocess = lambda nb: ran.append(SummarizingValidator._preprocess(
+        validator, nb)) or ran[-1]  # the notebook as Validate ran it, kept for a look
     blank = validator.validate(str(build.LABS / lab / f"{lab}.ipynb"))
     assert blank.get("failed"), "validating the blank lab should list failing cells"
+    # JupyterLab's Run All stops at a cell that raises, unless it is tagged raises-exception
+    stoppers = [i for i, c in enumerate(ran[-1].cells) if c.cell_type == "code"
+                and any(o.output_type == "error" for o in c.get("outputs", []))
+                and build.RUN_ON not in c.metadata.get("tags", [])]
+    assert not stoppers, f"Run All on blank {lab} would stop at cells {stoppers}"
 
 
 def _failures(nb, path) -> tuple[list, str]:
