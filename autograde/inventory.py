@@ -4,11 +4,10 @@ One place answers "how many points does Lab N have, and how many are judged in
 the grader?" for the README, the tests and instructors alike.
 """
 
-import importlib
 import re
 from dataclasses import dataclass
 
-from autograde import build
+from autograde import build, checks
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import is_test_cell
 
@@ -62,4 +61,4 @@ def facts(lab: str) -> LabFacts:
 
 def checks_module(lab: str):
     """The lab's checks module, autograde/checks/LAB.py."""
-    return importlib.import_module(f"autograde.checks.{lab}")
+    return checks.of(lab)

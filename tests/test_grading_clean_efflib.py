@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -93,6 +94,22 @@ def test_the_copy_is_read_only_and_built_once(tmp_path):
     for path in folder.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o755 if path.is_dir() else 0o444), path
+
+
+def test_copies_unused_for_a_week_are_removed_when_another_is_built(tmp_path):
+    stale, recent = tmp_path / "efflab_clean_0000", tmp_path / "efflab_clean_1111"
+    for old in (stale, recent):
+        (old / "efflib").mkdir(parents=True)
+        (old / "efflib" / "x.py").write_text("")
+        (old / "efflib" / "x.py").chmod(0o444)
+    week = clean_efflib.UNUSED_FOR
+    os.utime(stale, (time.time() - week - 60,) * 2)
+    os.utime(recent, (time.time() - week + 3600,) * 2)
+    folder = clean_efflib.build(Withheld(topics=("kmeans",)), str(tmp_path))
+    assert not stale.exists() and recent.exists() and folder.is_dir()
+    os.utime(folder.parent, (time.time() - week - 60,) * 2)
+    assert clean_efflib.build(Withheld(topics=("kmeans",)), str(tmp_path)) == folder
+    assert time.time() - folder.parent.stat().st_mtime < 60  # used again: kept
 
 
 def test_a_module_refused_whole_keeps_what_its_import_runs():

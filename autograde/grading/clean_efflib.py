@@ -5,7 +5,8 @@ the lab's topics, every function such a registration wraps (`numba.njit(_twin)`)
 every function and method of the lab's refused modules keeps its signature and
 docstring but its body is one `raise GradedAnswerError`. Everything else is efflib's own
 source. The copy is built once per content and topics, read-only, and shown to the clean
-room's kernel in place of efflib (`sandbox.policy.Policy.replace`).
+room's kernel in place of efflib (`sandbox.policy.Policy.replace`); a copy unused for a
+week is removed when a new one is built.
 """
 
 import ast
@@ -13,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from autograde.judging.clean_room import Withheld
@@ -118,6 +120,20 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+UNUSED_FOR = 7 * 24 * 3600  # seconds: a copy no grading used for a week is removed
+
+
+def _remove_unused(parent: Path) -> None:
+    """Remove the copies in `parent` that no grading has used for `UNUSED_FOR` seconds
+    (efflib has changed since, or another lab's grading is long over)."""
+    for old in parent.glob("efflab_clean_*"):
+        try:
+            if old.is_dir() and time.time() - old.stat().st_mtime > UNUSED_FOR:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed meanwhile, or not ours
+            continue
+
+
 def build(withheld: Withheld, root: str = "") -> Path:
     """The copy of efflib for `withheld` (built once; reused while efflib is unchanged):
     a folder named efflib, readable by the sandbox's user, written by no one."""
@@ -127,7 +143,9 @@ def build(withheld: Withheld, root: str = "") -> Path:
         digest.update(str(path.relative_to(EFFLIB)).encode() + path.read_bytes())
     home = Path(root or tempfile.gettempdir()) / f"efflab_clean_{digest.hexdigest()[:20]}"
     if (home / "efflib").is_dir():
+        os.utime(home)  # in use: its time says when it was last used
         return home / "efflib"
+    _remove_unused(home.parent)
     work = Path(tempfile.mkdtemp(prefix="efflab_clean_building_", dir=home.parent))
     try:
         for path in sources:

@@ -9,19 +9,20 @@ checks does not reach the call.
 """
 
 import contextlib
-import importlib
 import os
 from dataclasses import dataclass
 
 import zmq
 from jupyter_client import KernelManager
 
+from autograde import checks
 from autograde.grading import clean_efflib
 from autograde.grading.judged_cell import drained
 from autograde.grading.scratch import Scratch
 from autograde.judging import clean_room, definitions
 from autograde.judging.channel import JudgeChannel
 from autograde.judging.judge import Remote, Session
+from autograde.judging.kernel_side import request_loop_code
 from autograde.judging.values import CheckFailed, JudgeError
 from autograde.judging.wire import encode
 from autograde.nbgrader_glue import is_test_cell
@@ -58,10 +59,10 @@ def clean_room_of(nb, lab: str, student: str, policy: Policy, scratch_root: str)
     """The clean room of a submission of `lab` (started when first needed), or None where
     the lab's checks withhold nothing (a notebook of no lab: the preflight)."""
     try:
-        checks = importlib.import_module(f"autograde.checks.{lab}") if lab else None
+        module = checks.of(lab) if lab else None
     except ImportError:
         return None
-    withheld = getattr(checks, "WITHHELD", None)
+    withheld = getattr(module, "WITHHELD", None)
     if withheld is None:
         return None
     cells = [c.source for c in nb.cells if c.cell_type == "code" and not is_test_cell(c)]
@@ -144,7 +145,7 @@ class CleanKernel:
         statements = definitions.definitions(self.code_cells)
         with JudgeChannel(self.scratch, START_TIMEOUT, START_TIMEOUT,
                           self.km.interrupt_kernel) as channel:
-            msg = self.kc.execute(clean_room.request_loop_code(str(channel.path)),
+            msg = self.kc.execute(request_loop_code(str(channel.path), clean_room.__name__),
                                   store_history=False, allow_stdin=False, stop_on_error=False)
             failed = channel.ask({"op": "define", "statements": statements})
             self.failed = [str(f) for f in failed.get("value") or []][:100]
@@ -175,8 +176,8 @@ class CleanKernel:
         cell = self._cell
         cell.channel = JudgeChannel(self.scratch, cell.budget, cell.timeout,
                                     self.km.interrupt_kernel)
-        cell.request = self.kc.execute(clean_room.request_loop_code(str(cell.channel.path)),
-                                       store_history=False, allow_stdin=False,
+        loop = request_loop_code(str(cell.channel.path), clean_room.__name__)
+        cell.request = self.kc.execute(loop, store_history=False, allow_stdin=False,
                                        stop_on_error=False)
         copy_data(cell.session, cell.channel)
 

@@ -15,13 +15,13 @@ way; a new secret draws new hidden cases and new digits.
 
 import hashlib
 import hmac
-import importlib
 import os
 import secrets
 from pathlib import Path
 
 import torch
 
+from autograde import checks
 from autograde.judging.heldout import held_out_digits
 from autograde.judging.hidden import GradingKey
 
@@ -68,8 +68,7 @@ def key_path(course: Path, lab: str) -> Path:
 
 def needs_held_out_digits(lab: str) -> bool:
     """Whether the lab's checks judge a model's accuracy (they say so: HELD_OUT_DIGITS)."""
-    return bool(getattr(importlib.import_module(f"autograde.checks.{lab}"), "HELD_OUT_DIGITS",
-                        False))
+    return bool(getattr(checks.of(lab), "HELD_OUT_DIGITS", False))
 
 
 def prepare(course: Path, lab: str, secret: bytes) -> Path:

@@ -32,11 +32,6 @@ class Withheld:
 
 # --- in the clean room's kernel -------------------------------------------------------
 
-def request_loop_code(socket_path: str) -> str:
-    """The cell the grader runs in the clean room to start `serve` on `socket_path`."""
-    return f"__import__({__name__!r}, fromlist=['serve']).serve({socket_path!r})"
-
-
 def serve(path: str) -> None:
     """Answer the grader: the kernel side's requests, and `answer`'s own."""
     kernel_side.serve(path, answer)

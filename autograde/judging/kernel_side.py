@@ -19,9 +19,10 @@ from autograde.judging.wire import decode, encode, receive, send
 _REFS: dict[int, object] = {}
 
 
-def request_loop_code(socket_path: str) -> str:
-    """The cell the grader runs in the kernel to start `serve` on `socket_path`."""
-    return (f"__import__({__name__!r}, fromlist=['serve']).{serve.__name__}"
+def request_loop_code(socket_path: str, module: str = __name__) -> str:
+    """The cell the grader runs in the kernel to start `module`'s `serve` (this module's, or
+    the clean room's) on `socket_path`."""
+    return (f"__import__({module!r}, fromlist=['serve']).{serve.__name__}"
             f"({socket_path!r})")
 
 
