@@ -150,6 +150,9 @@ def validate(page) -> str:
                 shown.click(timeout=5_000)
                 break
         time.sleep(0.2)
+    # while it runs (13-36 s), the button says so (nbgrader's own label)
+    page.wait_for_function("() => [...document.querySelectorAll('.validate-button')]"
+                           ".some(b => b.textContent.includes('Validating'))", timeout=10_000)
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(timeout=180_000)
     page.wait_for_function("() => !document.querySelector('.jp-Dialog')?.innerText"
