@@ -374,7 +374,10 @@ def check_mutate(fn, hidden: bool = False) -> None:
 BUDGET_BITS = 8  # a float model, however small, uses none of the course's techniques
 BUDGET_BYTES = 20_000
 BUDGET_ACCURACY = 0.97
-BUDGET_MS = 1.0
+# batch-1 latency, in units of the width-32 DigitCNN's measured in turns beside it: a ratio,
+# which a busy or slow grading machine leaves alone (the solution's is 1.8-2.0 at loads
+# of 3-4 on 2 cores, while its milliseconds doubled)
+BUDGET_TIMES = 2.5
 
 
 def grid_levels(row: torch.Tensor, most: int) -> int | None:
@@ -449,6 +452,8 @@ def check_capstone(model, bits) -> None:
                          "Distil it from the teacher, or quantize with fewer levels lost.",
                          handwriting=BUDGET_HANDWRITING)
     ms, reference_ms = batch1_ms(model)
-    if ms > max(BUDGET_MS, reference_ms):
-        fail(f"final_model takes {ms:.3f} ms at batch 1, more than {BUDGET_MS} ms and more "
-             f"than the width-32 DigitCNN measured beside it ({reference_ms:.3f} ms).")
+    if ms > BUDGET_TIMES * reference_ms:
+        fail(f"final_model takes {ms:.3f} ms at batch 1, {ms / reference_ms:.1f} times the "
+             f"width-32 DigitCNN measured beside it ({reference_ms:.3f} ms); the budget is "
+             f"{BUDGET_TIMES} times. Use fewer or cheaper layers: at batch 1 a layer's call "
+             "costs about as much as its arithmetic.")

@@ -38,17 +38,19 @@
 # are). Q8 is read by a person.
 
 # %%
+import itertools
 import random
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 import efflib
-from efflib import data, models, nas, plots, train
+from efflib import data, models, nas, plots, proxies, train
 from efflib.latency import fast_mode, one_noise_warning, threads_for_load
 from efflib.quant import linear
 
@@ -551,6 +553,62 @@ else:
                           "accuracy": round(best[2], 4)}
 
 # %% [markdown]
+# ### Did the search converge, and could it have skipped the training?
+#
+# Two looks at the candidates the search trained, at no extra training.
+#
+# * **Convergence.** On the left, each candidate's accuracy in the order it was
+#   trained, and the best found so far. A search has converged when that line
+#   stays flat for many candidates. A line still climbing at the last candidate
+#   says that the budget ran out first.
+# * **A zero-cost proxy.** On the right, each candidate's *gradient norm at
+#   initialisation* (the sum of the norms of the loss's gradients on one batch
+#   of an untrained network; Abdelfattah et al., Zero-Cost Proxies for
+#   Lightweight NAS, [arXiv:2101.08134](https://arxiv.org/abs/2101.08134))
+#   against its accuracy after brief training. Computing it needs no training
+#   at all. Kendall's tau counts how often two scores put a pair of candidates
+#   in the same order: 1 means always, 0 means no better than chance, -1 means
+#   always reversed. MACs are scored the same way, for comparison.
+#
+# Before you go on, read both panels. Would the search have found its best
+# candidate with half the budget? Would the proxy have told you which
+# candidates were worth training?
+
+# %%
+if len(history) < 3:
+    print("Run the search above (Q4 to Q6) to see how it converged.")
+else:
+    accuracy = [100 * c[2] for c in history]
+    best_so_far = list(itertools.accumulate(accuracy, max))
+    xb, yb = next(iter(loaders.train))  # one batch of the training split
+    grad_norms = []
+    for config, _, _ in history:
+        torch.manual_seed(0)  # the same initialisation as trained_accuracy's
+        grad_norms.append(proxies.grad_norm_at_init(nas.tiny_net(config), xb, yb))
+    taus = {"gradient norm at init": proxies.kendall_tau(grad_norms, accuracy),
+            "MACs": proxies.kendall_tau([c[1] for c in history], accuracy)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    order = range(1, len(history) + 1)
+    left.scatter(order, accuracy, s=14, color="0.6", label="each candidate")
+    left.step(order, best_so_far, where="post", color="tab:blue", label="best so far")
+    left.set(xlabel="candidates trained", ylabel="test accuracy after 3 epochs (%)",
+             title="How the search converged")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(fontsize=8, loc="best")  # where it covers the fewest candidates
+    right.scatter(grad_norms, accuracy, color="tab:green", s=18)
+    right.set(xlabel="gradient norm at initialisation (one batch)",
+              ylabel="test accuracy after 3 epochs (%)",
+              title=f"A zero-cost proxy (Kendall tau {taus['gradient norm at init']:+.2f})")
+    plt.tight_layout()
+    plt.show()
+    found = best_so_far.index(best_so_far[-1]) + 1
+    print(f"the best candidate was candidate {found} of the {len(history)} trained")
+    for name, tau in taus.items():
+        print(f"Kendall tau of {name} against brief training: {tau:+.2f}")
+    measured["proxies"] = {"best_found_at": found,
+                           **{name: round(tau, 3) for name, tau in taus.items()}}
+
+# %% [markdown]
 # ## Q7. The capstone: a digit classifier on a budget (4 points)
 #
 # Hand in `final_model`, an `nn.Sequential` of `torch.nn` layers (a
@@ -566,9 +624,9 @@ else:
 # * **test accuracy at least 97%**, and at least 92% on new handwriting no one
 #   has trained on (the grader draws its own and asks for 91% there; train on
 #   `loaders.train` only);
-# * **batch-1 latency at most 1 ms** on one thread (if the grading machine is
-#   slow or busy, anything no slower than the width-32 DigitCNN measured beside
-#   it also passes).
+# * **batch-1 latency at most 2.5 times that of efflib's width-32 DigitCNN**
+#   (`models.digit_cnn(width=32)`), the two measured in turns on one thread. It
+#   is a ratio, so a slow or busy grading machine changes nothing.
 #
 # Combine what you like: a searched architecture, distillation from the
 # teacher, pruning (Lab 04), quantization (Lab 05), and, for the brave, export
@@ -594,7 +652,7 @@ final_model = final_model.eval()
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "q7_capstone_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-"""Q7: final_model fits in 20 kB at final_bits, reaches 97% and runs within 1 ms."""
+"""Q7: final_model fits in 20 kB at final_bits, reaches 97%, and is fast enough at batch 1."""
 from autograde.checks.lab07_beyond_compression import check_capstone
 
 check_capstone(final_model, final_bits)
@@ -603,7 +661,7 @@ check_capstone(final_model, final_bits)
 # Your model beside the teacher, measured the way the grader measures it:
 
 # %%
-from autograde.checks.lab07_beyond_compression import batch1_ms, stored_bytes
+from autograde.checks.lab07_beyond_compression import BUDGET_TIMES, batch1_ms, stored_bytes
 
 if final_model is not None:
     final_model = final_model.eval()
@@ -611,13 +669,15 @@ if final_model is not None:
     report = {}
     for name, (model, bits) in rows.items():
         model_cpu = model.to("cpu")
+        ms, reference_ms = batch1_ms(model_cpu, rounds=2 if FAST else 5)
         report[name] = dict(bytes=stored_bytes(model_cpu, bits),
                             acc=train.evaluate(model_cpu, loaders.test),
-                            macs=efflib.profile(model_cpu, x1).macs,
-                            ms=batch1_ms(model_cpu, rounds=2 if FAST else 5)[0])
+                            macs=efflib.profile(model_cpu, x1).macs, ms=ms,
+                            times=ms / reference_ms)
         r = report[name]
         print(f"{name:15s} {r['bytes']:>9,d} B  {r['macs']:>9,d} MACs  {r['acc']:.1%}  "
-              f"{r['ms']:.3f} ms at batch 1")
+              f"{r['ms']:.3f} ms at batch 1 ({r['times']:.1f} times the width-32 DigitCNN; "
+              f"the budget: {BUDGET_TIMES})")
     fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
     for ax, key, label in zip(axes, ("bytes", "macs", "ms"),
                               ("stored bytes", "MACs per image", "batch-1 latency (ms)"),
