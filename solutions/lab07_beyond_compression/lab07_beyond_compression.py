@@ -169,32 +169,45 @@ check_student(student)
 # %% [markdown]
 # Is the gain real, or one lucky initialisation? The same student, trained
 # from the same three seeds on the same 100 images, once with hard labels only
-# and once distilled:
+# and once distilled. A third run takes the premise further: images are cheap,
+# so it distils on **every** training image with no label at all ($\alpha = 1$:
+# the teacher's soft outputs only), for about as many images seen as the other
+# two (3 epochs of 1,347 images against 40 epochs of 100).
 
 # %%
 seeds = [0, 1, 2]
 ready = plots.attempt(distillation_loss, torch.zeros(1, 2), torch.zeros(1, 2),
                       torch.zeros(1, dtype=torch.long), 1.0, 0.5) is not None
-runs = {"hard labels": [], "distilled": []}
+
+
+def unlabelled_loss(m, x, y):
+    """Soft targets only: the labels are replaced by zeros, which alpha = 1 ignores."""
+    return distillation_loss(m(x), teacher(x), torch.zeros_like(y), T=4.0, alpha=1.0)
+
+
+recipes = {"hard labels": (None, few, 40), "distilled": (kd_loss, few, 40),
+           "distilled, unlabelled": (unlabelled_loss, loaders.train, 3)}
+runs = {kind: [] for kind in recipes}
 for seed in tqdm(seeds, desc="seeds"):
-    for kind, loss in (("hard labels", None), ("distilled", kd_loss)):
-        if kind == "distilled" and not ready:
+    for kind, (loss, images, epochs) in recipes.items():
+        if loss is not None and not ready:
             continue  # Q1 not written yet
         m = make_student(seed)
-        train.fit(m, few, None, epochs=40, lr=1e-2, seed=seed, loss=loss, progress=False)
+        train.fit(m, images, None, epochs=epochs, lr=1e-2, seed=seed, loss=loss,
+                  progress=False)
         runs[kind].append(train.evaluate(m, loaders.test))
-fig, ax = plt.subplots(figsize=(6, 3))
+fig, ax = plt.subplots(figsize=(6, 3.2))
 for i, (kind, accs) in enumerate(runs.items()):
     ax.scatter([100 * a for a in accs], [i] * len(accs), s=60, label=kind)
 ax.axvline(100 * measured["teacher_accuracy"], color="k", ls="--", lw=1, label="teacher")
-ax.set(yticks=[0, 1], yticklabels=list(runs), xlabel="test accuracy (%)",
-       title="The student from 100 labelled images, three seeds", ylim=(-0.7, 1.7))
+ax.set(yticks=range(len(runs)), yticklabels=list(runs), xlabel="test accuracy (%)",
+       title="The student, three seeds each", ylim=(-0.7, len(runs) - 0.3))
 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside, not on, the dots
 plt.tight_layout()
 plt.show()
 for kind, accs in runs.items():
     if accs:
-        print(f"{kind:12s}: " + ", ".join(f"{a:.1%}" for a in accs))
+        print(f"{kind:22s}: " + ", ".join(f"{a:.1%}" for a in accs))
 if runs["distilled"]:
     measured["distillation"] = {k: [round(a, 4) for a in v] for k, v in runs.items()}
 
