@@ -88,7 +88,8 @@ def measured_block() -> str:
     if quant := _bench("quant_int8"):
         q = quant["figures"]
         lines.append(
-            f"- Lab 05's digit CNN, fp32 against int8 on torch's x86 quantized kernels (one "
+            f"- Lab 05's digit CNN, fp32 against int8 on torch's {q.get('engine', 'x86')} "
+            "quantized kernels (one "
             f"thread, medians of 15 interleaved runs): {q['fp32_bytes']:,d} B against "
             f"{q['int8_bytes']:,d} B stored; test accuracy {q['fp32_accuracy']:.1%} against "
             f"{q['int8_accuracy']:.1%}; batch 1 {q['fp32_ms_batch1']:g} ms against "

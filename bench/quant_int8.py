@@ -1,4 +1,5 @@
-"""The trained digit CNN at fp32 against int8 on PyTorch's x86 quantized kernels (Lab 05).
+"""The trained digit CNN at fp32 against int8 on PyTorch's quantized kernels (Lab 05), on the
+engine that is exact on this CPU (efflib.quant.torch_int8.engine: x86 with VNNI, else qnnpack).
 
 Size (efflib's size code), test accuracy, and latency at batch 1 and 256 on one
 thread: fp32 and int8 timed in turn, 15 pairs each, medians reported, so drift
@@ -34,7 +35,8 @@ def main() -> int:
     int8 = torch_int8.to_torch(int_model)
     x_test = torch.cat([x for x, _ in loaders.test])
     y_test = torch.cat([y for _, y in loaders.test])
-    figures = {"fp32_bytes": efflib.model_size(fp32, 32), "int8_bytes": int_model.stored_bytes()}
+    figures = {"fp32_bytes": efflib.model_size(fp32, 32), "int8_bytes": int_model.stored_bytes(),
+               "engine": torch_int8.engine()}
     for name, model in (("fp32", fp32), ("int8", int8)):
         with torch.no_grad():
             figures[f"{name}_accuracy"] = round(float((model(x_test).argmax(1) == y_test)

@@ -1,5 +1,5 @@
 """efflib.quant.integer: fixed-point requantization by hand, BN folding, and the integer
-model against PyTorch's own int8 kernels (torch.ao, x86 backend)."""
+model against PyTorch's own int8 kernels (torch.ao, on the engine exact on this CPU)."""
 
 import copy
 import sys

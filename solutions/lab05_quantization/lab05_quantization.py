@@ -675,6 +675,31 @@ class WeightFakeQuant(nn.Module):
         return FakeQuant.apply(w, scale.reshape(-1, *[1] * (w.dim() - 1)), self.qmin, self.qmax)
 
 
+class StraightThrough(torch.autograd.Function):
+    """`fn(w)` forward; backward, the gradient straight through to the real weights w."""
+
+    @staticmethod
+    def forward(ctx, w, fn):
+        return fn(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class TrainedThrough(nn.Module):
+    """BinaryConnect's weights, for parametrize: the layer computes with `fn(w)` while the
+    optimizer updates the real weights w behind it (Courbariaux et al.,
+    arXiv:1511.00363)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, w):
+        return StraightThrough.apply(w, self.fn)
+
+
 def ptq(model, bits):
     spec = linear.QuantSpec(bits, signed=True, symmetric=True)
 
@@ -694,13 +719,15 @@ def folded(model):
     return twin
 
 
-def qat(model, bits, epochs):
-    """Test accuracy after `epochs` of fine-tuning the folded model (fake-quantized to
-    `bits`, or in fp32 when bits is None)."""
+def qat(model, bits, epochs, through=None):
+    """Test accuracy after `epochs` of fine-tuning the folded model: its weights
+    fake-quantized to `bits`, or replaced by `through(w)` with straight-through gradients
+    (BinaryConnect), or in fp32 when both are None."""
     twin = folded(model)
-    for name in LAYERS if bits else []:
+    for name in LAYERS if bits or through else []:
         parametrize.register_parametrization(twin.get_submodule(name), "weight",
-                                             WeightFakeQuant(bits))
+                                             WeightFakeQuant(bits) if bits
+                                             else TrainedThrough(through))
     train.fit(twin, loaders.train, None, epochs=epochs, fast_epochs=1, lr=1e-3, progress=False)
     return train.evaluate(twin, loaders.test)
 
@@ -803,11 +830,23 @@ check_int_conv2d(int_conv2d, hidden=True)
 #
 # efflib converts the trained network to integers the same way (batch norm
 # folded into its conv, activation grids observed on the training images) and
-# runs it on PyTorch's own int8 kernels (`torch.ao` quantized modules, x86
-# backend). Your `int_conv2d` reproduces its first layer below. Then size,
+# runs it on PyTorch's own int8 kernels (`torch.ao` quantized modules). Which
+# kernels matters: the x86 engine (fbgemm) adds pairs of 8-bit products in
+# 16-bit lanes unless the CPU has VNNI instructions, and two products of 255 and
+# 127 overflow a 16-bit lane (64,770 > 32,767). So efflib picks x86 where the CPU
+# has VNNI and qnnpack elsewhere (the cell prints which). PyTorch's own recipe
+# for x86 without VNNI narrows activations to 7 bits instead. Your `int_conv2d`
+# reproduces the first layer below. Then size,
 # accuracy and latency at batch 1 and 256, and the accuracy of every method of
 # this lab against its bits per weight. The latency figures carry their spread;
 # if it is large, the machine was busy: run the cell again.
+#
+# Binary and ternary weights appear twice in the accuracy plot: made from the
+# trained weights (your Q7), and trained as BinaryConnect trains them
+# (Courbariaux et al., [arXiv:1511.00363](https://arxiv.org/abs/1511.00363)):
+# the layers compute with `binarize(w)` or `ternarize(w)` while the optimizer
+# updates real-valued weights $w$ behind them, the gradient passed straight
+# through as in Q8, for the same two epochs as QAT.
 
 # %%
 calibration = torch.cat([x for x, _ in loaders.train])
@@ -821,6 +860,7 @@ if mine is not None:
     print(f"your int_conv2d on the first layer: {'identical to' if same else 'DIFFERS from'} "
           "efflib's integer model")
 int8 = torch_int8.to_torch(int_model)
+print(f"torch.ao engine: {torch_int8.engine()}")
 test_x = torch.cat([x for x, _ in loaders.test])
 test_y = torch.cat([y for _, y in loaders.test])
 fp32_bytes = efflib.model_size(base, 32)
@@ -852,6 +892,16 @@ if plots.attempt(binarize, torch.ones(1, 1)) is not None and \
         (1, train.evaluate(with_weights(base, lambda n, w: binarize(w)), loaders.test)),
         (math.log2(3), train.evaluate(with_weights(base, lambda n, w: ternarize(w)),
                                       loaders.test))]
+    points["binary / ternary, trained (BinaryConnect)"] = [
+        (1, qat(base, None, epochs=2, through=binarize)),
+        (math.log2(3), qat(base, None, epochs=2, through=ternarize))]
+    print("binary / ternary weights: " + ", ".join(
+        f"{kind} {100 * a:.1f}%" for kind, a in zip(
+            ("binary as trained", "ternary as trained", "binary trained through",
+             "ternary trained through"),
+            [a for _, a in points["binary / ternary"]]
+            + [a for _, a in points["binary / ternary, trained (BinaryConnect)"]],
+            strict=True)))
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
 for label, pts in points.items():
     ax.plot([b for b, _ in pts], [100 * a for _, a in pts], "o-", label=label)
