@@ -14,6 +14,9 @@ def test_bound_names_what_the_kept_statements_bind():
              "g = make_g()\nmodel.attr = 3"]
     assert definitions.bound(definitions.definitions(cells)) == {
         "np", "torch", "root", "A", "B", "C", "f", "K", "numba"}
+    inside = ["try:\n    def g(x):\n        local = x\n        return local\n"
+              "except ImportError:\n    pass"]
+    assert definitions.bound(definitions.definitions(inside)) == {"g"}  # not `local`
 
 
 def test_a_test_reads_what_it_does_not_bind_itself():

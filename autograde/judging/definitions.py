@@ -62,6 +62,12 @@ def _header_is_plain(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
     return all(_calls_only_factories(p) for p in parts)
 
 
+def _branches(stmt: ast.If | ast.Try) -> list[list[ast.stmt]]:
+    """The statement lists of an `if` or `try`: body, else, finally and handlers."""
+    return [stmt.body, stmt.orelse, getattr(stmt, "finalbody", []),
+            *(h.body for h in getattr(stmt, "handlers", []))]
+
+
 def defines(stmt: ast.stmt, in_class: bool = False) -> bool:
     """Whether the clean room runs this top-level statement: imports, def and class
     statements whose header calls nothing but a factory (a class body: definitions
@@ -83,11 +89,8 @@ def defines(stmt: ast.stmt, in_class: bool = False) -> bool:
         return stmt.value is not None and _names_only([stmt.target]) \
             and _calls_only_factories(stmt.value) and _calls_only_factories(stmt.annotation)
     if isinstance(stmt, ast.If | ast.Try):  # `try: import numba` and the like
-        bodies = [stmt.body, stmt.orelse, *([stmt.finalbody] if isinstance(stmt, ast.Try)
-                                            else [])]
-        bodies += [h.body for h in getattr(stmt, "handlers", [])]
         return _calls_only_factories(getattr(stmt, "test", ast.Constant(None))) and all(
-            defines(s, in_class) for body in bodies for s in body)
+            defines(s, in_class) for body in _branches(stmt) for s in body)
     return False
 
 
@@ -127,9 +130,8 @@ def _bound_by(stmt: ast.stmt) -> set[str]:
     if isinstance(stmt, ast.Assign | ast.AnnAssign):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
         return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-    if isinstance(stmt, ast.If | ast.Try):
-        return {name for s in ast.walk(stmt) if s is not stmt and isinstance(s, ast.stmt)
-                for name in _bound_by(s)}
+    if isinstance(stmt, ast.If | ast.Try):  # its branches' statements, not their insides
+        return {name for body in _branches(stmt) for s in body for name in _bound_by(s)}
     return set()
 
 
