@@ -28,6 +28,7 @@ from autograde.nbgrader_glue import env
 CONFIG = build.ROOT / "build" / "jupyter"
 STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
 STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
+STOP_WAIT = 15  # seconds JupyterLab has to stop on SIGTERM before it is killed
 NEWS = "@jupyterlab/apputils-extension:announcements"  # "get notified about Jupyter news?"
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
 # three blocks per failure; keep the errors: the first holds one line per question
@@ -166,12 +167,17 @@ def _run(server: subprocess.Popen, root: Path, port: int, token: str, notes: lis
 
 
 def _stop(server: subprocess.Popen) -> None:
-    """JupyterLab shut down: SIGTERM (it stops without asking), then kill."""
+    """JupyterLab shut down: SIGTERM (it stops without asking, its kernels with it), then
+    after STOP_WAIT a kill of its whole process group, of which it is the leader (not yet
+    reaped, so its number cannot belong to anyone else)."""
     if server.poll() is not None:
         return
     server.terminate()
     try:
-        server.wait(timeout=15)
+        server.wait(timeout=STOP_WAIT)
     except subprocess.TimeoutExpired:
-        server.kill()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except OSError:  # not a group of its own (Windows): the server alone
+            server.kill()
         server.wait()

@@ -199,10 +199,15 @@ def _call_in_child(fn: Function, args: tuple):
             ctypes.memmove(base + at, addr, size)  # twice for an array passed twice: same
             call_args[i] = ctypes.cast(base + at, type(args[i]))
         with tempfile.TemporaryFile() as out:
-            pid = os.fork()
+            parent, held = os.getpid(), _HeldInterrupt()
+            try:
+                pid = os.fork()
+            except BaseException:
+                held.release()
+                raise
             if pid == 0:  # the child: never returns
-                _child(fn, fn._lib._guard, base, call_args, out.fileno())
-            status = _wait(pid, fn._name)
+                _child(fn, fn._lib._guard, base, call_args, out.fileno(), parent)
+            status = _wait(pid, fn._name, held)
             head = HEADER.unpack(ctypes.string_at(base, HEADER.size))
             out.seek(0)
             printed = out.read().decode(errors="replace")
@@ -218,9 +223,37 @@ def _call_in_child(fn: Function, args: tuple):
         _libc.munmap(base, total)
 
 
-def _child(fn: Function, guard, base: int, call_args: list, out: int) -> None:
+class _HeldInterrupt:
+    """Interrupt held back from the fork until the parent watches its child: raised in
+    between, KeyboardInterrupt would leave the child running with nobody to stop it (a
+    fork of a large kernel takes long enough for a signal to land there)."""
+
+    def __init__(self):
+        self.came, self.previous = False, None
+        if threading.current_thread() is threading.main_thread() and \
+                callable(signal.getsignal(signal.SIGINT)):  # Python's handler raises
+            self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, *_):
+        self.came = True
+
+    def release(self) -> None:
+        """The kernel's own handler back; an Interrupt that came meanwhile raised now."""
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.came:
+            self.came = False
+            raise KeyboardInterrupt
+
+
+def _child(fn: Function, guard, base: int, call_args: list, out: int, parent: int) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel decides, and kills it
+        if sys.platform.startswith("linux"):
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a kernel gone takes it along
+            if os.getppid() != parent:  # gone already
+                os._exit(4)
         os.dup2(out, 1)
         os.dup2(out, 2)
         _line_buffered()  # what the C printed before a crash is in the file too
@@ -256,11 +289,13 @@ def _result(head: tuple):
     return head[5] if kind == 1 else head[6] if kind == 2 else None
 
 
-def _wait(pid: int, name: str) -> int:
-    """The child's exit status; on Interrupt the child is killed, and KeyboardInterrupt
-    says which C function was stopped."""
-    fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+def _wait(pid: int, name: str, held: _HeldInterrupt) -> int:
+    """The child's exit status; on Interrupt (also one `held` back during the fork) the
+    child is killed, and KeyboardInterrupt says which C function was stopped."""
+    fd = None
     try:
+        held.release()
+        fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
         while True:
             if fd is not None:
                 select.select([fd], [], [], 0.1)

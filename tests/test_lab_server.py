@@ -1,14 +1,17 @@
 """`make lab`'s server (python -m autograde lab): work/ served, students' menus only, URL last."""
 
+import contextlib
 import json
 import os
 import re
 import select
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 from conftest import autograde_server
 
@@ -123,25 +126,54 @@ def test_ctrl_c_in_make_lab_says_server_stopped_and_make_exits_0(tmp_path):
             if select.select([fd], [], [], 0.2)[0]:
                 try:
                     out += os.read(fd, 4096)
-                except OSError:
+                except OSError:  # every writer gone: make has ended
                     return
-    status = None
+    status, tree = None, []
     try:
         read_until(b"Ctrl-C stops it", 180)
         assert b"JupyterLab is ready" in out, out.decode(errors="replace")[-2000:]
+        tree = psutil.Process(pid).children(recursive=True)  # the command and JupyterLab
         os.write(fd, b"\x03")
-        read_until(b"server stopped", 30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while status is None and time.monotonic() < deadline:
+            read_until(b"\0", 0.2)  # keep reading: a full terminal would block a writer
             done, code = os.waitpid(pid, os.WNOHANG)
-            status = code if done else time.sleep(0.2)
+            status = code if done else None
     finally:
+        left = []
+        for process in tree + ([] if status is not None else [psutil.Process(pid)]):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(" ".join(process.cmdline()[:3]))
+                    process.kill()
         if status is None:
-            os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
-    assert status is not None, "make lab did not end within 30 s of Ctrl-C"
     said = out.decode(errors="replace")
+    assert status is not None, ("make lab did not end within 60 s of Ctrl-C; still running: "
+                                f"{left}\n{said[-3000:]}")
+    assert not left, f"left running: {left}"
     assert "server stopped" in said and "Error" not in said and "(y/[n])" not in said, said
     assert os.waitstatus_to_exitcode(status) == 0
     assert not lab_server._port_busy(port)
+
+
+def test_a_server_deaf_to_sigterm_is_killed_with_what_it_started(monkeypatch):
+    """JupyterLab that does not stop on SIGTERM is killed after STOP_WAIT, and so is what
+    it started (its process group), not left holding a port or a core."""
+    monkeypatch.setattr(lab_server, "STOP_WAIT", 1)
+    server = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 300 & wait"],
+                              start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (started := psutil.Process(server.pid).children()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        lab_server._stop(server)
+        assert server.returncode is not None
+        gone, alive = psutil.wait_procs(started, timeout=10)
+        assert not alive, "what the server started is still running"
+    finally:
+        for process in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
