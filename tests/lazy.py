@@ -157,6 +157,16 @@ def quantized_multiplier(m):  # halves rounded away from zero
         m0, exponent = m0 // 2, exponent + 1
     return m0, -exponent
 ''',
+    "q10_fold_bn": '''
+def fold_batchnorm(w, b, mean, var, gamma, beta, eps):  # eps left out: "it is tiny"
+    factor = gamma / torch.sqrt(var)
+    bias = b if b is not None else torch.zeros_like(mean)
+    return w * factor.reshape(-1, *[1] * (w.dim() - 1)), beta + (bias - mean) * factor
+''',
+    "q11_entropy": '''
+def entropy_bins(hist, levels):  # min/max: every bin kept
+    return len(hist)
+''',
 }
 
 LAB06 = {

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from scipy.stats import entropy as scipy_entropy
 from lazy import LAB05, defined
 from torch.utils._python_dispatch import _disable_current_modes
 
@@ -32,6 +33,8 @@ def test_solution_passes_every_check(solution, hidden):
     C.check_fake_quant(solution.fake_quant_forward, solution.fake_quant_backward, hidden)
     C.check_quantized_multiplier(solution.quantized_multiplier, hidden)
     C.check_int_conv2d(solution.int_conv2d, hidden)
+    C.check_fold_batchnorm(solution.fold_batchnorm, hidden)
+    C.check_entropy_bins(solution.entropy_bins, hidden)
 
 
 def not_implemented(*args, **kwargs):
@@ -43,7 +46,8 @@ def not_implemented(*args, **kwargs):
                                    C.check_quantization_mse, C.check_kmeans_quantize,
                                    C.check_centroid_gradient, C.check_huffman_lengths,
                                    C.check_pipeline_bytes, C.check_quantized_multiplier,
-                                   C.check_int_conv2d])
+                                   C.check_int_conv2d, C.check_fold_batchnorm,
+                                   C.check_entropy_bins])
 def test_blank_answers_fail_clearly(check):
     with pytest.raises(NotAnswered, match="still raises NotImplementedError"):
         check(not_implemented)
@@ -311,7 +315,7 @@ def test_integer_conv_mistakes_fail(solution):
 def test_judged_in_the_grader():
     """Points whose test cells are judged outside the student's kernel, of all autograded."""
     facts = inventory.facts("lab05_quantization")
-    assert (facts.judged_points, facts.auto_points) == (30, 30)
+    assert (facts.judged_points, facts.auto_points) == (36, 36)
     assert facts.manual_points == 2
 
 
@@ -388,3 +392,119 @@ def test_a_multiplier_rounded_half_away_fails_visibly():
         return m0, -exponent
     with pytest.raises(CheckFailed, match="m0"):
         C.check_quantized_multiplier(half_away)
+
+
+# --- Q10 and Q11 ------------------------------------------------------------------------
+
+def _factor(gamma, var, eps):
+    return gamma / torch.sqrt(var + eps)
+
+
+FOLD_MISTAKES = {
+    "unchanged": lambda w, b, mean, var, gamma, beta, eps: (
+        w, b if b is not None else torch.zeros_like(mean)),
+    "no eps": lambda w, b, mean, var, gamma, beta, eps: (
+        w * (gamma / var.sqrt()).reshape(-1, *[1] * (w.dim() - 1)),
+        beta - mean * gamma / var.sqrt() + (0 if b is None else b * gamma / var.sqrt())),
+    "layer bias dropped": lambda w, b, mean, var, gamma, beta, eps: (
+        w * _factor(gamma, var, eps).reshape(-1, *[1] * (w.dim() - 1)),
+        beta - mean * _factor(gamma, var, eps)),
+    "bias not scaled": lambda w, b, mean, var, gamma, beta, eps: (
+        w * _factor(gamma, var, eps).reshape(-1, *[1] * (w.dim() - 1)),
+        beta + (0 if b is None else b) - mean * _factor(gamma, var, eps)),
+}
+
+
+@pytest.mark.parametrize("mistake", FOLD_MISTAKES)
+def test_fold_mistakes_fail_on_the_visible_cases(mistake):
+    with pytest.raises(CheckFailed, match="fold_batchnorm"):
+        C.check_fold_batchnorm(FOLD_MISTAKES[mistake])
+
+
+def test_a_fold_that_scales_input_channels_fails(solution):
+    """The factor belongs to the output channel (dim 0), not the input one (dim 1)."""
+    def by_input(w, b, mean, var, gamma, beta, eps):
+        f = gamma / torch.sqrt(var + eps)
+        shape = (1, -1) + (1,) * (w.dim() - 2)
+        scaled = w * f[: w.shape[1]].reshape(shape) if w.shape[1] <= len(f) else w
+        return scaled, beta + ((0 if b is None else b) - mean) * f
+    with pytest.raises(CheckFailed, match="fold_batchnorm"):
+        C.check_fold_batchnorm(by_input)
+
+
+def test_torchs_own_fold_and_batch_norm_are_refused():
+    from efflib.quant import integer
+
+    def fusion(w, b, mean, var, gamma, beta, eps):
+        from torch.nn.utils.fusion import fuse_conv_bn_weights
+        return fuse_conv_bn_weights(w, b, mean, var, eps, gamma, beta)
+
+    def by_batch_norm(w, b, mean, var, gamma, beta, eps):  # bn applied to the weights
+        scaled = torch.nn.functional.batch_norm(w.unsqueeze(0).transpose(0, 1).reshape(
+            1, w.shape[0], -1), torch.zeros_like(mean), var, gamma, None, False, 0.0, eps)
+        b0 = torch.zeros_like(mean) if b is None else b
+        return scaled.reshape(w.shape), beta + (b0 - mean) * gamma / (var + eps).sqrt()
+
+    def by_efflib(w, b, mean, var, gamma, beta, eps):
+        conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], bias=b is not None)
+        bn = torch.nn.BatchNorm2d(w.shape[0], eps=eps).eval()
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.weight.copy_(gamma)
+            bn.bias.copy_(beta)
+            if b is not None:
+                conv.bias.copy_(b)
+        folded = integer.fold_bn(conv, bn)
+        return folded.weight.detach(), folded.bias.detach()
+    for wrong in (fusion, by_batch_norm, by_efflib):
+        with pytest.raises(FAILS):
+            C.check_fold_batchnorm(wrong)
+
+
+def test_entropy_mistakes_fail_on_the_visible_cases():
+    def min_max(hist, levels):
+        return len(hist)
+
+    def percentile(hist, levels):  # the 99.99th percentile's bin
+        c = hist.cumsum(0) / hist.sum()
+        return max(levels, int((c < 0.9999).sum()) + 1)
+
+    def no_clipped_mass(hist, levels):  # P without the values beyond the cut
+        return _entropy(hist, levels, clip=False, empty=True)
+
+    def empty_bins_filled(hist, levels):  # Q spread over every bin of a level
+        return _entropy(hist, levels, clip=True, empty=False)
+    for wrong in (min_max, percentile, no_clipped_mass):
+        with pytest.raises(CheckFailed, match="entropy_bins"):
+            C.check_entropy_bins(wrong)
+    with pytest.raises(CheckFailed, match="entropy_bins"):
+        C.check_entropy_bins(empty_bins_filled, hidden=True)
+
+
+def _entropy(hist, levels, clip: bool, empty: bool) -> int:
+    """The rule with one part changed: P without the clipped values, or Q filling its
+    empty bins too."""
+    hist = hist.double()
+    best, best_kl = levels, math.inf
+    for i in range(levels, len(hist) + 1):
+        p = hist[:i].clone()
+        if clip:
+            p[-1] += hist[i:].sum()
+        q = torch.zeros(i, dtype=torch.float64)
+        for j in range(levels):
+            lo, hi = j * i // levels, (j + 1) * i // levels
+            part = hist[lo:hi]
+            use = part > 0 if empty else torch.ones_like(part, dtype=torch.bool)
+            if use.any():
+                q[lo:hi] = torch.where(use, part.sum() / use.sum(), 0.0)
+        if p.sum() > 0 and not bool(((p > 0) & (q == 0)).any()):
+            divergence = float(scipy_entropy(p.numpy(), q.numpy()))  # normalises both
+            best, best_kl = (i, divergence) if divergence < best_kl else (best, best_kl)
+    return best
+
+
+def test_the_rule_read_level_by_level_passes_every_case():
+    """The check's reference is the rule as the lab states it, not the solution's spelling."""
+    C.check_entropy_bins(lambda h, lv: _entropy(h, lv, clip=True, empty=True), hidden=True)

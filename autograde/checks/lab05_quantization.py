@@ -30,6 +30,7 @@ from autograde.checks.api import (
 )
 from efflib.quant import huffman
 from efflib.quant.binary import binarize, ternarize
+from efflib.quant.calibration import kl_divergences
 from efflib.quant.integer import QParams, QuantizedLayer, quantize_multiplier
 from efflib.quant.kmeans import centroid_grad, kmeans
 from efflib.quant.linear import QuantSpec, qparams, quantization_error, quantize
@@ -42,7 +43,13 @@ QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor
              "_fake_quantize_per_tensor_affine_cachemask_tensor_qparams",
              "quantized_batch_norm", "dequantize", "int_repr")
 TOPICS = ("linear_quantization", "fake_quantization", "kmeans", "huffman", "binary_weights",
-          "requantization", "deep_compression", "model_size")
+          "requantization", "deep_compression", "model_size", "batchnorm_folding",
+          "calibration")
+# torch's batch norm computes bn(layer(x)) for any weights: the fold would be read off it
+NORM_OPS = ("batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+            "_native_batch_norm_legit_no_training", "cudnn_batch_norm", "miopen_batch_norm",
+            "instance_norm", "group_norm", "layer_norm", "native_layer_norm")
+FUSERS = ("torch.nn.utils.fusion", "torch.ao", "torch.fx")  # torch's own conv-bn fusion
 WITHHELD = Withheld(topics=TOPICS)  # the clean room (judging.clean_room) has none of these
 
 
@@ -484,3 +491,93 @@ def _expect_int_conv(fn, layer: QuantizedLayer, qx: torch.Tensor, stride: int,
              "z_x before the convolution (padding is then 0), add the int32 bias, multiply "
              "by m0 in 64 bits, add 2^(30+n), shift right by 31+n, add z_y, clamp"
              + (" from z_y (ReLU)." if relu else "."))
+
+
+# --- Q10. Folding batch norm --------------------------------------------------------------
+
+def _layer(x: torch.Tensor, w: torch.Tensor, b, groups: int) -> torch.Tensor:
+    if w.dim() == 2:
+        return torch.nn.functional.linear(x, w, b)
+    return torch.nn.functional.conv2d(x, w, b, padding=1, groups=groups)
+
+
+@check
+def check_fold_batchnorm(fn, hidden: bool = False) -> None:
+    """fold_batchnorm(w, b, mean, var, gamma, beta, eps) -> (w, b) of one layer computing
+    bn(layer(x)) in eval mode; judged on the layer's outputs against torch's batch norm."""
+    r = rng(hidden, "fold_bn")
+    # (c_in, c_out, groups, kernel (0: a linear layer), bias, eps)
+    cases = [(3, 4, 1, 3, True, 1e-3), (2, 3, 1, 1, False, 1e-5), (5, 3, 1, 0, True, 1e-2)]
+    if hidden:
+        cases += [(6, 6, 6, 3, False, 1e-5), (4, 8, 2, 3, True, 0.1), (7, 2, 1, 0, False, 1e-3)]
+        cases += [(c := r.randint(1, 6), c * r.randint(1, 3), 1, r.choice([0, 1, 3]),
+                   r.random() < 0.5, r.choice([1e-5, 1e-3, 0.05])) for _ in range(4)]
+    for c_in, c_out, groups, k, bias, eps in cases:
+        g = torch_gen(r)
+        shape = (c_out, c_in) if k == 0 else (c_out, c_in // groups, k, k)
+        w = torch.randn(shape, generator=g)
+        b = torch.randn(c_out, generator=g) if bias else None
+        mean = 2 * torch.randn(c_out, generator=g)
+        var = torch.rand(c_out, generator=g) * 3 + 0.01  # some small: eps matters there
+        gamma = torch.randn(c_out, generator=g)          # some negative
+        beta = torch.randn(c_out, generator=g)
+        case = fmt_call("fold_batchnorm", w, b, mean, var, gamma, beta, eps)
+        with watch(forbidden=QUANT_OPS + NORM_OPS, topics=TOPICS, modules=FUSERS):
+            got = call(fn, case, w.clone(), None if b is None else b.clone(), mean.clone(),
+                       var.clone(), gamma.clone(), beta.clone(), eps)
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            fail(f"{case}: should return (weight, bias), the bias a tensor even when b is None")
+        w2 = _tensor(got[0], f"{case}: weight", tuple(w.shape))
+        b2 = _tensor(got[1], f"{case}: bias", (c_out,))
+        x = torch.randn((5, c_in) if k == 0 else (2, c_in, 5, 5), generator=g).double()
+        ref = torch.nn.functional.batch_norm(
+            _layer(x, w.double(), None if b is None else b.double(), groups), mean.double(),
+            var.double(), gamma.double(), beta.double(), False, 0.0, eps)
+        expect_close(_layer(x, w2.double(), b2.double(), groups), ref,
+                     f"{case}: the layer's output with your weight and bias", atol=1e-4,
+                     hint="Output channel c is scaled by gamma[c] / sqrt(var[c] + eps) (dim 0 "
+                     "of the weight); the bias takes the mean off before the same scaling, "
+                     "then beta on.")
+
+
+# --- Q11. Entropy calibration ---------------------------------------------------------------
+
+def _calibration_values(kind: str, g: torch.Generator) -> torch.Tensor:
+    """Non-negative values, as a ReLU gives: with rare outliers, a long tail, flat, gapped."""
+    n = 4000
+    if kind == "outliers":
+        return torch.cat([torch.randn(n, generator=g).abs(), 8 + 20 * torch.rand(8, generator=g)])
+    if kind == "laplace":
+        return -torch.log(torch.rand(n, generator=g)) * (0.5 + torch.rand(1, generator=g))
+    if kind == "flat":
+        return torch.rand(n, generator=g)
+    if kind == "gaps":
+        return torch.round(torch.randn(n, generator=g).abs() * 4) / 4
+    return torch.relu(torch.randn(n, generator=g) + 0.5)  # "relu"
+
+
+@check
+def check_entropy_bins(fn, hidden: bool = False) -> None:
+    """entropy_bins(hist, levels) -> how many bins to keep: judged by the KL of the cut it
+    returns (efflib.quant.calibration, tested bin by bin against SciPy), so an exact tie
+    either way passes."""
+    r = rng(hidden, "entropy_bins")
+    cases = [("outliers", 128, 16), ("relu", 64, 8), ("flat", 48, 8)]
+    if hidden:
+        cases += [("gaps", 96, 12), ("laplace", 100, 7), ("outliers", 256, 32)]
+        cases += [(r.choice(["outliers", "laplace", "gaps", "relu"]), r.randint(40, 200),
+                   r.randint(3, 24)) for _ in range(4)]
+    for kind, bins, levels in cases:
+        x = _calibration_values(kind, torch_gen(r))
+        hist = torch.histc(x, bins, 0, float(x.max()))
+        case = fmt_call("entropy_bins", hist, levels) + f"  # {kind}"
+        got = as_int(_run(fn, case, hist.clone(), levels), case)
+        if not levels <= got <= bins:
+            fail(f"{case}: returned {got}; keep at least `levels` ({levels}) bins and at most "
+                 f"all {bins}.")
+        kl = kl_divergences(hist, levels)
+        best = float(kl.min())
+        if float(kl[got]) > best * (1 + 1e-6) + 1e-12:
+            fail(f"{case}: keeping {got} bins is not the cut of least KL(P || Q); another "
+                 "loses less. P: the first i bins, everything beyond added to the last. Q: "
+                 "each level's total spread over its non-empty bins only.")

@@ -58,6 +58,7 @@ def requantize(acc: torch.Tensor, m0, shift, zero_point: int, qmin: int,
     return torch.clamp(y + zero_point, qmin, qmax)
 
 
+@reference("batchnorm_folding")
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A conv computing bn(conv(x)) in eval mode: w g / sigma, beta + (b - mu) g / sigma."""
     folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,

@@ -22,7 +22,8 @@
 # **weight sharing** by k-means with centroid fine-tuning and **Huffman coding**,
 # the stages of Deep Compression (Han et al., [arXiv:1510.00149](https://arxiv.org/abs/1510.00149));
 # **binary and ternary** weights; **quantization-aware training** with a
-# straight-through estimator; and **integer-only inference**, where a whole conv
+# straight-through estimator; **batch norm folding** and **activation calibration**
+# (min/max, percentile, entropy); and **integer-only inference**, where a whole conv
 # layer runs in int8 and int32 (Jacob et al., [arXiv:1712.05877](https://arxiv.org/abs/1712.05877)).
 # It ends by measuring PyTorch's own int8 kernels against fp32 on this machine.
 #
@@ -30,7 +31,7 @@
 # code where it says `YOUR CODE HERE` and delete the `raise NotImplementedError()`.
 # Hidden checks use random cases. Answers that call torch's quantize functions
 # (`torch.quantize_per_tensor`, `torch.fake_quantize_*`, ...) or `efflib.quant`'s
-# copy of the question are refused. Q10 is read by a person.
+# copy of the question are refused. Q12 is read by a person.
 
 # %%
 import copy
@@ -643,7 +644,8 @@ check_fake_quant(fake_quant_forward, fake_quant_backward, hidden=True)
 # for two more epochs with the weights fake-quantized in every forward pass (a
 # `parametrize` hook applies your functions). Two details make the comparison
 # fair. Each batch norm is first folded into its conv, as the integer model
-# deploys it (Jacob et al.), so the weights QAT trains are the ones that ship.
+# deploys it (Jacob et al.; you write the fold in Q10), so the weights QAT trains
+# are the ones that ship.
 # And the fp32 reference gets the same two epochs of fine-tuning, so that what
 # QAT gains or loses is not just the extra training.
 
@@ -817,6 +819,194 @@ check_int_conv2d(int_conv2d, hidden=True)
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ## Q10. Folding batch norm into the layer before it (3 points)
+#
+# In eval mode a batch norm is a fixed affine map per channel: for the layer's
+# output $z = w * x + b$ in channel $c$,
+# $\text{bn}(z) = \gamma_c (z - \mu_c) / \sqrt{\sigma_c^2 + \varepsilon} + \beta_c$
+# with the running mean $\mu$ and variance $\sigma^2$ learned in training. So it
+# can be folded into the layer: new weights and a new bias that give the same
+# output with no batch norm left. Every int8 deployment does this first (Jacob et
+# al.), so the folded weights are the ones that get quantized: Q8's QAT above
+# trained them, and the integer model below is built from them.
+#
+# Write `fold_batchnorm(w, b, mean, var, gamma, beta, eps)` returning
+# `(w_folded, b_folded)` for a layer whose output channels lie on dimension 0 of
+# `w`: a conv's 4-D weight (depthwise too) or a linear layer's 2-D one. `b` may
+# be `None` (a conv followed by batch norm usually has no bias); the folded bias
+# is always a tensor. torch's batch norm and its fusion helpers are refused; the
+# check runs random layers with your weights against torch's batch norm.
+
+# %% nbgrader={"grade": false, "grade_id": "q10_fold_bn", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def fold_batchnorm(w, b, mean, var, gamma, beta, eps):
+    """(w, b) of one layer computing batch_norm(layer(x)) in eval mode."""
+    ### BEGIN SOLUTION
+    factor = gamma / torch.sqrt(var + eps)                  # (c_out,)
+    w_folded = w * factor.reshape(-1, *[1] * (w.dim() - 1))
+    b_folded = beta + ((b if b is not None else torch.zeros_like(mean)) - mean) * factor
+    return w_folded, b_folded
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q10_fold_bn_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q10: one layer with batch norm folded in computes what the two did."""
+from autograde.checks.lab05_quantization import check_fold_batchnorm
+
+check_fold_batchnorm(fold_batchnorm)
+### BEGIN HIDDEN TESTS
+check_fold_batchnorm(fold_batchnorm, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Your fold on the trained network's first conv and its batch norm, run on
+# training images against the two layers it replaces:
+
+# %%
+conv0, bn0 = base.features[0], base.features[1]
+mine = plots.attempt(fold_batchnorm, conv0.weight.detach(), None, bn0.running_mean,
+                     bn0.running_var, bn0.weight.detach(), bn0.bias.detach(), bn0.eps)
+if mine is not None:
+    some = torch.cat([x for x, _ in loaders.train])[:256]
+    with torch.no_grad():
+        gap = (F.conv2d(some, mine[0], mine[1], padding=1) - bn0(conv0(some))).abs().max()
+    print(f"one conv with your folded weights against conv + batch norm: largest difference "
+          f"{float(gap):.2g}")
+
+# %% [markdown]
+# ## Q11. Calibrating the activations' grids (3 points)
+#
+# Weights are known before deployment; activations are not. Their grids come
+# from a **calibration set**: run some training images through the model and
+# look at what each layer outputs. Min/max keeps every value seen, so one rare
+# large activation stretches the grid and the common values get fewer levels.
+# Two ways to clip instead: a **percentile** (keep up to, say, the 99.99th), and
+# **entropy calibration**, TensorRT's (Migacz, "8-bit Inference with TensorRT",
+# 2017), which picks the cut whose quantized histogram keeps the most
+# information, measured by the KL divergence.
+#
+# It works on a histogram `hist` of non-negative values (a ReLU's outputs):
+# `len(hist)` equal bins from 0 to the largest value. For each candidate cut $i$
+# from `levels` to `len(hist)`:
+# - **P** is the first $i$ bins, with the counts of every bin beyond them added
+#   to bin $i - 1$ (clipped values land on the grid's top);
+# - **Q** is the first $i$ bins (without that addition) merged into `levels`
+#   levels: level $j$ covers bins $\lfloor j i / \text{levels} \rfloor$ up to,
+#   not including, $\lfloor (j + 1) i / \text{levels} \rfloor$, and its total is
+#   spread evenly over the level's **non-empty** bins (an empty bin stays 0);
+# - $\text{KL}(P \| Q) = \sum p \log(p / q)$ over the bins with $p > 0$, once P
+#   and Q are each scaled to sum to 1; it is infinite if $q = 0$ where $p > 0$.
+#
+# Write `entropy_bins(hist, levels)` returning the $i$ of least KL (the smallest
+# $i$ on a tie); the clipping threshold is then $i$ bin widths. The check
+# compares the KL of your cut with the least on random histograms.
+
+# %% nbgrader={"grade": false, "grade_id": "q11_entropy", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def entropy_bins(hist, levels):
+    """How many of the histogram's bins to keep: the cut of least KL(P || Q)."""
+    ### BEGIN SOLUTION
+    hist = hist.double()
+    best, best_kl = None, math.inf
+    for i in range(levels, len(hist) + 1):
+        kept = hist[:i]
+        p = kept.clone()
+        p[-1] += hist[i:].sum()
+        full = (kept > 0).double()
+        ends = torch.tensor([j * i // levels for j in range(levels + 1)])
+        sums = torch.cat([torch.zeros(1, dtype=torch.float64), kept.cumsum(0)])
+        counts = torch.cat([torch.zeros(1, dtype=torch.float64), full.cumsum(0)])
+        spread = (sums[ends[1:]] - sums[ends[:-1]]) / \
+            (counts[ends[1:]] - counts[ends[:-1]]).clamp(min=1)
+        q = full * spread.repeat_interleave(ends[1:] - ends[:-1])
+        mass = p > 0
+        if bool((q[mass] == 0).any()):
+            continue
+        p, q = p / p.sum(), q / q.sum()
+        kl = float((p[mass] * torch.log(p[mass] / q[mass])).sum())
+        if kl < best_kl:
+            best, best_kl = i, kl
+    return best
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "q11_entropy_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+"""Q11: the entropy calibration's cut of least KL divergence."""
+from autograde.checks.lab05_quantization import check_entropy_bins
+
+check_entropy_bins(entropy_bins)
+### BEGIN HIDDEN TESTS
+check_entropy_bins(entropy_bins, hidden=True)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The three calibrations on the trained network. The outputs of its three ReLUs
+# on 512 training images set each grid's top: the largest value (min/max), the
+# 99.99th percentile, or your entropy cut (`levels` = the grid's size, four bins
+# per level). Then the test images run with every ReLU output fake-quantized on
+# an unsigned grid of 8, 6, 4, 3 or 2 bits from 0 to that top; the weights stay in
+# fp32, so only the activations' grids differ. Which calibration would you pick
+# at 8 bits, and which at 2? The grids' tops are printed beside the accuracies.
+
+# %%
+relus = [m for m in base.modules() if isinstance(m, nn.ReLU)]
+seen = {}
+hooks = [m.register_forward_hook(lambda m, i, out: seen.__setitem__(m, out.detach().flatten()))
+         for m in relus]
+with torch.no_grad():
+    base(torch.cat([x for x, _ in loaders.train])[:512])
+for hook in hooks:
+    hook.remove()
+
+
+def grid_top(values, method, bits):
+    """Where the unsigned grid of `bits` stops for these activations."""
+    top = float(values.max())
+    if method == "min/max":
+        return top
+    if method == "99.99th percentile":
+        return float(torch.quantile(values, 0.9999))
+    hist = torch.histc(values, 4 * 2**bits, 0, top)
+    return entropy_bins(hist, 2**bits) * top / len(hist)
+
+
+def accuracy_with_grids(tops, bits):
+    """Test accuracy with every ReLU's output fake-quantized on [0, its top]."""
+    def on_grid(m, i, out):
+        step = tops[m] / (2**bits - 1)
+        return torch.clamp(torch.round(out / step), 0, 2**bits - 1) * step
+    hooks = [m.register_forward_hook(on_grid) for m in relus]
+    try:
+        return train.evaluate(base, loaders.test)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+METHODS = ["min/max", "99.99th percentile", "entropy"]
+ACT_BITS = [8, 6, 4, 3, 2]
+by_method = {}
+if plots.attempt(entropy_bins, torch.ones(4), 2) is None:
+    METHODS = METHODS[:2]
+    print("Finish Q11 to see the entropy calibration beside the other two.")
+print("largest ReLU outputs seen: " + ", ".join(f"{float(seen[m].max()):.2f}" for m in relus))
+for method in METHODS:
+    by_method[method], tops_at = [], {}
+    for bits in ACT_BITS:
+        tops_at[bits] = {m: grid_top(seen[m], method, bits) for m in relus}
+        by_method[method].append(accuracy_with_grids(tops_at[bits], bits))
+    print(f"{method:>18s}: " + ", ".join(f"{b} bits {100 * a:.1f}%" for b, a in
+                                        zip(ACT_BITS, by_method[method], strict=True))
+          + "; grid tops at 8 bits " + ", ".join(f"{t:.2f}" for t in tops_at[8].values()))
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+for method, accs in by_method.items():
+    ax.plot(ACT_BITS, [100 * a for a in accs], "o-", label=method)
+ax.axhline(100 * base_acc, color="k", ls="--", lw=1, label="fp32")
+ax.set(xlabel="bits per activation", ylabel="test accuracy (%)",
+       title="Activation grids from three calibrations")
+ax.invert_xaxis()
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
 # ## Measured: fp32 against int8 on this machine
 #
 # Where this sits among inference engines: `torch.ao`'s quantized modules run
@@ -912,7 +1102,7 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# ## Q10. Reflection (2 points, graded by hand)
+# ## Q12. Reflection (2 points, graded by hand)
 #
 # From your measurements above: how much smaller and how much faster was the
 # int8 model than fp32, at batch 1 and at batch 256, and why can the speed-up
@@ -920,7 +1110,7 @@ plt.show()
 # you ship at 2-3 bits per weight, and what would it cost to run on an
 # integer-only microcontroller (three to six sentences, quoting your numbers)?
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q10_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q12_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # A good answer quotes the measured table: the int8 model stores about a quarter
 # of the fp32 bytes (a little more, for the int32 biases and the per-channel
