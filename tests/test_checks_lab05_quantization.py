@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from scipy.stats import entropy as scipy_entropy
 from lazy import LAB05, defined
+from scipy.stats import entropy as scipy_entropy
 from torch.utils._python_dispatch import _disable_current_modes
 
 from autograde import inventory
