@@ -508,3 +508,10 @@ def _entropy(hist, levels, clip: bool, empty: bool) -> int:
 def test_the_rule_read_level_by_level_passes_every_case():
     """The check's reference is the rule as the lab states it, not the solution's spelling."""
     C.check_entropy_bins(lambda h, lv: _entropy(h, lv, clip=True, empty=True), hidden=True)
+
+
+def test_efflibs_kl_per_cut_is_refused():
+    """efflib.quant.calibration's KL of every cut holds Q11's answer in its argmin."""
+    from efflib.quant.calibration import kl_divergences
+    with pytest.raises(FAILS):
+        C.check_entropy_bins(lambda hist, levels: int(kl_divergences(hist, levels).argmin()))

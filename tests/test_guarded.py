@@ -115,20 +115,25 @@ def test_the_checked_build_names_the_line():
         lib.fill(cc.pointer(torch.zeros(10)), 10)
 
 
-def _children_spinning(timeout: float = 120) -> list[psutil.Process]:
-    """This process's children, once there is one (a fork under load takes a while)."""
+def _new_child(before: set[int], timeout: float = 120) -> psutil.Process | None:
+    """This process's first child not among `before` (a test worker may have others),
+    once there is one (a fork under load takes a while)."""
     deadline = time.monotonic() + timeout
-    while not (found := psutil.Process().children()) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        for child in psutil.Process().children():
+            if child.pid not in before:
+                return child
         time.sleep(0.01)
-    return found
+    return None
 
 
 def test_interrupt_stops_an_endless_loop():
     lib = cc.load(SPIN, name="spin")
-    sent = []
+    before = {child.pid for child in psutil.Process().children()}
+    sent, spun = [], []
 
     def interrupt_once_it_runs():
-        _children_spinning()
+        spun.append(_new_child(before))
         time.sleep(0.2)
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
@@ -137,7 +142,7 @@ def test_interrupt_stops_an_endless_loop():
     with pytest.raises(KeyboardInterrupt, match="lib.spin was stopped"):
         lib.spin(1)
     assert time.monotonic() - sent[0] < 3
-    assert not psutil.Process().children()
+    assert spun[0] is not None and not psutil.pid_exists(spun[0].pid)
 
 
 def test_an_interrupt_during_the_fork_still_stops_the_child(monkeypatch):
@@ -161,9 +166,10 @@ def test_an_interrupt_during_the_fork_still_stops_the_child(monkeypatch):
         assert not psutil.pid_exists(forked[0]) or \
             psutil.Process(forked[0]).status() == psutil.STATUS_ZOMBIE
     finally:
-        for child in psutil.Process().children():
-            child.kill()
-            child.wait()
+        for pid in forked:  # only the child this test forked: a worker may have others
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+                os.waitpid(pid, 0)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
 
 
