@@ -100,9 +100,10 @@ def measured_block() -> str:
         torch_rate = g["torch"]
         rates = ", ".join(f"{name} {v:g} ({v / torch_rate:.0%})" for name, v in g.items()
                           if name != "torch")
+        goals = ", ".join(f"{name} {v:.0%}" for name, v in conv["figures"]["goals"].items())
         lines.append(
             f"- Lab 06's 64x56x56 3x3 convolution in GFLOP/s at one thread, against torch's "
-            f"{torch_rate:g} (goals: numba 25%, im2col 60%, best C 30%): {rates}. The int8 digit "
+            f"{torch_rate:g} (goals: {goals}): {rates}. The int8 digit "
             f"CNN as a standalone C program ({conv['figures']['binary_bytes']:,d}-byte binary): "
             + ", ".join(f"{name} {v:,d} images/s" for name, v in ips.items())
             + " (the C program reads its images from a file, process start included)"

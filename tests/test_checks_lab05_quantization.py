@@ -421,7 +421,7 @@ def test_fold_mistakes_fail_on_the_visible_cases(mistake):
         C.check_fold_batchnorm(FOLD_MISTAKES[mistake])
 
 
-def test_a_fold_that_scales_input_channels_fails(solution):
+def test_a_fold_that_scales_input_channels_fails():
     """The factor belongs to the output channel (dim 0), not the input one (dim 1)."""
     def by_input(w, b, mean, var, gamma, beta, eps):
         f = gamma / torch.sqrt(var + eps)

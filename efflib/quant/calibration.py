@@ -22,7 +22,8 @@ from efflib import inputs
 from efflib.graded import reference
 
 
-def _histogram(hist, levels: int, fn: str) -> torch.Tensor:
+def _histogram(hist, levels: int) -> torch.Tensor:
+    fn = "kl_divergences"
     h = inputs.finite(torch.as_tensor(hist), "hist", fn, empty=False).detach()
     if h.dim() != 1 or bool((h < 0).any()) or float(h.sum()) <= 0:
         raise ValueError(f"{fn}: hist must be a 1-D tensor of counts >= 0, not all zero")
@@ -32,10 +33,10 @@ def _histogram(hist, levels: int, fn: str) -> torch.Tensor:
     return h.double().cpu()
 
 
-@reference("calibration")  # the argmin of this is Lab 05 Q11's answer
+@reference("calibration")  # its argmin is Lab 05 Q11's answer (entropy_bins)
 def kl_divergences(hist: torch.Tensor, levels: int) -> torch.Tensor:
     """KL(P || Q) of keeping the first i bins, at index i (inf below `levels`)."""
-    h = _histogram(hist, levels, "kl_divergences")
+    h = _histogram(hist, levels)
     n = len(h)
     out = torch.full((n + 1,), math.inf, dtype=torch.float64)
     beyond = torch.cat([h.flip(0).cumsum(0).flip(0), torch.zeros(1, dtype=h.dtype)])
@@ -56,10 +57,4 @@ def kl_divergences(hist: torch.Tensor, levels: int) -> torch.Tensor:
         p, q = p / p.sum(), q / q.sum()
         out[i] = float((p[mass] * (p[mass] / q[mass]).log()).sum())
     return out
-
-
-@reference("calibration")
-def entropy_bins(hist: torch.Tensor, levels: int) -> int:
-    """How many of the histogram's bins to keep: the cut of least KL(P || Q)."""
-    return int(torch.argmin(kl_divergences(hist, levels)))
 

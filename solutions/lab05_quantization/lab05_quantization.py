@@ -991,8 +991,10 @@ print("largest ReLU outputs seen: " + ", ".join(f"{float(seen[m].max()):.2f}" fo
 for method in METHODS:
     by_method[method], tops_at = [], {}
     for bits in ACT_BITS:
-        tops_at[bits] = {m: grid_top(seen[m], method, bits) for m in relus}
-        by_method[method].append(accuracy_with_grids(tops_at[bits], bits))
+        if method == "entropy" or bits == ACT_BITS[0]:  # only the entropy cut moves with bits
+            tops = {m: grid_top(seen[m], method, bits) for m in relus}
+        tops_at[bits] = tops
+        by_method[method].append(accuracy_with_grids(tops, bits))
     print(f"{method:>18s}: " + ", ".join(f"{b} bits {100 * a:.1f}%" for b, a in
                                         zip(ACT_BITS, by_method[method], strict=True))
           + "; grid tops at 8 bits " + ", ".join(f"{t:.2f}" for t in tops_at[8].values()))
