@@ -1,8 +1,8 @@
 """Time each lab's solution end to end in a fresh kernel: on a quiet machine, then again
 beside busy processes (students and graders share machines).
 
-Target: every solution runs in under 60 s on 2 CPU cores, quiet and beside two busy
-processes. Each run's errors are counted too (a solution must run clean).
+Goals (issue 29): every solution runs in at most 30 s on 2 CPU cores when quiet and 45 s
+beside two busy processes. Each run's errors are counted too (a solution must run clean).
 Run with `make bench` or `.venv/bin/python bench/lab_times.py [--busy N] [lab ...]`.
 """
 
@@ -25,7 +25,7 @@ from record import RESULTS, load, record  # noqa: E402
 
 from autograde import build  # noqa: E402
 
-TARGET_S = 60.0
+GOALS = {"quiet_s": 30.0, "busy_s": 45.0}  # seconds, recorded with the figures for the README
 
 
 def run(nb, cwd: Path) -> tuple[float, int]:
@@ -63,17 +63,16 @@ def main() -> int:
     ap.add_argument("labs", nargs="*", default=build.lab_names())
     ap.add_argument("--busy", type=int, default=2, help="busy processes for the loaded run")
     args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs; target: every solution < {TARGET_S:.0f} s, quiet and beside "
-          f"{args.busy} busy processes")
+    print(f"{os.cpu_count()} CPUs; goals: every solution at most {GOALS['quiet_s']:g} s quiet, "
+          f"{GOALS['busy_s']:g} s beside {args.busy} busy processes")
     print(f"{'lab':20s} {'quiet s':>8s} {'busy s':>8s} {'blank s':>8s} {'errors':>6s}")
-    worst, figures, before = 0.0, {}, load()
+    figures, before = {}, load()
     with tempfile.TemporaryDirectory() as tmp:
         for lab in args.labs:
             quiet_s, errors = run(build.source_notebook(lab), Path(tmp))
             blank_s, _ = run(nbformat.read(build.LABS / lab / f"{lab}.ipynb", 4), Path(tmp))
             with busy(args.busy):
                 busy_s, busy_errors = run(build.source_notebook(lab), Path(tmp))
-            worst = max(worst, quiet_s, busy_s)
             figures[lab] = {"solution_s": round(quiet_s, 1), "busy_s": round(busy_s, 1),
                             "blank_s": round(blank_s, 1), "busy_processes": args.busy,
                             "solution_errors": errors + busy_errors}
@@ -85,9 +84,12 @@ def main() -> int:
         print(f"kept the earlier figures of {', '.join(kept)}")
     merged = {**kept, **figures}
     in_order = {lab: merged[lab] for lab in build.lab_names() if lab in merged}
-    print(f"recorded in {record('lab_times', in_order, before)}")
-    print(f"slowest solution: {worst:.1f} s = {worst / TARGET_S:.2f} x the {TARGET_S:.0f} s budget")
-    return 0 if worst < TARGET_S else 1
+    print(f"recorded in {record('lab_times', in_order, before, goals=GOALS)}")
+    measured = {"quiet_s": "solution_s", "busy_s": "busy_s"}  # goal -> its figure
+    missed = [f"{lab} {goal[:-2]} {v[measured[goal]]:g} s" for lab, v in in_order.items()
+              for goal in GOALS if v[measured[goal]] > GOALS[goal]]
+    print("goals missed: " + ", ".join(missed) if missed else "goals met")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

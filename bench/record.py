@@ -20,8 +20,9 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def record(name: str, figures: dict, load_before: float) -> Path:
-    """Save `figures` with the machine, the date and the load before and after."""
+def record(name: str, figures: dict, load_before: float, goals: dict | None = None) -> Path:
+    """Save `figures` (and the `goals` they were held to) with the machine, the date and the
+    load before and after."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({
@@ -30,5 +31,6 @@ def record(name: str, figures: dict, load_before: float) -> Path:
                     platform.machine(), "torch": torch.__version__},
         "date": datetime.date.today().isoformat(),
         "load": {"before": load_before, "after": load()},
+        **({"goals": goals} if goals else {}),
     }, indent=1) + "\n")
     return path

@@ -1,8 +1,10 @@
 """efflib.data and efflib.train: offline seeded digits, deterministic training, fast mode."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from sklearn.datasets import load_digits
 
 from efflib import data, models, train
 from efflib.train import History
@@ -31,6 +33,14 @@ def test_split_is_stratified_disjoint_and_seeded(loaders):
     again = data.digits(seed=0)
     assert torch.equal(_all(again.test)[0], xte)
     assert not torch.equal(_all(data.digits(seed=1).test)[1], yte)
+
+
+def test_digit_arrays_are_scikit_learns_digits():
+    images, labels = data.digit_arrays()
+    raw = load_digits()
+    assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
+    np.testing.assert_array_equal(images, raw.images)
+    np.testing.assert_array_equal(labels, raw.target)
 
 
 def test_normalised_by_train_statistics(loaders):

@@ -36,6 +36,13 @@ def test_numba_kernels_in_any_order_equal_conv2d(order):
     assert np.allclose(bounds, ref, atol=1e-4)
 
 
+def test_numba_kernels_are_compiled_before_their_first_call():
+    kernel = loops.numba_conv("rspqmc")
+    assert len(kernel.signatures) == 1  # a first call that is timed runs the loops only
+    with pytest.raises(TypeError):  # only the float32 arrays it was compiled for
+        kernel(np.zeros((1, 3, 3)), np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 1)))
+
+
 def test_every_order_is_a_permutation_of_the_six_loops():
     assert len({"".join(p) for p in itertools.permutations(loops.LOOPS)}) == 720
     with pytest.raises(ValueError, match="six loops"):

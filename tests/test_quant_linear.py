@@ -159,6 +159,23 @@ def test_percentile_calibration_clips_outliers_and_error_falls_with_bits():
 NAN, INF = float("nan"), float("inf")
 
 
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_per_channel_never_zeroes_a_channel_that_per_tensor_loses(bits):
+    """Lab 05 Q3's claim, on channels whose ranges spread 1000x."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(32, 8, 3, 3, generator=g) * (1000 ** torch.linspace(0, 1, 32)).view(-1, 1, 1, 1)
+    spec = QuantSpec(bits, signed=True, symmetric=True)
+
+    def zeroed(axis):
+        scale, zero = qparams(w, spec, axis)
+        q = quantize(w, scale, zero, spec, axis) - (zero if axis is None else
+                                                         zero.view(-1, 1, 1, 1))
+        return int((q.reshape(32, -1) == 0).all(dim=1).sum())
+
+    assert zeroed(0) == 0
+    assert zeroed(None) > 0
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: qparams(torch.tensor([1.0, NAN, -2.0])), "qparams: x has 1 NaN and 0 infinite"),
     (lambda: qparams(torch.tensor([1.0, INF])), "qparams: x has 0 NaN and 1 infinite"),

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 import efflib
 from efflib import data, models, plots, train
@@ -300,7 +299,7 @@ check_shift(shift, hidden=True)
 # nothing was multiplied here.
 
 # %%
-digit = torch.tensor(load_digits().images[0], dtype=torch.float32)  # (8, 8)
+digit = torch.tensor(data.digit_arrays()[0][0], dtype=torch.float32)  # (8, 8)
 moved = plots.attempt(shift, digit.expand(1, 9, 8, 8).clone(), 3)
 fig, axes = plt.subplots(1, 9, figsize=(10, 1.4))
 for i, ax in enumerate(axes):

@@ -506,9 +506,14 @@ if ready:
     limit = predicted_all[2 * len(predicted_all) // 3]
 
 
+macs_of = {}  # config -> MACs per image, counted once (a rejected child may come back)
+
+
 def feasible(config):
-    macs = efflib.profile(nas.tiny_net(config), x1).macs
-    return macs <= MAX_MACS and predict_latency(config, table) <= limit
+    key = tuple(sorted(config.items()))
+    if key not in macs_of:
+        macs_of[key] = efflib.profile(nas.tiny_net(config), x1).macs
+    return macs_of[key] <= MAX_MACS and predict_latency(config, table) <= limit
 
 
 first_epoch = {}  # each candidate's test accuracy after its first epoch, read on the way
@@ -538,7 +543,7 @@ for _ in range(300 if ready else 0):  # tries, rejected children included
     if key in seen or not feasible(child):
         continue
     seen.add(key)
-    member = (child, efflib.profile(nas.tiny_net(child), x1).macs, trained_accuracy(child))
+    member = (child, macs_of[key], trained_accuracy(child))
     history.append(member)
     population.append(member)
     if len(population) > 4:
