@@ -194,6 +194,25 @@ def by_hand(grade) -> bool:
     return grade.cell.cell_type == "markdown"
 
 
+def zero_deleted_tests(db_url: str, lab: str, student: str) -> list[str]:
+    """Score 0 for each test cell missing from a graded submission (deleted, or a release
+    from before the question was added), and return their grade ids. nbgrader leaves such
+    a grade unscored and waiting for a person, so the formgrader, grades.csv and the
+    export would show it pending; no person can grade a cell that is not there."""
+    with gradebook(db_url) as gb:
+        try:
+            nb = gb.find_submission_notebook(lab, lab, student)
+        except MissingEntry:
+            return []
+        missing = [g for g in nb.grades if not by_hand(g) and g.auto_score is None
+                   and g.manual_score is None]
+        for grade in missing:
+            grade.auto_score = 0
+            grade.needs_manual_grade = False
+        gb.db.commit()
+        return [g.name for g in missing]
+
+
 class Mark(NamedTuple):
     """One graded cell of one student: points earned, points possible, and whether it still
     waits for a person (a reflection before hand grading)."""

@@ -470,6 +470,21 @@ def test_gradebook_is_complete_and_consistent(graded):
             assert sum(g.score or 0 for g in nb.grades) == float(rows[name]["score"])
 
 
+def test_a_deleted_test_cell_scores_zero_and_waits_for_no_one(graded):
+    """nbgrader leaves a missing cell's grade waiting for a person: the grader scores it."""
+    from nbgrader.api import Gradebook
+
+    grader, _, rows, *_ = graded
+    row = rows["deleted_test"]
+    assert row["q1_linear_test"] == "0"
+    assert "q1_linear_test" not in row["needs_hand_grading"].split()
+    with Gradebook(grader.db_url, COURSE_ID) as gb:
+        grades = {g.name: g for g in gb.find_submission_notebook(
+            LAB, LAB, "deleted_test").grades}
+        assert grades["q1_linear_test"].auto_score == 0
+        assert not grades["q1_linear_test"].needs_manual_grade
+
+
 def test_feedback_hides_hidden_tests(graded):
     grader, *_ = graded
     for name in ("solution", "blank", "hang"):

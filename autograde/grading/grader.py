@@ -226,6 +226,8 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
             workers.autograde_in(pool, grader.lab, student, timeout, fallback=lambda: (
                 grader.nbgrader("autograde", grader.lab, "--student", student, "--force",
                                 staging.cli_option(), timeout=timeout)))
+            # a deleted test cell is 0 points, never a cell waiting for a person
+            nbgrader_glue.zero_deleted_tests(grader.db_url, grader.lab, student)
             return "graded", reason
         except subprocess.TimeoutExpired:
             return "failed", "grading took too long; scored 0"
