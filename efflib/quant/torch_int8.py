@@ -112,19 +112,3 @@ def to_torch(model: IntegerModel) -> TorchInt8:
         return TorchInt8(model).eval()
     finally:
         ctx.__exit__(None, None, None)
-
-
-def layer_outputs(model: TorchInt8, q: torch.Tensor, scale: float,
-                  zero_point: int) -> list[torch.Tensor]:
-    """Integer outputs of each torch int8 layer, each fed the same integers `q` would be
-    (for comparing layer by layer without errors compounding)."""
-    ctx = _quiet()
-    try:
-        x = torch._make_per_tensor_quantized_tensor(q.to(torch.uint8), scale, zero_point)
-        outs = []
-        for layer in model.body:
-            x = layer(x)
-            outs.append(x.int_repr().to(torch.int64))
-        return outs
-    finally:
-        ctx.__exit__(None, None, None)

@@ -312,7 +312,7 @@ check_conv2d_numba(conv_kernel, conv2d_numba, hidden=True)
 # Your kernel on the real layer, then **the order of the loops**: the six
 # loops taken as four blocks (m, c, the kernel window rs, the output position
 # pq) can be nested in 24 orders. The cell compiles (with
-# `efflib.loops.numba_conv`, a third of a second each) and times the 12 whose
+# `efflib.loops.numba_conv`, a fraction of a second each) and times the 12 whose
 # outermost loop is m or c: among them each block is innermost at least twice.
 # The other 12 put rs or pq outermost; add them to `orders` to see them.
 # Last, the bounds check inside the inner loop instead of padding first. Which
