@@ -103,7 +103,7 @@ def measured_block() -> str:
         torch_rate = g["torch"]
         rates = ", ".join(f"{name} {v:g} ({v / torch_rate:.0%})" for name, v in g.items()
                           if name != "torch")
-        goals = ", ".join(f"{name} {v:.0%}" for name, v in conv["figures"]["goals"].items())
+        goals = ", ".join(f"{name} {v:.0%}" for name, v in conv["goals"].items())
         lines.append(
             f"- Lab 06's 64x56x56 3x3 convolution in GFLOP/s at one thread, against torch's "
             f"{torch_rate:g} (goals: {goals}): {rates}. The int8 digit "
