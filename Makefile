@@ -65,6 +65,7 @@ bench: setup-dev
 	$(PY) bench/quant_int8.py
 	$(PY) bench/loops.py
 	$(PY) bench/beyond_compression.py
+	$(PY) bench/latency_price.py
 	$(PY) bench/grade_speed.py
 	$(PY) bench/grade_cluster.py
 

@@ -113,6 +113,8 @@ def measured_block() -> str:
             + _guard_clause(conv["figures"].get("guard")) + f"; {_conditions(conv)}.")
     if beyond := _bench("beyond_compression"):
         lines.append(_beyond_line(beyond))
+    if price := _bench("latency_price"):
+        lines.append(_price_line(price))
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
 
 
@@ -150,6 +152,20 @@ def _beyond_line(result: dict) -> str:
             f"capstone model stores in {c['bytes']:,.0f} B (8-bit weights), reaches "
             f"{c['acc']:.1%} and runs in {c['ms']:.3f} ms at batch 1, with "
             f"{c['macs']:,.0f} MACs; {_conditions(result)}.")
+
+
+def _price_line(result: dict) -> str:
+    """The capstone's latency price list against timings (bench/latency_price.py)."""
+    f, goals = result["figures"], result["goals"]
+    checked = f["check"]
+    return (f"- Lab 07's capstone latency is priced, not timed: the grader's price list "
+            f"predicts the fastest batch-1 call of {f['models']} models (one thread) within "
+            f"{checked['rms_error']:.1%} rms, {checked['max_error']:.1%} at worst (goals "
+            f"{goals['rms_error']:.0%} and {goals['max_error']:.0%}); it prices the solution's "
+            f"capstone at {f['solution_priced_times']:g} times the width-32 DigitCNN, which "
+            f"timed in turns gave {f['solution_measured_times_quiet']:g} times quiet and "
+            f"{f['solution_measured_times_busy']:g} beside {f['busy_processes']} busy "
+            f"processes; {_conditions(result)}.")
 
 
 BLOCKS = {"labs": labs_block, "measured": measured_block}
