@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from autograde import build, edition, lab_server, readme, student_cli
-from autograde.grading import export, regrade
+from autograde.grading import export, regrade, settings
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.preflight import SandboxError
@@ -56,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     _grading_options(p_grade)
     p_grade.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p_grade.add_argument("--db", default=None, help="gradebook URL (default: SQLite in the folder)")
-    p_grade.add_argument("--cell-timeout", type=int, default=60)
-    p_grade.add_argument("--notebook-timeout", type=int, default=600)
-    p_grade.add_argument("--memory-mb", type=int, default=3072, help="per student kernel")
-    p_grade.add_argument("--disk-mb", type=int, default=512,
-                         help="per student kernel: size of its scratch folder, /tmp and "
-                              "/dev/shm (each a tmpfs, counted in its memory)")
+    settings.add_options(p_grade)
     p_grade.add_argument("--scheduler", metavar="tcp://HOST:8786",
                          help="grade on this Dask scheduler's workers (default: a local "
                               "pool of --workers processes)")
@@ -146,8 +141,7 @@ def grade(args) -> int:
     """Run the grader; bad arguments are reported in one line."""
     course = course_of(args)
     try:
-        grader = Grader(args.lab, course, args.workers, args.db, args.cell_timeout,
-                        args.notebook_timeout, args.memory_mb, disk_mb=args.disk_mb,
+        grader = Grader(args.lab, course, args.workers, args.db, settings.from_options(args),
                         scheduler=args.scheduler, secret_file=args.secret)
         with grading_lock(grader.course, "run it again"):
             if args.fresh:

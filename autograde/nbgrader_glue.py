@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -73,45 +72,27 @@ def side_cell(run, nb, resources, source: str, index: int) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
-@dataclass(frozen=True)
-class GradingSettings:
-    """What an instructor chooses for one grading folder."""
-
-    root: Path
-    db_url: str
-    cell_timeout: int = 60
-    notebook_timeout: int = 600
-    memory_mb: int = 3072
-    judge: bool = True
-    disk_mb: int = 512
-    clean_room: bool = True  # functions and classes judged where the lab's answers are not
-
-
-def grading_config(s: GradingSettings, execute: type, feedback: list[type],
-                   notes: tuple[type, ...] = ()) -> Config:
+def grading_config(root: Path, db_url: str, settings: dict, execute: type,
+                   feedback: list[type], notes: tuple[type, ...] = ()) -> Config:
     """nbgrader's settings for a grading folder: `execute` runs the notebook in place of
-    nbgrader's Execute step, `notes` add to the graded notebook after it, `feedback` are
-    the preprocessors that shape what students see of it (after nbgrader has read the
-    grades). The feedback page's template is not among
-    them: the formgrader reads this file too and must keep its own (`feedback.page_args`)."""
+    nbgrader's Execute step with the grading `settings` (grading.settings.Settings, as a
+    dict: one trait), `notes` add to the graded notebook after it, `feedback` are the
+    preprocessors that shape what students see of it (after nbgrader has read the
+    grades). The feedback page's template is not among them: the formgrader reads this
+    file too and must keep its own (`feedback.page_args`)."""
     c = Config()
-    c.CourseDirectory.root = str(s.root)
+    c.CourseDirectory.root = str(root)
     c.CourseDirectory.source_directory = "source"
     c.CourseDirectory.release_directory = "release"
-    c.CourseDirectory.db_url = s.db_url
+    c.CourseDirectory.db_url = db_url
     c.CourseDirectory.course_id = COURSE_ID
     # the course hands out labs by git, not by nbgrader's exchange; a folder of its own
     # keeps the formgrader from warning that the default one is missing
-    c.Exchange.root = str(s.root / "exchange")
+    c.Exchange.root = str(root / "exchange")
     c.Autograde.autograde_preprocessors = [
         execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, *notes,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    c[execute.__name__].timeout = s.cell_timeout
-    c[execute.__name__].notebook_timeout = s.notebook_timeout
-    c[execute.__name__].memory_mb = s.memory_mb
-    c[execute.__name__].judge = s.judge
-    c[execute.__name__].disk_mb = s.disk_mb
-    c[execute.__name__].clean_room = s.clean_room
+    c[execute.__name__].settings = dict(settings)
     c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, *feedback,
                                         ClearHiddenTests]
     # every page rendered from a submission (feedback, the formgrader) passes what the

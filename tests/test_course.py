@@ -16,6 +16,7 @@ from test_hidden_cases import MODULES
 
 from autograde import build
 from autograde.grading.grader import Grader
+from autograde.grading.settings import Settings
 from autograde.nbgrader_glue import COURSE_ID
 
 LABS = build.lab_names()
@@ -38,7 +39,8 @@ def graded(request, tmp_path_factory):
     nbformat.write(build.source_notebook(lab), incoming / "solution.ipynb")
     shutil.copy(build.LABS / lab / f"{lab}.ipynb", incoming / "blank.ipynb")
     nbformat.write(lookup_notebook(lab), incoming / "lookup.ipynb")
-    grader = Grader(lab, root / "course", workers=2, cell_timeout=120)
+    grader = Grader(lab, root / "course", workers=2,
+                    settings=Settings(cell_timeout=120))
     results = grader.run(incoming, progress=False)
     assert [r.status for r in results] == ["graded"] * 3, results
     with Gradebook(grader.db_url, COURSE_ID) as gb:

@@ -12,6 +12,7 @@ from kernel_tricks import LAB05, LAB06, LAB07, without
 from autograde import build
 from autograde.grading.grader import Grader
 from autograde.grading.report import failed_cells
+from autograde.grading.settings import Settings
 from autograde.sandbox.policy import isolation_problem
 
 pytestmark = [pytest.mark.course,
@@ -63,8 +64,8 @@ def graded(lab: str, tmp_path, tricks: dict, clean_room: bool = True) -> dict[st
     incoming.mkdir()
     nbformat.write(tricky_notebook(lab, tricks), incoming / "tricky.ipynb")
     nbformat.write(build.source_notebook(lab), incoming / "honest.ipynb")
-    grader = Grader(lab, tmp_path / "course", workers=2, cell_timeout=120,
-                    clean_room=clean_room)
+    grader = Grader(lab, tmp_path / "course", workers=2,
+                    settings=Settings(cell_timeout=120, clean_room=clean_room))
     results = grader.run(incoming, progress=False)
     assert {r.status for r in results} == {"graded"}, results
     with open(grader.course / "reports" / lab / "grades.csv") as f:

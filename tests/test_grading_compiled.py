@@ -8,6 +8,7 @@ import pytest
 
 from autograde import build
 from autograde.grading.grader import Grader
+from autograde.grading.settings import Settings
 from autograde.sandbox.policy import isolation_problem
 
 LAB = "lab06_loops"
@@ -49,7 +50,8 @@ def test_student_c_compiles_and_runs_inside_the_sandbox(tmp_path):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     nbformat.write(spying_solution(), incoming / "spy.ipynb")
-    grader = Grader(LAB, tmp_path / "course", workers=1, cell_timeout=120)
+    grader = Grader(LAB, tmp_path / "course", workers=1,
+                    settings=Settings(cell_timeout=120))
     results = grader.run(incoming, progress=False)
     assert results[0].status == "graded", results
     nb = nbformat.read(grader.course / "autograded" / "spy" / LAB / f"{LAB}.ipynb", 4)

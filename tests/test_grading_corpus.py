@@ -10,6 +10,7 @@ from lazy import LAB01, LAB02, LAB03, LAB04, LAB05, LAB06, LAB07
 
 from autograde import build
 from autograde.grading.grader import Grader
+from autograde.grading.settings import Settings
 from autograde.sandbox.policy import isolation_problem
 
 pytestmark = [pytest.mark.course,
@@ -58,7 +59,8 @@ def test_each_lazy_answer_loses_exactly_its_questions_points(lab, tmp_path):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     nbformat.write(lazy_notebook(lab, appended), incoming / "lazy.ipynb")
-    grader = Grader(lab, tmp_path / "course", workers=1, cell_timeout=120)
+    grader = Grader(lab, tmp_path / "course", workers=1,
+                    settings=Settings(cell_timeout=120))
     (result,) = grader.run(incoming, progress=False)
     assert result.status == "graded", result
     with open(grader.course / "reports" / lab / "grades.csv") as f:

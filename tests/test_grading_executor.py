@@ -20,6 +20,7 @@ from autograde.grading.executor import (
     OutputBudget,
     SandboxedExecute,
 )
+from autograde.grading.settings import Settings
 from autograde.sandbox.kernel import KERNEL_NAME
 
 
@@ -45,8 +46,10 @@ def scratch_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def execute(nb, tmp_path, root, **traits):
-    ex = SandboxedExecute(scratch_root=str(root), probe=False, judge=False, **traits)
+def execute(nb, tmp_path, root, timeout: int, notebook_timeout: int = 600, **traits):
+    settings = Settings(cell_timeout=timeout, notebook_timeout=notebook_timeout, judge=False)
+    ex = SandboxedExecute(scratch_root=str(root), probe=False, settings=settings.to_dict(),
+                          **traits)
     nb, _ = ex.preprocess(nb, {"nbgrader": {"student": "s1"},
                                "metadata": {"path": str(tmp_path)}})
     return nb

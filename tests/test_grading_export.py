@@ -15,6 +15,7 @@ from autograde import build
 from autograde import nbgrader_glue as nbg
 from autograde.grading import export
 from autograde.grading.grader import Grader
+from autograde.grading.settings import Settings
 
 LAB = "lab01_layers"
 pytestmark = pytest.mark.course
@@ -31,7 +32,8 @@ def graded(tmp_path_factory):
                            "--course", str(grading / LAB), "--workers", "2"],
                           capture_output=True, text=True, env=nbg.env(), cwd=build.ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    grader = Grader(LAB, grading / LAB, workers=2, cell_timeout=120)
+    grader = Grader(LAB, grading / LAB, workers=2,
+                    settings=Settings(cell_timeout=120))
     return grading, grader, done.stdout + done.stderr
 
 

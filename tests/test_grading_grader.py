@@ -24,6 +24,7 @@ from lookup import lookup_notebook
 from autograde import build
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError
+from autograde.grading.settings import Settings
 from autograde.nbgrader_glue import COURSE_ID
 from autograde.sandbox.policy import isolation_problem
 
@@ -297,8 +298,9 @@ def graded(tmp_path_factory):
     left_before = _left_canaries()
     # timeouts only a hang reaches (an honest Lab 01 cell takes well under a second), and a
     # cell that hits one is graded again alone before its 0 stands
-    grader = Grader(LAB, course, workers=2, cell_timeout=30, notebook_timeout=300,
-                    memory_mb=1500, disk_mb=200)
+    grader = Grader(LAB, course, workers=2,
+                    settings=Settings(cell_timeout=30, notebook_timeout=300, memory_mb=1500,
+                                      disk_mb=200))
     log = base / "grader.log"
     with _fd_output_to(log):
         results = grader.run(incoming, progress=False)
@@ -536,8 +538,8 @@ def probed(tmp_path_factory):
     nbformat.write(_replace_answer("q1_linear", (
         "import sys\ndef linear_forward(x, W, b):\n    sys.displayhook(100)\n"
         "    raise ValueError('not done')")), incoming / "displayhook.ipynb")
-    grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2, cell_timeout=30,
-                    notebook_timeout=150, judge=False)
+    grader = Grader(LAB, tmp_path_factory.mktemp("probed"), workers=2,
+                    settings=Settings(cell_timeout=30, notebook_timeout=150, judge=False))
     grader.run(incoming, progress=False)
     with open(grader.course / "reports" / LAB / "grades.csv") as f:
         return {r["student"]: r for r in csv.DictReader(f)}
@@ -573,7 +575,8 @@ def test_a_changed_resubmission_is_regraded_alone(tmp_path, capsys):
     incoming.mkdir()
     nbformat.write(_solution(), incoming / "steady.ipynb")
     nbformat.write(_blank(), incoming / "fixer.ipynb")
-    grader = Grader(LAB, tmp_path / "course", workers=1, cell_timeout=60)
+    grader = Grader(LAB, tmp_path / "course", workers=1,
+                    settings=Settings(cell_timeout=60))
     first = {r.student: r for r in grader.run(incoming, progress=False)}
     steady = (grader.journal.folder / "steady.json").read_text()
     nbformat.write(_solution(), incoming / "fixer.ipynb")  # the corrected resubmission
@@ -664,7 +667,8 @@ def test_a_model_made_of_the_test_images_earns_nothing(tmp_path):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     nbformat.write(nb, incoming / "memoriser.ipynb")
-    grader = Grader(lab, tmp_path / "course", workers=1, cell_timeout=120)
+    grader = Grader(lab, tmp_path / "course", workers=1,
+                    settings=Settings(cell_timeout=120))
     grader.run(incoming, progress=False)
     with open(grader.course / "reports" / lab / "grades.csv") as f:
         row = next(csv.DictReader(f))

@@ -17,8 +17,9 @@ from traitlets.config import Config
 
 from autograde.grading import workers
 from autograde.grading.scratch import Scratch
+from autograde.grading.settings import Settings
 from autograde.sandbox import cleanup
-from autograde.sandbox.policy import Policy, isolation_problem
+from autograde.sandbox.policy import isolation_problem
 
 
 def hang_with_a_child(seconds: float) -> int:
@@ -62,7 +63,7 @@ def test_a_timed_out_worker_dies_with_its_children_and_the_pool_heals(pool):
 
 def hang_in_scratch(root: str, seconds: float) -> None:
     """Make a scratch folder as the executor does, for this worker, and hang in it."""
-    with Scratch("slow", Policy(), root):
+    with Scratch("slow", Settings().policy(hide=[]), root):
         time.sleep(seconds)
 
 
@@ -74,7 +75,7 @@ def test_a_killed_workers_scratch_folder_is_removed_at_once(tmp_path, request):
     config.SandboxedExecute.scratch_root = str(root)
     beside = root / "efflab-1-slow-w1-abc"  # another worker's folder, same student name
     beside.mkdir()
-    with workers.start(1, str(tmp_path), {}, config) as p:
+    with workers.start(1, str(tmp_path), {}, config, None) as p:
         with pytest.raises(subprocess.TimeoutExpired):
             p.call(hang_in_scratch, "slow", str(root), 600, timeout=20)
     assert [f.name for f in root.iterdir()] == [beside.name]

@@ -9,23 +9,23 @@ from nbgrader.apps.baseapp import NbGrader
 from autograde import nbgrader_glue as glue
 from autograde.grading.executor import SandboxedExecute
 from autograde.grading.feedback import ShortTracebacks
+from autograde.grading.settings import Settings
 
 
 def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, monkeypatch):
-    settings = glue.GradingSettings(tmp_path, f"sqlite:///{tmp_path}/gb.db", cell_timeout=7,
-                                    notebook_timeout=99, memory_mb=321, judge=False,
-                                    disk_mb=77)
-    config = glue.grading_config(settings, SandboxedExecute, [ShortTracebacks])
+    settings = Settings(cell_timeout=7, notebook_timeout=99, memory_mb=321, judge=False,
+                        disk_mb=77)
+    db_url = f"sqlite:///{tmp_path}/gb.db"
+    config = glue.grading_config(tmp_path, db_url, settings.to_dict(), SandboxedExecute,
+                                 [ShortTracebacks])
     glue.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
     app.load_config_file()  # what every nbgrader command run in the folder does
     loaded = app.config
     assert loaded.CourseDirectory.course_id == glue.COURSE_ID != ""
-    assert loaded.CourseDirectory.db_url == settings.db_url
-    assert (loaded.SandboxedExecute.timeout, loaded.SandboxedExecute.notebook_timeout,
-            loaded.SandboxedExecute.memory_mb, loaded.SandboxedExecute.judge,
-            loaded.SandboxedExecute.disk_mb) == (7, 99, 321, False, 77)
+    assert loaded.CourseDirectory.db_url == db_url
+    assert Settings.from_dict(loaded.SandboxedExecute.settings) == settings
     assert loaded.Autograde.autograde_preprocessors[0] == \
         "autograde.grading.executor.SandboxedExecute"
     assert "autograde.grading.feedback.ShortTracebacks" in \

@@ -24,12 +24,12 @@ STARTER = textwrap.dedent("""
     from jupyter_client.manager import KernelManager
     from autograde.grading.scratch import Scratch
     from autograde.sandbox.kernel import KERNEL_NAME, write_kernelspec
-    from autograde.sandbox.policy import Policy
+    from autograde.grading.settings import Settings
 
     jupyter = Path(tempfile.mkdtemp())
     write_kernelspec(jupyter)
     os.environ["JUPYTER_PATH"] = str(jupyter)
-    with Scratch("linked", Policy(disk_mb=64)) as folder:
+    with Scratch("linked", Settings(disk_mb=64).policy(hide=[])) as folder:
         km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc",
                            ip=str(folder / "kernel-ipc"),
                            connection_file=str(folder / "connection.json"))

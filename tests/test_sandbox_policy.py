@@ -3,21 +3,23 @@ without root (the plan is data; tests/test_grading_grader.py runs it for real)."
 
 import os
 import resource
+from dataclasses import replace
 from pathlib import Path
 
+from autograde.grading.settings import Settings
 from autograde.sandbox import policy
 from autograde.sandbox.policy import Policy, isolation_problem, kernel_env, mount_plan
 
 
 def test_policy_travels_through_the_environment():
-    p = Policy(memory_mb=123, cpu_seconds=7, hide=["/course"])
+    p = Policy(memory_mb=123, cpu_seconds=7, disk_mb=512, hide=["/course"])
     env = p.to_env(Path("/tmp/efflab-1-s-x"))
     assert env["EFFLAB_SCRATCH"] == "/tmp/efflab-1-s-x"
     assert Policy.from_env(env) == p
 
 
 def test_limits_leave_memory_and_processes_to_cgroups_where_there_are_some():
-    p = Policy(memory_mb=100, cpu_seconds=9, file_mb=2, processes=5)
+    p = Policy(memory_mb=100, cpu_seconds=9, disk_mb=512, file_mb=2, processes=5)
     with_cgroups = dict(p.rlimits(memory_cgroup=True, pids_cgroup=True))
     assert with_cgroups[resource.RLIMIT_CPU] == 9
     assert with_cgroups[resource.RLIMIT_FSIZE] == 2 * 2**20
@@ -35,7 +37,7 @@ def _sources(steps):
 
 def test_mount_plan_is_an_allow_list():
     scratch = Path("/tmp/efflab-1-alice-x")
-    steps = mount_plan(Policy(hide=["/srv/course"]), scratch)
+    steps = mount_plan(Settings().policy(hide=["/srv/course"]), scratch)
     root = policy.ROOT
     shown = _sources(steps)
     allowed = {os.path.realpath(p) for p in [*policy.SYSTEM, *policy.visible_code()]}
@@ -54,7 +56,7 @@ def test_mount_plan_is_an_allow_list():
     for path in ["/tmp", "/dev/shm"]:
         i = steps.index(("mkdir", root + path))
         assert steps[i + 1][:3] == ("mount", "-t", "tmpfs")
-        assert f"size={Policy().disk_mb}m" in steps[i + 1][4]
+        assert f"size={Settings().policy(hide=[]).disk_mb}m" in steps[i + 1][4]
     assert ("mount", "-t", "proc", "proc", root + "/proc") in steps
     # code that lives under /tmp (a CI checkout) is shown inside the private /tmp, not
     # covered by it
@@ -74,14 +76,14 @@ def test_code_behind_a_link_is_shown_at_both_places(tmp_path, monkeypatch):
     monkeypatch.setattr(policy.sys, "prefix", str(tmp_path / "venv"))
     shown = policy.visible_code()
     assert str(real) in shown and str(tmp_path / "venv") in shown
-    steps = mount_plan(Policy(), Path("/tmp/efflab-1-s"))
+    steps = mount_plan(Settings().policy(hide=[]), Path("/tmp/efflab-1-s"))
     assert _sources(steps)[policy.ROOT + str(tmp_path / "venv")] == str(real)
 
 
 def test_kernel_environment_carries_nothing_of_the_graders(monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "secret")
     monkeypatch.setenv("EFFLAB_COURSE_ROOT", "/srv/course")
-    env = kernel_env(Policy(threads=1), Path("/tmp/efflab-1-s"))
+    env = kernel_env(replace(Settings().policy(hide=[]), threads=1), Path("/tmp/efflab-1-s"))
     assert "PGPASSWORD" not in env and "EFFLAB_COURSE_ROOT" not in env
     assert env["HOME"] == "/tmp/efflab-1-s" and env["OMP_NUM_THREADS"] == "1"
 

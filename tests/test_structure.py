@@ -1,13 +1,16 @@
 """The shape of autograde/: imports point one way, no import hides in a function, classes
-stay small, and every lab is its own source, checks module and test file."""
+stay small, grading settings are declared once, and every lab is its own source, checks
+module and test file."""
 
 import ast
+import dataclasses
 import importlib
 from pathlib import Path
 
 import pytest
 
 from autograde import build, inventory
+from autograde.grading.settings import Settings
 
 PACKAGE = build.ROOT / "autograde"
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -158,3 +161,40 @@ def test_efflib_functions_named_as_an_answer_are_guarded():
                 assert hasattr(fn, "__efflib_topic__"), \
                     f"efflib's {module.__name__}.{name} is {answers[name]}'s answer, unguarded"
     assert twins  # e.g. conv_output_size, magnitude_mask: the rule is not vacuous
+
+
+SETTINGS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def settings_declared(path: Path) -> list[str]:
+    """Where `path` declares a grading setting with a default of its own: a parameter, a
+    class attribute (a trait, a dataclass field) or a command-line option of that name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            defaulted = [*args.args[len(args.args) - len(args.defaults):],
+                         *(a for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                           if d is not None)]
+            found += [f"{node.name}({a.arg}=...)" for a in defaulted if a.arg in SETTINGS]
+        elif isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                targets = (stmt.targets if isinstance(stmt, ast.Assign) else
+                           [stmt.target] if isinstance(stmt, ast.AnnAssign) and stmt.value
+                           else [])
+                found += [f"{node.name}.{t.id}" for t in targets
+                          if isinstance(t, ast.Name) and t.id in SETTINGS]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("--") and node.value[2:].replace("-", "_") in SETTINGS:
+            found.append(f"option {node.value}")
+    return found
+
+
+def test_grading_settings_are_declared_once():
+    """Every grading setting's default lives in grading.settings.Settings and nowhere else
+    (it was declared in six places, with 3072 typed six times)."""
+    home = PACKAGE / "grading" / "settings.py"
+    assert len(settings_declared(home)) >= len(SETTINGS)  # the rule can see a declaration
+    elsewhere = {module_name(p): found for p in MODULES
+                 if p != home and (found := settings_declared(p))}
+    assert not elsewhere, f"grading settings declared outside grading.settings: {elsewhere}"

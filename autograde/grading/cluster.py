@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Bool, Integer, Unicode
+from traitlets import Dict, Unicode
 
 from autograde.grading.executor import SandboxedExecute
 from autograde.grading.secret import key_path
@@ -65,23 +65,13 @@ def close_client(address: str) -> None:
         c.close()
 
 
-def settings_of(pre) -> dict:
-    """The executor settings a task carries (the grading folder's, from its config)."""
-    return {"timeout": pre.timeout, "notebook_timeout": pre.notebook_timeout,
-            "memory_mb": pre.memory_mb, "disk_mb": pre.disk_mb, "judge": pre.judge}
-
-
 class ClusterExecute(NbGraderPreprocessor):
     """nbgrader's Execute step, done by a task on the Dask cluster at `scheduler`."""
 
     scheduler = Unicode("", help="Address of the Dask scheduler (tcp://HOST:8786)").tag(
         config=True)
-    timeout = Integer(60, help="Seconds per cell").tag(config=True)
-    notebook_timeout = Integer(600, help="Wall-clock seconds for the whole notebook").tag(
-        config=True)
-    memory_mb = Integer(3072, help="Memory limit of the kernel (MB)").tag(config=True)
-    disk_mb = Integer(512, help="Size of the kernel's writable places (MB)").tag(config=True)
-    judge = Bool(True, help="Judge test cells outside the kernel").tag(config=True)
+    settings = Dict(help="The grading settings (autograde.grading.settings.Settings, as "
+                         "a dict), sent with each task").tag(config=True)
 
     def preprocess(self, nb, resources):
         student = resources.get("nbgrader", {}).get("student", "student")
@@ -89,7 +79,7 @@ class ClusterExecute(NbGraderPreprocessor):
         course = Path(os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd()))
         key = key_path(course, lab).read_bytes() if lab else b""
         future = client(self.scheduler).submit(
-            execute_notebook, nbformat.writes(nb), settings_of(self), student, lab, key,
+            execute_notebook, nbformat.writes(nb), self.settings, student, lab, key,
             pure=False)
         # a worker that dies mid-task has the task rerun elsewhere by the scheduler; the
         # result is recorded once, here, whichever worker produced it
@@ -121,7 +111,7 @@ def execute_notebook(nb_json: str, settings: dict, student: str, lab: str = "",
                 path = key_path(Path(course), lab)
                 path.parent.mkdir(mode=0o700)
                 path.write_bytes(grading_key)
-            nb, _ = SandboxedExecute(**settings).preprocess(
+            nb, _ = SandboxedExecute(settings=settings).preprocess(
                 nbformat.reads(nb_json, as_version=4),
                 {"nbgrader": {"student": student, "assignment": lab},
                  "metadata": {"path": course}})

@@ -21,7 +21,7 @@ from pathlib import Path
 from jupyter_core.utils import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.execute import Execute
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Dict, Integer, Unicode
 
 from autograde.grading.clean_kernel import clean_room_of
 from autograde.grading.judged_cell import run_judged
@@ -32,10 +32,10 @@ from autograde.grading.sandbox_manager import SandboxManager
 from autograde.grading.sanitize import passive_outputs
 from autograde.grading.scratch import Scratch
 from autograde.grading.secret import key_path, read_key
+from autograde.grading.settings import Settings
 from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import error_output, is_answer_cell, is_test_cell
-from autograde.sandbox.policy import Policy
 
 KERNEL_START_FAILED = "the sandbox could not start a kernel"
 
@@ -73,21 +73,14 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
 
     scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
                                     "system's temporary folder)").tag(config=True)
-    notebook_timeout = Integer(600, help="Wall-clock seconds for the whole notebook").tag(
-        config=True)
+    settings = Dict(help="The grading settings (autograde.grading.settings.Settings, as "
+                         "a dict): time, memory and disk limits, judging").tag(config=True)
     max_output_bytes = Integer(2_000_000, help="Output kept per notebook").tag(config=True)
-    memory_mb = Integer(3072, help="Memory limit of the kernel (MB)").tag(config=True)
-    disk_mb = Integer(512, help="Size of each of the kernel's writable places: its scratch "
-                                "folder, /tmp and /dev/shm (MB)").tag(config=True)
-    cpu_seconds = Integer(600, help="CPU-time limit of the kernel (s)").tag(config=True)
     probe = Bool(True, help="Probe for tampering after kernel-run test cells").tag(config=True)
-    judge = Bool(True, help="Judge test cells in the grader, asking the kernel only for "
-                            "plain values (autograde.judging)").tag(config=True)
-    clean_room = Bool(True, help="Judge the functions and classes tests read where this "
-                                 "lab's answers do not exist (judging.clean_room)").tag(
-        config=True)
 
     def preprocess(self, nb, resources=None, km=None):
+        self._settings = Settings.from_dict(self.settings)
+        self.timeout = self._settings.cell_timeout  # nbclient's, per cell
         self._dead, self._tampered, self._zmq, self._cells_seen = "", "", None, 0
         self._budget, self._probe_budget = OutputBudget(self.max_output_bytes), None
         self._start = time.monotonic()
@@ -97,12 +90,12 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
         course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
         # read before a kernel starts; a notebook of no lab (the preflight) runs no checks
         hidden_cases = keyed(read_key(key_path(Path(course), lab))) if lab else nullcontext()
-        policy = Policy(memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
-                        disk_mb=self.disk_mb, hide=[str(Path(course).resolve())])
+        policy = self._settings.policy(hide=[str(Path(course).resolve())])
+        clean = self._settings.judge and self._settings.clean_room
         with Scratch(student, policy, self.scratch_root) as self._scratch, \
                 tempfile.TemporaryFile() as self._launcher_log, hidden_cases, \
-                (clean_room_of(nb, lab, student, policy, self.scratch_root)
-                 if self.judge and self.clean_room else None) or nullcontext() as self._clean:
+                (clean_room_of(nb, lab, student, policy, self.scratch_root) if clean
+                 else None) or nullcontext() as self._clean:
             try:
                 nb, resources = super().preprocess(nb, resources, km)
             except Exception as e:  # noqa: BLE001 - the kernel failed to start or vanished
@@ -122,17 +115,18 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
 
     def preprocess_cell(self, cell, resources, index):
         self._cells_seen += 1
-        out_of_time = not self._dead and time.monotonic() - self._start > self.notebook_timeout
+        budget = self._settings.notebook_timeout
+        out_of_time = not self._dead and time.monotonic() - self._start > budget
         if out_of_time:
-            self._dead = f"the notebook ran out of its {self.notebook_timeout} s budget"
+            self._dead = f"the notebook ran out of its {budget} s budget"
             self._stop_kernel()
         if self._dead:
             if is_test_cell(cell):
                 cell.outputs = [error_output("NotRun", f"not run: {self._dead}")]
             if out_of_time:
-                cell.outputs = [*cell.get("outputs", []), timeout_note(self.notebook_timeout)]
+                cell.outputs = [*cell.get("outputs", []), timeout_note(budget)]
             return cell, self.resources
-        if is_test_cell(cell) and self.judge and judged_checks(cell.source):
+        if is_test_cell(cell) and self._settings.judge and judged_checks(cell.source):
             with self._answers_judged(cell):  # what its answer cells called counts too
                 self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
                                                    self.timeout, self._clean)

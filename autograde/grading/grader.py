@@ -28,8 +28,9 @@ from autograde.grading.journal import Journal, Result
 from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.preflight import preflight
 from autograde.grading.report import lost_marks, timed_out, whole_reasons, write_reports
+from autograde.grading.settings import DEFAULTS, Settings
 from autograde.grading.submissions import Submission, collect, reasons, repair
-from autograde.nbgrader_glue import GradingSettings, NbgraderError, grade_id
+from autograde.nbgrader_glue import NbgraderError, grade_id
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
 from autograde.sandbox.policy import isolation_problem
@@ -41,9 +42,8 @@ class Grader:
     """One lab, one grading folder; `run(submissions)` grades and reports."""
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
-                 cell_timeout: int = 60, notebook_timeout: int = 600, memory_mb: int = 3072,
-                 judge: bool = True, disk_mb: int = 512, scheduler: str | None = None,
-                 secret_file: Path | None = None, clean_room: bool = True):
+                 settings: Settings = DEFAULTS, scheduler: str | None = None,
+                 secret_file: Path | None = None):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
@@ -51,11 +51,11 @@ class Grader:
         self.fingerprint = ""  # of the secret, once `release` has read it
         self.db_url = db_url or f"sqlite:///{self.course / 'gradebook.db'}"
         self.journal = Journal(self.course / "journal" / lab)
-        self.settings = GradingSettings(self.course, self.db_url, cell_timeout, notebook_timeout,
-                                        memory_mb, judge, disk_mb, clean_room)
+        self.settings = settings
         self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
         self.config = nbgrader_glue.grading_config(
-            self.settings, ClusterExecute if scheduler else SandboxedExecute,
+            self.course, self.db_url, settings.to_dict(),
+            ClusterExecute if scheduler else SandboxedExecute,
             [ShortTracebacks, QuestionTitles, MathML], (StudentsOwnRun,))
         if scheduler:
             self.config.ClusterExecute.scheduler = scheduler
@@ -175,11 +175,8 @@ def time_note(timed_out: bool, retried: bool) -> str:
 
 def saved_settings(grader: Grader) -> dict:
     """What a regrade needs of this run (SETTINGS_FILE): the same kernel, judge and key."""
-    s = grader.settings
-    return {"workers": grader.workers, "db_url": grader.db_url, "cell_timeout": s.cell_timeout,
-            "notebook_timeout": s.notebook_timeout, "memory_mb": s.memory_mb,
-            "judge": s.judge, "disk_mb": s.disk_mb, "secret_file": str(grader.secret_file),
-            "clean_room": s.clean_room}
+    return {"workers": grader.workers, "db_url": grader.db_url,
+            "secret_file": str(grader.secret_file), "settings": grader.settings.to_dict()}
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:

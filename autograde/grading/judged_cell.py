@@ -26,10 +26,10 @@ def budget_seconds(cell_timeout: int | None) -> int:
 
 
 def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
-               clean_room=None) -> tuple[str, bool]:
-    """Judge `cell`, setting its outputs, its functions and classes from `clean_room` (a
-    `grading.clean_kernel.CleanKernel`) if given; return why the kernel died ('' if it did
-    not) and whether a call into the kernel ran out of time."""
+               room=None) -> tuple[str, bool]:
+    """Judge `cell`, setting its outputs, its functions and classes from `room` (the clean
+    room, a `grading.clean_kernel.CleanKernel`) if given; return why the kernel died ('' if
+    it did not) and whether a call into the kernel ran out of time."""
     cell.execution_count = None
     interrupt = run_sync(km.interrupt_kernel)
     try:
@@ -41,17 +41,17 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
     msg_id = kc.execute(request_loop_code(str(channel.path)), store_history=False,
                         allow_stdin=False, stop_on_error=False)
     with channel:
-        session = Session(channel.ask, clean_room)
-        with clean_room.judging(session, budget_seconds(cell_timeout), cell_timeout) \
-                if clean_room is not None else contextlib.nullcontext():
+        session = Session(channel.ask, room)
+        with room.judging(session, budget_seconds(cell_timeout), cell_timeout) \
+                if room is not None else contextlib.nullcontext():
             shown, error = judge_cell(cell.source, session)
     dead = channel.broken
     printed = ""
     if not dead:
         printed, silent = drained(run_sync(kc.get_iopub_msg), msg_id)
         dead = "the kernel did not finish the test's requests" if silent else ""
-    if clean_room is not None:  # what the student's functions printed there
-        printed += clean_room.printed
+    if room is not None:  # what the student's functions printed there
+        printed += room.printed
     text = printed + shown
     cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=text)] \
         if text else []
@@ -59,7 +59,7 @@ def run_judged(cell, kc, km, scratch: Path, cell_timeout: int | None,
         cell.outputs.append(error_output("KernelDied", dead))
     elif error is not None:
         cell.outputs.append(error_output(type(error).__name__, str(error)))
-    return dead, channel.timed_out or (clean_room is not None and clean_room.timed_out)
+    return dead, channel.timed_out or (room is not None and room.timed_out)
 
 
 def drained(get_msg, msg_id: str, seconds: float = 30) -> tuple[str, bool]:

@@ -22,6 +22,7 @@ from autograde.grading.grader import (
 )
 from autograde.grading.journal import Result
 from autograde.grading.lock import Busy, grading_lock
+from autograde.grading.settings import Settings
 from autograde.grading.submissions import Submission
 
 
@@ -36,7 +37,15 @@ def graded_before(lab: str, course: Path) -> Grader:
         raise RegradeError(f"{course} has no graded class of {lab} (no {path.name}): run "
                            f"`make grade LAB={lab} SUBMISSIONS=...` first")
     saved = json.loads(path.read_text())
-    return Grader(lab, course, **{**saved, "secret_file": Path(saved["secret_file"])})
+    # a folder graded before the settings were one record keeps them beside the others
+    settings = saved.pop("settings", None) or {
+        k: saved.pop(k) for k in [*saved] if k not in ("workers", "db_url", "secret_file")}
+    try:
+        return Grader(lab, course, saved["workers"], saved["db_url"],
+                      Settings.from_dict(settings), secret_file=Path(saved["secret_file"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RegradeError(f"{path} does not hold a grade run's settings ({type(e).__name__}: "
+                           f"{e}): run `make grade LAB={lab} SUBMISSIONS=...` again") from None
 
 
 def regrade(lab: str, course: Path, student: str) -> Result:

@@ -50,7 +50,7 @@ class Workers:
     it raise WorkerLost, so that their students can be tried again."""
 
     def __init__(self, count: int, course: str, env: dict[str, str], config,
-                 memory_mb: int = 0):
+                 memory_mb: int | None):
         env = {"EFFLAB_GRADER_PID": str(os.getpid()), **env}  # the cgroups' living owner
         self._args = (count, course, env, config, memory_mb)
         self._pids = Path(course) / "workers"  # STUDENT.pid: the worker grading STUDENT
@@ -120,8 +120,9 @@ class Workers:
 
 
 def start(workers: int, course: str, env: dict[str, str], config,
-          memory_mb: int = 0) -> Workers:
-    """A self-healing pool of `workers` warm processes for the grading folder `course`."""
+          memory_mb: int | None) -> Workers:
+    """A self-healing pool of `workers` warm processes for the grading folder `course`, each
+    held to `memory_mb` where the machine isolates (None: unlimited)."""
     return Workers(workers, course, env, config, memory_mb)
 
 
@@ -134,7 +135,7 @@ def _task(pid_file: str, fn: Callable, *args):
         Path(pid_file).unlink(missing_ok=True)
 
 
-def _init(course: str, env: dict[str, str], config, memory_mb: int = 0) -> None:
+def _init(course: str, env: dict[str, str], config, memory_mb: int | None) -> None:
     global _API
 
     def orphan_watch(parent: int = os.getppid()) -> None:  # a worker never outlives its grader

@@ -93,9 +93,9 @@ def _student_error(name: str, message: str) -> BaseException:
 class Session:
     """One judged test cell: `ask(request) -> answer` reaches the kernel."""
 
-    def __init__(self, ask: Callable[[dict], dict], clean_room=None):
+    def __init__(self, ask: Callable[[dict], dict], room=None):
         self.ask = ask
-        self.clean_room = clean_room  # where functions and classes come from, if anywhere
+        self.clean_room = room  # where functions and classes come from, if anywhere
 
     def _ref(self, ref: int, type_name: str, is_callable: bool) -> Remote:
         return Remote(self, ref, type_name, is_callable)

@@ -29,13 +29,14 @@ DEVICES = ["null", "zero", "full", "random", "urandom"]
 
 @dataclass
 class Policy:
-    """What a student's kernel may use."""
+    """What a student's kernel may use (the grader's choices come from its settings:
+    autograde.grading.settings.Settings.policy)."""
 
-    memory_mb: int = 3072
-    cpu_seconds: int = 600
+    memory_mb: int
+    cpu_seconds: int
+    disk_mb: int  # each of scratch, /tmp and /dev/shm is a tmpfs of this size
     file_mb: int = 64
     processes: int = 512  # in the kernel's own pids cgroup (RLIMIT_NPROC only without one)
-    disk_mb: int = 512  # each of scratch, /tmp and /dev/shm is a tmpfs of this size
     threads: int = 1  # torch/OpenMP threads: parallel graders must not oversubscribe cores
     hide: list[str] = field(default_factory=list)  # extra paths to hide
     # folders shown in place of others ({shown path: source}): the clean room's efflib
