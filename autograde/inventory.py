@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 
 from autograde import build, checks
+from autograde.headings import headings
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import is_test_cell
 
-_QUESTION = re.compile(r"^## (Q\d+)\. (.*?) \((\d+) points?\b", re.M)
 _TITLE = re.compile(r"^# Lab \d+: (.+)$", re.M)
 
 
@@ -44,7 +44,8 @@ def facts(lab: str) -> LabFacts:
         if cell.cell_type == "markdown":
             if m := _TITLE.search(cell.source):
                 title = title if title != lab else m.group(1).strip()
-            questions += [Question(q, t, int(p)) for q, t, p in _QUESTION.findall(cell.source)]
+            questions += [Question(h.qid, h.title, h.points)
+                          for h in headings(cell.source) if h.points is not None]
         meta = cell.metadata.get("nbgrader", {})
         if not meta.get("grade"):
             continue

@@ -20,6 +20,7 @@ from nbgrader.server_extensions.validate_assignment import handlers
 from nbgrader.validator import Validator
 from traitlets import List
 
+from autograde.headings import headings
 from autograde.judging import answer_pairs, definitions
 from autograde.nbgrader_glue import (
     answer_and_test_ids,
@@ -30,7 +31,6 @@ from autograde.nbgrader_glue import (
 )
 
 TIMED_OUT = ("CellTimeoutError",)  # nbclient's error for a cell past Validate's time limit
-_HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\.\s.*?)\s*(\(\d.*\))?\s*$", re.M)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -53,8 +53,8 @@ def summary(nb) -> list[str]:
     verdicts: dict[str, list[str]] = {}
     title = "Before the questions"
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and (m := _HEADING.search(cell.source)):
-            title = m.group(1)
+        if cell.cell_type == "markdown" and (heads := headings(cell.source)):
+            title = heads[0].label
         if not utils.is_grade(cell):
             continue
         if cell.cell_type == "code":

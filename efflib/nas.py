@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from efflib.graded import reference
 from efflib.latency import measure_latency, one_noise_warning
+from efflib.models.blocks import conv_norm_act
 
 SPACE = {"width": (8, 12, 16), "depth": (1, 2, 3), "kernel": (3, 5), "expand": (1, 2, 4)}
 Key = tuple  # ("stem", w) | ("block", c_in, c_out, kernel, expand, stride, res) | ("head", c, res)
@@ -70,23 +71,17 @@ def layer_keys(config: Mapping) -> list[Key]:
     return keys
 
 
-def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
-                  relu: bool = True):
-    return [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(c_out), *([nn.ReLU(inplace=True)] if relu else [])]
-
-
 def layer(key: Key) -> nn.Sequential:
     """The layer a table key names, freshly initialised."""
     kind = key[0]
     if kind == "stem":
-        return nn.Sequential(*_conv_bn_relu(1, key[1], 3))
+        return nn.Sequential(*conv_norm_act(1, key[1], 3))
     if kind == "block":
         _, c_in, c_out, k, e, stride, _ = key
         mid = c_in * e
-        expand = _conv_bn_relu(c_in, mid, 1) if e > 1 else []
-        return nn.Sequential(*expand, *_conv_bn_relu(mid, mid, k, stride, groups=mid),
-                             *_conv_bn_relu(mid, c_out, 1, relu=False))  # linear bottleneck
+        expand = conv_norm_act(c_in, mid, 1) if e > 1 else []
+        return nn.Sequential(*expand, *conv_norm_act(mid, mid, k, stride, groups=mid),
+                             *conv_norm_act(mid, c_out, 1, activation=None))  # linear bottleneck
     if kind == "head":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(key[1], 10))
     raise ValueError(f"unknown layer key {key!r}")

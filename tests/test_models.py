@@ -1,5 +1,7 @@
 """efflib.models: torchvision's published parameter counts and MACs, shapes, building blocks."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -152,3 +154,34 @@ def test_early_exit_cnn_exits_and_full_path():
     assert early.shape == final.shape == (3, 10)
     assert torch.equal(final, model(x))
     assert torch.equal(early, model.exit1(model.block1(x)))
+
+
+@pytest.mark.parametrize("kernel, stride, out", [(3, 1, 8), (5, 1, 8), ((1, 7), 1, 8),
+                                                 ((7, 1), 1, 8), (3, 2, 4), (1, 2, 4)])
+def test_conv_norm_act_keeps_the_size_at_stride_1(kernel, stride, out):
+    block = nn.Sequential(*models.conv_norm_act(4, 6, kernel, stride))
+    assert block(torch.randn(2, 4, 8, 8)).shape == (2, 6, out, out)
+
+
+def test_conv_norm_act_has_no_conv_bias_and_the_asked_norm_and_activation():
+    conv, norm, act = models.conv_norm_act(4, 8, 3, groups=4, activation=nn.ReLU6, eps=1e-3)
+    assert conv.bias is None and conv.groups == 4 and norm.eps == 1e-3
+    assert type(act) is nn.ReLU6 and act.inplace
+    assert [type(m) for m in models.conv_norm_act(4, 8, 1, activation=None)] == \
+        [nn.Conv2d, nn.BatchNorm2d]
+
+
+def test_conv_norm_activation_is_written_once():
+    """Six models once had a conv + norm helper each; only the block builds a norm now
+    (VGG's stage is an answer key: a student writes it, conv bias and all, as VGG-BN)."""
+    efflib = Path(models.__file__).parent.parent
+    building = [p.relative_to(efflib).as_posix()
+                for p in [*(efflib / "models").glob("*.py"), efflib / "nas.py"]
+                if "BatchNorm2d(" in p.read_text()]
+    assert sorted(building) == ["models/blocks.py", "models/vgg.py"]
+    for make in (models.digit_cnn, models.early_exit_cnn, models.mobilenet_v2,
+                 models.shufflenet_v2, models.resnet50, models.inception_block):
+        leaves = [m for m in make().modules() if not list(m.children())]
+        pairs = [(a, b) for a, b in zip(leaves[:-1], leaves[1:], strict=True)
+                 if isinstance(b, nn.BatchNorm2d)]
+        assert pairs and all(isinstance(a, nn.Conv2d) and a.bias is None for a, _ in pairs)

@@ -28,7 +28,7 @@ from autograde.checks.api import (
     torch_gen,
     watch,
 )
-from efflib.quant import huffman
+from efflib.quant import huffman, int8_cases
 from efflib.quant.binary import binarize, ternarize
 from efflib.quant.calibration import kl_divergences
 from efflib.quant.integer import QParams, QuantizedLayer, quantize_multiplier
@@ -445,34 +445,21 @@ def check_int_conv2d(fn, hidden: bool = False) -> None:
         g = torch_gen(r)
         c_in, c_out = r.randint(1, 6), r.randint(1, 6)
         k, stride, padding = r.choice([1, 3]), r.randint(1, 2), r.randint(0, 1)
-        conv = torch.nn.Conv2d(c_in, c_out, k, stride, padding)
-        with torch.no_grad():
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
-            conv.bias.copy_(torch.randn(c_out, generator=g) * 0.1)
-        x = torch.randn(2, c_in, r.randint(3, 8), r.randint(3, 8), generator=g) + 0.3
-        # the output grid holds negatives, so a ReLU's clamp at z_y matters
-        xq, yq = QParams.observe(x), QParams.observe(conv(x))
-        layer = QuantizedLayer(conv, xq, yq, relu=trial % 2 == 0)
-        qx = quantize(x, xq.scale, xq.zero_point, QuantSpec(8, False))
+        shape = (2, c_in, r.randint(3, 8), r.randint(3, 8))
+        layer, qx = int8_cases.random_conv(g, shape, c_out, k, stride, padding,
+                                           relu=trial % 2 == 0, offset=0.3)
         _expect_int_conv(fn, layer, qx, stride, padding)
     _expect_int_conv(fn, *ties_case(), stride=1, padding=1)
 
 
 def ties_case() -> tuple[QuantizedLayer, torch.Tensor]:
-    """Small integers and M = 1/4 exactly, nothing saturating: a quarter of the results lie
-    exactly halfway, of both signs; the fixed-point formula rounds them up (to +inf), where
-    rounding half to even or away from zero gives other integers."""
+    """A quarter of the results exactly halfway (int8_cases.halfway), from a fixed seed."""
     g = torch.Generator().manual_seed(4)
     conv = torch.nn.Conv2d(3, 4, 3, padding=1)
     x = torch.randn(2, 3, 6, 6, generator=g)
     xq = QParams.observe(x)
     layer = QuantizedLayer(conv, xq, QParams.observe(x), relu=False)
-    layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
-    layer.bias = torch.zeros_like(layer.bias)
-    layer.m0 = torch.full_like(layer.m0, 2**30)
-    layer.shift = torch.ones_like(layer.shift)
-    layer.y = QParams(layer.y.scale, 128)
-    return layer, xq.zero_point + torch.randint(-1, 2, x.shape, generator=g)
+    return int8_cases.halfway(layer, x.shape, g)
 
 
 def _expect_int_conv(fn, layer: QuantizedLayer, qx: torch.Tensor, stride: int,

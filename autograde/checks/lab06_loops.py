@@ -33,8 +33,8 @@ from autograde.checks.api import (
     watch,
 )
 from efflib import export_c
-from efflib.quant.integer import QParams, QuantizedLayer, convert
-from efflib.quant.linear import QuantSpec, quantize
+from efflib.quant import int8_cases
+from efflib.quant.integer import QParams, convert
 
 CONV_OPS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose2d",
             "unfold", "fold", "im2col", "col2im", "avg_pool2d", "adaptive_avg_pool2d",
@@ -291,26 +291,13 @@ def check_c_speedup(source, fast_source) -> None:
 
 def _int8_case(g, c: int, h: int, w_: int, m: int, k: int, pad: int, relu: bool,
                scale: float = 0.3):
-    conv = torch.nn.Conv2d(c, m, k, padding=pad)
-    with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * scale)
-        conv.bias.copy_(torch.randn(m, generator=g) * 0.1)
-    x = torch.randn(1, c, h, w_, generator=g) + 0.2
-    xq, yq = QParams.observe(x), QParams.observe(conv(x))
-    layer = QuantizedLayer(conv, xq, yq, relu=relu)
-    return layer, quantize(x, xq.scale, xq.zero_point, QuantSpec(8, signed=False))
+    return int8_cases.random_conv(g, (1, c, h, w_), m, k, 1, pad, relu, scale)
 
 
 def _int8_ties(g):
-    """Small integers and M = 1/4 exactly: a quarter of the results lie halfway, of both
-    signs; the fixed-point formula rounds them up, other roundings do not."""
+    """Halfway results (int8_cases.halfway): the fixed-point formula rounds them up."""
     layer, qx = _int8_case(g, 3, 6, 6, 4, 3, 1, relu=False)
-    layer.weight = torch.randint(-1, 2, layer.weight.shape, generator=g)
-    layer.bias = torch.zeros_like(layer.bias)
-    layer.m0 = torch.full_like(layer.m0, 2**30)
-    layer.shift = torch.ones_like(layer.shift)
-    layer.y = QParams(layer.y.scale, 128)
-    return layer, layer.x.zero_point + torch.randint(-1, 2, qx.shape, generator=g)
+    return int8_cases.halfway(layer, qx.shape, g)
 
 
 def _int8_large(g):

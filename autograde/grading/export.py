@@ -12,8 +12,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from nbgrader.api import MissingEntry
-
 from autograde import build, nbgrader_glue
 from autograde.grading.feedback import generate as feedback_pages
 from autograde.grading.journal import Journal
@@ -29,21 +27,19 @@ def course_db(course: Path) -> str:
 
 def lab_rows(db_url: str, lab: str) -> list[dict]:
     """One row per student of the gradebook: automatic, by hand, total, pending ids."""
-    rows = []
     with nbgrader_glue.gradebook(db_url) as gb:
-        max_score = gb.find_assignment(lab).max_score
-        for student in sorted(s.id for s in gb.students):
-            try:
-                grades = gb.find_submission_notebook(lab, lab, student).grades
-            except MissingEntry:
-                grades = []
-            auto = sum(float(g.score or 0) for g in grades if not nbgrader_glue.by_hand(g))
-            hand = sum(float(g.score or 0) for g in grades if nbgrader_glue.by_hand(g))
-            pending = sorted((g.name for g in grades if g.needs_manual_grade),
-                             key=nbgrader_glue.natural)
-            rows.append({"student": student, "automatic": auto, "by_hand": hand,
-                         "total": auto + hand, "max_score": float(max_score),
-                         "needs_hand_grading": " ".join(pending)})
+        max_score = float(gb.find_assignment(lab).max_score)
+        students = sorted(s.id for s in gb.students)
+    marks, _ = nbgrader_glue.scores(db_url, lab, students)  # the one reader of grades
+    rows = []
+    for student in students:
+        got = marks[student]
+        auto = sum(m.score for m in got.values() if not m.manual)
+        hand = sum(m.score for m in got.values() if m.manual)
+        pending = sorted((gid for gid, m in got.items() if m.pending), key=nbgrader_glue.natural)
+        rows.append({"student": student, "automatic": auto, "by_hand": hand,
+                     "total": auto + hand, "max_score": max_score,
+                     "needs_hand_grading": " ".join(pending)})
     return rows
 
 

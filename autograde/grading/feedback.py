@@ -17,11 +17,11 @@ from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograde.grading.sanitize import clean_html
+from autograde.headings import headings
 from autograde.nbgrader_glue import gradebook, is_test_cell, run
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "efflab_feedback"
-_HEADING = re.compile(r"^##\s+(Q\d+[a-z]?\..*?)\s*(\(\d.*\))?\s*$", re.M)
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 
 
@@ -69,8 +69,8 @@ class QuestionTitles(NbGraderPreprocessor):
                 pass
         question = ""
         for cell in nb.cells:
-            if cell.cell_type == "markdown" and (m := _HEADING.search(cell.source)):
-                question = m.group(1)
+            if cell.cell_type == "markdown" and (heads := headings(cell.source)):
+                question = heads[0].label
             g = cell.metadata.get("nbgrader", {})
             if g.get("grade") or g.get("solution"):
                 cell.metadata["efflab_question"] = question

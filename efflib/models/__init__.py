@@ -1,6 +1,7 @@
 """The course's CNNs, written layer by layer (torchvision does not import beside torch 2.13)."""
 
 from efflib.models.alexnet import AlexNet, alexnet
+from efflib.models.blocks import conv_norm_act
 from efflib.models.digits import DigitCNN, digit_cnn
 from efflib.models.early_exit import EarlyExitCNN, early_exit_cnn
 from efflib.models.inception import InceptionFactorised, inception_block
@@ -15,5 +16,5 @@ __all__ = [
     "InceptionFactorised", "inception_block",
     "LeNet5", "lenet5", "InvertedResidual", "MobileNetV2", "mobilenet_v2", "Bottleneck",
     "ResNet", "resnet50", "ShuffleNetV2", "ShuffleUnit", "channel_shuffle", "shufflenet_v2",
-    "VGG", "vgg16",
+    "VGG", "vgg16", "conv_norm_act",
 ]

@@ -3,6 +3,8 @@
 import torch
 import torch.nn as nn
 
+from efflib.models.blocks import conv_norm_act
+
 
 class DigitCNN(nn.Module):
     """Three 3x3 conv layers with BatchNorm, one 2x2 pool, global average pool, linear."""
@@ -11,12 +13,9 @@ class DigitCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w),
-            nn.ReLU(inplace=True),
+            *conv_norm_act(1, w, 3), *conv_norm_act(w, 2 * w, 3),
             nn.MaxPool2d(2),                                                    # (N, 2w, 4, 4)
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1, bias=False), nn.BatchNorm2d(4 * w),
-            nn.ReLU(inplace=True),
+            *conv_norm_act(2 * w, 4 * w, 3),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * w, num_classes)

@@ -7,10 +7,7 @@ Neural Networks, ICPR 2016 (https://arxiv.org/abs/1709.01686).
 import torch
 import torch.nn as nn
 
-
-def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True)]
+from efflib.models.blocks import conv_norm_act
 
 
 class EarlyExitCNN(nn.Module):
@@ -23,11 +20,11 @@ class EarlyExitCNN(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 16):
         super().__init__()
         w = width
-        self.block1 = nn.Sequential(*_conv_bn_relu(1, w), *_conv_bn_relu(w, 2 * w),
+        self.block1 = nn.Sequential(*conv_norm_act(1, w, 3), *conv_norm_act(w, 2 * w, 3),
                                     nn.MaxPool2d(2))                 # (N, 2w, 4, 4)
         self.exit1 = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 16, num_classes))
-        self.block2 = nn.Sequential(*_conv_bn_relu(2 * w, 4 * w),
-                                    *_conv_bn_relu(4 * w, 4 * w))    # (N, 4w, 4, 4)
+        self.block2 = nn.Sequential(*conv_norm_act(2 * w, 4 * w, 3),
+                                    *conv_norm_act(4 * w, 4 * w, 3))    # (N, 4w, 4, 4)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                   nn.Linear(4 * w, num_classes))     # (N, num_classes)
 

@@ -7,11 +7,12 @@ https://arxiv.org/abs/1512.00567
 import torch
 import torch.nn as nn
 
+from efflib.models.blocks import conv_norm_act
+
 
 def conv_bn(c_in: int, c_out: int, k: tuple[int, int]) -> nn.Sequential:
-    """Conv with same padding (no bias) + BatchNorm + ReLU."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=(k[0] // 2, k[1] // 2), bias=False),
-                         nn.BatchNorm2d(c_out, eps=1e-3), nn.ReLU(inplace=True))
+    """Inception's conv + BatchNorm (eps 1e-3) + ReLU, as one module."""
+    return nn.Sequential(*conv_norm_act(c_in, c_out, k, eps=1e-3))
 
 
 class InceptionFactorised(nn.Module):

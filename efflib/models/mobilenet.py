@@ -7,6 +7,8 @@ https://arxiv.org/abs/1801.04381
 import torch
 import torch.nn as nn
 
+from efflib.models.blocks import conv_norm_act
+
 # t: expansion, c: output channels, n: repeats, s: stride of the first repeat
 _SETTINGS = [
     # t, c, n, s
@@ -28,12 +30,9 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
                   relu: bool = True) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm (+ ReLU6)."""
-    layers = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(c_out)]
-    if relu:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+    """MobileNetV2's conv + BatchNorm (+ ReLU6), as one module."""
+    return nn.Sequential(*conv_norm_act(c_in, c_out, k, stride, groups,
+                                        nn.ReLU6 if relu else None))
 
 
 class InvertedResidual(nn.Module):

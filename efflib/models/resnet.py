@@ -7,13 +7,13 @@ He et al., Deep Residual Learning for Image Recognition, https://arxiv.org/abs/1
 import torch
 import torch.nn as nn
 
+from efflib.models.blocks import conv_norm_act
+
 
 def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
-    """Conv (no bias, BN has one) + BatchNorm (+ ReLU)."""
-    layers = [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    """ResNet's conv + BatchNorm (+ ReLU), as one module."""
+    return nn.Sequential(*conv_norm_act(c_in, c_out, k, stride,
+                                        activation=nn.ReLU if relu else None))
 
 
 class Bottleneck(nn.Module):

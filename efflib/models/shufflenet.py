@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from efflib.graded import reference
+from efflib.models.blocks import conv_norm_act
 
 # table 5 of the paper: output channels of conv1, stage2, stage3, stage4, conv5
 _WIDTHS = {
@@ -29,13 +30,6 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(n, c, h, w)
 
 
-def _conv_bn(c_in: int, c_out: int, k: int, stride: int = 1, depthwise: bool = False,
-             relu: bool = True) -> list[nn.Module]:
-    layers = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=c_in if depthwise else 1,
-                        bias=False), nn.BatchNorm2d(c_out)]
-    return layers + [nn.ReLU(inplace=True)] if relu else layers
-
-
 class ShuffleUnit(nn.Module):
     """Stride 1: split the channels, transform one half. Stride 2: two downsampling branches."""
 
@@ -45,13 +39,13 @@ class ShuffleUnit(nn.Module):
             raise ValueError("a stride-1 ShuffleUnit keeps its channel count")
         half = c_out // 2
         self.stride = stride
-        self.branch1 = (nn.Sequential(*_conv_bn(c_in, c_in, 3, stride, depthwise=True, relu=False),
-                                      *_conv_bn(c_in, half, 1))
+        self.branch1 = (nn.Sequential(*conv_norm_act(c_in, c_in, 3, stride, c_in, None),
+                                      *conv_norm_act(c_in, half, 1))
                         if stride > 1 else nn.Identity())
         self.branch2 = nn.Sequential(
-            *_conv_bn(c_in if stride > 1 else half, half, 1),
-            *_conv_bn(half, half, 3, stride, depthwise=True, relu=False),
-            *_conv_bn(half, half, 1),
+            *conv_norm_act(c_in if stride > 1 else half, half, 1),
+            *conv_norm_act(half, half, 3, stride, half, None),
+            *conv_norm_act(half, half, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, c_in, H, W)
@@ -71,14 +65,14 @@ class ShuffleNetV2(nn.Module):
         if width not in _WIDTHS:
             raise ValueError(f"ShuffleNetV2 width must be one of {sorted(_WIDTHS)}, got {width}")
         c = _WIDTHS[width]
-        self.stem = nn.Sequential(*_conv_bn(3, c[0], 3, 2), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*conv_norm_act(3, c[0], 3, 2), nn.MaxPool2d(3, 2, 1))
         stages, c_in = [], c[0]  # (N, 24, 56, 56) after the stem
         for c_out, n in zip(c[1:4], _REPEATS, strict=True):
             stages.append(nn.Sequential(*(ShuffleUnit(c_in if i == 0 else c_out, c_out,
                                                       2 if i == 0 else 1) for i in range(n))))
             c_in = c_out
         self.stages = nn.Sequential(*stages)                       # (N, c[3], 7, 7)
-        self.conv5 = nn.Sequential(*_conv_bn(c_in, c[4], 1))
+        self.conv5 = nn.Sequential(*conv_norm_act(c_in, c[4], 1))
         self.fc = nn.Linear(c[4], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, 224, 224)
