@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from autograde.grading import outcome, secret
 from autograde.grading.executor import (
     KERNEL_START_FAILED,
     TIMED_OUT,
@@ -22,6 +23,8 @@ from autograde.grading.executor import (
 )
 from autograde.grading.settings import Settings
 from autograde.sandbox.kernel import KERNEL_NAME
+
+LAB = "lab01_layers"
 
 
 def graded(source: str, grade_id: str, points: int = 1):
@@ -50,9 +53,26 @@ def execute(nb, tmp_path, root, timeout: int, notebook_timeout: int = 600, **tra
     settings = Settings(cell_timeout=timeout, notebook_timeout=notebook_timeout, judge=False)
     ex = SandboxedExecute(scratch_root=str(root), probe=False, settings=settings.to_dict(),
                           **traits)
-    nb, _ = ex.preprocess(nb, {"nbgrader": {"student": "s1"},
+    nb, _ = ex.preprocess(nb, {"nbgrader": {"student": "s1", "assignment": LAB},
                                "metadata": {"path": str(tmp_path)}})
     return nb
+
+
+@pytest.fixture(autouse=True)
+def course(tmp_path, monkeypatch) -> Path:
+    """A grading folder with the lab's key, where the executor writes each outcome."""
+    folder = tmp_path / "course"
+    folder.mkdir()
+    secret.prepare(folder, LAB, secret.load(tmp_path / "secret"))
+    monkeypatch.setenv("EFFLAB_COURSE_ROOT", str(folder))
+    return folder
+
+
+def ran(course: Path) -> outcome.Outcome:
+    """The outcome record the executor wrote for student s1."""
+    found = outcome.read(course, LAB, "s1")
+    assert found is not None, "the executor wrote no outcome"
+    return found
 
 
 def errors(cell) -> list[str]:
@@ -72,6 +92,7 @@ def test_a_kernel_that_dies_at_start_is_the_graders_problem(tmp_path, monkeypatc
         execute(nb, tmp_path, scratch_root, timeout=20, startup_timeout=20)
     assert str(e.value).startswith(KERNEL_START_FAILED)
     assert "mount: /dev/shm: permission denied" in str(e.value)
+    assert ran(tmp_path / "course").kernel_start_error == str(e.value)  # what grading reads
     assert not list(scratch_root.iterdir()), "the scratch folder was left behind"
 
 
@@ -92,6 +113,9 @@ def test_marks_earned_before_a_crash_stay_and_later_tests_are_not_run(tmp_path, 
     assert errors(nb.cells[2])[0].startswith("KernelDied:")        # the cell that killed it
     for cell in nb.cells[3:]:
         assert errors(cell)[0].startswith("NotRun: not run: DeadKernelError")
+    record = ran(tmp_path / "course")
+    assert record.kernel_died.startswith("DeadKernelError")
+    assert (record.kernel_start_error, record.timed_out_cells) == ("", [])
 
 
 def test_a_notebook_past_its_budget_runs_no_more_tests(tmp_path, plain_kernel, scratch_root):
@@ -99,7 +123,8 @@ def test_a_notebook_past_its_budget_runs_no_more_tests(tmp_path, plain_kernel, s
                              graded("assert True", "q1_test")])
     nb = execute(nb, tmp_path, scratch_root, timeout=60, notebook_timeout=1)
     assert errors(nb.cells[1]) == ["NotRun: not run: the notebook ran out of its 1 s budget"]
-    assert TIMED_OUT in nb.cells[1].outputs[-1].text  # the grader grades it again, alone
+    assert TIMED_OUT in nb.cells[1].outputs[-1].text  # said to the student
+    assert ran(tmp_path / "course").timed_out_cells == [1]  # the grader grades it again, alone
 
 
 def test_a_cell_interrupted_for_time_is_marked_and_the_rest_runs(tmp_path, plain_kernel,
@@ -110,6 +135,7 @@ def test_a_cell_interrupted_for_time_is_marked_and_the_rest_runs(tmp_path, plain
     assert TIMED_OUT in nb.cells[0].outputs[-1].text
     assert all(TIMED_OUT not in o.get("text", "") for c in nb.cells[1:] for o in c.outputs)
     assert errors(nb.cells[2]) == []
+    assert ran(tmp_path / "course") == outcome.Outcome(timed_out_cells=[0])
 
 
 def test_output_past_the_budget_is_dropped_but_errors_are_kept(tmp_path, plain_kernel,

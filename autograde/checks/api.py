@@ -338,10 +338,8 @@ def call_traced(fn: Callable, case: str, *args, **kwargs) -> "Traced":
     def tracer(*a, **k):
         try:
             return record(*a, **k)
-        except Exception as e:
-            if type(e).__name__ == traces.NotATensor.__name__:  # rebuilt by name if judged
-                fail(f"{case} {e}")
-            raise
+        except traces.NotATensor as e:  # the same class when judged (judge._KNOWN_ERRORS)
+            fail(f"{case} {e}")
     try:
         graph = call(tracer, case, *args, **kwargs)
     except JudgeError as e:

@@ -25,7 +25,9 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Dict, Unicode
 
-from autograde.grading.executor import SandboxedExecute
+from autograde.grading import outcome
+from autograde.grading.executor import KernelStartError, SandboxedExecute
+from autograde.grading.outcome import Outcome
 from autograde.grading.secret import key_path
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
@@ -78,12 +80,22 @@ class ClusterExecute(NbGraderPreprocessor):
         lab = resources.get("nbgrader", {}).get("assignment", "")
         course = Path(os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd()))
         key = key_path(course, lab).read_bytes() if lab else b""
+        if lab:
+            outcome.clear(course, lab, student)
         future = client(self.scheduler).submit(
             execute_notebook, nbformat.writes(nb), self.settings, student, lab, key,
             pure=False)
         # a worker that dies mid-task has the task rerun elsewhere by the scheduler; the
         # result is recorded once, here, whichever worker produced it
-        return nbformat.reads(future.result(), as_version=4), resources
+        try:
+            nb_json, ran = future.result()
+        except KernelStartError as e:
+            if lab:
+                outcome.write(course, lab, student, Outcome(kernel_start_error=str(e)))
+            raise
+        if lab:
+            outcome.write(course, lab, student, Outcome(**ran))
+        return nbformat.reads(nb_json, as_version=4), resources
 
 
 def _prepare_worker() -> None:
@@ -100,9 +112,9 @@ def _prepare_worker() -> None:
 
 
 def execute_notebook(nb_json: str, settings: dict, student: str, lab: str = "",
-                     grading_key: bytes = b"") -> str:
+                     grading_key: bytes = b"") -> tuple[str, dict]:
     """On a worker: the notebook executed in a sandboxed kernel, its test cells judged here
-    with the lab's grading key (the file the grader made, sent whole)."""
+    with the lab's grading key (the file the grader made, sent whole); and its outcome."""
     with _ON_WORKER:
         _prepare_worker()
         with tempfile.TemporaryDirectory(prefix="efflab-dask-course-") as course:
@@ -115,4 +127,5 @@ def execute_notebook(nb_json: str, settings: dict, student: str, lab: str = "",
                 nbformat.reads(nb_json, as_version=4),
                 {"nbgrader": {"student": student, "assignment": lab},
                  "metadata": {"path": course}})
-    return nbformat.writes(nb)
+            ran = outcome.read(Path(course), lab, student) if lab else None
+    return nbformat.writes(nb), (ran or Outcome()).to_dict()

@@ -23,8 +23,10 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.execute import Execute
 from traitlets import Bool, Dict, Integer, Unicode
 
+from autograde.grading import outcome
 from autograde.grading.clean_kernel import clean_room_of
 from autograde.grading.judged_cell import run_judged
+from autograde.grading.outcome import Outcome
 from autograde.grading.output_budget import OutputBudget
 from autograde.grading.probed_cell import IntegrityProbe
 from autograde.grading.recorded_cell import AnswerRecords
@@ -81,6 +83,7 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._settings = Settings.from_dict(self.settings)
         self.timeout = self._settings.cell_timeout  # nbclient's, per cell
+        self._outcome = Outcome()
         self._dead, self._tampered, self._zmq, self._cells_seen = "", "", None, 0
         self._budget, self._probe_budget = OutputBudget(self.max_output_bytes), None
         self._start = time.monotonic()
@@ -88,6 +91,8 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
         lab = (resources or {}).get("nbgrader", {}).get("assignment", "")
         course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
+        if lab:  # a notebook of no lab (the preflight) leaves no outcome
+            outcome.clear(Path(course), lab, student)
         # read before a kernel starts; a notebook of no lab (the preflight) runs no checks
         hidden_cases = keyed(read_key(key_path(Path(course), lab))) if lab else nullcontext()
         policy = self._settings.policy(hide=[str(Path(course).resolve())])
@@ -100,7 +105,10 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
                 nb, resources = super().preprocess(nb, resources, km)
             except Exception as e:  # noqa: BLE001 - the kernel failed to start or vanished
                 if not self._cells_seen:
-                    raise KernelStartError(start_failure(e, self._launcher_log)) from None
+                    self._outcome.kernel_start_error = start_failure(e, self._launcher_log)
+                    if lab:
+                        outcome.write(Path(course), lab, student, self._outcome)
+                    raise KernelStartError(self._outcome.kernel_start_error) from None
                 self._dead = self._dead or f"the kernel stopped: {type(e).__name__}: {e}"
                 for cell in nb.cells:
                     if is_test_cell(cell) and not any(o.output_type == "error"
@@ -111,6 +119,9 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
                     self._zmq.destroy(linger=0)
                     self._zmq = None
         passive_outputs(nb)  # no script of the student's reaches a reader's browser
+        self._outcome.kernel_died = self._dead
+        if lab:
+            outcome.write(Path(course), lab, student, self._outcome)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
@@ -124,14 +135,15 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
             if is_test_cell(cell):
                 cell.outputs = [error_output("NotRun", f"not run: {self._dead}")]
             if out_of_time:
-                cell.outputs = [*cell.get("outputs", []), timeout_note(budget)]
+                cell.outputs = list(cell.get("outputs", []))
+                self._note_time(cell, index, budget)
             return cell, self.resources
         if is_test_cell(cell) and self._settings.judge and judged_checks(cell.source):
             with self._answers_judged(cell):  # what its answer cells called counts too
                 self._dead, timed_out = run_judged(cell, self.kc, self.km, self._scratch,
                                                    self.timeout, self._clean)
             if timed_out:
-                cell.outputs.insert(0, timeout_note(self.timeout))
+                self._note_time(cell, index, self.timeout, first=True)
             if self._dead:
                 self._stop_kernel()
             return cell, self.resources
@@ -140,7 +152,7 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
             run = self._recorded if is_answer_cell(cell) else super().preprocess_cell
             cell, out = run(cell, resources, index)
             if self._timed_out:
-                cell.outputs.append(timeout_note(self.timeout))
+                self._note_time(cell, index, self.timeout)
             if is_test_cell(cell):
                 cell.outputs = _no_results(cell.outputs)
                 if self.probe:
@@ -151,9 +163,14 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
             cell.outputs = list(cell.get("outputs", [])) + [error_output("KernelDied",
                                                                          self._dead)]
             if self._timed_out:
-                cell.outputs.append(timeout_note(self.timeout))
+                self._note_time(cell, index, self.timeout)
             self._stop_kernel()
             return cell, self.resources
+
+    def _note_time(self, cell, index: int, seconds: int, first: bool = False) -> None:
+        """Say in the cell that it was interrupted for time, and record it in the outcome."""
+        cell.outputs.insert(0 if first else len(cell.outputs), timeout_note(seconds))
+        self._outcome.timed_out_cells.append(index)
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self._timed_out = True

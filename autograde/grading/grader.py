@@ -20,14 +20,23 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograde import build, nbgrader_glue
-from autograde.grading import audit, cluster, feedback, secret, similarity, staging, workers
+from autograde.grading import (
+    audit,
+    cluster,
+    feedback,
+    outcome,
+    secret,
+    similarity,
+    staging,
+    workers,
+)
 from autograde.grading.cluster import ClusterExecute
-from autograde.grading.executor import KERNEL_START_FAILED, SandboxedExecute
+from autograde.grading.executor import SandboxedExecute
 from autograde.grading.feedback import MathML, QuestionTitles, ShortTracebacks
 from autograde.grading.journal import Journal, Result
 from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.preflight import preflight
-from autograde.grading.report import lost_marks, timed_out, whole_reasons, write_reports
+from autograde.grading.report import lost_marks, whole_reasons, write_reports
 from autograde.grading.settings import DEFAULTS, Settings
 from autograde.grading.submissions import Submission, collect, reasons, repair
 from autograde.nbgrader_glue import NbgraderError, grade_id
@@ -105,10 +114,10 @@ class Grader:
         costs marks. Where the grader could not run it, a previous grade stands."""
         start = time.monotonic()
         status, reason = "no-notebook", sub.problem
-        staged = staging.staged_notebook(self.course, sub.student, self.lab)
         if sub.notebook is not None:
             status, reason = autograde_with_retries(self, sub.student, pool, reason)
-            timed = status == "graded" and timed_out(staged)
+            ran = outcome.read(self.course, self.lab, sub.student)
+            timed = status == "graded" and ran is not None and bool(ran.timed_out_cells)
             if timed and not alone:
                 staging.discard(self.course, sub.student, self.lab)
                 return None
@@ -219,6 +228,7 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
     timeout = grader.settings.notebook_timeout + 180
     kernel_tries = 0
     for attempt in range(4):
+        outcome.clear(grader.course, grader.lab, student)  # the executor writes this run's
         try:
             workers.autograde_in(pool, grader.lab, student, timeout, fallback=lambda: (
                 grader.nbgrader("autograde", grader.lab, "--student", student, "--force",
@@ -236,13 +246,14 @@ def autograde_with_retries(grader: Grader, student: str, pool, reason: str) -> t
             if "database is locked" in str(e) and attempt < 3:
                 time.sleep(1 + attempt)
                 continue
-            if KERNEL_START_FAILED in str(e):
+            ran = outcome.read(grader.course, grader.lab, student)
+            if ran is not None and ran.kernel_start_error:
                 kernel_tries += 1
                 if kernel_tries < 2:
                     time.sleep(2)
                     continue
-                why = str(e)[str(e).index(KERNEL_START_FAILED):].split("\n[")[0]
-                return "not-graded", (f"not graded: {' '.join(why.split())[:300]} (twice); "
+                why = " ".join(ran.kernel_start_error.split())[:300]
+                return "not-graded", (f"not graded: {why} (twice); "
                                       "a previous grade stands until the grader tries again")
             return "failed", f"nbgrader could not grade it: {str(e).splitlines()[-1][:200]}"
     raise AssertionError("not reached")

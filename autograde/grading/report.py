@@ -9,7 +9,7 @@ import matplotlib
 import nbformat
 
 from autograde import build
-from autograde.grading.executor import TIMED_OUT
+from autograde.grading import outcome
 from autograde.grading.journal import Result
 from autograde.nbgrader_glue import is_test_cell, natural
 
@@ -66,13 +66,10 @@ def formgrader_hint(lab: str, course: Path | None) -> str:
     return f".venv/bin/python -m autograde formgrader {lab} --course {course}"
 
 
-def timed_out(autograded: Path) -> bool:
-    """Whether a cell of this autograded notebook was interrupted for time."""
-    if not autograded.exists():
-        return False
-    nb = nbformat.read(autograded, as_version=4)
-    return any(o.get("output_type") == "stream" and TIMED_OUT in o.get("text", "")
-               for c in nb.cells for o in c.get("outputs", []))
+def _kernel_died(course: Path | None, lab: str, student: str) -> bool:
+    """Whether the student's kernel stopped before the end of their last graded run."""
+    ran = outcome.read(course, lab, student) if course is not None else None
+    return ran is not None and bool(ran.kernel_died)
 
 
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
@@ -127,7 +124,7 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
         f"{lab}: why marks were lost, each reason whole (grades.csv has them short)\n\n"
         + ("\n\n".join(reasons_txt) if reasons_txt else "no marks lost") + "\n")
     problems = [f"  {r.student}: {r.reason}" for r in results
-                if r.status != "graded" or "Died" in r.reason or "NotRun" in r.reason]
+                if r.status != "graded" or _kernel_died(course, lab, r.student)]
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

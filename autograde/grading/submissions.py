@@ -132,10 +132,9 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
             sub.student = f"{sub.student}_{len(found)}"
             sub.problem = reasons(sub.problem,
                                   "student id clashed with another submission, renamed")
-        if sub.notebook is not None:
-            sub.problem = reasons(sub.problem, readable(sub.notebook))
-            if "not a readable notebook" in sub.problem or "larger than" in sub.problem:
-                sub.notebook = None
+        if sub.notebook is not None and (unreadable := readable(sub.notebook)):
+            sub.problem = reasons(sub.problem, unreadable)
+            sub.notebook = None  # decided on readable's answer, not on its words
         found[sub.student] = sub
     for path, why in skipped.items():  # an entry that could not be unpacked: its student's
         sid = student_id(path.stem if len(path.parts) == 1 else path.parts[0])

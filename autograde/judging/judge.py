@@ -24,7 +24,7 @@ from autograde.judging.wire import decode, encode
 from efflib.graded import GradedAnswerError
 
 _KNOWN_ERRORS = {"CheckFailed": CheckFailed, "NotAnswered": NotAnswered,
-                 "GradedAnswerError": GradedAnswerError}
+                 "GradedAnswerError": GradedAnswerError, "NotATensor": traces.NotATensor}
 
 
 _KEPT: list[str] = []  # the cases whose module arguments must keep their parameter objects
