@@ -29,8 +29,8 @@ import nbformat
 from autograde import build
 
 MANIFEST = ".efflab-edition.json"  # the files an edition wrote: what the next one may remove
-AUTOGRADE = ["__init__.py", "build.py", "lab_server.py", "nbgrader_glue.py", "validation.py",
-             "workspace.py", "student_cli.py", "checks", "judging"]
+AUTOGRADE = ["__init__.py", "build.py", "headings.py", "lab_server.py", "nbgrader_glue.py",
+             "validation.py", "workspace.py", "student_cli.py", "checks", "judging"]
 SECTION = re.compile(r"<!-- student edition -->\n(.*?)<!-- end student edition -->", re.S)
 MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 GITIGNORE = ".venv/\nwork/\nbuild/\n__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n"

@@ -111,6 +111,27 @@ def test_the_edition_holds_what_students_need_and_nothing_of_the_instructors(mad
     assert "make test" not in (made / "README.md").read_text()
 
 
+def test_every_autograde_module_the_edition_ships_finds_its_imports_there():
+    """A module the edition ships may import only shipped modules of autograde (validation
+    once imported a new autograde.headings the edition did not ship: `make validate` then
+    lost its per-question lines, found only by the slow test below)."""
+    package = build.ROOT / "autograde"
+    shipped = [p for name in edition.AUTOGRADE
+               for p in ([package / name] if name.endswith(".py")
+                         else sorted((package / name).rglob("*.py")))]
+    names = {".".join(p.relative_to(build.ROOT).with_suffix("").parts) for p in shipped}
+    names |= {n.removesuffix(".__init__") for n in names} | {"autograde"}
+    missing = []
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                    node.module.startswith("autograde"):
+                wanted = [node.module] if node.module != "autograde" else \
+                    [f"autograde.{a.name}" for a in node.names]
+                missing += [f"{path.name}: {w}" for w in wanted if w not in names]
+    assert not missing, missing
+
+
 def test_no_answer_of_any_lab_is_in_the_edition(made):
     """Every answer block, and every line of 25 characters or more of it, is searched for in
     the edition: none is there but as a twin students may read (allowed_places), given
