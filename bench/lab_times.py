@@ -9,11 +9,9 @@ Run with `make bench` or `.venv/bin/python bench/lab_times.py [--busy N] [lab ..
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -24,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from record import RESULTS, load, record  # noqa: E402
 
 from autograde import build  # noqa: E402
+from efflib.latency import busy  # noqa: E402
 
 GOALS = {"quiet_s": 30.0, "busy_s": 45.0}  # seconds, recorded with the figures for the README
 
@@ -36,18 +35,6 @@ def run(nb, cwd: Path) -> tuple[float, int]:
     errors = sum(o.output_type == "error" for c in nb.cells if c.cell_type == "code"
                  for o in c.outputs)
     return time.perf_counter() - start, errors
-
-
-@contextmanager
-def busy(n: int):
-    """`n` processes spinning on a core each for the duration of the block."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
 
 
 def earlier_figures() -> dict:

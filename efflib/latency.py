@@ -7,6 +7,8 @@ kernels run asynchronously: time with CUDA events and synchronize before reading
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -82,6 +84,21 @@ def threads_for_load(cpus: int | None = None, loadavg: str | None = None) -> int
     except (OSError, ValueError, IndexError):
         return torch.get_num_threads()
     return max(1, min(cpus, cpus - (running - 1)))
+
+
+@contextmanager
+def busy(n: int):
+    """`n` processes spinning on a core each while the block runs: a shared machine, to see
+    what other work does to a timing (and to test that a result does not depend on it)."""
+    if n < 0:
+        raise ValueError(f"busy needs a number of processes >= 0, got {n}")
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from autograde.grading.preflight import SandboxError
 from autograde.grading.settings import Settings
 from autograde.nbgrader_glue import COURSE_ID
 from autograde.sandbox.policy import isolation_problem
+from efflib.latency import busy
 
 LAB = "lab01_layers"
 FULL = 25  # Lab 01's autograded points (the 2-point reflection is graded by hand)
@@ -784,13 +785,8 @@ def test_a_solution_graded_beside_busy_processes_earns_every_mark(tmp_path):
     incoming = tmp_path / "in"
     incoming.mkdir()
     nbformat.write(_solution(), incoming / "busy.ipynb")
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
-    try:
+    with busy(4):
         [result] = Grader(LAB, tmp_path / "course", workers=1).run(incoming, progress=False)
-    finally:
-        for p in spinners:
-            p.kill()
-            p.wait()
     assert result.status == "graded" and "ran out of time" not in result.reason
     with open(tmp_path / "course" / "reports" / LAB / "grades.csv") as f:
         assert float(next(csv.DictReader(f))["score"]) == FULL

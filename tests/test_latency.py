@@ -11,6 +11,7 @@ import efflib
 from efflib.latency import (
     Latency,
     NoisyMeasurement,
+    busy,
     measure_latency,
     measure_throughput,
     one_noise_warning,
@@ -193,6 +194,18 @@ def test_many_noisy_measurements_make_one_warning():
     noisy = [w for w in caught if w.category is NoisyMeasurement]
     assert len(noisy) == 1 and "4 latencies in all varied widely" in str(noisy[0].message)
     assert [str(w.message) for w in caught if w.category is UserWarning] == ["something else"]
+
+
+def test_busy_spins_its_processes_for_the_block_only():
+    with busy(2) as procs:
+        time.sleep(0.3)
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        cpu = [float(open(f"/proc/{p.pid}/stat").read().split()[13]) for p in procs]
+        assert all(ticks > 0 for ticks in cpu), cpu  # spinning, not sleeping
+    assert all(p.returncode is not None for p in procs)
+    with pytest.raises(ValueError, match="number of processes"):
+        with busy(-1):
+            pass
 
 
 def test_threads_for_load_leaves_the_busy_cores_alone():

@@ -1159,11 +1159,15 @@ plt.show()
 # ### BEGIN SOLUTION
 # A good answer quotes the measured table: the int8 model stores about a quarter
 # of the fp32 bytes (a little more, for the int32 biases and the per-channel
-# multipliers). Its speed-up is not simply 4x: at batch 1 this tiny network is
-# dominated by per-layer overheads (quantizing the input, dispatch, the
-# requantization step), so int8 may be no faster or even slower, while at batch
-# 256 the int8 kernels' higher arithmetic density and smaller memory traffic
-# show. At 2-3 bits, compare like with like: the retrained methods (k-means with
+# multipliers). Its speed-up is not the 4x in bytes, and may be none at all: at
+# batch 1 this tiny network is dominated by per-layer overheads (quantizing the
+# input, dispatch, the requantization step), so int8 may be no faster or even
+# slower; at batch 256, where arithmetic dominates, int8 wins only if the
+# engine's int8 kernels beat its fp32 ones. On a CPU without VNNI efflib runs
+# qnnpack, written for ARM phones, against fp32 kernels tuned for x86, and the
+# two came out within a factor of two of each other at batch 256, either way
+# round from run to run; fbgemm on a CPU with VNNI, or qnnpack on ARM, is where
+# the smaller bytes turn into speed. At 2-3 bits, compare like with like: the retrained methods (k-means with
 # fine-tuned centroids, linear QAT) against each other, not against untrained
 # PTQ, which is bound to lose. Whichever keeps more accuracy in your run, k-means
 # needs a codebook lookup per weight and float centroids, so on an integer-only

@@ -227,7 +227,8 @@ check_other_loops(avgpool_loops, conv_bias_relu_loops, depthwise_loops, shift_lo
 #
 # From here on the layer is ResNet's 3x3 conv at 56 x 56: C = M = 64, H = W = 56,
 # padding 1, 2 x 64 x 64 x 9 x 56 x 56 = 231 million FLOP. Pure Python would need
-# minutes for it, so its speed is measured on a small layer and given in GFLOP/s.
+# tens of seconds for it, and the cells below time every version several times,
+# so Python's speed is measured on a small layer and given in GFLOP/s.
 
 # %%
 C_, M_, HW = 64, 64, 56
@@ -821,7 +822,7 @@ plt.show()
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q8_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# A good answer quotes the plot: Python loops run at a few thousandths of a
+# A good answer quotes the plot: Python loops run at around a hundredth of a
 # GFLOP/s, over a hundred times below even the naive C loop and further below
 # the rest. The best numba orders
 # keep the output column q innermost, so the inner loop walks `xp` and `out`
