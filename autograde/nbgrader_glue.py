@@ -93,6 +93,9 @@ def grading_config(root: Path, db_url: str, settings: dict, execute: type,
         execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, *notes,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     c[execute.__name__].settings = dict(settings)
+    for step in (execute, *notes):  # those that read or write inside the grading folder
+        if "course_root" in step.class_trait_names():
+            c[step.__name__].course_root = str(root)
     c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, *feedback,
                                         ClearHiddenTests]
     # every page rendered from a submission (feedback, the formgrader) passes what the

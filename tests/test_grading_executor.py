@@ -52,19 +52,18 @@ def scratch_root():
 def execute(nb, tmp_path, root, timeout: int, notebook_timeout: int = 600, **traits):
     settings = Settings(cell_timeout=timeout, notebook_timeout=notebook_timeout, judge=False)
     ex = SandboxedExecute(scratch_root=str(root), probe=False, settings=settings.to_dict(),
-                          **traits)
+                          course_root=str(tmp_path / "course"), **traits)
     nb, _ = ex.preprocess(nb, {"nbgrader": {"student": "s1", "assignment": LAB},
                                "metadata": {"path": str(tmp_path)}})
     return nb
 
 
 @pytest.fixture(autouse=True)
-def course(tmp_path, monkeypatch) -> Path:
+def course(tmp_path) -> Path:
     """A grading folder with the lab's key, where the executor writes each outcome."""
     folder = tmp_path / "course"
     folder.mkdir()
     secret.prepare(folder, LAB, secret.load(tmp_path / "secret"))
-    monkeypatch.setenv("EFFLAB_COURSE_ROOT", str(folder))
     return folder
 
 

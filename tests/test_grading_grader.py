@@ -22,6 +22,7 @@ from conftest import autograde_server
 from lookup import lookup_notebook
 
 from autograde import build
+from autograde.grading import folder as grading_folder
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError
 from autograde.grading.settings import Settings
@@ -741,12 +742,10 @@ def _flaky_kernelspec(counter: Path, fail_on: set[int]):
 
 def test_a_sandbox_that_cannot_start_stops_the_run_before_anyone_is_scored(tmp_path,
                                                                             monkeypatch):
-    import autograde.grading.grader as G
-
     incoming = tmp_path / "in"
     incoming.mkdir()
     nbformat.write(_solution(), incoming / "alice.ipynb")
-    monkeypatch.setattr(G, "write_kernelspec",
+    monkeypatch.setattr(grading_folder, "write_kernelspec",
                         _flaky_kernelspec(tmp_path / "starts", set(range(99))))
     grader = Grader(LAB, tmp_path / "course", workers=1)
     with pytest.raises(SandboxError, match="could not start a kernel.*cannot mount /proc"):
@@ -760,13 +759,11 @@ def test_a_kernel_that_fails_to_start_is_retried_then_reported_not_scored(tmp_pa
     """Start 0 is the preflight; starts 1 and 2 (alice, then her retry) fail: she is
     'not-graded' (the grader's trouble, not her score), with the reason, and the next run
     grades her."""
-    import autograde.grading.grader as G
-
     incoming = tmp_path / "in"
     incoming.mkdir()
     nbformat.write(_solution(), incoming / "alice.ipynb")
     counter = tmp_path / "starts"
-    monkeypatch.setattr(G, "write_kernelspec", _flaky_kernelspec(counter, {1, 2}))
+    monkeypatch.setattr(grading_folder, "write_kernelspec", _flaky_kernelspec(counter, {1, 2}))
     grader = Grader(LAB, tmp_path / "course", workers=1)
     [first] = grader.run(incoming, progress=False)
     assert counter.read_text() == "3"  # the preflight, alice, alice once more

@@ -6,7 +6,7 @@ import pytest
 from autograde.grading import grader as grading
 from autograde.grading import outcome
 from autograde.grading.executor import KERNEL_START_FAILED
-from autograde.grading.grader import Grader, autograde_with_retries
+from autograde.grading.grader import Grader
 from autograde.nbgrader_glue import NbgraderError
 
 LAB = "lab01_layers"
@@ -25,7 +25,7 @@ def test_an_outcome_is_written_whole_read_back_and_cleared(tmp_path):
 
 @pytest.fixture
 def attempts(tmp_path, monkeypatch):
-    """autograde_with_retries with nbgrader replaced: each attempt runs the next of the
+    """Grader.autograde with nbgrader replaced: each attempt runs the next of the
     `runs` the test sets, a function of the attempt number that may write an outcome
     and raise."""
     runs, seen = [], []
@@ -49,7 +49,7 @@ def test_a_kernel_that_could_not_start_is_tried_again_whatever_nbgrader_said(att
                       outcome.Outcome(kernel_start_error="launcher said: no /dev/shm"))
         raise NbgraderError("autograde failed (words nbgrader chose)")
     runs += [no_kernel, no_kernel]
-    status, reason = autograde_with_retries(grader, "ann", None, "")
+    status, reason = grader.autograde("ann", None, "")
     assert status == "not-graded" and "launcher said: no /dev/shm" in reason
     assert seen == [None, None]  # each attempt began without the last one's record
 
@@ -62,7 +62,7 @@ def test_the_words_of_a_start_failure_without_its_record_decide_nothing(attempts
     def failed(lab, student):
         raise NbgraderError(f"the student's cell printed: {KERNEL_START_FAILED} (x)")
     runs.append(failed)
-    status, _ = autograde_with_retries(grader, "ann", None, "")
+    status, _ = grader.autograde("ann", None, "")
     assert status == "failed"
 
 
@@ -74,4 +74,4 @@ def test_a_start_failure_then_a_good_run_is_graded(attempts, tmp_path):
         raise NbgraderError("x")
     runs += [no_kernel, lambda lab, student: outcome.write(tmp_path, lab, student,
                                                             outcome.Outcome())]
-    assert autograde_with_retries(grader, "ann", None, "late") == ("graded", "late")
+    assert grader.autograde("ann", None, "late") == ("graded", "late")

@@ -16,6 +16,7 @@ from conftest import autograde_server
 from autograde import build
 from autograde import nbgrader_glue as nbg
 from autograde.grading import export, own_run, regrade
+from autograde.grading import folder as grading_folder
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
 
@@ -110,8 +111,6 @@ def test_autograde_in_the_formgrader_regrades_with_the_course_grader(graded, tmp
 def test_a_regrade_that_cannot_start_its_kernel_changes_nothing(graded, monkeypatch):
     """The kernel never starts: the previous graded notebook, score and journal entry stay,
     and the error says why."""
-    import autograde.grading.grader as G
-
     def broken_kernelspec(folder):
         spec = folder / "kernels" / "efflab-sandbox"
         spec.mkdir(parents=True, exist_ok=True)
@@ -123,7 +122,7 @@ def test_a_regrade_that_cannot_start_its_kernel_changes_nothing(graded, monkeypa
     notebook = graded.autograded("bob")
     content, scores = notebook.read_bytes(), totals(graded)
     entry = graded.journal.read("bob")
-    monkeypatch.setattr(G, "write_kernelspec", broken_kernelspec)
+    monkeypatch.setattr(grading_folder, "write_kernelspec", broken_kernelspec)
     with pytest.raises(regrade.RegradeError,
                        match="(?s)not graded again.*no sandbox today.*unchanged"):
         regrade.regrade(LAB, graded.course, "bob")

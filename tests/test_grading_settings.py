@@ -15,7 +15,8 @@ from autograde import nbgrader_glue as glue
 from autograde.grading import regrade, settings
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import SandboxedExecute
-from autograde.grading.grader import SETTINGS_FILE, Grader, saved_settings
+from autograde.grading.folder import SETTINGS_FILE
+from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
 
 LAB = "lab01_layers"
@@ -74,7 +75,7 @@ def test_nbgrader_carries_every_setting_to_the_execute_step(tmp_path, monkeypatc
 def test_a_regrade_grades_with_the_settings_of_the_last_run(tmp_path):
     chosen = Settings(cell_timeout=33, memory_mb=2000, clean_room=False)
     grader = Grader(LAB, tmp_path, workers=1, settings=chosen)
-    (tmp_path / SETTINGS_FILE).write_text(json.dumps(saved_settings(grader)))
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(grader.saved()))
     again = regrade.graded_before(LAB, tmp_path)
     assert (again.settings, again.workers, again.db_url) == (chosen, 1, grader.db_url)
 

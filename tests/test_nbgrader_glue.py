@@ -3,12 +3,15 @@
 import os
 from pathlib import Path
 
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
 from nbgrader.apps.baseapp import NbGrader
 
 from autograde import nbgrader_glue as glue
+from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import SandboxedExecute
-from autograde.grading.feedback import ShortTracebacks
+from autograde.grading.feedback import QuestionTitles, ShortTracebacks
+from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.settings import Settings
 
 
@@ -17,7 +20,8 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
                         disk_mb=77)
     db_url = f"sqlite:///{tmp_path}/gb.db"
     config = glue.grading_config(tmp_path, db_url, settings.to_dict(), SandboxedExecute,
-                                 [ShortTracebacks])
+                                 [ShortTracebacks], (StudentsOwnRun, QuestionTitles))
+    assert "QuestionTitles" not in config  # a step with no course_root is given none
     glue.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
@@ -26,6 +30,8 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
     assert loaded.CourseDirectory.course_id == glue.COURSE_ID != ""
     assert loaded.CourseDirectory.db_url == db_url
     assert Settings.from_dict(loaded.SandboxedExecute.settings) == settings
+    assert loaded.SandboxedExecute.course_root == str(tmp_path)
+    assert loaded.StudentsOwnRun.course_root == str(tmp_path)  # a note step that reads there
     assert loaded.Autograde.autograde_preprocessors[0] == \
         "autograde.grading.executor.SandboxedExecute"
     assert "autograde.grading.feedback.ShortTracebacks" in \
@@ -67,3 +73,13 @@ def test_test_cells_are_graded_code_cells_without_an_answer():
 def test_error_outputs_fail_a_test_in_nbgrader_terms():
     out = glue.error_output("NotRun", "the kernel stopped")
     assert out.output_type == "error" and out.traceback == ["NotRun: the kernel stopped"]
+
+
+def test_the_grading_folder_travels_as_config_for_every_step_that_works_in_it(tmp_path):
+    """It was an environment variable of the grading process (EFFLAB_COURSE_ROOT)."""
+    config = glue.grading_config(tmp_path, "sqlite://", Settings().to_dict(), ClusterExecute,
+                                 [], (StudentsOwnRun,))
+    for step in (ClusterExecute, StudentsOwnRun):
+        assert step(config=config).course_folder() == tmp_path
+    with pytest.raises(ValueError, match="SandboxedExecute.course_root is not set"):
+        SandboxedExecute().course_folder()

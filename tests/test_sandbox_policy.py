@@ -82,9 +82,9 @@ def test_code_behind_a_link_is_shown_at_both_places(tmp_path, monkeypatch):
 
 def test_kernel_environment_carries_nothing_of_the_graders(monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "secret")
-    monkeypatch.setenv("EFFLAB_COURSE_ROOT", "/srv/course")
+    monkeypatch.setenv("EFFLAB_GRADER_PID", "4242")
     env = kernel_env(replace(Settings().policy(hide=[]), threads=1), Path("/tmp/efflab-1-s"))
-    assert "PGPASSWORD" not in env and "EFFLAB_COURSE_ROOT" not in env
+    assert "PGPASSWORD" not in env and "EFFLAB_GRADER_PID" not in env
     assert env["HOME"] == "/tmp/efflab-1-s" and env["OMP_NUM_THREADS"] == "1"
 
 

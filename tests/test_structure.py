@@ -228,3 +228,46 @@ def test_grading_decides_on_records_not_on_the_words_of_a_message():
     searched = {(module_name(p), phrase) for p in MODULES for phrase in phrases_searched(p)}
     assert ("autograde.grading.grader", "database is locked") in searched  # the rule sees it
     assert searched == WORDS_ALLOWED, searched - WORDS_ALLOWED
+
+
+# where this process's environment may change: each is a process's own start, or the block
+# in which a child process (the kernel launcher) is started and reads it
+ENVIRON_CHANGED = {
+    "autograde.grading.environ": "temporary_environ, the one helper for a block",
+    "autograde.grading.workers": "a grading worker process's own start",
+    "autograde.grading.cluster": "a Dask worker process's own start",
+    "autograde.sandbox.kernel": "the kernel launcher, before it execs the kernel",
+}
+
+
+def environ_changes(path: Path) -> list[int]:
+    """Lines of `path` that change os.environ: assign or delete an item, update, pop,
+    setdefault, clear, putenv."""
+    def is_environ(node) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "environ"
+                and isinstance(node.value, ast.Name) and node.value.id == "os")
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = (node.targets if isinstance(node, ast.Assign | ast.Delete)
+                   else [node.target] if isinstance(node, ast.AugAssign) else [])
+        if any(isinstance(t, ast.Subscript) and is_environ(t.value) for t in targets):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                (is_environ(node.func.value) and node.func.attr in
+                 ("update", "pop", "setdefault", "clear", "popitem"))
+                or (isinstance(node.func.value, ast.Name) and node.func.value.id == "os"
+                    and node.func.attr in ("putenv", "unsetenv"))):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_environment_changes_only_where_a_process_boundary_needs_it():
+    """Issue 30: the grading folder went from module to module as EFFLAB_COURSE_ROOT, and two
+    modules saved and restored os.environ by hand. Values inside the grader travel as
+    arguments or config (grading.course_folder); the environment is for child processes."""
+    changed = {module_name(p): lines for p in MODULES if (lines := environ_changes(p))}
+    assert set(ENVIRON_CHANGED) <= set(changed)  # the rule sees each of them
+    assert set(changed) == set(ENVIRON_CHANGED), {
+        m: lines for m, lines in changed.items() if m not in ENVIRON_CHANGED}
+    read = [module_name(p) for p in MODULES if "EFFLAB_COURSE_ROOT" in p.read_text()]
+    assert not read, f"still read from the environment: {read}"

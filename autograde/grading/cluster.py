@@ -26,6 +26,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Dict, Unicode
 
 from autograde.grading import outcome
+from autograde.grading.course_folder import InCourse
 from autograde.grading.executor import KernelStartError, SandboxedExecute
 from autograde.grading.outcome import Outcome
 from autograde.grading.secret import key_path
@@ -67,7 +68,7 @@ def close_client(address: str) -> None:
         c.close()
 
 
-class ClusterExecute(NbGraderPreprocessor):
+class ClusterExecute(InCourse, NbGraderPreprocessor):
     """nbgrader's Execute step, done by a task on the Dask cluster at `scheduler`."""
 
     scheduler = Unicode("", help="Address of the Dask scheduler (tcp://HOST:8786)").tag(
@@ -78,7 +79,7 @@ class ClusterExecute(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         student = resources.get("nbgrader", {}).get("student", "student")
         lab = resources.get("nbgrader", {}).get("assignment", "")
-        course = Path(os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd()))
+        course = self.course_folder()
         key = key_path(course, lab).read_bytes() if lab else b""
         if lab:
             outcome.clear(course, lab, student)
@@ -118,12 +119,11 @@ def execute_notebook(nb_json: str, settings: dict, student: str, lab: str = "",
     with _ON_WORKER:
         _prepare_worker()
         with tempfile.TemporaryDirectory(prefix="efflab-dask-course-") as course:
-            os.environ["EFFLAB_COURSE_ROOT"] = course
             if lab:
                 path = key_path(Path(course), lab)
                 path.parent.mkdir(mode=0o700)
                 path.write_bytes(grading_key)
-            nb, _ = SandboxedExecute(settings=settings).preprocess(
+            nb, _ = SandboxedExecute(settings=settings, course_root=course).preprocess(
                 nbformat.reads(nb_json, as_version=4),
                 {"nbgrader": {"student": student, "assignment": lab},
                  "metadata": {"path": course}})

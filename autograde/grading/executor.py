@@ -12,11 +12,9 @@ are drawn from the lab's grading key (`hidden/LAB.pt` in the grading folder, mad
 the grader from the course's secret), installed in this process, never in the kernel.
 """
 
-import os
 import tempfile
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 from jupyter_core.utils import run_sync
 from nbformat.notebooknode import NotebookNode
@@ -25,6 +23,7 @@ from traitlets import Bool, Dict, Integer, Unicode
 
 from autograde.grading import outcome
 from autograde.grading.clean_kernel import clean_room_of
+from autograde.grading.course_folder import InCourse
 from autograde.grading.judged_cell import run_judged
 from autograde.grading.outcome import Outcome
 from autograde.grading.output_budget import OutputBudget
@@ -70,7 +69,7 @@ def _no_results(outputs: list) -> list:
     return [o for o in outputs if o.output_type not in ("execute_result", "display_data")]
 
 
-class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
+class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, InCourse, Execute):
     """Execute in the efflab sandbox kernel; a dead or slow kernel never passes a test."""
 
     scratch_root = Unicode("", help="Folder for per-student scratch folders (default: the "
@@ -90,12 +89,12 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
         self._start_records(nb)
         student = (resources or {}).get("nbgrader", {}).get("student", "student")
         lab = (resources or {}).get("nbgrader", {}).get("assignment", "")
-        course = os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd())
+        course = self.course_folder()
         if lab:  # a notebook of no lab (the preflight) leaves no outcome
-            outcome.clear(Path(course), lab, student)
+            outcome.clear(course, lab, student)
         # read before a kernel starts; a notebook of no lab (the preflight) runs no checks
-        hidden_cases = keyed(read_key(key_path(Path(course), lab))) if lab else nullcontext()
-        policy = self._settings.policy(hide=[str(Path(course).resolve())])
+        hidden_cases = keyed(read_key(key_path(course, lab))) if lab else nullcontext()
+        policy = self._settings.policy(hide=[str(course.resolve())])
         clean = self._settings.judge and self._settings.clean_room
         with Scratch(student, policy, self.scratch_root) as self._scratch, \
                 tempfile.TemporaryFile() as self._launcher_log, hidden_cases, \
@@ -107,7 +106,7 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
                 if not self._cells_seen:
                     self._outcome.kernel_start_error = start_failure(e, self._launcher_log)
                     if lab:
-                        outcome.write(Path(course), lab, student, self._outcome)
+                        outcome.write(course, lab, student, self._outcome)
                     raise KernelStartError(self._outcome.kernel_start_error) from None
                 self._dead = self._dead or f"the kernel stopped: {type(e).__name__}: {e}"
                 for cell in nb.cells:
@@ -121,7 +120,7 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, Execute):
         passive_outputs(nb)  # no script of the student's reaches a reader's browser
         self._outcome.kernel_died = self._dead
         if lab:
-            outcome.write(Path(course), lab, student, self._outcome)
+            outcome.write(course, lab, student, self._outcome)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):

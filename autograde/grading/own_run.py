@@ -7,12 +7,11 @@ note after it says so and quotes the student's, so that the formgrader and the
 feedback show both. Test cells are left as they are: their output is the check's.
 """
 
-import os
-from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from autograde.grading.course_folder import InCourse
 from autograde.nbgrader_glue import is_test_cell
 
 LINES, WIDTH = 8, 200  # of the student's output quoted
@@ -38,12 +37,12 @@ def quoted(text: str) -> str:
     return "\n".join(lines[:LINES] + ([f"... ({more} more lines)"] if more > 0 else [])) + "\n"
 
 
-class StudentsOwnRun(NbGraderPreprocessor):
+class StudentsOwnRun(InCourse, NbGraderPreprocessor):
     """After the grader's run: each changed cell's output is followed by the student's."""
 
     def preprocess(self, nb, resources):
         names = (resources or {}).get("nbgrader", {})
-        course = Path(os.environ.get("EFFLAB_COURSE_ROOT", os.getcwd()))
+        course = self.course_folder()
         lab, student = names.get("assignment", ""), names.get("student", "")
         path = course / "submitted" / student / lab / f"{names.get('notebook', lab)}.ipynb"
         try:

@@ -5,11 +5,10 @@ show, a broken mount) would otherwise score every student 0 for the grader's
 fault. The run stops instead, with the launcher's own words.
 """
 
-import os
-
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograde.grading.cluster import ClusterExecute, ClusterUnreachable
+from autograde.grading.environ import temporary_environ
 from autograde.grading.executor import KernelStartError, SandboxedExecute
 
 
@@ -21,22 +20,15 @@ def preflight(config, env: dict[str, str], course, scheduler: str | None = None)
     """Run `import efflib, torch` in a sandboxed kernel set up as the grading folder's
     `config` and `env` say, here or on the Dask cluster at `scheduler`; raise SandboxError
     with the reason when it cannot."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     nb = new_notebook(cells=[new_code_cell("import efflib, torch")])
     execute = (SandboxedExecute(config=config, probe=False) if scheduler is None
                else ClusterExecute(config=config))
     try:
-        nb, _ = execute.preprocess(
-            nb, {"nbgrader": {"student": "preflight"}, "metadata": {"path": str(course)}})
+        with temporary_environ(env):
+            nb, _ = execute.preprocess(
+                nb, {"nbgrader": {"student": "preflight"}, "metadata": {"path": str(course)}})
     except (KernelStartError, ClusterUnreachable) as e:
         raise SandboxError(f"{e}; nobody was graded") from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
     if errors:
         raise SandboxError(f"a sandboxed kernel cannot import efflib and torch "

@@ -14,12 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from autograde.grading.grader import (
-    SETTINGS_FILE,
-    Grader,
-    feedback_and_reports,
-    warn_if_unisolated,
-)
+from autograde.grading.folder import SETTINGS_FILE
+from autograde.grading.grader import Grader, warn_if_unisolated
 from autograde.grading.journal import Result
 from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.settings import Settings
@@ -74,7 +70,7 @@ def regrade(lab: str, course: Path, student: str) -> Result:
         grader.journal.record(result)
         subs = [Submission(r.student, course / "submitted" / r.student / lab
                            / f"{lab}.ipynb", r.problem) for r in grader.journal.all()]
-        feedback_and_reports(grader, subs, student)
+        grader.report(subs, student)
     return result
 
 

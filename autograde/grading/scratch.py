@@ -15,8 +15,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
+from autograde.grading.environ import temporary_environ
 from autograde.sandbox.cleanup import unmount
 from autograde.sandbox.policy import NOBODY, Policy, isolation_problem
 
@@ -28,7 +30,7 @@ class Scratch:
         self.student, self.policy = student, policy
         self.root = Path(root or tempfile.gettempdir())
         self.folder: Path | None = None
-        self._saved: dict[str, str | None] = {}
+        self._environ = ExitStack()
 
     def __enter__(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -45,18 +47,13 @@ class Scratch:
                             f"size={self.policy.disk_mb}m,mode=0700,uid={NOBODY},gid={NOBODY},"
                             "nosuid,nodev", "efflab-scratch", str(folder)],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        env = self.policy.to_env(folder)
-        self._saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # read by the kernel launcher (autograde.sandbox.kernel)
+        # read by the kernel launcher (autograde.sandbox.kernel)
+        self._environ.enter_context(temporary_environ(self.policy.to_env(folder)))
         self.folder = folder
         return folder
 
     def __exit__(self, *exc) -> None:
-        for k, v in self._saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        self._environ.close()
         if self.folder is not None:
             unmount(self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)
