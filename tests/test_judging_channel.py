@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from autograde.checks import models  # noqa: F401 - registers the checks' modules
 from autograde.judging import channel as channel_module
+from autograde.judging import layers
 from autograde.judging.channel import JudgeChannel
 from autograde.judging.values import JudgeError
 from autograde.judging.wire import receive, send
@@ -70,3 +72,22 @@ def test_a_kernel_that_goes_away_breaks_the_channel(folder):
         assert ch.broken
         with pytest.raises(JudgeError, match="the kernel stopped"):
             ch.ask({"op": "get"})
+
+
+def test_every_request_names_the_module_classes_that_may_travel(folder, monkeypatch):
+    """The kernel learns the registry of judging.layers only from the requests."""
+    seen = []
+
+    def loop(path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(path))
+        seen.append(receive(s))
+        send(s, {"value": 1})
+        s.close()
+    with JudgeChannel(folder, 30, 5, lambda: None) as ch:
+        t = threading.Thread(target=loop, args=(ch.path,), daemon=True)
+        t.start()
+        assert ch.ask({"op": "get", "name": "x"}) == {"value": 1}
+        t.join(5)
+    assert seen[0]["op"] == "get" and seen[0]["trusted"] == layers.trusted_names()
+    assert "autograde.checks.models.MixedNet" in seen[0]["trusted"]

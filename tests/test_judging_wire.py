@@ -21,6 +21,24 @@ class Sneaky(torch.Tensor):
     pass
 
 
+class Doubled(torch.nn.Module):
+    """A module of no library: it travels only once registered."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return 2 * self.lin(x)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """layers.TRUSTED as a copy, so that what a test registers goes with it."""
+    monkeypatch.setattr(layers, "TRUSTED", dict(layers.TRUSTED))
+    return layers.TRUSTED
+
+
 def roundtrip(value):
     return wire.decode(json.loads(json.dumps(wire.encode(value))))
 
@@ -137,3 +155,42 @@ def test_a_few_bytes_cannot_make_the_grader_build_gigabytes():
 def test_malformed_answers_are_refused(bad):
     with pytest.raises(JudgeError):
         wire.decode(bad)
+
+
+def test_a_module_class_travels_once_a_check_registers_it(registry):
+    """Issue 30: a check registers the modules it sends (checks.api.trusted_module); judging
+    kept a list naming them, which every such lab had to edit."""
+    m, x = Doubled(), torch.randn(3, 2)
+    with pytest.raises(TypeError, match="not plain data"):
+        wire.encode(m)
+    assert layers.trusted_module(Doubled) is Doubled
+    sent = json.loads(json.dumps(wire.encode(m)))
+    got = wire.decode(sent)
+    assert type(got) is Doubled and got is not m and torch.equal(got(x), m(x))
+    del registry[layers.dotted(Doubled)]
+    with pytest.raises(JudgeError, match="not a standard layer"):
+        wire.decode(sent)  # the grader rebuilds only what it registered itself
+    with pytest.raises(TypeError, match="nn.Module class"):
+        layers.trusted_module(len)
+
+
+def test_the_checks_modules_are_registered_where_they_are_defined():
+    import autograde.checks.models as check_models
+
+    for name in ("MixedNet", "OutputScore", "Gate"):
+        cls = getattr(check_models, name)
+        assert layers.TRUSTED[layers.dotted(cls)] is cls
+    assert "efflib.models.digits.DigitCNN" in layers.trusted_names()
+
+
+def test_a_kernel_learns_the_registered_classes_by_name_and_nothing_else(registry):
+    name = layers.dotted(Doubled)
+    registry.pop(name, None)
+    layers.trust_names(["os.path", "no.such_module.Model", "torch.nn.Module.forward", 7,
+                        "builtins.object", name])
+    assert registry[name] is Doubled
+    assert not [n for n in registry if n.startswith(("os.", "no.", "torch.", "builtins."))]
+    before = dict(registry)
+    layers.trust_names("efflib.models.digits.DigitCNN")  # not a list: ignored
+    layers.trust_names(None)
+    assert registry == before

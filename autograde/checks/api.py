@@ -26,7 +26,12 @@ from autograde.checks.notebook import show_failures_briefly
 from autograde.judging import graphs, heldout, hidden, native, structure, traces
 from autograde.judging.clean_room import Withheld
 from autograde.judging.judge import Remote, parameters_kept, replaced_message
-from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_parameters
+from autograde.judging.layers import (  # noqa: F401 - trusted_module: for a lab's own module
+    is_layer_tree,
+    parameter_objects,
+    replaced_parameters,
+    trusted_module,
+)
 from autograde.judging.values import (
     CheckFailed,
     JudgeError,

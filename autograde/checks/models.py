@@ -1,6 +1,6 @@
 """Modules the checks hand to a student's answer. They travel to the kernel by name
-(judging.layers.PROJECT), so they live apart from the checks' references: the grader's
-clean room (judging.clean_room) has them and not the lab checks."""
+(`trusted_module`: the kernel imports this module), so they live apart from the checks'
+references: the grader's clean room (judging.clean_room) has them and not the lab checks."""
 
 import copy
 
@@ -8,7 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autograde.judging.layers import trusted_module
 
+
+@trusted_module
 class MixedNet(nn.Module):
     """Modules plus a functional matmul and a residual add: hooks see only the modules."""
 
@@ -27,6 +30,7 @@ class MixedNet(nn.Module):
         return self.head(y) @ self.proj  # functional: not a module
 
 
+@trusted_module
 class OutputScore(nn.Module):
     """The scan's score in Q3's check: the mean square of a model's output on fixed inputs.
     A module, so that it travels to the student's kernel as data (judging.layers)."""
@@ -40,6 +44,7 @@ class OutputScore(nn.Module):
             return float(model(self.x).square().mean())
 
 
+@trusted_module
 class Gate(nn.Module):
     """block2's first convolution in the check's models, gated: it convolves block1's
     features as the lab's model does (3x3, padding 1, no bias), unless one of the images

@@ -12,7 +12,12 @@ import torch
 import torch.nn as nn
 
 from autograde.judging import graphs, traces
-from autograde.judging.layers import is_layer_tree, parameter_objects, replaced_parameters
+from autograde.judging.layers import (
+    is_layer_tree,
+    parameter_objects,
+    replaced_parameters,
+    trust_names,
+)
 from autograde.judging.watch import from_spec
 from autograde.judging.wire import decode, encode, receive, send
 
@@ -41,6 +46,7 @@ def serve(path: str, handler=None) -> None:
                 continue
             if request.get("op") == "done":
                 return
+            trust_names(request.get("trusted"))
             reply = handler(request, namespace)
             try:
                 send(sock, reply)

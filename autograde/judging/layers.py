@@ -3,8 +3,11 @@
 Only the exact classes below travel (no subclasses, whose `forward` could be
 anything); a tree is rebuilt from torch's own classes, its constructor arguments,
 parameters and buffers, so the grader runs torch's code on the student's numbers.
-A few of this project's own modules travel too (`PROJECT`: efflib's models and the
-checks' test models), rebuilt from the grader's copy of their class.
+A few of this project's own modules travel too, rebuilt from the grader's copy of their
+class: those registered with `trusted_module` (efflib's models here; a check registers
+the modules it hands to answers, e.g. checks/models.py). The kernel does not hold the
+registry: each request names the registered classes (judging.channel), and the kernel
+imports them by name (`trust_names`), so judging names no lab.
 
 A module sent into the kernel and changed there in place comes back the same way:
 the reply to a call carries its description after the call, and `sync` copies it
@@ -18,6 +21,8 @@ import torch
 import torch.nn as nn
 
 from autograde.judging.values import JudgeError
+from efflib.models.digits import DigitCNN
+from efflib.models.early_exit import EarlyExitCNN
 
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
          "groups", "padding_mode")
@@ -35,13 +40,7 @@ LAYERS = {  # class: the constructor arguments read back from an instance
     "Softmax": ("dim",),
 }
 _BIASED = ("Conv1d", "Conv2d", "Linear")
-PROJECT = (  # this project's modules whose forward is trusted code: built bare, filled by data
-    "efflib.models.digits.DigitCNN",
-    "efflib.models.early_exit.EarlyExitCNN",
-    "autograde.checks.models.MixedNet",
-    "autograde.checks.models.OutputScore",
-    "autograde.checks.models.Gate",
-)
+TRUSTED: dict[str, type] = {}  # this project's modules whose forward is trusted code
 MAX_WIDTH = 2**24  # channels and features: they only size tensors, which must be sent
 MAX_ARGUMENT = 4096  # kernel sizes, strides, paddings: a padding of 10**6 makes huge outputs
 _WIDTHS = {"in_channels", "out_channels", "in_features", "out_features", "num_features"}
@@ -56,11 +55,41 @@ def _bounded(value, limit: int) -> bool:
             and all(_bounded(v, limit) for v in value))
 
 
-def _project_class(name: str) -> type | None:
-    if name not in PROJECT:
-        return None
-    module, _, qualname = name.rpartition(".")
-    return getattr(importlib.import_module(module), qualname)
+def dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def trusted_module(cls: type) -> type:
+    """Class decorator: `cls`, a module of this project, travels between kernel and grader,
+    rebuilt bare from the grader's copy of the class and filled with the tensors sent (so
+    its `forward` is the grader's code). The kernel imports its module by name: keep it
+    in a module with nothing a student may not see, apart from a lab's references (the
+    clean room has no lab checks)."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"trusted_module takes an nn.Module class, got {cls!r}")
+    TRUSTED[dotted(cls)] = cls
+    return cls
+
+
+def trusted_names() -> list[str]:
+    """The registered classes, as each request to a kernel names them."""
+    return sorted(TRUSTED)
+
+
+def trust_names(names) -> None:
+    """In a kernel: register the classes the grader's request names, imported by name; a
+    name that is not a module class importable here is passed over (its modules then
+    cannot travel from this kernel)."""
+    for name in names if isinstance(names, list) else []:
+        if not isinstance(name, str) or name in TRUSTED:
+            continue
+        module, _, qualname = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), qualname, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, nn.Module) and dotted(cls) == name:
+            TRUSTED[name] = cls
 
 
 def _class_name(value) -> str | None:
@@ -69,18 +98,17 @@ def _class_name(value) -> str | None:
     name = cls.__name__
     if name in LAYERS and cls is getattr(nn, name):
         return name
-    dotted = f"{cls.__module__}.{cls.__qualname__}"
-    return dotted if dotted in PROJECT and cls is _project_class(dotted) else None
+    return dotted(cls) if TRUSTED.get(dotted(cls)) is cls else None
 
 
 def is_layer_tree(value) -> bool:
-    """True for a module made only of the standard layers above and `PROJECT` modules
+    """True for a module made only of the standard layers above and `TRUSTED` modules
     (exact classes)."""
     name = _class_name(value)
     if name is None:
         return False
     children = list(nn.Module.named_children(value))
-    if children and name not in ("Sequential", *PROJECT):
+    if children and name != "Sequential" and name not in TRUSTED:
         return False
     return all(is_layer_tree(child) for _, child in children)
 
@@ -100,7 +128,7 @@ def describe(m: nn.Module) -> dict:
 
 
 def require_standard(name: str) -> None:
-    if name not in LAYERS and name not in PROJECT:
+    if name not in LAYERS and name not in TRUSTED:
         raise JudgeError(f"not a standard layer: {name[:80]!r}")
 
 
@@ -120,13 +148,14 @@ def rebuild(name: str, training, config, params, buffers, children, hooks=0) -> 
         limit = MAX_WIDTH if k in _WIDTHS else MAX_ARGUMENT
         if not _bounded(v, limit):
             raise JudgeError(f"{name}'s {k} is out of range (at most {limit:,d})")
-    if not isinstance(children, list) or (children and name not in ("Sequential", *PROJECT)):
+    if not isinstance(children, list) or (
+            children and name != "Sequential" and name not in TRUSTED):
         raise JudgeError(f"unexpected children in {name}")
     try:
         if name == "Sequential":
             m = nn.Sequential(OrderedDict((str(k), c) for k, c in children))
-        elif name in PROJECT:  # no constructor: its children and tensors are all data
-            m = _project_class(name).__new__(_project_class(name))
+        elif name in TRUSTED:  # no constructor: its children and tensors are all data
+            m = TRUSTED[name].__new__(TRUSTED[name])
             nn.Module.__init__(m)
             for k, c in children:
                 m._modules[str(k)] = c
@@ -196,3 +225,7 @@ def replaced_parameters(before: list[dict | None], args) -> list[str]:
     now = parameter_objects(args)
     return sorted(name for b, n in zip(before, now, strict=True) if b is not None
                   for name, p in b.items() if (n or {}).get(name) is not p)
+
+
+for _model in (DigitCNN, EarlyExitCNN):  # efflib's models that checks send and take back
+    trusted_module(_model)
