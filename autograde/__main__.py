@@ -16,12 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from autograde import build, edition, lab_server, readme, student_cli
+from autograde.course import build, edition, readme
 from autograde.grading import export, regrade, settings
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.preflight import SandboxError
 from autograde.nbgrader_glue import NbgraderError
+from autograde.student import lab_server, student_cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
 
-from autograde import build, nbgrader_glue
+from autograde import nbgrader_glue
+from autograde.course import build
 from autograde.grading import feedback
 
 REGRADE_TIMEOUT = 1800  # a lab's own notebook timeout is 600 s, and a kernel is tried twice

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from record import load, record  # noqa: E402
 
-from autograde import build  # noqa: E402
+from autograde.course import build  # noqa: E402
 from autograde.grading.grader import Grader  # noqa: E402
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from record import RESULTS, load, record  # noqa: E402
 
-from autograde import build  # noqa: E402
+from autograde.course import build  # noqa: E402
 from efflib.latency import busy  # noqa: E402
 
 GOALS = {"quiet_s": 30.0, "busy_s": 45.0}  # seconds, recorded with the figures for the README

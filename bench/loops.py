@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from record import load, record  # noqa: E402
 
-from autograde.build import solution_namespace  # noqa: E402
+from autograde.course.build import solution_namespace  # noqa: E402
 from efflib import cc, data, export_c, loops, models, train  # noqa: E402
 from efflib.quant import integer, torch_int8  # noqa: E402
 

@@ -20,7 +20,7 @@ import torch
 from record import load, record  # noqa: E402 - bench/ is on sys.path when run as a script
 
 from efflib import models
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 GOAL = 1.5
 

@@ -2,7 +2,7 @@
 
 from efflib import models, roofline, shapes
 from efflib.latency import measure_latency, measure_throughput
-from efflib.metrics import Profile, profile
+from efflib.profiler import Profile, profile
 from efflib.roofline import measure_machine, roofline_points
 from efflib.shapes import (
     conv_output_size,

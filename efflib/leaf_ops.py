@@ -1,4 +1,4 @@
-"""What common torch.nn leaf modules do at the ATen level on the CPU, so that efflib.metrics
+"""What common torch.nn leaf modules do at the ATen level on the CPU, so that efflib.profiler
 can book a call to one without watching its ops.
 
 Watching every op through a TorchDispatchMode costs a Python round trip per op, which

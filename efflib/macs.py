@@ -8,7 +8,7 @@ Fused kernels count the matrix products they fuse: attention's Q K^T and A V
 path, and the gate products of an LSTM (mkldnn). What they also compute
 (softmax, layer norm, the gates' sigmoids) is elementwise work that these fused
 ops do not report, so it is counted as zero. Every other op has 0 MACs and is
-booked by efflib.metrics as an elementwise op or a free one.
+booked by efflib.profiler as an elementwise op or a free one.
 """
 
 import math

@@ -13,7 +13,7 @@ import torch
 
 from efflib.graded import reference
 from efflib.latency import threads
-from efflib.metrics import Profile
+from efflib.profiler import Profile
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import matplotlib
 import pytest
 import torch
 
-from autograde import build
 from autograde import nbgrader_glue as nbg
-from autograde.build import solution_namespace
+from autograde.course import build
+from autograde.course.build import solution_namespace
 
 matplotlib.use("Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import torch
 
-from autograde import build
+from autograde.course import build
 
 MEMORISE = (Path(__file__).parent / "memorise.py").read_text()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import autograde_server
 
-from autograde import build
+from autograde.course import build
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("EFFLAB_CHROMIUM", "/usr/bin/chromium"))
@@ -175,7 +175,7 @@ def test_validate_sums_up(page):
 
 
 def test_run_all_on_the_blank_lab_reaches_the_last_cell(page):
-    """Answer and test cells are tagged raises-exception (autograde.build): Run All goes on
+    """Answer and test cells are tagged raises-exception (autograde.course.build): Run All goes on
     past the questions not answered yet, as Otter-Grader's checks do."""
     page.keyboard.press("Escape")
     page.get_by_text("Run", exact=True).first.click()

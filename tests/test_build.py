@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from autograde import build
+from autograde.course import build
 
 
 def test_cell_ids_are_grade_ids_or_numbered():

@@ -17,7 +17,7 @@ from autograde.checks.api import CheckFailed, NotAnswered
 from autograde.checks.models import Gate
 from autograde.judging import layers
 from autograde.judging.judge import judge_cell
-from efflib import data, metrics, models, nas, train
+from efflib import data, models, nas, profiler, train
 from efflib.graded import GradedAnswerError
 from efflib.quant import linear
 
@@ -331,7 +331,7 @@ def test_price_terms_count_every_layer_call_and_its_macs():
     """DigitCNN's calls by kind, and its MACs as efflib.profile counts them."""
     model = models.digit_cnn(width=32).eval()
     terms = C.price_terms(model)
-    profile = metrics.profile(model, torch.zeros(1, 1, 8, 8))
+    profile = profiler.profile(model, torch.zeros(1, 1, 8, 8))
     conv_macs = sum(r.macs for r in profile.rows if r.type == "Conv2d")
     assert terms["conv"] == (3, conv_macs)
     assert terms["linear"] == (1, 128 * 10)

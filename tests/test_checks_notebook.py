@@ -5,8 +5,8 @@ import re
 import nbformat
 from nbclient import NotebookClient
 
-from autograde import build
 from autograde.checks.notebook import show_failures_briefly
+from autograde.course import build
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

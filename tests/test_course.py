@@ -14,7 +14,7 @@ from lookup import hidden_calls, lookup_notebook
 from nbgrader.api import Gradebook
 from test_hidden_cases import MODULES
 
-from autograde import build
+from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
 from autograde.nbgrader_glue import COURSE_ID

@@ -1,4 +1,4 @@
-"""The student edition (autograde.edition): made from a fresh checkout, it holds no answer
+"""The student edition (autograde.course.edition): made from a fresh checkout, it holds no answer
 of any lab, updates in place without losing anything, and `make lab` and Validate work
 from it alone, in a virtual environment of its own."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde import build, edition
+from autograde.course import build, edition
 
 # answer lines of 25 characters or more that are not the answer's own: default handling and
 # idioms any code of the kind has (each was checked by hand where it stands)

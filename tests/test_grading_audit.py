@@ -4,7 +4,7 @@ the solutions, and the lab's own code copied into a student's cell, are not."""
 import nbformat
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.grading import audit
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.grading import clean_efflib
 from autograde.judging.clean_room import Withheld
 

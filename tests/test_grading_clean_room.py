@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from kernel_tricks import LAB05, LAB06, LAB07, without
 
-from autograde import build
+from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.grading.report import failed_cells
 from autograde.grading.settings import Settings

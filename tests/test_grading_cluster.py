@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.sandbox.policy import isolation_problem
 

@@ -6,7 +6,7 @@ import csv
 import nbformat
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
 from autograde.sandbox.policy import isolation_problem

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from lazy import LAB01, LAB02, LAB03, LAB04, LAB05, LAB06, LAB07
 
-from autograde import build
+from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
 from autograde.sandbox.policy import isolation_problem

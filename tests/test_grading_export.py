@@ -11,8 +11,8 @@ import nbformat
 import pytest
 from conftest import autograde_server
 
-from autograde import build
 from autograde import nbgrader_glue as nbg
+from autograde.course import build
 from autograde.grading import export
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings

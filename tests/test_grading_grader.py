@@ -21,7 +21,7 @@ import pytest
 from conftest import autograde_server
 from lookup import lookup_notebook
 
-from autograde import build
+from autograde.course import build
 from autograde.grading import folder as grading_folder
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.nbgrader_glue import COURSE_ID
 from autograde.sandbox import policy as sandbox
 

@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from conftest import autograde_server
 
-from autograde import build
 from autograde import nbgrader_glue as nbg
+from autograde.course import build
 from autograde.grading import export, own_run, regrade
 from autograde.grading import folder as grading_folder
 from autograde.grading.grader import Grader

@@ -11,8 +11,8 @@ from lazy import LAB02
 from nbformat.v4 import new_code_cell, new_notebook
 from test_grading_corpus import lazy_notebook
 
-from autograde import build
 from autograde import nbgrader_glue as nbg
+from autograde.course import build
 from autograde.grading.journal import Result
 from autograde.grading.report import (
     SHORT,

@@ -10,8 +10,8 @@ from dataclasses import fields
 import pytest
 from nbgrader.apps.baseapp import NbGrader
 
-from autograde import build
 from autograde import nbgrader_glue as glue
+from autograde.course import build
 from autograde.grading import regrade, settings
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import SandboxedExecute

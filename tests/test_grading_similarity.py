@@ -9,8 +9,8 @@ import random
 import nbformat
 import pytest
 
-from autograde import build
 from autograde.checks import lab07_beyond_compression
+from autograde.course import build
 from autograde.grading import similarity
 from autograde.grading.grader import Grader
 from autograde.grading.similarity import WINDOW, K

@@ -16,10 +16,10 @@ import pytest
 from traitlets.config import Config
 
 from autograde.grading import workers
-from autograde.grading.scratch import Scratch
 from autograde.grading.settings import Settings
 from autograde.sandbox import cleanup
 from autograde.sandbox.policy import isolation_problem
+from autograde.sandbox.scratch import Scratch
 
 
 def hang_with_a_child(seconds: float) -> int:

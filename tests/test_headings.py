@@ -3,7 +3,7 @@ the student's validation share."""
 
 import pytest
 
-from autograde import build
+from autograde.course import build
 from autograde.headings import Heading, headings
 
 

@@ -12,8 +12,8 @@ from conftest import lab_solution
 from lookup import expected_tokens, hidden_calls, shown_inputs
 from memorise import _MISSED, _memorise, _wrong
 
-from autograde import build
 from autograde.checks.api import CheckFailed, rng
+from autograde.course import build
 from autograde.judging.hidden import GradingKey, keyed
 
 LABS = build.lab_names()

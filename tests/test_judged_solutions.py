@@ -4,7 +4,7 @@ cell passes the solution as the grader runs it (one test each, for the seven lab
 import pytest
 from conftest import judge_solution, lab_solution
 
-from autograde import build, inventory
+from autograde.course import build, inventory
 from autograde.judging.judge import judged_checks
 
 POINTS = {  # lab: (judged in the grader, autograded, graded by hand)

@@ -11,7 +11,7 @@ import torch.nn as nn
 from autograde.judging import graphs, wire
 from autograde.judging.values import JudgeError
 from efflib import models
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 
 def _travelled(module: nn.Module, x: torch.Tensor) -> graphs.GraphModel:

@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from autograde import build
+from autograde.course import build
 from efflib.latency import busy
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,8 @@ import psutil
 import pytest
 from conftest import autograde_server
 
-from autograde import build, lab_server
+from autograde.course import build
+from autograde.student import lab_server
 
 
 def get(url: str, token: str) -> bytes:

@@ -5,9 +5,9 @@ import re
 import pytest
 import torch.nn as nn
 
-from autograde import build
 from autograde.checks import lab03_architectures as C3
 from autograde.checks.api import CheckFailed
+from autograde.course import build
 
 
 def text(lab: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autograde import build
+from autograde.course import build
 from efflib import plots
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +61,7 @@ def test_detector_catches_inputs_left_on_the_cpu(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     keep = lambda model, *inputs, **kw: inputs  # noqa: E731 - the old behaviour
-    with mock.patch("efflib.metrics.to_model_device", keep), \
+    with mock.patch("efflib.profiler.to_model_device", keep), \
             mock.patch("efflib.latency.model_device", lambda model: None), fake_cuda(), \
             pytest.raises(RuntimeError, match="same device"):
         run_lab("lab04_pruning")

@@ -17,7 +17,7 @@ from efflib.latency import (
     one_noise_warning,
     threads,
 )
-from efflib.metrics import profile
+from efflib.profiler import profile
 from efflib.roofline import Machine, measure_machine, roofline_points, roofline_time
 
 

@@ -10,11 +10,11 @@ import torch.nn as nn
 import torch.nn.utils.parametrize
 import torch.nn.utils.prune
 
-from efflib import leaf_ops, metrics, models
-from efflib.metrics import profile
+from efflib import leaf_ops, models, profiler
+from efflib.profiler import profile
 
 
-def counts(p: metrics.Profile) -> dict:
+def counts(p: profiler.Profile) -> dict:
     """Everything a Profile reports (its parameters compare by identity, so left out)."""
     d = dataclasses.asdict(p)
     d.pop("named_parameters")
@@ -24,13 +24,13 @@ def counts(p: metrics.Profile) -> dict:
 def both_ways(model: nn.Module, *inputs, **kw) -> tuple[dict, dict, int, int]:
     """Counts with the rules and with every op watched, and how many ops each watched."""
     watched = []
-    record = metrics._Counter.record
+    record = profiler._Counter.record
 
     def spy(self, *args):
         watched[-1] += 1
         return record(self, *args)
 
-    with mock.patch.object(metrics._Counter, "record", spy):
+    with mock.patch.object(profiler._Counter, "record", spy):
         watched.append(0)
         fast = counts(profile(model, *inputs, **kw))
         watched.append(0)

@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from efflib import macs
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 aten = torch.ops.aten
 

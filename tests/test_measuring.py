@@ -7,7 +7,7 @@ import torch.nn as nn
 from efflib import data, models
 from efflib.latency import measure_latency, measure_throughput
 from efflib.measuring import measuring
-from efflib.metrics import profile
+from efflib.profiler import profile
 from efflib.train import evaluate
 
 

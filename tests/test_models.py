@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from efflib import models
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 IMAGENET = (1, 3, 224, 224)
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from efflib import metrics, nas
+from efflib import nas, profiler
 
 
 @pytest.mark.parametrize("config", nas.all_configs()[::7] + [nas.all_configs()[-1]])
@@ -36,7 +36,7 @@ def test_expansion_one_has_no_expanding_conv():
     assert len(plain) == 5 and len(wide) == 8
     assert wide[3].groups == 32 and wide[3].stride == (2, 2)
     assert isinstance(wide[-1], torch.nn.BatchNorm2d)  # a linear bottleneck: no ReLU after
-    macs = metrics.profile(wide, torch.randn(1, 8, 8, 8)).macs
+    macs = profiler.profile(wide, torch.randn(1, 8, 8, 8)).macs
     # expand 8 -> 32 at 8x8, depthwise 3x3 on 32 at 4x4, project 32 -> 16 at 4x4
     assert macs == 8 * 32 * 64 + 32 * 9 * 16 + 32 * 16 * 16
 

@@ -4,7 +4,7 @@ import matplotlib
 import nbformat
 from nbclient import NotebookClient
 
-from autograde import build
+from autograde.course import build
 from efflib import plots
 
 matplotlib.use("Agg")

@@ -1,8 +1,8 @@
-"""autograde.readme: the README's generated blocks match the labs and the recorded bench."""
+"""autograde.course.readme: the README's generated blocks match the labs and the recorded bench."""
 
 import pytest
 
-from autograde import build, inventory, readme
+from autograde.course import build, inventory, readme
 
 
 def test_generated_blocks_are_up_to_date():

@@ -22,7 +22,7 @@ STARTER = textwrap.dedent("""
     import os, sys, tempfile
     from pathlib import Path
     from jupyter_client.manager import KernelManager
-    from autograde.grading.scratch import Scratch
+    from autograde.sandbox.scratch import Scratch
     from autograde.sandbox.kernel import KERNEL_NAME, write_kernelspec
     from autograde.grading.settings import Settings
 

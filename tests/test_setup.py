@@ -2,7 +2,7 @@
 
 import subprocess
 
-from autograde import build
+from autograde.course import build
 
 
 def dry_run(*args: str) -> str:

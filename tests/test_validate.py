@@ -5,8 +5,8 @@ does."""
 import nbformat
 import pytest
 
-from autograde import build
-from autograde.validation import SummarizingValidator
+from autograde.course import build
+from autograde.student.validation import SummarizingValidator
 
 LABS = build.lab_names()
 pytestmark = pytest.mark.course

@@ -1,11 +1,11 @@
-"""autograde.validation: Validate's dialog says one line per question, passed or not."""
+"""autograde.student.validation: Validate's dialog says one line per question, passed or not."""
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.utils import compute_checksum
 
 from autograde.nbgrader_glue import error_output
-from autograde.validation import QuestionSummary, summary
+from autograde.student.validation import QuestionSummary, summary
 
 
 def _test_cell(grade_id: str, *outputs):
@@ -82,7 +82,7 @@ def test_the_server_extension_does_not_load_torch():
     (it slowed the server's start and its first kernel); Validate imports it when run."""
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-c", "import sys, autograde.validation; "
+    out = subprocess.run([sys.executable, "-c", "import sys, autograde.student.validation; "
                           "print('torch' in sys.modules)"], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False", out.stderr

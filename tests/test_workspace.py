@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from autograde import build, workspace
+from autograde.course import build
+from autograde.student import workspace
 
 
 @pytest.fixture

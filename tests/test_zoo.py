@@ -14,7 +14,7 @@ import torch.nn.utils.prune
 from test_leaf_ops import assert_same, both_ways, counts
 from torch.utils.flop_counter import FlopCounterMode
 
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 
 class ConvNeXtBlock(nn.Module):

@@ -18,7 +18,6 @@ from jupyter_client import KernelManager
 from autograde import checks
 from autograde.grading import clean_efflib
 from autograde.grading.judged_cell import drained
-from autograde.grading.scratch import Scratch
 from autograde.judging import clean_room, definitions
 from autograde.judging.channel import JudgeChannel
 from autograde.judging.judge import Remote, Session
@@ -28,6 +27,7 @@ from autograde.judging.wire import encode
 from autograde.nbgrader_glue import is_test_cell
 from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import REPO, Policy
+from autograde.sandbox.scratch import Scratch
 
 START_TIMEOUT = 120  # seconds for the clean room's kernel to answer (a busy machine)
 

@@ -24,19 +24,19 @@ from traitlets import Bool, Dict, Integer, Unicode
 from autograde.grading import outcome
 from autograde.grading.clean_kernel import clean_room_of
 from autograde.grading.course_folder import InCourse
+from autograde.grading.integrity_probe import IntegrityProbe
 from autograde.grading.judged_cell import run_judged
 from autograde.grading.outcome import Outcome
 from autograde.grading.output_budget import OutputBudget
-from autograde.grading.probed_cell import IntegrityProbe
 from autograde.grading.recorded_cell import AnswerRecords
 from autograde.grading.sandbox_manager import SandboxManager
 from autograde.grading.sanitize import passive_outputs
-from autograde.grading.scratch import Scratch
 from autograde.grading.secret import key_path, read_key
 from autograde.grading.settings import Settings
 from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import error_output, is_answer_cell, is_test_cell
+from autograde.sandbox.scratch import Scratch
 
 KERNEL_START_FAILED = "the sandbox could not start a kernel"
 

@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from autograde import build, nbgrader_glue
+from autograde import nbgrader_glue
+from autograde.course import build
 from autograde.grading.feedback import generate as feedback_pages
 from autograde.grading.journal import Journal
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import build, nbgrader_glue
+from autograde import nbgrader_glue
+from autograde.course import build
 from autograde.grading import audit, feedback, secret, similarity
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import SandboxedExecute

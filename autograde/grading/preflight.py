@@ -8,8 +8,8 @@ fault. The run stops instead, with the launcher's own words.
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograde.grading.cluster import ClusterExecute, ClusterUnreachable
-from autograde.grading.environ import temporary_environ
 from autograde.grading.executor import KernelStartError, SandboxedExecute
+from autograde.sandbox.environ import temporary_environ
 
 
 class SandboxError(RuntimeError):

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 import nbformat
 
-from autograde import build
+from autograde.course import build
 from autograde.grading import outcome
 from autograde.grading.journal import Result
 from autograde.nbgrader_glue import is_test_cell, natural

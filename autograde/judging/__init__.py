@@ -13,7 +13,6 @@ student's kernel only answers requests for plain data over a Unix socket.
     judge        the grader side: which cells are judged, and judging one
     channel      the grader side of the socket: one judged cell's requests
     kernel_side  the kernel side of the socket: the request loop
-    integrity    the probe for cells that must still run in the kernel
 
 Imports point down this list only (values is imported by all, imports none).
 """

@@ -4,7 +4,7 @@ Students get nbgrader's Validate button and nothing of the instructor's side:
 the formgrader, the assignment and course lists (which need an exchange folder
 this course does not use) and "Create Assignment" are switched off, in the
 browser and on the server, by the server's own Jupyter config folder, whose
-custom.css and a server extension (autograde.validation) make Validate say one line
+custom.css and a server extension (autograde.student.validation) make Validate say one line
 per question. The instructor's formgrader is `make formgrader LAB=...`.
 The URL is printed last, once the server answers; it is the same each time for the same
 folder (one token per folder), JupyterLab's news prompt is off, and Ctrl-C ends with
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograde import build
+from autograde.course import build
 from autograde.nbgrader_glue import env
 
 CONFIG = build.ROOT / "build" / "jupyter"
@@ -32,7 +32,7 @@ STOP_WAIT = 15  # seconds JupyterLab has to stop on SIGTERM before it is killed
 NEWS = "@jupyterlab/apputils-extension:announcements"  # "get notified about Jupyter news?"
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
 # three blocks per failure; keep the errors: the first holds one line per question
-# (autograde.validation), the others are empty
+# (autograde.student.validation), the others are empty
 VALIDATE_CSS = """\
 .validation-failed > div:nth-child(3n+1), .validation-failed > div:nth-child(3n+2) {
   display: none;
@@ -49,7 +49,7 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
     student = mode == "student"
     server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
     server["nbgrader.server_extensions.validate_assignment"] = True
-    server["autograde.validation"] = student  # Validate says one line per question
+    server["autograde.student.validation"] = student  # Validate says one line per question
     server["autograde.formgrader_bridge"] = not student  # the buttons use the course's tools
     (folder / "custom").mkdir(exist_ok=True)
     (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde import build
+from autograde.course import build
 
 WORK = build.ROOT / "work"
 STATE = ".release.json"  # lab -> digest of the release its copy was made from

@@ -1,7 +1,7 @@
 """The README's generated blocks: the lab table and the measured figures.
 
 Blocks sit between `<!-- generated: NAME -->` and `<!-- end generated -->` and are
-rewritten from the lab sources (`autograde.inventory`) and from what `make bench`
+rewritten from the lab sources (`autograde.course.inventory`) and from what `make bench`
 recorded in bench/results/*.json, so a new lab or a new measurement never needs
 a hand edit. `python -m autograde readme --check` fails when a block is stale.
 """
@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from statistics import mean
 
-from autograde import build, inventory
+from autograde.course import build, inventory
 
 README = build.ROOT / "README.md"
 RESULTS = build.ROOT / "bench" / "results"

@@ -155,7 +155,7 @@ class SummarizingValidator(Validator):
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "autograde.validation"}]
+    return [{"module": "autograde.student.validation"}]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import build
+from autograde.course import build
 
 MANIFEST = ".efflab-edition.json"  # the files an edition wrote: what the next one may remove
-AUTOGRADE = ["__init__.py", "build.py", "headings.py", "lab_server.py", "nbgrader_glue.py",
-             "validation.py", "workspace.py", "student_cli.py", "checks", "judging"]
+AUTOGRADE = ["__init__.py", "course/__init__.py", "course/build.py", "headings.py",
+             "nbgrader_glue.py", "student", "checks", "judging"]
 SECTION = re.compile(r"<!-- student edition -->\n(.*?)<!-- end student edition -->", re.S)
 MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 GITIGNORE = ".venv/\nwork/\nbuild/\n__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n"
@@ -61,7 +61,7 @@ def files(labs: list[str]) -> dict[str, bytes]:
             add_tree(path, f"autograde/{name}")
         else:
             out[f"autograde/{name}"] = path.read_bytes()
-    out["autograde/__main__.py"] = (root / "autograde" / "student_cli.py").read_bytes()
+    out["autograde/__main__.py"] = (root / "autograde" / "student" / "student_cli.py").read_bytes()
     out["Makefile"] = (root / "student.mk").read_bytes()
     out["constraints.txt"] = (root / "constraints.txt").read_bytes()
     out["pyproject.toml"] = pyproject().encode()

@@ -20,7 +20,7 @@ import nbformat
 
 from autograde import nbgrader_glue
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 SOURCE = ROOT / "build" / "source"
 LABS = ROOT / "labs"

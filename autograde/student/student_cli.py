@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograde import lab_server, workspace
+from autograde.student import lab_server, workspace
 
 INSTRUCTOR_COMMANDS = ("build", "check", "grade", "formgrader", "export", "readme",
                        "student-edition")

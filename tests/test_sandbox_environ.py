@@ -1,10 +1,10 @@
-"""grading.environ: the environment changed for a block and put back, whatever happens."""
+"""sandbox.environ: the environment changed for a block and put back, whatever happens."""
 
 import os
 
 import pytest
 
-from autograde.grading.environ import temporary_environ
+from autograde.sandbox.environ import temporary_environ
 
 
 def test_names_are_set_for_the_block_and_restored_or_removed_after(monkeypatch):

@@ -18,8 +18,8 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from autograde.grading.environ import temporary_environ
 from autograde.sandbox.cleanup import unmount
+from autograde.sandbox.environ import temporary_environ
 from autograde.sandbox.policy import NOBODY, Policy, isolation_problem
 
 

@@ -7,7 +7,8 @@ the grader?" for the README, the tests and instructors alike.
 import re
 from dataclasses import dataclass
 
-from autograde import build, checks
+from autograde import checks
+from autograde.course import build
 from autograde.headings import headings
 from autograde.judging.judge import judged_checks
 from autograde.nbgrader_glue import is_test_cell

@@ -1,4 +1,4 @@
-"""efflib.metrics against the lecture's AlexNet tables and torch's FlopCounterMode."""
+"""efflib.profiler against the lecture's AlexNet tables and torch's FlopCounterMode."""
 
 import copy
 
@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from efflib.metrics import profile
+from efflib.profiler import profile
 
 
 def lecture_alexnet() -> nn.Sequential:
