@@ -23,6 +23,7 @@ from lookup import lookup_notebook
 
 from autograde.course import build
 from autograde.grading import folder as grading_folder
+from autograde.grading import outcome
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError
 from autograde.grading.settings import Settings
@@ -544,22 +545,28 @@ def probed(tmp_path_factory):
                     settings=Settings(cell_timeout=30, notebook_timeout=150, judge=False))
     grader.run(incoming, progress=False)
     with open(grader.course / "reports" / LAB / "grades.csv") as f:
-        return {r["student"]: r for r in csv.DictReader(f)}
+        return {r["student"]: r for r in csv.DictReader(f)}, grader.course
 
 
 def test_a_result_shown_before_the_error_earns_no_partial_credit(probed):
     """nbgrader scores a test cell by its first execute_result when there is one; an answer
     that calls sys.displayhook(100) before failing must still lose the test's points."""
-    row = probed["displayhook"]
+    row = probed[0]["displayhook"]
     assert float(row["score"]) == FULL - 2, row["reason"]
     assert "q1_linear_test: CheckFailed" in row["reason"]
 
 
 @pytest.mark.parametrize("name", list(PROBED))
 def test_the_probe_catches_tampering_in_kernel_run_cells(probed, name):
-    assert float(probed["clean"]["score"]) == FULL, probed["clean"]["reason"]
-    assert float(probed[name]["score"]) == 0
-    assert PROBED[name][1] in probed[name]["reason"]
+    rows, course = probed
+    assert float(rows["clean"]["score"]) == FULL, rows["clean"]["reason"]
+    assert float(rows[name]["score"]) == 0
+    assert PROBED[name][1] in rows[name]["reason"]
+    # the outcome record says so, for the summary (grading.report), in its own field
+    assert outcome.read(course, LAB, name).tampered
+    assert outcome.read(course, LAB, "clean").tampered == ""
+    assert name in (course / "reports" / LAB / "summary.txt").read_text().split(
+        "students with problems:")[1]
 
 
 def test_summary_is_written(graded):

@@ -13,6 +13,7 @@ from test_grading_corpus import lazy_notebook
 
 from autograde import nbgrader_glue as nbg
 from autograde.course import build
+from autograde.grading import outcome
 from autograde.grading.journal import Result
 from autograde.grading.report import (
     SHORT,
@@ -73,6 +74,20 @@ def test_reports_of_a_clean_class(tmp_path):
     assert summary.endswith("students with problems: none\n")  # no empty header
     assert (tmp_path / "summary.png").stat().st_size > 5_000
     assert "bob (graded):\n  q1_x_test: CheckFailed: f" in (tmp_path / "reasons.txt").read_text()
+
+
+def test_the_summary_lists_a_dead_or_tampered_kernel_from_its_outcome_record(tmp_path):
+    """Graded, but not cleanly: the summary's problems come from grading.outcome's record,
+    whatever the reason's words say."""
+    course, lab = tmp_path / "course", "lab01_layers"
+    outcome.write(course, lab, "bob", outcome.Outcome(tampered="sys.displayhook replaced"))
+    outcome.write(course, lab, "cat", outcome.Outcome(kernel_died="DeadKernelError"))
+    outcome.write(course, lab, "ann", outcome.Outcome())
+    results = [Result(s, "graded", "same words for all") for s in ("ann", "bob", "cat")]
+    scores = {s: {"q1_x_test": Mark(0.0, 2.0)} for s in ("ann", "bob", "cat")}
+    write_reports(tmp_path / "out", lab, results, scores, ["q1_x_test"], course=course)
+    problems = (tmp_path / "out" / "summary.txt").read_text().split("students with problems:")[1]
+    assert "bob" in problems and "cat" in problems and "ann" not in problems
 
 
 def test_no_heading_stands_empty_and_questions_come_in_their_order(tmp_path):

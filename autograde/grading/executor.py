@@ -118,7 +118,7 @@ class SandboxedExecute(SandboxManager, AnswerRecords, IntegrityProbe, InCourse, 
                     self._zmq.destroy(linger=0)
                     self._zmq = None
         passive_outputs(nb)  # no script of the student's reaches a reader's browser
-        self._outcome.kernel_died = self._dead
+        self._outcome.kernel_died, self._outcome.tampered = self._dead, self._tampered
         if lab:
             outcome.write(course, lab, student, self._outcome)
         return nb, resources

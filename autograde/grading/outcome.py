@@ -18,6 +18,7 @@ class Outcome:
     kernel_start_error: str = ""   # no kernel came up: the grader's trouble, tried again
     kernel_died: str = ""          # why the kernel stopped before the end (later tests not run)
     timed_out_cells: list[int] = field(default_factory=list)  # interrupted for time
+    tampered: str = ""             # what the integrity probe found (kernel-run tests then fail)
 
     def to_dict(self) -> dict:
         return asdict(self)

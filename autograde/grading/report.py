@@ -66,10 +66,11 @@ def formgrader_hint(lab: str, course: Path | None) -> str:
     return f".venv/bin/python -m autograde formgrader {lab} --course {course}"
 
 
-def _kernel_died(course: Path | None, lab: str, student: str) -> bool:
-    """Whether the student's kernel stopped before the end of their last graded run."""
+def _troubled(course: Path | None, lab: str, student: str) -> bool:
+    """Whether the student's kernel stopped before the end of their last graded run, or the
+    integrity probe found it tampered with."""
     ran = outcome.read(course, lab, student) if course is not None else None
-    return ran is not None and bool(ran.kernel_died)
+    return ran is not None and bool(ran.kernel_died or ran.tampered)
 
 
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
@@ -124,7 +125,7 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
         f"{lab}: why marks were lost, each reason whole (grades.csv has them short)\n\n"
         + ("\n\n".join(reasons_txt) if reasons_txt else "no marks lost") + "\n")
     problems = [f"  {r.student}: {r.reason}" for r in results
-                if r.status != "graded" or _kernel_died(course, lab, r.student)]
+                if r.status != "graded" or _troubled(course, lab, r.student)]
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
