@@ -4,13 +4,14 @@ References for Lab 06 and its benchmark: a pure-Python direct convolution that
 skips out-of-range inputs with a bounds check (as the lecture notes' C code
 does) instead of padding a copy; numba kernels over a pre-padded input in any
 loop order, and one that keeps the bounds check inside the inner loop; and a
-timer that runs on a time budget rather than a fixed repeat count.
+timer that runs on a time budget rather than a fixed repeat count, alone or in
+rounds beside others.
 """
 
 import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numba
 import numpy as np
@@ -116,6 +117,27 @@ def timed(fn: Callable[[], object], budget_s: float = 0.5, min_runs: int = 3,
         fn()
         times.append(time.perf_counter() - t - (guarded.overhead() - guard))
     return statistics.median(times)
+
+
+def timed_together(fns: Mapping[str, Callable[[], object]], budget_s: float = 1.0,
+                   min_rounds: int = 3, max_rounds: int = 200) -> dict[str, float]:
+    """Median seconds of each fn() timed in rounds that run every fn once, the order turned
+    by one each round, so a load that comes and goes slows them all alike and their ratios
+    hold on a busy machine; rounds as timed() counts runs (`budget_s` for all of them)."""
+    if not fns:
+        raise ValueError("timed_together: give at least one function to time")
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    start, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or (time.perf_counter() - start < budget_s
+                                  and rounds < max_rounds):
+        turn = rounds % len(names)
+        for name in names[turn:] + names[:turn]:
+            t, guard = time.perf_counter(), guarded.overhead()
+            fns[name]()
+            times[name].append(time.perf_counter() - t - (guarded.overhead() - guard))
+        rounds += 1
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def conv_flop(c: int, m: int, r: int, s: int, p: int, q: int, n: int = 1) -> int:

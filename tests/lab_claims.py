@@ -82,27 +82,43 @@ def _ptq_collapses(ns) -> Verdict:
 
 def _python_takes_tens_of_seconds(ns) -> Verdict:
     seconds = ns["FLOP"] / (ns["speed"]["Python loops"] * 1e9)
-    return 10 <= seconds < 100, f"the real layer in Python: {seconds:.0f} s"
+    return 10 <= seconds < 300, f"the real layer in Python: {seconds:.0f} s"
 
 
 def _python_a_hundredth(ns) -> Verdict:
     speed = ns["speed"]
     python, naive = speed["Python loops"], speed["C"]
-    held = 0.003 <= python < 0.03 and naive / python > 100 and python == min(speed.values())
+    held = 0.001 <= python <= 0.015 and naive / python > 100 and python == min(speed.values())
     return held, f"Python {python:.4f} GFLOP/s, naive C {naive:.2f} ({naive / python:.0f}x)"
 
 
 def _numba_orders(ns) -> Verdict:
     best, worst = ns["best"], ns["worst"]
-    return best.endswith("pq") and worst[-1] in "mc", f"best {best}, worst {worst}"
+    return best.endswith("q") and not worst.endswith("q"), f"best {best}, worst {worst}"
 
 
-def _torch_and_im2col_lead(ns) -> Verdict:
+def _speeds_of_the_fast(ns) -> tuple[float, float, float, str]:
     speed = ns["speed"]
     torch_ = max(v for k, v in speed.items() if k.startswith("torch"))
     tiled, im2col = speed["C, tiled"], speed["im2col + GEMM"]
-    return torch_ > tiled and im2col > tiled, (
+    return torch_, tiled, im2col, (
         f"torch {torch_:.1f}, im2col {im2col:.1f}, tiled C {tiled:.1f} GFLOP/s")
+
+
+def _torch_leads(ns) -> Verdict:
+    torch_, tiled, im2col, figures = _speeds_of_the_fast(ns)
+    return torch_ > max(tiled, im2col), figures
+
+
+def _im2col_level_with_tiled(ns) -> Verdict:
+    _, tiled, im2col, figures = _speeds_of_the_fast(ns)
+    return 0.5 < im2col / tiled < 2, figures
+
+
+def _megabytes_against_tens_of_kb(ns) -> Verdict:
+    patch, row = ns["extra"]["im2col (patch matrix)"], ns["extra"]["C, tiled (row buffer)"]
+    return patch >= 1e6 and 10e3 <= row < 100e3, (
+        f"patch matrix {patch / 1e6:.1f} MB, row buffer {row / 1e3:.1f} kB")
 
 
 def _tiled_twice_as_fast(ns) -> Verdict:
@@ -197,11 +213,16 @@ CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
         "round from run to run": _int8_near_fp32_at_256,
     },
     "lab06_loops": {
-        "Pure Python would need tens of seconds for it": _python_takes_tens_of_seconds,
-        "Python loops run at around a hundredth of a GFLOP/s, over a hundred times below "
-        "even the naive C loop and further below the rest": _python_a_hundredth,
+        "Pure Python would need tens of seconds for it (more on a busy machine)":
+            _python_takes_tens_of_seconds,
+        "Python loops run at a few thousandths to a hundredth of a GFLOP/s, over a hundred "
+        "times below even the naive C loop and further below the rest": _python_a_hundredth,
         "The best numba orders keep the output column q innermost": _numba_orders,
-        "torch (and the matrix product under im2col) still lead": _torch_and_im2col_lead,
+        "torch still leads": _torch_leads,
+        "it comes out level with the tiled C loop (within a factor of two either way)":
+            _im2col_level_with_tiled,
+        "the copy is nine times the input, megabytes where the tiled loop's row buffer needs "
+        "tens of kB": _megabytes_against_tens_of_kb,
         "the fast one must be at least 2x faster": _tiled_twice_as_fast,
         "The axis is logarithmic: the range is four orders of magnitude": _four_orders,
         "with the same predictions as Lab 05's integer model on every image":

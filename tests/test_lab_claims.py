@@ -48,12 +48,14 @@ def test_a_claim_fails_on_figures_that_contradict_it_or_are_missing():
     judged = lab_claims.verdicts("lab06_loops", {
         "speed": {"Python loops": 0.5, "C": 1.0, "C, tiled": 1.5, "im2col + GEMM": 9.0,
                   "torch, 1 thread": 20.0},
-        "FLOP": 231e6, "best": "mcrspq", "worst": "mcpqrs"})
+        "FLOP": 231e6, "best": "mcpqrs", "worst": "mcrspq"})
     held = {w: ok for w, (ok, _) in judged.items()}
-    assert not held["Pure Python would need tens of seconds for it"]  # 0.5 s
-    assert not held["The best numba orders keep the output column q innermost"]  # worst: rs
+    assert not held["Pure Python would need tens of seconds for it (more on a busy machine)"]
+    assert not held["The best numba orders keep the output column q innermost"]  # best: s
     assert not held["the fast one must be at least 2x faster"]
-    assert held["torch (and the matrix product under im2col) still lead"]
+    assert held["torch still leads"]
+    assert not held["it comes out level with the tiled C loop (within a factor of two either "
+                    "way)"]  # im2col 6x the tiled loop
     ok, figures = judged["with the same predictions as Lab 05's integer model on every image"]
     assert not ok and "KeyError" in figures
 

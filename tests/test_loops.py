@@ -61,6 +61,24 @@ def test_timing_runs_on_a_budget_not_a_count():
     assert loops.conv_flop(64, 64, 3, 3, 56, 56) == 2 * 64 * 64 * 9 * 56 * 56
 
 
+def test_timed_together_takes_turns_so_a_passing_load_slows_all_alike():
+    calls = []
+
+    def sleeper(name, ms):
+        def fn():
+            load = 6 if (len(calls) // 3) % 2 else 1  # heavy every other round of three
+            calls.append(name)
+            time.sleep(ms * load / 1e3)
+        return fn
+
+    medians = loops.timed_together({"a": sleeper("a", 2), "b": sleeper("b", 4),
+                                    "c": sleeper("c", 8)}, budget_s=0.0, min_rounds=4)
+    assert calls == list("abc" "bca" "cab" "abc")  # every one once a round, the turn moving
+    assert 1.7 < medians["b"] / medians["a"] < 2.3 and 1.7 < medians["c"] / medians["b"] < 2.3
+    with pytest.raises(ValueError, match="at least one function"):
+        loops.timed_together({})
+
+
 def test_bad_sizes_are_named():
     """conv_flop of a negative size used to return a negative count."""
     with pytest.raises(ValueError, match="conv_flop: c must be at least 1, got -1"):

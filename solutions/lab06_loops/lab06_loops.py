@@ -227,8 +227,9 @@ check_other_loops(avgpool_loops, conv_bias_relu_loops, depthwise_loops, shift_lo
 #
 # From here on the layer is ResNet's 3x3 conv at 56 x 56: C = M = 64, H = W = 56,
 # padding 1, 2 x 64 x 64 x 9 x 56 x 56 = 231 million FLOP. Pure Python would need
-# tens of seconds for it, and the cells below time every version several times,
-# so Python's speed is measured on a small layer and given in GFLOP/s.
+# tens of seconds for it (more on a busy machine), and the cells below time every
+# version several times, so Python's speed is measured on a small layer and given
+# in GFLOP/s.
 
 # %%
 C_, M_, HW = 64, 64, 56
@@ -244,6 +245,8 @@ seconds = plots.attempt(lambda: loops.timed(
     lambda: conv2d_direct(x_small, w_small, torch.zeros(8), 1, 1, 1), BUDGET, min_runs=1))
 if seconds is not None:
     speed["Python loops"] = loops.conv_flop(8, 8, 3, 3, 14, 14) / seconds / 1e9
+    print(f"the real layer in pure Python would take about "
+          f"{FLOP / speed['Python loops'] / 1e9:.0f} s")
 free = 1 if FAST else threads_for_load()  # cores that other processes leave free now
 for threads in sorted({1, free}):
     torch.set_num_threads(threads)
@@ -792,10 +795,48 @@ for name, nbytes in extra.items():
 #
 # GFLOP/s of each version of the real layer (Python measured on a small layer)
 # against this machine's peak from efflib's roofline (a large float32 matrix
-# product on one thread). The axis is logarithmic: the range is four orders of
-# magnitude.
+# product on one thread). Each version above was timed on its own, at its own
+# moment; if other programs came and went meanwhile, their ratios say more
+# about the load than about the code. So the cell times every version that ran
+# once more, in turns (`efflib.loops.timed_together`: a round runs each once,
+# the order moving by one each round), and plots those figures. The axis is
+# logarithmic: the range is four orders of magnitude.
 
 # %%
+def at_threads(n, fn):
+    """fn with torch at n threads, then back to one."""
+    def run():
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(1)
+    return run
+
+
+def torch_conv():
+    return F.conv2d(x_real[None], w_real, b_real, padding=1)
+
+
+versions = {  # a name in `speed` -> (one run, its FLOP)
+    "Python loops": (lambda: conv2d_direct(x_small, w_small, torch.zeros(8), 1, 1, 1),
+                     loops.conv_flop(8, 8, 3, 3, 14, 14)),
+    **{f"torch, {n} thread{'s' if n > 1 else ''}": (at_threads(n, torch_conv), FLOP)
+       for n in {1, free}},
+    "numba (yours)": (lambda: conv_kernel(xp_real, w_np, out), FLOP),
+    f"numba best ({best})": (lambda: loops.numba_conv(best)(xp_real, w_np, out), FLOP),
+    f"numba worst ({worst})": (lambda: loops.numba_conv(worst)(xp_real, w_np, out), FLOP),
+    "numba, bounds check inside": (
+        lambda: loops.numba_conv_bounds(x_real.numpy(), w_np, out, 1), FLOP),
+    "im2col + GEMM": (lambda: conv2d_im2col(x_real, w_real, b_real, 1, 1), FLOP),
+    "C": (lambda: conv2d_c(x_real, w_real, b_real, 1), FLOP),
+    "C, tiled": (lambda: conv2d_c_fast(x_real, w_real, b_real, 1), FLOP),
+}
+versions = {name: v for name, v in versions.items() if name in speed}  # those that ran
+seconds = loops.timed_together({name: fn for name, (fn, _) in versions.items()}, 3 * BUDGET)
+speed.update({name: flop / seconds[name] / 1e9 for name, (_, flop) in versions.items()})
+for name in sorted(speed, key=speed.get):
+    print(f"{name:28s} {speed[name]:9.3f} GFLOP/s")
 peak = measure_machine(n=512 if FAST else 1024, mbytes=32, repeats=3 if FAST else 8,
                       num_threads=1).gflops
 names = sorted(speed, key=speed.get)
@@ -822,9 +863,9 @@ plt.show()
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q8_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
-# A good answer quotes the plot: Python loops run at around a hundredth of a
-# GFLOP/s, over a hundred times below even the naive C loop and further below
-# the rest. The best numba orders
+# A good answer quotes the plot: Python loops run at a few thousandths to a
+# hundredth of a GFLOP/s, over a hundred times below even the naive C loop and
+# further below the rest. The best numba orders
 # keep the output column q innermost, so the inner loop walks `xp` and `out`
 # with stride 1 and the compiler can vectorise it with the weight held in a
 # register; orders with m or c innermost jump by whole feature maps (P·Q or
@@ -832,9 +873,13 @@ plt.show()
 # vectorises. The tiled C loop goes further: its register tile reuses each
 # loaded input for several channels and each weight for a strip of outputs, and
 # its padded row buffer takes the bounds check out of the hot loop, so the
-# compiler vectorises a loop that does little but multiply and add. torch (and
-# the matrix product under im2col) still lead: their kernels are written per
-# instruction set, with larger register tiles, weights re-packed in the order
-# they are read, and blocking for every cache level, and they fuse the multiply
-# and add (FMA), which this course's build leaves off for bit-exact results.
+# compiler vectorises a loop that does little but multiply and add. torch still
+# leads: its kernels are written per instruction set, with larger register
+# tiles, weights re-packed in the order they are read, and blocking for every
+# cache level, and they fuse the multiply and add (FMA), which this course's
+# build leaves off for bit-exact results. im2col runs such a tuned matrix
+# product too, but only after copying the input into its patch matrix: it comes
+# out level with the tiled C loop (within a factor of two either way), and the
+# copy is nine times the input, megabytes where the tiled loop's row buffer
+# needs tens of kB.
 # ### END SOLUTION
