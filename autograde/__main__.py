@@ -21,7 +21,7 @@ from autograde.grading import export, regrade, settings
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.preflight import SandboxError
-from autograde.nbgrader_glue import NbgraderError
+from autograde.nbgrader_seam.command import NbgraderError
 from autograde.student import lab_server, student_cli
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from nbgrader.apps.api import NbGraderAPI
 
-from autograde import nbgrader_glue
 from autograde.course import build
 from autograde.grading import feedback
+from autograde.nbgrader_seam import command
 
 REGRADE_TIMEOUT = 1800  # a lab's own notebook timeout is 600 s, and a kernel is tried twice
 
@@ -26,7 +26,7 @@ def generate_feedback(api, assignment_id: str, student_id: str | None = None,
     """The course's feedback page for one student (or all), as `export` writes it."""
     try:
         done = feedback.generate(Path(api.coursedir.root), assignment_id, student_id)
-    except nbgrader_glue.NbgraderError as e:
+    except command.NbgraderError as e:
         return {"success": False, "error": str(e)[-2000:], "log": ""}
     return {"success": True, "log": (done.stdout + done.stderr)[-2000:]}
 
@@ -40,7 +40,7 @@ def autograde(api, assignment_id: str, student_id: str, force: bool = True,
            "--course", str(course)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=build.ROOT,
-                              env=nbgrader_glue.env(), timeout=REGRADE_TIMEOUT)
+                              env=command.env(), timeout=REGRADE_TIMEOUT)
     except subprocess.TimeoutExpired:
         return {"success": False, "log": "", "error": (
             f"{student_id} was not graded again within {REGRADE_TIMEOUT} s; the previous "

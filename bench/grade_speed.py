@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from record import load, record  # noqa: E402
 
-from autograde import nbgrader_glue  # noqa: E402
 from autograde.course import build  # noqa: E402
 from autograde.grading.grader import Grader  # noqa: E402
+from autograde.nbgrader_seam import command  # noqa: E402
 
 GOAL = 1.8
 
@@ -33,13 +33,13 @@ def serial(lab: str, n: int, tmp: Path) -> float:
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\nc.CourseDirectory.source_directory = 'source'\n"
         "c.CourseDirectory.release_directory = 'release'\n")
-    nbgrader_glue.run(course, "generate_assignment", lab, "--force")
+    command.run(course, "generate_assignment", lab, "--force")
     for i in range(n):
         dest = course / "submitted" / f"s{i}" / lab
         dest.mkdir(parents=True)
         nbformat.write(build.source_notebook(lab), dest / f"{lab}.ipynb")
     start = time.perf_counter()
-    nbgrader_glue.run(course, "autograde", lab, "--force", "--create")
+    command.run(course, "autograde", lab, "--force", "--create")
     return time.perf_counter() - start
 
 

@@ -15,9 +15,9 @@ import matplotlib
 import pytest
 import torch
 
-from autograde import nbgrader_glue as nbg
 from autograde.course import build
 from autograde.course.build import solution_namespace
+from autograde.nbgrader_seam import command
 
 matplotlib.use("Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -106,7 +106,7 @@ def autograde_server(tmp_path: Path, *args: str, token: str = "efflab-test"):
         server = subprocess.Popen([sys.executable, "-m", "autograde", *args, f"--port={port}",
                                    f"--token={token}"], stdout=log, stderr=subprocess.STDOUT,
                                   cwd=build.ROOT,
-                                  env={**nbg.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)})
+                                  env={**command.env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)})
         try:
             deadline = time.monotonic() + 120
             while "JupyterLab is ready" not in log_path.read_text():

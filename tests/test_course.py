@@ -17,7 +17,7 @@ from test_hidden_cases import MODULES
 from autograde.course import build
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
-from autograde.nbgrader_glue import COURSE_ID
+from autograde.nbgrader_seam.command import COURSE_ID
 
 LABS = build.lab_names()
 STUDENTS = ("solution", "blank", "lookup")

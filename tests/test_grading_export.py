@@ -11,11 +11,11 @@ import nbformat
 import pytest
 from conftest import autograde_server
 
-from autograde import nbgrader_glue as nbg
 from autograde.course import build
 from autograde.grading import export
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
+from autograde.nbgrader_seam import command, gradebook
 
 LAB = "lab01_layers"
 pytestmark = pytest.mark.course
@@ -30,7 +30,7 @@ def graded(tmp_path_factory):
     nbformat.write(nbformat.read(build.LABS / LAB / f"{LAB}.ipynb", 4), incoming / "bob.ipynb")
     done = subprocess.run([sys.executable, "-m", "autograde", "grade", LAB, str(incoming),
                            "--course", str(grading / LAB), "--workers", "2"],
-                          capture_output=True, text=True, env=nbg.env(), cwd=build.ROOT)
+                          capture_output=True, text=True, env=command.env(), cwd=build.ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     grader = Grader(LAB, grading / LAB, workers=2,
                     settings=Settings(cell_timeout=120))
@@ -70,7 +70,7 @@ def test_before_hand_grading_the_reflection_is_pending(graded):
 
 def test_export_after_hand_grading(graded):
     grading, grader, _ = graded
-    with nbg.gradebook(grader.db_url) as gb:  # what the formgrader does on "save"
+    with gradebook.connect(grader.db_url) as gb:  # what the formgrader does on "save"
         for student, points in (("ann", 2.0), ("bob", 0.5)):
             grade = gb.find_grade("q9_reflection", LAB, LAB, student)
             grade.manual_score, grade.needs_manual_grade = points, False
@@ -78,7 +78,7 @@ def test_export_after_hand_grading(graded):
             comment.manual_comment = f"Well argued, {student}."
         gb.db.commit()
     done = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
-                           str(grading)], capture_output=True, text=True, env=nbg.env())
+                           str(grading)], capture_output=True, text=True, env=command.env())
     assert done.returncode == 0, done.stderr
     final = rows(grading / LAB / "reports" / LAB / "final.csv")
     assert (final["ann"]["automatic"], final["ann"]["by_hand"], final["ann"]["total"],
@@ -150,5 +150,5 @@ def test_formgrader_command_serves_the_graded_lab(graded, tmp_path):
         assert "<script" not in html.lower() and "cdnjs" not in html and "<math" in html
     missing = subprocess.run([sys.executable, "-m", "autograde", "formgrader", "lab02_metrics",
                               "--course", str(tmp_path / "nothing")], capture_output=True,
-                             text=True, env=nbg.env())
+                             text=True, env=command.env())
     assert missing.returncode == 2 and "make grade LAB=lab02_metrics" in missing.stderr

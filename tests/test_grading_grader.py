@@ -27,7 +27,7 @@ from autograde.grading import outcome
 from autograde.grading.grader import Grader
 from autograde.grading.preflight import SandboxError
 from autograde.grading.settings import Settings
-from autograde.nbgrader_glue import COURSE_ID
+from autograde.nbgrader_seam.command import COURSE_ID
 from autograde.sandbox.policy import isolation_problem
 from efflib.latency import busy
 

@@ -7,7 +7,7 @@ from autograde.grading import grader as grading
 from autograde.grading import outcome
 from autograde.grading.executor import KERNEL_START_FAILED
 from autograde.grading.grader import Grader
-from autograde.nbgrader_glue import NbgraderError
+from autograde.nbgrader_seam.command import NbgraderError
 
 LAB = "lab01_layers"
 
@@ -36,7 +36,7 @@ def attempts(tmp_path, monkeypatch):
 
     monkeypatch.setattr(grading.workers, "autograde_in", autograde_in)
     monkeypatch.setattr(grading.time, "sleep", lambda s: None)
-    monkeypatch.setattr(grading.nbgrader_glue, "zero_deleted_tests", lambda *a: [])
+    monkeypatch.setattr(grading.gradebook, "zero_deleted_tests", lambda *a: [])
     return Grader(LAB, tmp_path, workers=1), runs, seen
 
 

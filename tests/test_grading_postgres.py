@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from autograde.course import build
-from autograde.nbgrader_glue import COURSE_ID
+from autograde.nbgrader_seam.command import COURSE_ID
 from autograde.sandbox import policy as sandbox
 
 LAB = "lab01_layers"

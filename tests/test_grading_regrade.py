@@ -13,12 +13,12 @@ import nbformat
 import pytest
 from conftest import autograde_server
 
-from autograde import nbgrader_glue as nbg
 from autograde.course import build
 from autograde.grading import export, own_run, regrade
 from autograde.grading import folder as grading_folder
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
+from autograde.nbgrader_seam import command, gradebook
 
 LAB = "lab01_layers"
 pytestmark = pytest.mark.course
@@ -41,7 +41,7 @@ def graded(tmp_path_factory):
 
 
 def totals(grader) -> dict[str, float]:
-    found, _ = nbg.scores(grader.db_url, LAB, ["ann", "bob"])
+    found, _ = gradebook.scores(grader.db_url, LAB, ["ann", "bob"])
     return {s: sum(m.score for m in marks.values()) for s, marks in found.items()}
 
 
@@ -102,7 +102,7 @@ def test_autograde_in_the_formgrader_regrades_with_the_course_grader(graded, tmp
     # `grade` with the same submissions keeps the regrade and says so
     done = subprocess.run([sys.executable, "-m", "autograde", "grade", LAB,
                            str(graded.course.parent / "in"), "--course", str(graded.course)],
-                          capture_output=True, text=True, cwd=build.ROOT, env=nbg.env())
+                          capture_output=True, text=True, cwd=build.ROOT, env=command.env())
     assert done.returncode == 0, done.stderr[-2000:]
     assert "already graded" in done.stdout and "graded again in the formgrader: ann" in \
         done.stdout
@@ -139,7 +139,7 @@ def test_one_grading_run_at_a_time(graded):
         done = subprocess.run([sys.executable, "-m", "autograde", "grade", LAB,
                                str(graded.course.parent / "in"), "--course",
                                str(graded.course)],
-                              capture_output=True, text=True, cwd=build.ROOT, env=nbg.env())
+                              capture_output=True, text=True, cwd=build.ROOT, env=command.env())
     assert done.returncode == 2 and "being graded by another run" in done.stderr
 
 
@@ -148,5 +148,5 @@ def test_bad_regrades_are_named(graded, tmp_path):
         regrade.regrade(LAB, graded.course, "nobody")
     done = subprocess.run([sys.executable, "-m", "autograde", "regrade", LAB, "ann",
                            "--course", str(tmp_path)], capture_output=True, text=True,
-                          cwd=build.ROOT, env=nbg.env())
+                          cwd=build.ROOT, env=command.env())
     assert done.returncode == 1 and "no submitted notebook" in done.stderr

@@ -11,7 +11,6 @@ from lazy import LAB02
 from nbformat.v4 import new_code_cell, new_notebook
 from test_grading_corpus import lazy_notebook
 
-from autograde import nbgrader_glue as nbg
 from autograde.course import build
 from autograde.grading import outcome
 from autograde.grading.journal import Result
@@ -23,7 +22,9 @@ from autograde.grading.report import (
     whole_reasons,
     write_reports,
 )
-from autograde.nbgrader_glue import Mark, error_output
+from autograde.nbgrader_seam import cells, command
+from autograde.nbgrader_seam.cells import error_output
+from autograde.nbgrader_seam.gradebook import Mark
 
 
 def _failed(grade_id: str, ename: str, evalue: str):
@@ -92,7 +93,7 @@ def test_the_summary_lists_a_dead_or_tampered_kernel_from_its_outcome_record(tmp
 
 def test_no_heading_stands_empty_and_questions_come_in_their_order(tmp_path):
     ids = sorted(["q10_energy_test", "q1_conv_params_test", "q2_model_size_test"],
-                 key=nbg.natural)  # as the gradebook's scores come
+                 key=cells.natural)  # as the gradebook's scores come
     full = {i: Mark(1.0, 1.0) for i in ids}
     path = write_reports(tmp_path, "lab02_metrics", [Result("ann", "graded")], {"ann": full},
                          ids)
@@ -135,7 +136,7 @@ def test_grade_and_export_say_it_whole_in_the_labs_order(tmp_path):
     nbformat.write(lazy_notebook(lab, LAB02), incoming / "cid.ipynb")
     done = subprocess.run([sys.executable, "-m", "autograde", "grade", lab, str(incoming),
                            "--grading", str(tmp_path), "--workers", "2"], capture_output=True,
-                          text=True, env=nbg.env(), cwd=build.ROOT)
+                          text=True, env=command.env(), cwd=build.ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     console = [line for line in done.stdout.splitlines() if line.strip()]
     reports = tmp_path / lab / "reports" / lab
@@ -156,7 +157,7 @@ def test_grade_and_export_say_it_whole_in_the_labs_order(tmp_path):
     assert "bob" in whole and "still raises NotImplementedError" in whole
     exported = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
                                str(tmp_path), "--no-feedback"], capture_output=True,
-                              text=True, env=nbg.env(), cwd=build.ROOT)
+                              text=True, env=command.env(), cwd=build.ROOT)
     assert exported.returncode == 0, exported.stderr
     assert f"{lab}: 3 students from the gradebook; 0 with points given by hand, " \
         "2 still waiting for hand grading" in exported.stdout
@@ -165,5 +166,5 @@ def test_grade_and_export_say_it_whole_in_the_labs_order(tmp_path):
     Path(tmp_path / lab / "autograded" / "cid" / lab / f"{lab}.ipynb").unlink()
     exported = subprocess.run([sys.executable, "-m", "autograde", "export", "--grading",
                                str(tmp_path), "--no-feedback"], capture_output=True,
-                              text=True, env=nbg.env(), cwd=build.ROOT)
+                              text=True, env=command.env(), cwd=build.ROOT)
     assert "no autograded notebook for cid" in exported.stdout

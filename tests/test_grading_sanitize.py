@@ -6,11 +6,11 @@ import pytest
 from nbconvert.exporters import HTMLExporter
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from autograde import nbgrader_glue as glue
 from autograde.grading.executor import SandboxedExecute
 from autograde.grading.feedback import to_mathml
 from autograde.grading.sanitize import clean_html, passive_outputs
 from autograde.grading.settings import Settings
+from autograde.nbgrader_seam import command
 
 ACTIVE = re.compile(r"<(img|svg|a|iframe|body|math|mrow)\b[^>]*(on\w+=|javascript:|data:text)|"
                     r"<script\b|<style\b|<iframe\b|<object\b|<embed\b|<form\b", re.I)
@@ -71,7 +71,7 @@ def test_only_passive_outputs_are_kept():
 def _exporter(tmp_path, template=None) -> HTMLExporter:
     """The HTMLExporter with the grading folder's settings, as generate_feedback and the
     formgrader build it."""
-    config = glue.grading_config(tmp_path, "sqlite://", Settings().to_dict(), SandboxedExecute,
+    config = command.grading_config(tmp_path, "sqlite://", Settings().to_dict(), SandboxedExecute,
                                  [])
     if template:
         config.HTMLExporter.template_name = template

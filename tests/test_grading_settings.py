@@ -10,7 +10,6 @@ from dataclasses import fields
 import pytest
 from nbgrader.apps.baseapp import NbGrader
 
-from autograde import nbgrader_glue as glue
 from autograde.course import build
 from autograde.grading import regrade, settings
 from autograde.grading.cluster import ClusterExecute
@@ -18,6 +17,7 @@ from autograde.grading.executor import SandboxedExecute
 from autograde.grading.folder import SETTINGS_FILE
 from autograde.grading.grader import Grader
 from autograde.grading.settings import Settings
+from autograde.nbgrader_seam import command
 
 LAB = "lab01_layers"
 
@@ -62,8 +62,8 @@ def test_nbgrader_carries_every_setting_to_the_execute_step(tmp_path, monkeypatc
     clean_room (a worker judged with the clean room whatever the grader was told)."""
     chosen = Settings(cell_timeout=7, notebook_timeout=99, memory_mb=321, disk_mb=77,
                       cpu_seconds=5, judge=False, clean_room=False)
-    config = glue.grading_config(tmp_path, "sqlite://", chosen.to_dict(), execute, [])
-    glue.write_config(config, tmp_path)
+    config = command.grading_config(tmp_path, "sqlite://", chosen.to_dict(), execute, [])
+    command.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
     app.load_config_file()

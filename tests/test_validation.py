@@ -4,7 +4,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.utils import compute_checksum
 
-from autograde.nbgrader_glue import error_output
+from autograde.nbgrader_seam.cells import error_output
 from autograde.student.validation import QuestionSummary, summary
 
 

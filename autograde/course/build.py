@@ -18,7 +18,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from autograde import nbgrader_glue
+from autograde.nbgrader_seam import command
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
@@ -104,10 +104,10 @@ def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
     """Run `nbgrader generate_assignment --force` for each lab into `dest`."""
     for lab in labs:
         try:
-            nbgrader_glue.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
+            command.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
                     f"--CourseDirectory.source_directory={source}",
                     f"--CourseDirectory.release_directory={dest}", "--log-level=WARN")
-        except nbgrader_glue.NbgraderError as e:
+        except command.NbgraderError as e:
             raise BuildError(str(e)) from e
         if not (dest / lab / f"{lab}.ipynb").is_file():
             raise BuildError(f"nbgrader generate_assignment {lab} wrote no notebook")

@@ -30,7 +30,7 @@ from autograde.course import build
 
 MANIFEST = ".efflab-edition.json"  # the files an edition wrote: what the next one may remove
 AUTOGRADE = ["__init__.py", "course/__init__.py", "course/build.py", "headings.py",
-             "nbgrader_glue.py", "student", "checks", "judging"]
+             "nbgrader_seam", "student", "checks", "judging"]
 SECTION = re.compile(r"<!-- student edition -->\n(.*?)<!-- end student edition -->", re.S)
 MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
 GITIGNORE = ".venv/\nwork/\nbuild/\n__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\n"

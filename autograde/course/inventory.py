@@ -11,7 +11,7 @@ from autograde import checks
 from autograde.course import build
 from autograde.headings import headings
 from autograde.judging.judge import judged_checks
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_seam.cells import is_test_cell
 
 _TITLE = re.compile(r"^# Lab \d+: (.+)$", re.M)
 

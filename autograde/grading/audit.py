@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from nbgrader.utils import is_grade, is_solution
 
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_seam.cells import is_test_cell
 
 INSIDES = frozenset({"__closure__", "__wrapped__", "__globals__", "__code__", "__builtins__",
                      "__subclasses__", "__getattribute__", "cell_contents", "__defaults__",

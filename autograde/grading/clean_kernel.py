@@ -24,7 +24,7 @@ from autograde.judging.judge import Remote, Session
 from autograde.judging.kernel_side import request_loop_code
 from autograde.judging.values import CheckFailed, JudgeError
 from autograde.judging.wire import encode
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_seam.cells import is_test_cell
 from autograde.sandbox.kernel import KERNEL_NAME
 from autograde.sandbox.policy import REPO, Policy
 from autograde.sandbox.scratch import Scratch

@@ -1,6 +1,6 @@
 """The grading folder, as a trait of the preprocessors that read or write inside it.
 
-nbgrader builds its preprocessors from the config; `nbgrader_glue.grading_config` sets
+nbgrader builds its preprocessors from the config; `nbgrader_seam.command.grading_config` sets
 this trait there for every one that has it, so the folder travels as config, not as an
 environment variable of the grading process.
 """
@@ -20,5 +20,5 @@ class InCourse(Configurable):
     def course_folder(self) -> Path:
         if not self.course_root:
             raise ValueError(f"{type(self).__name__}.course_root is not set: build the "
-                             "config with nbgrader_glue.grading_config")
+                             "config with nbgrader_seam.command.grading_config")
         return Path(self.course_root)

@@ -35,7 +35,7 @@ from autograde.grading.secret import key_path, read_key
 from autograde.grading.settings import Settings
 from autograde.judging.hidden import keyed
 from autograde.judging.judge import judged_checks
-from autograde.nbgrader_glue import error_output, is_answer_cell, is_test_cell
+from autograde.nbgrader_seam.cells import error_output, is_answer_cell, is_test_cell
 from autograde.sandbox.scratch import Scratch
 
 KERNEL_START_FAILED = "the sandbox could not start a kernel"

@@ -12,32 +12,32 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from autograde import nbgrader_glue
 from autograde.course import build
 from autograde.grading.feedback import generate as feedback_pages
 from autograde.grading.journal import Journal
+from autograde.nbgrader_seam import cells, command, gradebook
 
 COLUMNS = ["student", "automatic", "by_hand", "total", "max_score", "needs_hand_grading"]
 
 
 def course_db(course: Path) -> str:
     """The gradebook URL a grading folder was graded with."""
-    config = json.loads((course / nbgrader_glue.CONFIG_FILE).read_text())
+    config = json.loads((course / command.CONFIG_FILE).read_text())
     return config["CourseDirectory"]["db_url"]
 
 
 def lab_rows(db_url: str, lab: str) -> list[dict]:
     """One row per student of the gradebook: automatic, by hand, total, pending ids."""
-    with nbgrader_glue.gradebook(db_url) as gb:
+    with gradebook.connect(db_url) as gb:
         max_score = float(gb.find_assignment(lab).max_score)
         students = sorted(s.id for s in gb.students)
-    marks, _ = nbgrader_glue.scores(db_url, lab, students)  # the one reader of grades
+    marks, _ = gradebook.scores(db_url, lab, students)  # the one reader of grades
     rows = []
     for student in students:
         got = marks[student]
         auto = sum(m.score for m in got.values() if not m.manual)
         hand = sum(m.score for m in got.values() if m.manual)
-        pending = sorted((gid for gid, m in got.items() if m.pending), key=nbgrader_glue.natural)
+        pending = sorted((gid for gid, m in got.items() if m.pending), key=cells.natural)
         rows.append({"student": student, "automatic": auto, "by_hand": hand,
                      "total": auto + hand, "max_score": max_score,
                      "needs_hand_grading": " ".join(pending)})
@@ -79,7 +79,7 @@ def export(grading: Path, labs: list[str] | None = None, feedback: bool = True,
            env: dict | None = None, say: Callable[[str], None] = print) -> list[Path]:
     """Write every graded lab's final.csv and grading/course.csv; returns their paths and
     says, per lab, what the grades stand on (`what_was_used`)."""
-    graded = [lab for lab in build.lab_names() if (grading / lab / nbgrader_glue.CONFIG_FILE)
+    graded = [lab for lab in build.lab_names() if (grading / lab / command.CONFIG_FILE)
               .is_file()]
     if not graded:
         raise ValueError(f"no graded lab in {grading} (run `make grade` first)")

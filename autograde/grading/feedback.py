@@ -18,7 +18,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograde.grading.sanitize import clean_html
 from autograde.headings import headings
-from autograde.nbgrader_glue import gradebook, is_test_cell, run
+from autograde.nbgrader_seam.cells import is_test_cell
+from autograde.nbgrader_seam.command import run
+from autograde.nbgrader_seam.gradebook import connect
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "efflab_feedback"
@@ -60,7 +62,7 @@ class QuestionTitles(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         pending = set()
-        with gradebook(info["db_url"]) as gb:
+        with connect(info["db_url"]) as gb:
             try:
                 grades = gb.find_submission_notebook(info["notebook"], info["assignment"],
                                                      info["student"]).grades

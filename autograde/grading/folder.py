@@ -14,7 +14,6 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import nbgrader_glue
 from autograde.course import build
 from autograde.grading import audit, feedback, secret, similarity
 from autograde.grading.cluster import ClusterExecute
@@ -25,7 +24,9 @@ from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.report import whole_reasons, write_reports
 from autograde.grading.settings import DEFAULTS, Settings
 from autograde.grading.submissions import Submission, reasons, repair
-from autograde.nbgrader_glue import NbgraderError, grade_id
+from autograde.nbgrader_seam import command, gradebook
+from autograde.nbgrader_seam.cells import grade_id
+from autograde.nbgrader_seam.command import NbgraderError
 from autograde.sandbox import cleanup
 from autograde.sandbox.kernel import write_kernelspec
 
@@ -47,7 +48,7 @@ class GradingFolder:
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = settings
         self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
-        self.config = nbgrader_glue.grading_config(
+        self.config = command.grading_config(
             self.course, self.db_url, settings.to_dict(),
             ClusterExecute if scheduler else SandboxedExecute,
             [ShortTracebacks, QuestionTitles, MathML], (StudentsOwnRun,))
@@ -55,12 +56,12 @@ class GradingFolder:
             self.config.ClusterExecute.scheduler = scheduler
 
     def env(self) -> dict[str, str]:
-        """What nbgrader and its kernels need on top of nbgrader_glue.env()."""
+        """What nbgrader and its kernels need on top of nbgrader_seam.command.env()."""
         return {"JUPYTER_PATH": str(self.course / "jupyter"),
                 "EFFLAB_GRADER_PID": str(os.getpid())}
 
     def nbgrader(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        return nbgrader_glue.run(self.course, *args, timeout=timeout, extra_env=self.env())
+        return command.run(self.course, *args, timeout=timeout, extra_env=self.env())
 
     def release(self) -> None:
         """The folder's config, kernel, grading key, the lab's source and gradebook rows."""
@@ -68,7 +69,7 @@ class GradingFolder:
         course_secret = secret.load(self.secret_file)
         self.fingerprint = secret.fingerprint(course_secret)
         secret.prepare(self.course, self.lab, course_secret)
-        nbgrader_glue.write_config(self.config, self.course)
+        command.write_config(self.config, self.course)
         (self.course / SETTINGS_FILE).write_text(json.dumps(self.saved()) + "\n")
         (self.course / "exchange").mkdir(exist_ok=True)  # its Exchange.root, unused but there
         write_kernelspec(self.course / "jupyter")
@@ -77,7 +78,7 @@ class GradingFolder:
 
     def intake(self, subs: list[Submission]) -> None:
         """Register every student; copy each notebook not yet graded into submitted/."""
-        nbgrader_glue.register_students(self.db_url, [s.student for s in subs])
+        gradebook.register_students(self.db_url, [s.student for s in subs])
         known = {c.metadata["nbgrader"]["grade_id"]: dict(c.metadata["nbgrader"])
                  for c in build.source_notebook(self.lab).cells if "nbgrader" in c.metadata}
         for sub in subs:
@@ -110,7 +111,7 @@ class GradingFolder:
                 feedback.generate(self.course, self.lab, student, extra_env=self.env())
             except NbgraderError as e:  # grades are safe in the gradebook either way
                 print(f"warning: feedback not generated: {str(e)[-500:]}", file=sys.stderr)
-        scores, ids = nbgrader_glue.scores(self.db_url, self.lab, [r.student for r in results])
+        scores, ids = gradebook.scores(self.db_url, self.lab, [r.student for r in results])
         out = self.course / "reports" / self.lab
         notebooks = {r.student: nb for r in results
                      if (nb := _read(self.course / "submitted" / r.student / self.lab

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from autograde import nbgrader_glue
 from autograde.grading import cluster, outcome, staging, workers
 from autograde.grading.folder import GradingFolder
 from autograde.grading.journal import Journal, Result
 from autograde.grading.preflight import preflight
 from autograde.grading.report import lost_marks
 from autograde.grading.submissions import Submission, collect, reasons
-from autograde.nbgrader_glue import NbgraderError
+from autograde.nbgrader_seam import command, gradebook
+from autograde.nbgrader_seam.command import NbgraderError
 from autograde.sandbox import cleanup
 from autograde.sandbox.policy import isolation_problem
 
@@ -51,7 +51,7 @@ class Grader(GradingFolder):
         if status == "graded":
             reason = reasons(reason, lost_marks(self.autograded(sub.student)))
         elif status == "failed" or not self.autograded(sub.student).exists():
-            nbgrader_glue.zero_scores(self.db_url, self.lab, sub.student)
+            gradebook.zero_scores(self.db_url, self.lab, sub.student)
         result = Result(sub.student, status, reason, round(time.monotonic() - start, 1),
                         sub.digest, self.fingerprint, sub.problem)
         self.journal.record(result)
@@ -71,7 +71,7 @@ class Grader(GradingFolder):
         if any(s.notebook is not None for s in todo):
             preflight(self.config, self.env(), self.course, self.scheduler)
         start = time.monotonic()
-        with workers.start(self.workers, str(self.course), {**nbgrader_glue.env(), **self.env()},
+        with workers.start(self.workers, str(self.course), {**command.env(), **self.env()},
                            staging.staged_config(self.config),
                            self.settings.memory_mb) as pool, \
                 ThreadPoolExecutor(self.workers) as threads, \
@@ -107,7 +107,7 @@ class Grader(GradingFolder):
                     self.nbgrader("autograde", self.lab, "--student", student, "--force",
                                     staging.cli_option(), timeout=timeout)))
                 # a deleted test cell is 0 points, never a cell waiting for a person
-                nbgrader_glue.zero_deleted_tests(self.db_url, self.lab, student)
+                gradebook.zero_deleted_tests(self.db_url, self.lab, student)
                 return "graded", reason
             except subprocess.TimeoutExpired:
                 return "failed", "grading took too long; scored 0"

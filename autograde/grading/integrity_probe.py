@@ -12,7 +12,7 @@ import sysconfig
 from pathlib import Path
 
 from autograde.grading.output_budget import OutputBudget
-from autograde.nbgrader_glue import error_output, side_cell
+from autograde.nbgrader_seam.cells import error_output, side_cell
 
 # Run in the student's kernel after every test cell that is not judged outside it
 # (kernel_only checks). It looks for the usual ways of faking a pass: check functions,

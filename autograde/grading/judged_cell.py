@@ -15,7 +15,7 @@ from nbformat.notebooknode import NotebookNode
 from autograde.judging.channel import JudgeChannel
 from autograde.judging.judge import Session, judge_cell
 from autograde.judging.kernel_side import request_loop_code
-from autograde.nbgrader_glue import error_output
+from autograde.nbgrader_seam.cells import error_output
 
 PRINT_LIMIT = 100_000  # characters the kernel may print while answering one cell
 

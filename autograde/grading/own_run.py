@@ -12,7 +12,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograde.grading.course_folder import InCourse
-from autograde.nbgrader_glue import is_test_cell
+from autograde.nbgrader_seam.cells import is_test_cell
 
 LINES, WIDTH = 8, 200  # of the student's output quoted
 NOTE = "[efflab] Above: the grader's run of this cell. The submitted notebook showed:\n"

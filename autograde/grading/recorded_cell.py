@@ -9,7 +9,7 @@ record counts as one the answer cell switched off.
 import secrets
 
 from autograde.judging import answer_cells, answer_pairs
-from autograde.nbgrader_glue import answer_and_test_ids, grade_id
+from autograde.nbgrader_seam.cells import answer_and_test_ids, grade_id
 
 
 class AnswerRecords:

@@ -11,7 +11,7 @@ import nbformat
 from autograde.course import build
 from autograde.grading import outcome
 from autograde.grading.journal import Result
-from autograde.nbgrader_glue import is_test_cell, natural
+from autograde.nbgrader_seam.cells import is_test_cell, natural
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only backend

@@ -28,7 +28,7 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
 
-from autograde.nbgrader_glue import NbgraderError
+from autograde.nbgrader_seam.command import NbgraderError
 from autograde.sandbox import cleanup
 from autograde.sandbox.policy import isolation_problem
 

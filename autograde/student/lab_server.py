@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from autograde.course import build
-from autograde.nbgrader_glue import env
+from autograde.nbgrader_seam.command import env
 
 CONFIG = build.ROOT / "build" / "jupyter"
 STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")

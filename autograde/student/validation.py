@@ -22,7 +22,7 @@ from traitlets import List
 
 from autograde.headings import headings
 from autograde.judging import answer_pairs, definitions
-from autograde.nbgrader_glue import (
+from autograde.nbgrader_seam.cells import (
     answer_and_test_ids,
     grade_id,
     is_answer_cell,

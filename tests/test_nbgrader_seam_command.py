@@ -1,33 +1,32 @@
-"""autograde.nbgrader_glue: the grading config as nbgrader itself reads it, and test cells."""
+"""autograde.nbgrader_seam.command: the grading config as nbgrader itself reads it."""
 
 import os
 from pathlib import Path
 
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell
 from nbgrader.apps.baseapp import NbGrader
 
-from autograde import nbgrader_glue as glue
 from autograde.grading.cluster import ClusterExecute
 from autograde.grading.executor import SandboxedExecute
 from autograde.grading.feedback import QuestionTitles, ShortTracebacks
 from autograde.grading.own_run import StudentsOwnRun
 from autograde.grading.settings import Settings
+from autograde.nbgrader_seam import command
 
 
 def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, monkeypatch):
     settings = Settings(cell_timeout=7, notebook_timeout=99, memory_mb=321, judge=False,
                         disk_mb=77)
     db_url = f"sqlite:///{tmp_path}/gb.db"
-    config = glue.grading_config(tmp_path, db_url, settings.to_dict(), SandboxedExecute,
+    config = command.grading_config(tmp_path, db_url, settings.to_dict(), SandboxedExecute,
                                  [ShortTracebacks], (StudentsOwnRun, QuestionTitles))
     assert "QuestionTitles" not in config  # a step with no course_root is given none
-    glue.write_config(config, tmp_path)
+    command.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
     app = NbGrader()
     app.load_config_file()  # what every nbgrader command run in the folder does
     loaded = app.config
-    assert loaded.CourseDirectory.course_id == glue.COURSE_ID != ""
+    assert loaded.CourseDirectory.course_id == command.COURSE_ID != ""
     assert loaded.CourseDirectory.db_url == db_url
     assert Settings.from_dict(loaded.SandboxedExecute.settings) == settings
     assert loaded.SandboxedExecute.course_root == str(tmp_path)
@@ -42,42 +41,13 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
     assert "template_name" not in loaded.HTMLExporter
     assert loaded.HTMLExporter.sanitize_html is True
     assert loaded.HTMLExporter.filters["markdown2html"].startswith("autograde.grading.sanitize")
-    assert os.path.basename(glue.CONFIG_FILE) in os.listdir(Path(tmp_path))
+    assert os.path.basename(command.CONFIG_FILE) in os.listdir(Path(tmp_path))
     assert loaded.Exchange.root == str(tmp_path / "exchange")  # no "exchange missing" banner
-
-
-def test_students_are_named_after_their_submission_and_keep_a_name_given_later(
-        tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", glue.env()["PATH"])  # nbgrader makes the gradebook with alembic
-    db = f"sqlite:///{tmp_path}/gb.db"
-    glue.register_students(db, ["ann", "bob"])
-    with glue.gradebook(db) as gb:
-        assert (gb.find_student("ann").last_name, gb.find_student("ann").first_name) == \
-            ("ann", "")
-        gb.update_or_create_student("bob", last_name="Lee", first_name="Bob")  # formgrader
-    glue.register_students(db, ["ann", "bob", "cid"])
-    with glue.gradebook(db) as gb:
-        assert gb.find_student("bob").last_name == "Lee"
-        assert gb.find_student("cid").last_name == "cid"
-
-
-def test_test_cells_are_graded_code_cells_without_an_answer():
-    meta = {"grade": True, "solution": False, "grade_id": "q1_test", "points": 1}
-    assert glue.is_test_cell(new_code_cell("check()", metadata={"nbgrader": meta}))
-    answer = {**meta, "solution": True}
-    assert not glue.is_test_cell(new_code_cell("x = 1", metadata={"nbgrader": answer}))
-    assert not glue.is_test_cell(new_markdown_cell("text", metadata={"nbgrader": answer}))
-    assert not glue.is_test_cell(new_code_cell("x = 1"))
-
-
-def test_error_outputs_fail_a_test_in_nbgrader_terms():
-    out = glue.error_output("NotRun", "the kernel stopped")
-    assert out.output_type == "error" and out.traceback == ["NotRun: the kernel stopped"]
 
 
 def test_the_grading_folder_travels_as_config_for_every_step_that_works_in_it(tmp_path):
     """It was an environment variable of the grading process (EFFLAB_COURSE_ROOT)."""
-    config = glue.grading_config(tmp_path, "sqlite://", Settings().to_dict(), ClusterExecute,
+    config = command.grading_config(tmp_path, "sqlite://", Settings().to_dict(), ClusterExecute,
                                  [], (StudentsOwnRun,))
     for step in (ClusterExecute, StudentsOwnRun):
         assert step(config=config).course_folder() == tmp_path
