@@ -1,7 +1,7 @@
 """efflib: the small library the Efficient Deep Learning labs stand on."""
 
 from efflib import models, roofline, shapes
-from efflib.latency import measure_latency, measure_throughput
+from efflib.latency import measure_in_turns, measure_latency, measure_throughput
 from efflib.profiler import Profile, profile
 from efflib.roofline import measure_machine, roofline_points
 from efflib.shapes import (
@@ -19,6 +19,7 @@ __all__ = [
     "roofline",
     "Profile",
     "profile",
+    "measure_in_turns",
     "measure_latency",
     "measure_throughput",
     "measure_machine",

@@ -1,4 +1,5 @@
-"""Measure latency (median and spread over repeats) and throughput over batch sizes.
+"""Measure latency (median and spread over repeats, alone or in turns with other models)
+and throughput over batch sizes.
 
 Latency is the time one input takes end to end; throughput is inputs per second.
 A batch raises throughput and latency together (lecture 02's two designs). On CUDA,
@@ -11,8 +12,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -194,14 +195,62 @@ def measure_latency(model: nn.Module, x: torch.Tensor, warmup: int = 10, repeats
         else:
             times = _time_cpu(run, repeats, budget_s)
         used = torch.get_num_threads()
+    return _summary(times, model, x, used)
+
+
+def _summary(times: list[float], model: nn.Module, x: torch.Tensor, used: int) -> Latency:
+    """The Latency of `times`, warning (at the caller's caller) when they spread widely."""
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     result = Latency(statistics.median(times), q[0], q[2], min(times), max(times), len(times),
-                     x.shape[0] if x.dim() else 1, used, str(device))
+                     x.shape[0] if x.dim() else 1, used, str(x.device))
     if len(times) >= MIN_RUNS and result.spread > NOISY:
         warnings.warn(f"latency of {type(model).__name__} varied widely (IQR {result.spread:.0%} "
                       "of the median): the machine was busy, so rerun this on a quiet machine "
-                      "before reading much into it", NoisyMeasurement, stacklevel=2)
+                      "before reading much into it", NoisyMeasurement, stacklevel=3)
     return result
+
+
+def measure_in_turns(runs: Mapping[str, tuple[nn.Module, torch.Tensor]], warmup: int = 10,
+                     repeats: int = 50, num_threads: int | None = None,
+                     budget_s: float | None = None, mode: str = "eval") -> dict[str, Latency]:
+    """measure_latency of several models, {name: (model, x)}, timed in turns: a round calls
+    each once, the order moving by one a round, so a load that comes and goes slows them
+    alike and their ratios hold on a busy machine. `repeats` and `budget_s` count rounds.
+    On CUDA, whose events time the GPU, not a busy CPU, each is measured on its own."""
+    if not runs:
+        raise ValueError("measure_in_turns: give at least one (model, x) to time")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    placed = {}
+    for name, (model, x) in runs.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x of {name!r} must be a tensor, got {type(x).__name__}")
+        placed[name] = (model, x.to(home) if (home := model_device(model)) is not None else x)
+    if any(x.device.type == "cuda" for _, x in placed.values()):
+        return {name: measure_latency(model, x, warmup, repeats, num_threads, budget_s, mode)
+                for name, (model, x) in placed.items()}
+    names = list(placed)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with ExitStack() as stack:
+        for model, _ in placed.values():
+            stack.enter_context(measuring(model, mode))
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(threads(num_threads))
+        for _ in range(warmup):
+            for model, x in placed.values():
+                model(x)
+        begin = time.perf_counter()
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                model, x = placed[name]
+                start = time.perf_counter()
+                model(x)
+                times[name].append(time.perf_counter() - start)
+            if budget_s is not None and r + 1 >= MIN_RUNS and \
+                    time.perf_counter() - begin > budget_s:
+                break
+        used = torch.get_num_threads()
+    return {name: _summary(times[name], model, x, used) for name, (model, x) in placed.items()}
 
 
 def measure_throughput(model: nn.Module, x: torch.Tensor, batch_sizes: Sequence[int],

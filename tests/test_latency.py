@@ -12,6 +12,7 @@ from efflib.latency import (
     Latency,
     NoisyMeasurement,
     busy,
+    measure_in_turns,
     measure_latency,
     measure_throughput,
     one_noise_warning,
@@ -167,6 +168,45 @@ def test_timing_stops_when_its_budget_is_spent():
     slow = Varying([0.2])
     assert measure_latency(slow, torch.zeros(1), warmup=0, repeats=100,
                            budget_s=0.01).repeats == 3  # never fewer than three
+
+
+class Loaded(nn.Module):
+    """Takes `ms` times the shared load, which is heavy every other round of three calls."""
+
+    def __init__(self, name: str, ms: float, log: list):
+        super().__init__()
+        self.name, self.ms, self.log = name, ms, log
+
+    def forward(self, x):
+        load = 6 if (len(self.log) // 3) % 2 else 1
+        self.log.append(self.name)
+        time.sleep(self.ms * load / 1e3)
+        return x
+
+
+def test_models_timed_in_turns_keep_their_ratio_under_a_load_that_comes_and_goes():
+    log = []
+    models = {n: Loaded(n, ms, log) for n, ms in (("a", 2), ("b", 4), ("c", 8))}
+    models["a"].eval()  # b and c stay in training mode, as made
+    lat = measure_in_turns({n: (m, torch.zeros(2)) for n, m in models.items()}, warmup=1,
+                           repeats=4)
+    assert log == list("abc" "abc" "bca" "cab" "abc")  # a warm-up round, then turns
+    assert 1.7 < lat["b"].median / lat["a"].median < 2.3
+    assert 1.7 < lat["c"].median / lat["b"].median < 2.3
+    assert all(v.repeats == 4 and v.batch == 2 for v in lat.values())
+    assert models["b"].training and not models["a"].training  # each back in its mode
+    with pytest.raises(ValueError, match="at least one"):
+        measure_in_turns({})
+    with pytest.raises(TypeError, match="x of 'a' must be a tensor"):
+        measure_in_turns({"a": (models["a"], [0.0])})
+
+
+def test_turns_stop_when_their_budget_is_spent():
+    slow = Varying([0.02])
+    lat = measure_in_turns({"slow": (slow, torch.zeros(1)), "fast": (Varying([0.001]),
+                                                                      torch.zeros(1))},
+                           warmup=0, repeats=100, budget_s=0.1)
+    assert 3 <= lat["slow"].repeats <= 8 and lat["slow"].repeats == lat["fast"].repeats
 
 
 def test_a_busy_machine_is_flagged():
