@@ -305,12 +305,14 @@ else:
 
 # %% [markdown]
 # MACs are not time. The exit path against the full network at batch 1 on
-# this machine:
+# this machine, timed in turns (`efflib.measure_in_turns`) so that a load that
+# comes and goes slows both alike:
 
 # %%
 repeats = 20 if FAST else 100
-lat_exit = efflib.measure_latency(exit_path, x1, warmup=5, repeats=repeats)
-lat_full = efflib.measure_latency(branchy, x1, warmup=5, repeats=repeats)
+lats = efflib.measure_in_turns({"exit": (exit_path, x1), "full": (branchy, x1)}, warmup=5,
+                               repeats=repeats)
+lat_exit, lat_full = lats["exit"], lats["full"]
 print(f"exit path: {lat_exit.median * 1e3:.3f} ms for {macs_exit:,d} MACs")
 print(f"full:      {lat_full.median * 1e3:.3f} ms for {macs_exit + macs_rest:,d} MACs")
 print(f"the exit saves {1 - macs_exit / (macs_exit + macs_rest):.0%} of the MACs and "
