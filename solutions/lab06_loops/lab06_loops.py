@@ -56,7 +56,6 @@ from tqdm.auto import tqdm
 from efflib import cc, data, export_c, loops, models, plots, train
 from efflib.latency import fast_mode, threads_for_load
 from efflib.quant import integer, torch_int8
-from efflib.roofline import measure_machine
 
 torch.manual_seed(0)
 FAST = fast_mode()  # True while the grader runs this notebook: fewer orders, shorter timing
@@ -794,13 +793,13 @@ for name, nbytes in extra.items():
 # ## Every implementation against the machine
 #
 # GFLOP/s of each version of the real layer (Python measured on a small layer)
-# against this machine's peak from efflib's roofline (a large float32 matrix
-# product on one thread). Each version above was timed on its own, at its own
-# moment; if other programs came and went meanwhile, their ratios say more
-# about the load than about the code. So the cell times every version that ran
-# once more, in turns (`efflib.loops.timed_together`: a round runs each once,
-# the order moving by one each round), and plots those figures. The axis is
-# logarithmic: the range is four orders of magnitude.
+# against this machine's peak (a large float32 matrix product on one thread,
+# as efflib's roofline measures it). Each version above was timed on its own,
+# at its own moment; if other programs came and went meanwhile, their ratios say
+# more about the load than about the code. So the cell times every version that
+# ran once more, and the matrix product, in turns (`efflib.loops.timed_together`:
+# a round runs each once, the order moving by one each round), and plots those
+# figures. The axis is logarithmic: the range is four orders of magnitude.
 
 # %%
 def at_threads(n, fn):
@@ -833,12 +832,15 @@ versions = {  # a name in `speed` -> (one run, its FLOP)
     "C, tiled": (lambda: conv2d_c_fast(x_real, w_real, b_real, 1), FLOP),
 }
 versions = {name: v for name, v in versions.items() if name in speed}  # those that ran
+n_mm = 512 if FAST else 1024
+a_mm, b_mm = torch.randn(n_mm, n_mm), torch.randn(n_mm, n_mm)
+versions["peak"] = (lambda: a_mm @ b_mm, 2 * n_mm**3)  # at one thread, as all but torch's
 seconds = loops.timed_together({name: fn for name, (fn, _) in versions.items()}, 3 * BUDGET)
-speed.update({name: flop / seconds[name] / 1e9 for name, (_, flop) in versions.items()})
+measured = {name: flop / seconds[name] / 1e9 for name, (_, flop) in versions.items()}
+peak = measured.pop("peak")
+speed.update(measured)
 for name in sorted(speed, key=speed.get):
     print(f"{name:28s} {speed[name]:9.3f} GFLOP/s")
-peak = measure_machine(n=512 if FAST else 1024, mbytes=32, repeats=3 if FAST else 8,
-                      num_threads=1).gflops
 names = sorted(speed, key=speed.get)
 fig, ax = plt.subplots(figsize=(8, 4))
 ax.barh(names, [speed[n] for n in names], color="tab:blue")
