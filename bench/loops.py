@@ -1,8 +1,9 @@
 """Lab 06's implementations of the 64x56x56 -> 64, 3x3 convolution against torch, one thread.
 
-Each is timed on a time budget (median), all in one run so that the machine's
-load hits every ratio alike; goals (issue 29): numba loops >= 25% of torch's conv2d at
-one thread, im2col + GEMM >= 60%, the best C kernel (register and cache tiles) >= 30%. Also the
+Each is timed on a time budget (median), all in turns (a round runs each once, a quick
+one warmed first) so that the machine's load hits every ratio alike; goals (issue 29):
+numba loops >= 25% of torch's conv2d at one thread, im2col + GEMM >= 60%, the best C
+kernel (register and cache tiles) >= 30%. Also the
 standalone int8 C digit CNN's images per second against PyTorch's fp32 and int8, and
 what the guard around a notebook's C calls (efflib.guarded) costs per call.
 
@@ -46,7 +47,8 @@ def main() -> int:
         "C": lambda: lab.conv2d_c(x, w, b, 1),
         "C (best)": lambda: lab.conv2d_c_fast(x, w, b, 1),
     }
-    gflops = {name: flop / loops.timed(fn, budget_s=1.0) / 1e9 for name, fn in runs.items()}
+    gflops = {name: flop / t / 1e9
+              for name, t in loops.timed_together(runs, budget_s=5.0).items()}
     ok = True
     for name, g in gflops.items():
         ratio = g / gflops["torch"]

@@ -110,9 +110,9 @@ def _torch_leads(ns) -> Verdict:
     return torch_ > max(tiled, im2col), figures
 
 
-def _im2col_level_with_tiled(ns) -> Verdict:
+def _im2col_keeps_up_with_tiled(ns) -> Verdict:
     _, tiled, im2col, figures = _speeds_of_the_fast(ns)
-    return 0.5 < im2col / tiled < 2, figures
+    return im2col >= 0.8 * tiled, figures
 
 
 def _megabytes_against_tens_of_kb(ns) -> Verdict:
@@ -219,8 +219,8 @@ CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
         "times below even the naive C loop and further below the rest": _python_a_hundredth,
         "The best numba orders keep the output column q innermost": _numba_orders,
         "torch still leads": _torch_leads,
-        "it comes out level with the tiled C loop (within a factor of two either way)":
-            _im2col_level_with_tiled,
+        "keeps up with the tiled C loop even after copying the input into its patch matrix":
+            _im2col_keeps_up_with_tiled,
         "the copy is nine times the input, megabytes where the tiled loop's row buffer needs "
         "tens of kB": _megabytes_against_tens_of_kb,
         "the fast one must be at least 2x faster": _tiled_twice_as_fast,

@@ -189,7 +189,7 @@ def test_models_timed_in_turns_keep_their_ratio_under_a_load_that_comes_and_goes
     models = {n: Loaded(n, ms, log) for n, ms in (("a", 2), ("b", 4), ("c", 8))}
     models["a"].eval()  # b and c stay in training mode, as made
     lat = measure_in_turns({n: (m, torch.zeros(2)) for n, m in models.items()}, warmup=1,
-                           repeats=4)
+                           repeats=4, warm_below_s=0.0)
     assert log == list("abc" "abc" "bca" "cab" "abc")  # a warm-up round, then turns
     assert 1.7 < lat["b"].median / lat["a"].median < 2.3
     assert 1.7 < lat["c"].median / lat["b"].median < 2.3
@@ -199,6 +199,14 @@ def test_models_timed_in_turns_keep_their_ratio_under_a_load_that_comes_and_goes
         measure_in_turns({})
     with pytest.raises(TypeError, match="x of 'a' must be a tensor"):
         measure_in_turns({"a": (models["a"], [0.0])})
+
+
+def test_a_quick_model_is_warmed_before_its_timed_turn_and_a_slow_one_is_not():
+    log = []
+    quick, slow = Loaded("q", 0, log), Loaded("s", 30, log)
+    lat = measure_in_turns({"q": (quick, torch.zeros(1)), "s": (slow, torch.zeros(1))},
+                           warmup=0, repeats=3, warm_below_s=0.02)
+    assert log == list("qs" "sqq" "qqs") and lat["q"].repeats == lat["s"].repeats == 3
 
 
 def test_turns_stop_when_their_budget_is_spent():

@@ -72,11 +72,21 @@ def test_timed_together_takes_turns_so_a_passing_load_slows_all_alike():
         return fn
 
     medians = loops.timed_together({"a": sleeper("a", 2), "b": sleeper("b", 4),
-                                    "c": sleeper("c", 8)}, budget_s=0.0, min_rounds=4)
+                                    "c": sleeper("c", 8)}, budget_s=0.0, min_rounds=4,
+                                   warm_below_s=0.0)
     assert calls == list("abc" "bca" "cab" "abc")  # every one once a round, the turn moving
     assert 1.7 < medians["b"] / medians["a"] < 2.3 and 1.7 < medians["c"] / medians["b"] < 2.3
     with pytest.raises(ValueError, match="at least one function"):
         loops.timed_together({})
+
+
+def test_a_quick_call_is_warmed_before_its_timed_turn_and_a_slow_one_is_not():
+    calls = []
+    loops.timed_together({"quick": lambda: calls.append("q"),
+                          "slow": lambda: (calls.append("s"), time.sleep(0.03))},
+                         budget_s=0.0, min_rounds=3, warm_below_s=0.02)
+    # after the first round, a turn of the quick one is two calls, of the slow one one
+    assert calls == list("qs" "sqq" "qqs")
 
 
 def test_bad_sizes_are_named():

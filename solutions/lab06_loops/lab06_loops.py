@@ -880,9 +880,9 @@ plt.show()
 # leads: its kernels are written per instruction set, with larger register
 # tiles, weights re-packed in the order they are read, and blocking for every
 # cache level, and they fuse the multiply and add (FMA), which this course's
-# build leaves off for bit-exact results. im2col runs such a tuned matrix
-# product too, but only after copying the input into its patch matrix: it comes
-# out level with the tiled C loop (within a factor of two either way), and the
-# copy is nine times the input, megabytes where the tiled loop's row buffer
-# needs tens of kB.
+# build leaves off for bit-exact results. im2col hands the work to such a tuned
+# matrix product too, and keeps up with the tiled C loop even after copying the
+# input into its patch matrix (ahead of it on a quiet machine, as the copy suffers
+# most from a busy one); but the copy is nine times the input, megabytes where
+# the tiled loop's row buffer needs tens of kB.
 # ### END SOLUTION
