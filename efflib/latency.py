@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -151,6 +152,32 @@ def _time_cpu(fn, repeats: int, budget_s: float | None = None) -> list[float]:
     return times
 
 
+def time_in_turns(fns: Mapping[str, Callable[[], object]], min_rounds: int, max_rounds: int,
+                  budget_s: float | None = None, warm_below_s: float = 0.05,
+                  excluded: Callable[[], float] = lambda: 0.0) -> dict[str, list[float]]:
+    """Seconds of each fn() over rounds that call every fn once, the order moving by one a
+    round, so a load that comes and goes slows them all alike; at least `min_rounds`, more
+    while `budget_s` lasts, at most `max_rounds`. After the first round a turn first calls
+    fn untimed while its last call took under `warm_below_s`: the others' turns evicted its
+    data from the caches, which a quick call would pay for and one timed alone would not (a
+    slow call's refill is lost in its own time). `excluded()` is a running total of seconds
+    a call spends outside what is timed (efflib.guarded's child process)."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    begin, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or (budget_s is not None and rounds < max_rounds
+                                  and time.perf_counter() - begin < budget_s):
+        turn = rounds % len(names)
+        for name in names[turn:] + names[:turn]:
+            if times[name] and times[name][-1] < warm_below_s:
+                fns[name]()  # caches warmed, untimed
+            start, outside = time.perf_counter(), excluded()
+            fns[name]()
+            times[name].append(time.perf_counter() - start - (excluded() - outside))
+        rounds += 1
+    return times
+
+
 def _time_cuda(fn, repeats: int, device: torch.device) -> list[float]:
     """Time each call with CUDA events recorded on the current stream (GPU time, ms -> s)."""
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -232,8 +259,6 @@ def measure_in_turns(runs: Mapping[str, tuple[nn.Module, torch.Tensor]], warmup:
     if any(x.device.type == "cuda" for _, x in placed.values()):
         return {name: measure_latency(model, x, warmup, repeats, num_threads, budget_s, mode)
                 for name, (model, x) in placed.items()}
-    names = list(placed)
-    times: dict[str, list[float]] = {name: [] for name in names}
     with ExitStack() as stack:
         for model, _ in placed.values():
             stack.enter_context(measuring(model, mode))
@@ -242,18 +267,9 @@ def measure_in_turns(runs: Mapping[str, tuple[nn.Module, torch.Tensor]], warmup:
         for _ in range(warmup):
             for model, x in placed.values():
                 model(x)
-        begin = time.perf_counter()
-        for r in range(repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                model, x = placed[name]
-                if times[name] and times[name][-1] < warm_below_s:
-                    model(x)  # caches warmed, untimed
-                start = time.perf_counter()
-                model(x)
-                times[name].append(time.perf_counter() - start)
-            if budget_s is not None and r + 1 >= MIN_RUNS and \
-                    time.perf_counter() - begin > budget_s:
-                break
+        times = time_in_turns({name: partial(model, x) for name, (model, x) in placed.items()},
+                              repeats if budget_s is None else min(MIN_RUNS, repeats), repeats,
+                              budget_s, warm_below_s)
         used = torch.get_num_threads()
     return {name: _summary(times[name], model, x, used) for name, (model, x) in placed.items()}
 

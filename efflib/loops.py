@@ -19,6 +19,7 @@ import torch
 
 from efflib import guarded, inputs
 from efflib.graded import reference
+from efflib.latency import time_in_turns
 
 
 @reference("conv_loops")
@@ -122,28 +123,14 @@ def timed(fn: Callable[[], object], budget_s: float = 0.5, min_runs: int = 3,
 def timed_together(fns: Mapping[str, Callable[[], object]], budget_s: float = 1.0,
                    min_rounds: int = 3, max_rounds: int = 200,
                    warm_below_s: float = 0.05) -> dict[str, float]:
-    """Median seconds of each fn() timed in rounds that run every fn once, the order turned
-    by one each round, so a load that comes and goes slows them all alike and their ratios
-    hold on a busy machine; rounds as timed() counts runs (`budget_s` for all of them).
-    After the first round, a turn first runs fn untimed while its last call took under
-    `warm_below_s`: the others' turns evict its data from the caches, which a quick call
-    would pay for and a call timed alone would not; a slow call's refill is lost in its
-    own time."""
+    """Median seconds of each fn() timed in turns (efflib.latency.time_in_turns: a round
+    calls every fn once, a quick one warmed first), so a load that comes and goes slows
+    them all alike and their ratios hold on a busy machine; rounds as timed() counts runs
+    (`budget_s` for all of them), the guarded C calls' time outside the C left out."""
     if not fns:
         raise ValueError("timed_together: give at least one function to time")
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    start, rounds = time.perf_counter(), 0
-    while rounds < min_rounds or (time.perf_counter() - start < budget_s
-                                  and rounds < max_rounds):
-        turn = rounds % len(names)
-        for name in names[turn:] + names[:turn]:
-            if times[name] and times[name][-1] < warm_below_s:
-                fns[name]()  # caches warmed, untimed
-            t, guard = time.perf_counter(), guarded.overhead()
-            fns[name]()
-            times[name].append(time.perf_counter() - t - (guarded.overhead() - guard))
-        rounds += 1
+    times = time_in_turns(fns, min_rounds, max_rounds, budget_s, warm_below_s,
+                          excluded=guarded.overhead)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

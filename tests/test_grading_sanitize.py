@@ -72,7 +72,7 @@ def _exporter(tmp_path, template=None) -> HTMLExporter:
     """The HTMLExporter with the grading folder's settings, as generate_feedback and the
     formgrader build it."""
     config = command.grading_config(tmp_path, "sqlite://", Settings().to_dict(), SandboxedExecute,
-                                 [])
+                                    [])
     if template:
         config.HTMLExporter.template_name = template
     return HTMLExporter(config=config)

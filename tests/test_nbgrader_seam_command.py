@@ -19,7 +19,7 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
                         disk_mb=77)
     db_url = f"sqlite:///{tmp_path}/gb.db"
     config = command.grading_config(tmp_path, db_url, settings.to_dict(), SandboxedExecute,
-                                 [ShortTracebacks], (StudentsOwnRun, QuestionTitles))
+                                    [ShortTracebacks], (StudentsOwnRun, QuestionTitles))
     assert "QuestionTitles" not in config  # a step with no course_root is given none
     command.write_config(config, tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -48,7 +48,7 @@ def test_the_config_written_for_the_folder_is_the_one_nbgrader_loads(tmp_path, m
 def test_the_grading_folder_travels_as_config_for_every_step_that_works_in_it(tmp_path):
     """It was an environment variable of the grading process (EFFLAB_COURSE_ROOT)."""
     config = command.grading_config(tmp_path, "sqlite://", Settings().to_dict(), ClusterExecute,
-                                 [], (StudentsOwnRun,))
+                                    [], (StudentsOwnRun,))
     for step in (ClusterExecute, StudentsOwnRun):
         assert step(config=config).course_folder() == tmp_path
     with pytest.raises(ValueError, match="SandboxedExecute.course_root is not set"):

@@ -105,8 +105,8 @@ def release(labs: list[str], source: Path = SOURCE, dest: Path = LABS) -> None:
     for lab in labs:
         try:
             command.run(ROOT, "generate_assignment", lab, "--force", "--no-db",
-                    f"--CourseDirectory.source_directory={source}",
-                    f"--CourseDirectory.release_directory={dest}", "--log-level=WARN")
+                        f"--CourseDirectory.source_directory={source}",
+                        f"--CourseDirectory.release_directory={dest}", "--log-level=WARN")
         except command.NbgraderError as e:
             raise BuildError(str(e)) from e
         if not (dest / lab / f"{lab}.ipynb").is_file():
