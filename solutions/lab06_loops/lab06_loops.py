@@ -867,7 +867,7 @@ plt.show()
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q8_reflection", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # ### BEGIN SOLUTION
 # A good answer quotes the plot: Python loops run at a few thousandths to a
-# hundredth of a GFLOP/s, over a hundred times below even the naive C loop and
+# hundredth of a GFLOP/s, about a hundred times below even the naive C loop and
 # further below the rest. The best numba orders
 # keep the output column q innermost, so the inner loop walks `xp` and `out`
 # with stride 1 and the compiler can vectorise it with the weight held in a
