@@ -66,6 +66,7 @@ bench: setup-dev
 	$(PY) bench/loops.py
 	$(PY) bench/beyond_compression.py
 	$(PY) bench/latency_price.py
+	$(PY) bench/deployment.py
 	$(PY) bench/grade_speed.py
 	$(PY) bench/grade_cluster.py
 

@@ -1,4 +1,4 @@
-"""What the texts of Labs 05-07 say they measured, each tested on the solution's own run.
+"""What the texts of Labs 05-08 say they measured, each tested on the solution's own run.
 
 Issue 29: every sentence that states a measured result must hold in the lab's own output,
 quiet and beside busy processes. A claim pairs the words, as they stand in the lab's text,
@@ -199,6 +199,81 @@ def _capstone_fewer_macs_yet_slower(ns) -> Verdict:
         f"{fewer:.1f}x fewer MACs, {final['ms']:.3f} ms against {teacher['ms']:.3f} ms")
 
 
+# -- Lab 08 -----------------------------------------------------------------------------
+
+def _graph_macs_agree(ns) -> Verdict:
+    m = ns["measured"]
+    return m["graph_macs"] == m["profile_macs"] > 0, (
+        f"graph {m['graph_macs']:,d} MACs, profile {m['profile_macs']:,d}")
+
+
+def _parameters_differ_by_the_export(ns) -> Verdict:
+    m, cnn, nn = ns["measured"], ns["cnn"], ns["nn"]
+    bn = sum(b.num_features for b in cnn.modules() if isinstance(b, nn.BatchNorm2d))
+    shapes = m["graph_params"] - m["profile_params"] + bn
+    return m["graph_params"] != m["profile_params"] and 0 < shapes <= 8, (
+        f"graph {m['graph_params']:,d}, profile {m['profile_params']:,d}, BN channels {bn}, "
+        f"shape numbers {shapes}")
+
+
+def _counts(ns) -> dict:
+    return {name: ns["engines"].op_counts(g) for name, g in ns["graphs"].items()}
+
+
+def _basic_removes_batchnorms(ns) -> Verdict:
+    c = _counts(ns)
+    return c["exported"]["BatchNormalization"] == 3 and c["ORT basic"][
+        "BatchNormalization"] == 0 == c["your fold"]["BatchNormalization"], (
+        f"BatchNormalization: exported {c['exported']['BatchNormalization']}, basic "
+        f"{c['ORT basic']['BatchNormalization']}, your fold {c['your fold']['BatchNormalization']}")
+
+
+def _extended_fuses_conv_relu(ns) -> Verdict:
+    c = _counts(ns)["ORT extended"]
+    return c["FusedConv"] == 3 and c["Conv"] == c["Relu"] == 0, (
+        f"extended: FusedConv {c['FusedConv']}, Conv {c['Conv']}, Relu {c['Relu']}")
+
+
+def _all_reorders(ns) -> Verdict:
+    c = _counts(ns)["ORT all"]
+    return c["ReorderInput"] + c["ReorderOutput"] >= 1, (
+        f"all: ReorderInput {c['ReorderInput']}, ReorderOutput {c['ReorderOutput']}")
+
+
+def _int8_file_not_four_times_smaller(ns) -> Verdict:
+    t = ns["measured"]["int8_table"]
+    share = t["ORT MinMax"]["bytes"] / t["ORT fp32"]["bytes"]
+    return 0.25 < share < 1, f"int8 / fp32 file = {share:.3f}"
+
+
+def _integers_differ_by_one_rarely(ns) -> Verdict:
+    d = ns["measured"]["bit_diff"]
+    return d["max"] <= 1 and d["differ"] <= d["of"] / 1000, (
+        f"{d['differ']:,d} of {d['of']:,d} differ, by at most {d['max']}")
+
+
+def _row(ns, name: str) -> dict:
+    return ns["measured"]["deployment"][name]
+
+
+def _ort_runtime_tens_of_mb(ns) -> Verdict:
+    mb = _row(ns, "ORT fp32")["runtime_bytes"] / 1e6
+    return 10 <= mb < 100, f"onnxruntime's libraries: {mb:.1f} MB"
+
+
+def _ort_starts_faster_torch_hundreds_of_mb(ns) -> Verdict:
+    start, torch_start = (_row(ns, k)["startup_s"] for k in ("ORT fp32", "torch fp32"))
+    torch_mb = _row(ns, "torch fp32")["runtime_bytes"] / 1e6
+    return torch_start / start >= 3 and 100 <= torch_mb < 1000, (
+        f"start-up ORT {start:.2f} s, torch {torch_start:.2f} s; torch's libraries "
+        f"{torch_mb:.0f} MB")
+
+
+def _c_binary_tens_of_kb(ns) -> Verdict:
+    kb = _row(ns, "C int8")["disk_bytes"] / 1e3
+    return 10 <= kb < 100, f"C binary {kb:.1f} kB"
+
+
 CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
     "lab05_quantization": {
         "In a small network trained from scratch for seconds that spread is modest, and so "
@@ -247,6 +322,23 @@ CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
                 _quantizing_costs_nothing,
         "it has about 18x fewer MACs than the teacher yet is slower at batch 1":
             _capstone_fewer_macs_yet_slower,
+    },
+    "lab08_porting": {
+        "The MACs agree to the last one.": _graph_macs_agree,
+        "The parameters do not, and the difference is the export":
+            _parameters_differ_by_the_export,
+        "`basic` removes the BatchNorms (your fold, done by the engine)":
+            _basic_removes_batchnorms,
+        "`extended` fuses each Conv with the ReLU after it into one `FusedConv` kernel":
+            _extended_fuses_conv_relu,
+        "(NCHWc, hence the `Reorder` nodes at its edges)": _all_reorders,
+        "The int8 file is smaller than the float one but not four times smaller":
+            _int8_file_not_four_times_smaller,
+        "Where the two differ, they differ by one, and rarely": _integers_differ_by_one_rarely,
+        "its runtime is tens of megabytes": _ort_runtime_tens_of_mb,
+        "it starts several times faster than PyTorch without PyTorch's hundreds of megabytes":
+            _ort_starts_faster_torch_hundreds_of_mb,
+        "its binary holds the weights and the code in tens of kilobytes": _c_binary_tens_of_kb,
     },
 }
 

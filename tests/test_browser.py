@@ -177,14 +177,20 @@ def test_validate_sums_up(page):
 def test_run_all_on_the_blank_lab_reaches_the_last_cell(page):
     """Answer and test cells are tagged raises-exception (autograde.course.build): Run All goes on
     past the questions not answered yet, as Otter-Grader's checks do."""
+    run_all(page, 180)
+
+
+def run_all(page, seconds: float):
+    """Run All Cells from the menu and wait until the last code cell has run; that cell."""
     page.keyboard.press("Escape")
     page.get_by_text("Run", exact=True).first.click()
     page.get_by_text("Run All Cells", exact=True).first.click()
     last = page.locator(".jp-Notebook .jp-CodeCell").last
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + seconds
     while not re.search(r"\[\d+\]", last.locator(".jp-InputArea-prompt").inner_text()):
         assert time.monotonic() < deadline, "Run All stopped before the last cell"
         time.sleep(0.5)
+    return last
 
 
 def test_validate_shows_the_compilers_line(browser, server):
@@ -205,3 +211,17 @@ def test_validate_shows_the_compilers_line(browser, server):
         text = validate(lab_page)
     line = next((ln for ln in text.splitlines() if ln.startswith("✗ Q5.")), text)
     assert "C_CONV does not compile: C_CONV.c:3:13: error: expected expression" in line, line
+
+
+def test_lab08_runs_all_with_the_engine_in_the_students_kernel(browser, server):
+    """Lab 08, blank, Run All in JupyterLab: ONNX Runtime and the exporter load in the
+    student's kernel, the cells that measure the engine run, and the last cell is reached."""
+    lab = "lab08_porting"
+    with opened(browser, server, lab) as lab_page:
+        last = run_all(lab_page, 240)
+        ending = last.locator(".jp-OutputArea").inner_text()
+        first = lab_page.locator(".jp-Notebook .jp-CodeCell").first
+        first.scroll_into_view_if_needed()
+        opening = first.locator(".jp-OutputArea").inner_text()
+    assert "onnxruntime 1.32.0" in opening, opening
+    assert "Finish Q3 and Q6 to see the table." in ending, ending

@@ -6,7 +6,7 @@ import csv
 
 import nbformat
 import pytest
-from lazy import LAB01, LAB02, LAB03, LAB04, LAB05, LAB06, LAB07
+from lazy import LAB01, LAB02, LAB03, LAB04, LAB05, LAB06, LAB07, LAB08
 
 from autograde.course import build
 from autograde.grading.grader import Grader
@@ -38,6 +38,9 @@ CORPUS = {  # lab: (appended code by answer cell, the test cells that must lose 
                             "q6_int8_c_test"}),
     "lab07_beyond_compression": (LAB07, {"q2_student_test", "q3_early_exit_test",
                                          "q7_capstone_test"}),
+    "lab08_porting": (LAB08, {"q1_node_costs_test", "q2_fold_batchnorm_test",
+                              "q3_quantize_test", "q4_engine_conv_test",
+                              "q5_exit_export_test", "q6_deployment_test"}),
 }
 
 

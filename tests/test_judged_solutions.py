@@ -1,5 +1,5 @@
 """Every lab, one way: its autograded points are judged in the grader, and every judged test
-cell passes the solution as the grader runs it (one test each, for the seven labs)."""
+cell passes the solution as the grader runs it (one test each, for every lab)."""
 
 import pytest
 from conftest import judge_solution, lab_solution
@@ -11,7 +11,7 @@ POINTS = {  # lab: (judged in the grader, autograded, graded by hand)
     "lab01_layers": (25, 25, 2), "lab02_metrics": (29, 29, 3),
     "lab03_architectures": (27, 27, 2), "lab04_pruning": (18, 18, 2),
     "lab05_quantization": (36, 36, 2), "lab06_loops": (26, 26, 2),
-    "lab07_beyond_compression": (20, 20, 2),
+    "lab07_beyond_compression": (20, 20, 2), "lab08_porting": (20, 20, 2),
 }
 
 

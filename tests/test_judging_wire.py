@@ -64,6 +64,22 @@ def test_tensors_travel_exactly(dtype):
     assert roundtrip(torch.empty(0, 3)).shape == (0, 3)
 
 
+class Bytes(bytes):
+    def __eq__(self, other):
+        return True
+
+
+def test_bytes_travel_exactly_as_plain_bytes():
+    data = bytes(range(256)) * 3
+    got = roundtrip(data)
+    assert type(got) is bytes and got == data
+    assert roundtrip(bytearray(b"onnx")) == b"onnx" and roundtrip(b"") == b""
+    sneaky = roundtrip(Bytes(b"abc"))
+    assert type(sneaky) is bytes and sneaky != b"xyz"
+    with pytest.raises(JudgeError, match="not base64"):
+        wire.decode({"__t": "bytes", "v": "not base64!"})
+
+
 def test_objects_become_refs_only_where_allowed():
     refs = {}
     enc = wire.encode([1, print], refs)

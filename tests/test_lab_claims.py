@@ -1,4 +1,4 @@
-"""Issue 29: what the texts of Labs 05-07 say they measured holds in the solution's own run,
+"""Issue 29: what the texts of Labs 05-08 say they measured holds in the solution's own run,
 quiet and beside two busy processes (the claims are in tests/lab_claims.py)."""
 
 import json
@@ -36,7 +36,7 @@ def run_claims(lab: str, busy_processes: int) -> dict[str, tuple[bool, str]]:
 
 @pytest.mark.parametrize("lab", LABS)
 def test_each_claim_quotes_the_labs_text(lab):
-    """A claim whose words left the text would test nothing; every lab of 05-07 has some."""
+    """A claim whose words left the text would test nothing; every lab of 05-08 has some."""
     text = lab_claims.words_of("\n".join(
         c.source for c in build.source_notebook(lab).cells if c.cell_type == "markdown"))
     missing = [w for w in lab_claims.CLAIMS[lab] if " ".join(w.split()) not in text]

@@ -455,6 +455,8 @@ def fmt_call(name: str, *args, **kwargs) -> str:
     def show(v):
         if isinstance(v, torch.Tensor):
             return f"<tensor {tuple(v.shape)}>"
+        if isinstance(v, bytes | bytearray):  # a file's contents: an ONNX model
+            return f"<{len(v):,d} bytes>"
         return repr(v)
     parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"

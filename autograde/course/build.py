@@ -30,6 +30,7 @@ _LAB_NAME = re.compile(r"^lab\d\d_[a-z0-9_]+$")
 # question not answered yet, a failed check), so a student sees where every question
 # stands; the grader scores them as before
 RUN_ON = "raises-exception"
+SETUP_TAG = "setup"  # a source cell that solution_namespace runs although it is not first
 
 
 class BuildError(RuntimeError):
@@ -165,13 +166,15 @@ def stale_labs(labs: list[str] | None = None) -> list[str]:
 
 def solution_namespace(lab: str) -> types.SimpleNamespace:
     """A lab solution's names: its setup cells and answer cells run, not its test, plot or
-    measurement cells (for tests and benchmarks of the solution's code)."""
+    measurement cells (for tests and benchmarks of the solution's code). A later cell that
+    prepares what an answer cell needs is tagged setup in the source (`# %% tags=["setup"]`;
+    the build keeps no tags)."""
     nb = jupytext.read(source_path(lab), fmt="py:percent")
     env: dict = {"__name__": f"solution_{lab}"}
     setup = True  # every code cell before the first graded one sets the lab up
     for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         setup = setup and not cell.metadata.get("nbgrader")
-        if setup:
+        if setup or SETUP_TAG in cell.metadata.get("tags", ()):
             exec(compile(cell.source, f"{lab}:setup{i}", "exec"), env)  # noqa: S102
         elif cell.metadata.get("nbgrader", {}).get("solution"):
             exec(compile(cell.source, f"{lab}:{cell.metadata['nbgrader']['grade_id']}",

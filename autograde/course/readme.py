@@ -115,6 +115,8 @@ def measured_block() -> str:
         lines.append(_beyond_line(beyond))
     if price := _bench("latency_price"):
         lines.append(_price_line(price))
+    if deployment := _bench("deployment"):
+        lines.append(deployment_table(deployment))
     return "\n".join(lines or ["- Nothing measured yet: run `make bench`."]) + "\n"
 
 
@@ -168,6 +170,23 @@ def _price_line(result: dict) -> str:
             f"timed in turns gave {f['solution_measured_times_quiet']:g} times quiet and "
             f"{f['solution_measured_times_busy']:g} beside {f['busy_processes']} busy "
             f"processes; {_conditions(result)}.")
+
+
+def deployment_table(result: dict) -> str:
+    """Lab 08's deployment options as a table (bench/deployment.py)."""
+    f = result["figures"]
+    rows = ["- Lab 08's deployment table: the solution's digit CNN shipped five ways, "
+            f"measured in one run at one thread; {_conditions(result)}. "
+            "Start-up is a fresh process to its first prediction; C's latency is a run over "
+            "64 images less its start-up:", "",
+            "  | | model on disk | runtime libraries | start-up | peak memory | batch 1 "
+            "| batch 64 | accuracy |", "  |---|---|---|---|---|---|---|---|"]
+    for name, r in f["deployment"].items():
+        rows.append(f"  | {name} | {r['disk_bytes'] / 1e3:,.1f} kB | "
+                    f"{r['runtime_bytes'] / 1e6:,.2f} MB | {r['startup_s'] * 1e3:,.0f} ms | "
+                    f"{r['peak_mb']:,.0f} MB | {r['latency_ms_1'] * 1e3:,.0f} µs | "
+                    f"{r['latency_ms_64']:,.2f} ms | {r['accuracy']:.1%} |")
+    return "\n".join(rows)
 
 
 BLOCKS = {"labs": labs_block, "measured": measured_block}

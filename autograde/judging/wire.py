@@ -1,10 +1,11 @@
 """The wire format: plain data as JSON, one message per length-prefixed frame.
 
-Tensors travel as dtype, shape and base64 bytes; a tree of standard torch.nn
-layers as its description (`judging.layers`); other objects as refs (an id the
-kernel keeps). Nothing received is ever unpickled, and every value decoded is a
-plain Python or torch value, so it cannot carry overridden methods (an
-always-true `__eq__`, a tensor subclass).
+Tensors travel as dtype, shape and base64 bytes; bytes (a file's contents, such
+as an ONNX model) as base64; a tree of standard torch.nn layers as its description
+(`judging.layers`); other objects as refs (an id the kernel keeps). Nothing
+received is ever unpickled, and every value decoded is a plain Python or torch
+value, so it cannot carry overridden methods (an always-true `__eq__`, a tensor
+subclass).
 """
 
 import base64
@@ -38,6 +39,9 @@ def encode(value, refs: dict | None = None, depth: int = 0):
         return float.__float__(value)
     if isinstance(value, str):
         return str.__str__(value)
+    if isinstance(value, bytes | bytearray):  # a file's contents (an ONNX model, say)
+        data = bytes.__bytes__(value) if isinstance(value, bytes) else bytes(value)
+        return {"__t": "bytes", "v": base64.b64encode(data).decode()}
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return encode(value.item(), refs, depth)
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
@@ -109,6 +113,11 @@ def decode(obj, make_ref: Callable | None = None, depth: int = 0, _made: list | 
         return dtype
     if kind == "tensor":
         return _decode_tensor(obj)
+    if kind == "bytes":
+        try:
+            return base64.b64decode(str(obj["v"]), validate=True)
+        except ValueError:
+            raise JudgeError("bytes that are not base64") from None
     if kind == "module":
         name = str(obj.get("cls"))
         layers.require_standard(name)
