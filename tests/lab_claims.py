@@ -246,6 +246,14 @@ def _int8_file_not_four_times_smaller(ns) -> Verdict:
     return 0.25 < share < 1, f"int8 / fp32 file = {share:.3f}"
 
 
+def _tensors_shrink_graph_grows(ns) -> Verdict:
+    fp32, int8 = ns["measured"]["fp32_file"], ns["measured"]["int8_file"]
+    share = int8["tensors"] / fp32["tensors"]
+    return 0.25 <= share < 0.3 and int8["nodes"] > fp32["nodes"], (
+        f"tensors {int8['tensors']:,d} / {fp32['tensors']:,d} = {share:.3f}; nodes "
+        f"{fp32['nodes']} -> {int8['nodes']}")
+
+
 def _integers_differ_by_one_rarely(ns) -> Verdict:
     d = ns["measured"]["bit_diff"]
     return d["max"] <= 1 and d["differ"] <= d["of"] / 1000, (
@@ -334,6 +342,8 @@ CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
         "(NCHWc, hence the `Reorder` nodes at its edges)": _all_reorders,
         "The int8 file is smaller than the float one but not four times smaller":
             _int8_file_not_four_times_smaller,
+        "Its tensors shrink about four times": _tensors_shrink_graph_grows,
+        "the graph around them grows": _tensors_shrink_graph_grows,
         "Where the two differ, they differ by one, and rarely": _integers_differ_by_one_rarely,
         "its runtime is tens of megabytes": _ort_runtime_tens_of_mb,
         "it starts several times faster than PyTorch without PyTorch's hundreds of megabytes":

@@ -175,8 +175,10 @@ def _price_line(result: dict) -> str:
 def deployment_table(result: dict) -> str:
     """Lab 08's deployment options as a table (bench/deployment.py)."""
     f = result["figures"]
-    rows = ["- Lab 08's deployment table: the solution's digit CNN shipped five ways, "
-            f"measured in one run at one thread; {_conditions(result)}. "
+    extra = " (OpenVINO from the optional extra)" if "OpenVINO fp32" in f["deployment"] else ""
+    rows = [f"- Lab 08's deployment table: the solution's digit CNN shipped "
+            f"{len(f['deployment'])} ways{extra}, measured in one run at one thread; "
+            f"{_conditions(result)}. "
             "Start-up is a fresh process to its first prediction; C's latency is a run over "
             "64 images less its start-up:", "",
             "  | | model on disk | runtime libraries | start-up | peak memory | batch 1 "

@@ -242,8 +242,9 @@ else:
 #
 # Write `fold_batchnorm(model)`: it takes a model's bytes and returns the bytes of
 # a model in which every `BatchNormalization` whose input is a `Conv`'s output,
-# and the only use of that output, is folded into that `Conv` (new weight and bias
-# initializers; the BatchNorm removed and its output's consumers reading the Conv).
+# and the only use of that output (a graph output is a use too), is folded into
+# that `Conv` (new weight and bias initializers; the BatchNorm removed and its
+# output's consumers reading the Conv).
 # A BatchNorm after anything else stays, and so does one after a Conv whose output
 # is used elsewhere too. Read `epsilon` from the node (default `1e-5`), and the
 # four parameters (inputs 1 to 4: scale, bias, mean, variance) from the
@@ -448,11 +449,21 @@ for name, (m, size) in rows.items():
 measured["int8_table"] = {k: {c: round(v, 4) for c, v in r.items()} for k, r in table3.items()}
 if not engines_int8:
     print("Finish Q1 and Q3 to see the engine's int8 models beside Lab 05's.")
+else:
+    for name, m in (("fp32", digit_onnx), ("int8", int8_onnx)):
+        proto = onnx.load_from_string(m)
+        tensors = sum(numpy_helper.to_array(i).nbytes for i in proto.graph.initializer)
+        measured[f"{name}_file"] = {"bytes": len(m), "tensors": tensors,
+                                    "nodes": len(proto.graph.node)}
+        print(f"{name} file: {len(m):,d} bytes, {tensors:,d} of them tensors; "
+              f"{len(proto.graph.node)} nodes")
 
 # %% [markdown]
-# The int8 file is smaller than the float one but not four times smaller: each
-# weight tensor now carries a scale and a zero point per channel, and every
-# activation a `QuantizeLinear` / `DequantizeLinear` pair with its own. Lab 05's
+# The int8 file is smaller than the float one but not four times smaller. Its
+# tensors shrink about four times (int8 weights, with an int32 bias and a scale per
+# channel); the graph around them grows, since every quantized tensor now passes
+# through a `QuantizeLinear` / `DequantizeLinear` pair, and in a network this
+# small the nodes and the names of things are a large share of the file. Lab 05's
 # model stores only the integers and one multiplier per channel. Whether int8 is
 # faster in the engine, for a network this small, is in the table: an integer
 # kernel only pays for itself when there is enough arithmetic to hide the
