@@ -240,6 +240,28 @@ def _all_reorders(ns) -> Verdict:
         f"all: ReorderInput {c['ReorderInput']}, ReorderOutput {c['ReorderOutput']}")
 
 
+def _mobile(ns, level: str) -> Counter:
+    return ns["engines"].op_counts(ns["mobile_graphs"][f"ORT {level}"])
+
+
+def _extended_fuses_relu6(ns) -> Verdict:
+    c = _mobile(ns, "extended")
+    return c["Clip"] == 0 and c["FusedConv"] == 6, (
+        f"extended: Clip {c['Clip']}, FusedConv {c['FusedConv']}")
+
+
+def _extended_leaves_hardswish_and_adds(ns) -> Verdict:
+    c = _mobile(ns, "extended")
+    return c["HardSigmoid"] == c["Mul"] == 1 and c["Add"] == 2, (
+        f"extended: HardSigmoid {c['HardSigmoid']}, Mul {c['Mul']}, Add {c['Add']}")
+
+
+def _all_takes_them_into_convolutions(ns) -> Verdict:
+    c = _mobile(ns, "all")
+    left = sum(c[k] for k in ("Clip", "HardSigmoid", "HardSwish", "Mul", "Add"))
+    return left == 0 and c["Conv"] == 10, f"all: {dict(c)}"
+
+
 def _int8_file_not_four_times_smaller(ns) -> Verdict:
     t = ns["measured"]["int8_table"]
     share = t["ORT MinMax"]["bytes"] / t["ORT fp32"]["bytes"]
@@ -340,6 +362,10 @@ CLAIMS: dict[str, dict[str, Callable[[dict], Verdict]]] = {
         "`extended` fuses each Conv with the ReLU after it into one `FusedConv` kernel":
             _extended_fuses_conv_relu,
         "(NCHWc, hence the `Reorder` nodes at its edges)": _all_reorders,
+        "On the mobile network, `extended` fuses the ReLU6s (`Clip`)": _extended_fuses_relu6,
+        "but leaves the hard-swish (split into `HardSigmoid` and `Mul`) and the residual "
+        "`Add`s as nodes of their own": _extended_leaves_hardswish_and_adds,
+        "`all` takes every one of them into its convolutions": _all_takes_them_into_convolutions,
         "The int8 file is smaller than the float one but not four times smaller":
             _int8_file_not_four_times_smaller,
         "Its tensors shrink about four times": _tensors_shrink_graph_grows,
