@@ -2,6 +2,7 @@
 
 import importlib
 import sys
+import threading
 
 import pytest
 import torch
@@ -18,6 +19,22 @@ def test_a_refused_module_is_refused_under_any_name():
         my_gelu(x)
     with watch(modules=("torch._refs",)):
         torch.nn.functional.gelu(x)  # torch's eager kernel runs no Python of torch._refs
+
+
+def test_a_refused_module_is_refused_in_a_thread_the_call_starts():
+    """sys.setprofile is per thread: a call that moves the work into a new thread is seen
+    all the same (tests/test_checks_lab08_porting.py: the engine run in a thread)."""
+    from torch._refs.nn.functional import gelu as my_gelu
+    x = torch.linspace(-3, 3, 7)
+
+    def in_a_thread():
+        worker = threading.Thread(target=my_gelu, args=(x,))
+        worker.start()
+        worker.join()
+    with pytest.raises(CheckFailed, match="torch._refs"), watch(modules=("torch._refs",)):
+        in_a_thread()
+    in_a_thread()  # the hook is gone once the watch is: nothing is refused
+    assert threading.getprofile() is None
 
 
 def test_the_import_time_code_of_a_refused_module_does_not_count(tmp_path, monkeypatch):

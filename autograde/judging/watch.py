@@ -9,6 +9,7 @@ travels with each call into the kernel as plain data (`Recorder.spec`), where
 import contextlib
 import importlib
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 from torch.overrides import TorchFunctionMode
@@ -91,7 +92,8 @@ def is_judging() -> bool:
 def _numpy_watch(recorder: Recorder) -> Iterator[None]:
     """Refuse calls of NumPy and SciPy functions named in `recorder.numpy`, and of any
     function of the modules in `recorder.modules`, however they were imported or aliased:
-    a profile hook sees every call by the function's own name and module."""
+    a profile hook sees every call by the function's own name and module, in this thread
+    and in every thread started during the block (not in one started before it)."""
     if not recorder.numpy and not recorder.modules:
         yield
         return
@@ -109,13 +111,15 @@ def _numpy_watch(recorder: Recorder) -> Iterator[None]:
         elif recorder.modules and module.startswith(recorder.modules) and not _importing(frame):
             called.setdefault(f"{module} (its {name})")
 
-    previous = sys.getprofile()
+    previous, previous_threads = sys.getprofile(), threading.getprofile()
     sys.setprofile(hook)
+    threading.setprofile(hook)  # a thread the call starts runs under the hook too
     try:
         yield
     finally:
         replaced = sys.getprofile() is not hook
         sys.setprofile(previous)
+        threading.setprofile(previous_threads)
     if replaced:
         raise CheckFailed("your code replaced the profiler (sys.setprofile), which the check "
                           "uses to see which functions run")
