@@ -13,6 +13,23 @@ def defined(solution, code: str, name: str):
     return namespace[name]
 
 
+def quantize_static_with(option: str, why: str) -> str:
+    """Lab 08's quantize_onnx, with one of quantize_static's options overridden (`option`:
+    the dict item as code): the solution's reader and call, one setting wrong."""
+    return f'''
+_right_quantize = quantize_onnx
+
+
+def quantize_onnx(model, images, method):  # {why}
+    quantize_static = quantization.quantize_static
+    quantization.quantize_static = lambda *a, **k: quantize_static(*a, **{{**k, {option}}})
+    try:
+        return _right_quantize(model, images, method)
+    finally:
+        quantization.quantize_static = quantize_static
+'''
+
+
 LAB01 = {
     "q2_conv_size": '''
 def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):  # dilation ignored
@@ -267,19 +284,8 @@ def fold_batchnorm(model):  # the BatchNorms cut out and nothing folded: "they a
     g.node.extend(kept)
     return proto.SerializeToString()
 ''',
-    "q3_quantize": '''
-_per_channel_quantize = quantize_onnx
-
-
-def quantize_onnx(model, images, method):  # one scale per weight tensor: per_channel off
-    quantize_static = quantization.quantize_static
-    quantization.quantize_static = lambda *a, **k: quantize_static(*a, **{
-        **k, "per_channel": False})
-    try:
-        return _per_channel_quantize(model, images, method)
-    finally:
-        quantization.quantize_static = quantize_static
-''',
+    "q3_quantize": quantize_static_with('"per_channel": False',
+                                        "one scale per weight tensor: per_channel off"),
     "q4_engine_conv": '''
 def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
     # halves rounded up, as the fixed-point rescaling of Lab 05 does

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-from lazy import LAB08, defined
+from lazy import LAB08, defined, quantize_static_with
 from onnx import numpy_helper
 
 from autograde.checks import lab08_porting as C
@@ -211,17 +211,8 @@ def test_conv_bn_cases_hold_each_kind():
 
 QUANTIZE_MISTAKES = {
     "per tensor": LAB08["q3_quantize"],
-    "QOperator format": '''
-_right = quantize_onnx
-def quantize_onnx(model, images, method):
-    quantize_static = quantization.quantize_static
-    quantization.quantize_static = lambda *a, **k: quantize_static(*a, **{
-        **k, "quant_format": quantization.QuantFormat.QOperator})
-    try:
-        return _right(model, images, method)
-    finally:
-        quantization.quantize_static = quantize_static
-''',
+    "QOperator format": quantize_static_with(
+        '"quant_format": quantization.QuantFormat.QOperator', "the operator format"),
     "calibrated on its own images": '''
 _right = quantize_onnx
 def quantize_onnx(model, images, method):  # the lab's calibration set, whatever is given
