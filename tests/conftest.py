@@ -51,6 +51,30 @@ def watch_replaced(monkeypatch):
     monkeypatch.setattr(watch.DispatchGuard, "__torch_dispatch__", passing)
 
 
+class VirtualClock:
+    """Time that passes only when a test sleeps, so a timing test asserts exact medians and
+    counts whatever else the machine runs (a real sleep overshoots by milliseconds on a
+    busy one)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> VirtualClock:
+    """time.perf_counter and time.sleep replaced by one VirtualClock for this test."""
+    virtual = VirtualClock()
+    monkeypatch.setattr(time, "perf_counter", virtual.perf_counter)
+    monkeypatch.setattr(time, "sleep", virtual.sleep)
+    return virtual
+
+
 def lab_solution(lab: str) -> types.SimpleNamespace:
     """A lab's solution code (its setup and answer cells run), loaded once per session."""
     if lab not in _SOLUTIONS:

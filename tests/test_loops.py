@@ -49,19 +49,18 @@ def test_every_order_is_a_permutation_of_the_six_loops():
         loops.numba_conv("mcrsp")
 
 
-def test_timing_runs_on_a_budget_not_a_count():
+def test_timing_runs_on_a_budget_not_a_count(clock):
     calls = []
     start = time.perf_counter()
-    median = loops.timed(lambda: (calls.append(1), time.sleep(0.01)), budget_s=0.1)
-    elapsed = time.perf_counter() - start
-    assert 3 <= len(calls) <= 15 and elapsed < 0.5 and 0.009 < median < 0.1
+    median = loops.timed(lambda: (calls.append(1), time.sleep(1 / 64)), budget_s=1 / 8)
+    assert len(calls) == 8 and time.perf_counter() - start == 1 / 8 and median == 1 / 64
     slow = []
     loops.timed(lambda: (slow.append(1), time.sleep(0.05)), budget_s=0.01, min_runs=2)
     assert len(slow) == 2  # a slow call stops at the minimum
     assert loops.conv_flop(64, 64, 3, 3, 56, 56) == 2 * 64 * 64 * 9 * 56 * 56
 
 
-def test_timed_together_takes_turns_so_a_passing_load_slows_all_alike():
+def test_timed_together_takes_turns_so_a_passing_load_slows_all_alike(clock):
     calls = []
 
     def sleeper(name, ms):
@@ -75,12 +74,28 @@ def test_timed_together_takes_turns_so_a_passing_load_slows_all_alike():
                                     "c": sleeper("c", 8)}, budget_s=0.0, min_rounds=4,
                                    warm_below_s=0.0)
     assert calls == list("abc" "bca" "cab" "abc")  # every one once a round, the turn moving
-    assert 1.7 < medians["b"] / medians["a"] < 2.3 and 1.7 < medians["c"] / medians["b"] < 2.3
+    # each saw two light and two heavy turns: the median of (1, 6, 1, 6) x its own time
+    assert medians == pytest.approx({"a": 0.007, "b": 0.014, "c": 0.028})
     with pytest.raises(ValueError, match="at least one function"):
         loops.timed_together({})
 
 
-def test_a_quick_call_is_warmed_before_its_timed_turn_and_a_slow_one_is_not():
+def test_timed_alone_a_passing_load_distorts_the_ratio(clock):
+    """The counterpart: timed one after another, the heavy rounds fall on one function."""
+    calls = []
+
+    def sleeper(ms):
+        def fn():
+            time.sleep(ms * (6 if len(calls) >= 4 else 1) / 1e3)
+            calls.append(ms)
+        return fn
+
+    a = loops.timed(sleeper(2), budget_s=0.0, min_runs=4)
+    b = loops.timed(sleeper(4), budget_s=0.0, min_runs=4)
+    assert b / a == pytest.approx(12)  # the load arrived between them, not in proportion
+
+
+def test_a_quick_call_is_warmed_before_its_timed_turn_and_a_slow_one_is_not(clock):
     calls = []
     loops.timed_together({"quick": lambda: calls.append("q"),
                           "slow": lambda: (calls.append("s"), time.sleep(0.03))},
