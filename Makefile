@@ -5,8 +5,8 @@ DEV_STAMP := $(VENV)/.efflab-dev-installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup-dev build test test-fast test-browser browser-setup lint bench grade \
-	formgrader export student-edition clean
+.PHONY: setup-dev build test test-fast test-browser browser-setup test-hub hub-install \
+	hub-setup hub lint bench grade formgrader export student-edition clean
 
 # Tests, lint and grading tools come with setup-dev; students need setup only (student.mk).
 setup-dev: $(DEV_STAMP)
@@ -32,6 +32,11 @@ browser-setup: setup-dev
 test-browser: browser-setup
 	EFFLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/test_browser.py
 
+# The hub test: a real JupyterHub with local accounts it creates and removes (root only,
+# as CI runs), driven in the same Chromium.
+test-hub: browser-setup hub-install
+	EFFLAB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m hub tests/test_hub.py
+
 test-fast: setup-dev
 	$(PY) -m pytest -m "not course and not browser"
 
@@ -55,6 +60,20 @@ export: setup
 student-edition: setup
 	@test -n "$(OUT)" || { echo "usage: make student-edition OUT=folder [LABS=\"lab01_layers ...\"]"; exit 2; }
 	$(PY) -m autograde student-edition $(OUT) $(if $(LABS),--labs $(LABS),)
+
+# A course on this machine's JupyterHub (as root; docs/instructors.md):
+# make hub-setup HUB=/srv/efflab INSTRUCTOR=prof STUDENTS="alice bob" [LABS="lab01_layers"]
+# make hub HUB=/srv/efflab [HUB_PORT=8000]
+hub-install: setup
+	$(PIP) -q -e '.[hub]'
+
+hub-setup: hub-install
+	@test -n "$(HUB)" -a -n "$(INSTRUCTOR)" -a -n "$(STUDENTS)" || { echo "usage: make hub-setup HUB=/srv/efflab INSTRUCTOR=prof STUDENTS=\"alice bob\""; exit 2; }
+	$(PY) -m autograde hub setup $(HUB) --instructor $(INSTRUCTOR) --students $(STUDENTS) $(if $(LABS),--labs $(LABS),)
+
+hub: hub-install
+	@test -n "$(HUB)" || { echo "usage: make hub HUB=/srv/efflab [HUB_PORT=8000]"; exit 2; }
+	$(PY) -m autograde hub serve $(HUB) --port $(or $(HUB_PORT),8000)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .

@@ -9,11 +9,13 @@
     export  after hand grading: final grades per lab and for the course, feedback again
     readme  regenerate the README's generated blocks (lab table, measured figures)
     student-edition  write what students get (labs, efflib, visible checks) into a folder
+    hub     a course on JupyterHub: setup, serve, release, collect, return (autograde.hub)
 """
 
 import argparse
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from autograde.course import build, edition, readme
@@ -21,6 +23,8 @@ from autograde.grading import export, regrade, settings
 from autograde.grading.grader import Grader
 from autograde.grading.lock import Busy, grading_lock
 from autograde.grading.preflight import SandboxError
+from autograde.hub import cli as hub_cli
+from autograde.nbgrader_seam import gradebook
 from autograde.nbgrader_seam.command import NbgraderError
 from autograde.student import lab_server, student_cli
 
@@ -61,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p_grade.add_argument("--scheduler", metavar="tcp://HOST:8786",
                          help="grade on this Dask scheduler's workers (default: a local "
                               "pool of --workers processes)")
+    p_grade.add_argument("--due", type=due_date, default=None, metavar="'YYYY-MM-DD HH:MM'",
+                         help="the lab's due date, UTC unless a zone follows (e.g. "
+                              "'2026-12-10 17:00 Europe/Berlin', '2026-12-10T17:00+01:00'): "
+                              "a submission whose exchange time (timestamp.txt, as "
+                              "nbgrader collect leaves it) is later is marked late in "
+                              "grades.csv; kept in the gradebook")
     p_grade.add_argument("--fresh", action="store_true",
                          help="forget earlier runs of this lab (default: resume them)")
     p_grade.add_argument("--secret", type=Path, default=None, metavar="FILE",
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   "update (e.g. the students' git repository)")
     p_edition.add_argument("--labs", nargs="*", default=None, metavar="LAB",
                            help="only these labs (default: every lab in labs/)")
+    hub_cli.add_hub_command(sub)
     p_readme = sub.add_parser("readme", help="regenerate the README's generated blocks")
     p_readme.add_argument("--check", action="store_true", help="exit 1 if they are stale")
     args = parser.parse_args(argv)
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale and args.check else 0
     if args.command == "lab":
         return student_cli.serve_lab(args)
+    if args.command == "hub":
+        return hub_cli.main(args)
     if args.command == "formgrader":
         return serve_formgrader(args)
     if args.command == "export":
@@ -143,7 +156,7 @@ def grade(args) -> int:
     course = course_of(args)
     try:
         grader = Grader(args.lab, course, args.workers, args.db, settings.from_options(args),
-                        scheduler=args.scheduler, secret_file=args.secret)
+                        scheduler=args.scheduler, secret_file=args.secret, due=args.due)
         with grading_lock(grader.course, "run it again"):
             if args.fresh:
                 grader.journal.forget()
@@ -152,6 +165,14 @@ def grade(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def due_date(text: str) -> datetime:
+    """A due date from the command line (gradebook.parse_due), or why it is not one."""
+    try:
+        return gradebook.parse_due(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def serve_formgrader(args) -> int:

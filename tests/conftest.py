@@ -75,6 +75,23 @@ def clock(monkeypatch) -> VirtualClock:
     return virtual
 
 
+CHROMIUM = Path(os.environ.get("EFFLAB_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by playwright (the browser extra; `make browser-setup`),
+    for the browser and hub tests."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - the browser extra
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make browser-setup`"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
 def lab_solution(lab: str) -> types.SimpleNamespace:
     """A lab's solution code (its setup and answer cells run), loaded once per session."""
     if lab not in _SOLUTIONS:

@@ -16,7 +16,6 @@ from conftest import autograde_server
 from autograde.course import build
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path(os.environ.get("EFFLAB_CHROMIUM", "/usr/bin/chromium"))
 LAB = "lab01_layers"
 
 
@@ -27,18 +26,6 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     with autograde_server(tmp, "lab", f"--work={tmp / 'work'}") as (base, token, _):
         yield base, token, tmp / "work"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - the browser extra
-
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make browser-setup`"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 @contextlib.contextmanager

@@ -100,7 +100,7 @@ def test_stopping_the_command_stops_jupyterlab(tmp_path):
     with autograde_server(tmp_path, "lab", f"--work={tmp_path / 'work'}") as (base, token, _):
         port = int(base.rsplit(":", 1)[1])
     deadline = time.monotonic() + 30
-    while lab_server._port_busy(port):
+    while lab_server.port_busy(port):
         assert time.monotonic() < deadline, "JupyterLab still answers after its command ended"
         time.sleep(0.3)
 
@@ -156,7 +156,7 @@ def test_ctrl_c_in_make_lab_says_server_stopped_and_make_exits_0(tmp_path):
     assert not left, f"left running: {left}"
     assert "server stopped" in said and "Error" not in said and "(y/[n])" not in said, said
     assert os.waitstatus_to_exitcode(status) == 0
-    assert not lab_server._port_busy(port)
+    assert not lab_server.port_busy(port)
 
 
 def test_a_server_deaf_to_sigterm_is_killed_with_what_it_started(monkeypatch):
@@ -170,7 +170,7 @@ def test_a_server_deaf_to_sigterm_is_killed_with_what_it_started(monkeypatch):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     try:
-        lab_server._stop(server)
+        lab_server.stop(server)
         assert server.returncode is not None
         gone, alive = psutil.wait_procs(started, timeout=10)
         assert not alive, "what the server started is still running"

@@ -8,8 +8,10 @@ with the settings of its last run (SETTINGS_FILE).
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -38,7 +40,7 @@ class GradingFolder:
 
     def __init__(self, lab: str, course: Path, workers: int = 2, db_url: str | None = None,
                  settings: Settings = DEFAULTS, scheduler: str | None = None,
-                 secret_file: Path | None = None):
+                 secret_file: Path | None = None, due: datetime | None = None):
         if lab not in build.lab_names():
             raise ValueError(f"unknown lab {lab!r}; labs: {', '.join(build.lab_names())}")
         self.lab, self.course, self.workers = lab, course.resolve(), max(1, workers)
@@ -48,6 +50,7 @@ class GradingFolder:
         self.journal = Journal(self.course / "journal" / lab)
         self.settings = settings
         self.scheduler = scheduler  # a Dask scheduler: notebooks run on its workers
+        self.due = due  # the lab's due date (UTC), kept in the gradebook once given
         self.config = command.grading_config(
             self.course, self.db_url, settings.to_dict(),
             ClusterExecute if scheduler else SandboxedExecute,
@@ -66,6 +69,9 @@ class GradingFolder:
     def release(self) -> None:
         """The folder's config, kernel, grading key, the lab's source and gradebook rows."""
         self.course.mkdir(parents=True, exist_ok=True)
+        # every student's notebook and the course's key: no other account reads them (a
+        # group, the course's TAs, keeps what it had)
+        self.course.chmod(stat.S_IMODE(self.course.stat().st_mode) & ~0o007)
         course_secret = secret.load(self.secret_file)
         self.fingerprint = secret.fingerprint(course_secret)
         secret.prepare(self.course, self.lab, course_secret)
@@ -75,6 +81,8 @@ class GradingFolder:
         write_kernelspec(self.course / "jupyter")
         build.write_sources([self.lab], self.course / "source")
         self.nbgrader("generate_assignment", self.lab, "--force")
+        if self.due is not None:
+            gradebook.set_due(self.db_url, self.lab, self.due)
 
     def intake(self, subs: list[Submission]) -> None:
         """Register every student; copy each notebook not yet graded into submitted/."""
@@ -91,6 +99,8 @@ class GradingFolder:
                 nb, notes = repair(sub.notebook, known)
                 nbformat.write(nb, dest / f"{self.lab}.ipynb")
                 sub.problem = reasons(sub.problem, *notes)
+                for name, text in sub.exchange.items():  # nbgrader reads them from here
+                    (dest / name).write_text(text)
 
     def autograded(self, student: str) -> Path:
         return self.course / "autograded" / student / self.lab / f"{self.lab}.ipynb"
@@ -131,8 +141,9 @@ class GradingFolder:
             print(f"warning: no similarity report: {type(e).__name__}: {e}", file=sys.stderr)
         whole = {s.student: reasons(s.problem, whole_reasons(self.autograded(s.student)))
                  for s, r in zip(subs, results, strict=True) if r.status == "graded"}
+        late = gradebook.seconds_late(self.db_url, self.lab, [r.student for r in results])
         path = write_reports(out, self.lab, results, scores, ids, similarity.flags(matches),
-                             audit.flags(findings), whole, self.course)
+                             audit.flags(findings), whole, self.course, late)
         print(f"grades: {path}\nwhy marks were lost: {out / 'reasons.txt'}\n"
               f"feedback: {self.course / 'feedback'}\nsummary: {out}")
         return results

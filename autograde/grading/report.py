@@ -76,27 +76,29 @@ def _troubled(course: Path | None, lab: str, student: str) -> bool:
 def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
                   ids: list[str], similar: dict[str, str] | None = None,
                   flagged: dict[str, str] | None = None, whole: dict[str, str] | None = None,
-                  course: Path | None = None) -> Path:
+                  course: Path | None = None, late: dict[str, float] | None = None) -> Path:
     """grades.csv, summary.png, summary.txt and reasons.txt in `out`, from each student's
     {grade_id: Mark} in `scores`; returns the csv's path. A cell that waits for hand
     grading is listed under needs_hand_grading, and its column says "pending";
     `similar` is each flagged student's answers that resemble others (grading.similarity),
     `flagged` their code that reaches past the refusals (grading.audit), `whole` the
-    reasons of lost marks in full (the csv's are short)."""
-    similar, flagged, whole = similar or {}, flagged or {}, whole or {}
+    reasons of lost marks in full (the csv's are short), `late` the seconds by which each
+    late submission missed the lab's due date (nbgrader's lateness, from the gradebook)."""
+    similar, flagged, whole, late = similar or {}, flagged or {}, whole or {}, late or {}
     out.mkdir(parents=True, exist_ok=True)
     max_total = sum(m.max for m in next((s for s in scores.values() if s), {}).values()) or 0.0
     path = out / "grades.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "score", "max_score", "status", "needs_hand_grading", "reason",
-                    "similar_to", "flagged_code", *ids])
+                    "similar_to", "flagged_code", "late", *ids])
         for r in results:
             row = scores.get(r.student, {})
             total = sum(m.score for m in row.values())
             pending = " ".join(i for i in ids if i in row and row[i].pending)
             w.writerow([r.student, f"{total:g}", f"{max_total:g}", r.status, pending, r.reason,
                         similar.get(r.student, ""), flagged.get(r.student, ""),
+                        late_text(late[r.student]) if r.student in late else "",
                         *(_cell(row.get(i)) for i in ids)])
     totals = [sum(m.score for m in scores.get(r.student, {}).values()) for r in results]
     failures = Counter(i for r in results for i, m in scores.get(r.student, {}).items()
@@ -109,6 +111,10 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     regraded = [f"{r.student} at {r.regraded}" for r in results if r.regraded]
     if regraded:  # what `grade` did not do itself: the formgrader's Autograde
         lines.append(f"graded again in the formgrader: {', '.join(regraded)}")
+    if late:
+        lines.append(f"submitted after the due date: {len(late)} ("
+                     + ", ".join(f"{s} by {late_text(t)}" for s, t in sorted(late.items()))
+                     + ")")
     if waiting:
         lines.append(f"needs hand grading: {waiting} of {len(results)} (scores above count "
                      f"those answers as 0 until then; `{formgrader_hint(lab, course)}`)")
@@ -129,10 +135,21 @@ def write_reports(out: Path, lab: str, results: list[Result], scores: dict,
     lines += ["students with problems:", *problems] if problems else \
         ["students with problems: none"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    head = lines[:1 + len(Counter(r.status for r in results)) + bool(regraded) + bool(waiting)]
+    head = lines[:1 + len(Counter(r.status for r in results)) + bool(regraded) + bool(late)
+                 + bool(waiting)]
     print("\n".join(head + [line for line in lines if line.startswith("students with")]
                     + problems))
     return path
+
+
+def late_text(seconds: float) -> str:
+    """'2 d 3 h 05 min' late (a part of a minute counts as a minute)."""
+    minutes = max(1, -(-int(seconds) // 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return " ".join(part for part in (f"{days} d" if days else "", f"{hours} h" if hours
+                                      else "", f"{minutes:02d} min" if hours or days
+                                      else f"{minutes} min") if part)
 
 
 def _indent(text: str) -> str:

@@ -1,23 +1,32 @@
 """Find one notebook per student in a folder or zip, refusing what could harm the grader.
 
 Accepted layouts: `STUDENT.ipynb` files, or `STUDENT/` folders holding the lab's
-notebook (any name; `LAB.ipynb` preferred when there are several). A zip may
-wrap either layout in one top folder. Entries that escape the target folder,
-links, oversized files and unreadable notebooks are reported, never followed.
+notebook (any name; `LAB.ipynb` preferred when there are several), such as the
+`submitted/` folder `nbgrader collect` fills from a JupyterHub's exchange: its
+`timestamp.txt` and `submission_secret.txt` beside the notebook travel with it
+(the time marks a late submission; the secret names the feedback released back
+through the exchange). A zip may wrap either layout in one top folder. Entries that
+escape the target folder, links, oversized files and unreadable notebooks are reported,
+never followed.
 """
 
 import hashlib
 import re
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import parse_utc
+
+from autograde.course import build
 
 MAX_NOTEBOOK_BYTES = 20_000_000
 MAX_ZIP_BYTES = 2_000_000_000
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_SECRET = re.compile(r"[0-9a-f]{16,256}")  # nbgrader's submit writes 128 hex digits
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")
 
 
 @dataclass
@@ -27,13 +36,40 @@ class Submission:
     student: str
     notebook: Path | None
     problem: str = ""
+    exchange: dict[str, str] = field(default_factory=dict)  # {EXCHANGE_FILES name: text}
 
     @property
     def digest(self) -> str:
-        """A hash of what was handed in: a changed resubmission is graded again."""
+        """A hash of what was handed in: a changed resubmission is graded again (and one
+        handed in again through the exchange, whose time and secret are new)."""
         if self.notebook is None:
             return ""
-        return hashlib.sha256(self.notebook.read_bytes()).hexdigest()[:16]
+        h = hashlib.sha256(self.notebook.read_bytes())
+        for name, text in sorted(self.exchange.items()):
+            h.update(f"\0{name}\0{text}".encode())
+        return h.hexdigest()[:16]
+
+
+def exchange_files(folder: Path) -> tuple[dict[str, str], str]:
+    """({name: text}, problem) of the files nbgrader's exchange wrote beside a submitted
+    notebook in `folder`; one that is not what nbgrader writes is left out, and said."""
+    found, problems = {}, []
+    for name in EXCHANGE_FILES:
+        path = folder / name
+        if not path.is_file() or path.is_symlink():
+            continue
+        text = path.read_bytes()[:300].decode(errors="replace").strip()
+        if name == "timestamp.txt":
+            try:
+                parse_utc(text)
+            except (ValueError, OverflowError, TypeError):
+                problems.append(f"{name} does not hold a time ({text[:40]!r}): ignored")
+                continue
+        elif not _SECRET.fullmatch(text):
+            problems.append(f"{name} is not one nbgrader's submit wrote: ignored")
+            continue
+        found[name] = text
+    return found, "; ".join(problems)
 
 
 def reasons(*parts: str) -> str:
@@ -110,14 +146,18 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
     else:
         skipped = {}
     found: dict[str, Submission] = {}
+    other_labs = set(build.lab_names()) - {lab}  # a student's folder of another lab
     for entry in sorted(source.iterdir()):
         if entry.name.startswith((".", "__MACOSX")) or entry.is_symlink():
             continue
         if entry.is_file() and entry.suffix == ".ipynb":
             sub = Submission(student_id(entry.stem), entry)
         elif entry.is_dir():
-            notebooks = sorted(p for p in entry.rglob("*.ipynb")
-                               if ".ipynb_checkpoints" not in p.parts and not p.is_symlink())
+            # nbgrader's collected layout, submitted/STUDENT/LAB/: this lab's folder alone
+            where = entry / lab if (entry / lab).is_dir() else entry
+            notebooks = sorted(p for p in where.rglob("*.ipynb")
+                               if ".ipynb_checkpoints" not in p.parts and not p.is_symlink()
+                               and not other_labs & set(p.relative_to(entry).parts[:-1]))
             preferred = [p for p in notebooks if p.stem == lab]
             if not notebooks:
                 sub = Submission(student_id(entry.name), None, "no notebook in the submission")
@@ -126,6 +166,8 @@ def collect(source: Path, lab: str, scratch: Path) -> list[Submission]:
                 if len(notebooks) > 1 and not preferred:
                     sub.problem = (f"{len(notebooks)} notebooks and none named {lab}.ipynb; "
                                    f"graded {sub.notebook.name}")
+                sub.exchange, odd = exchange_files(sub.notebook.parent)
+                sub.problem = reasons(sub.problem, odd)
         else:
             continue
         if sub.student in found:

@@ -1,8 +1,10 @@
 """The course's gradebook: students named after their submission, scores of what could not
 be graded, and every student's marks read back."""
 
+from datetime import UTC, datetime
 from typing import NamedTuple
 
+from dateutil.tz import gettz
 from nbgrader.api import Gradebook, MissingEntry
 
 from autograde.nbgrader_seam.cells import natural
@@ -25,6 +27,50 @@ def register_students(db_url: str, students: list[str]) -> None:
                 named = False
             if not named:
                 gb.update_or_create_student(student, last_name=student, first_name="")
+
+
+def parse_due(text: str) -> datetime:
+    """'2026-12-10 17:00', '2026-12-10T17:00+01:00' or '2026-12-10 17:00 Europe/Berlin' as
+    a UTC time without a zone, as nbgrader keeps due dates (ValueError saying why not)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        day_time, _, zone_name = text.rpartition(" ")
+        zone = gettz(zone_name) if day_time and "/" in zone_name or zone_name == "UTC" \
+            else None
+        if zone is None:
+            raise ValueError(f"not a due date: {text!r}; write 'YYYY-MM-DD HH:MM', with an "
+                             "offset (+01:00) or a zone name (Europe/Berlin) after it for a "
+                             "time that is not UTC") from None
+        try:
+            when = datetime.fromisoformat(day_time).replace(tzinfo=zone)
+        except ValueError:
+            raise ValueError(f"not a due date: {text!r}: {day_time!r} is not "
+                             "'YYYY-MM-DD HH:MM'") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when
+
+
+def set_due(db_url: str, lab: str, due: datetime) -> None:
+    """The lab's due date (UTC, no zone): nbgrader's autograde marks a later submission
+    late (a submission's time is the exchange's timestamp.txt beside its notebook)."""
+    with connect(db_url) as gb:
+        gb.update_or_create_assignment(lab, duedate=due)
+
+
+def seconds_late(db_url: str, lab: str, students: list[str]) -> dict[str, float]:
+    """{student: seconds after the due date} of each late submission in the gradebook."""
+    late = {}
+    with connect(db_url) as gb:
+        for student in students:
+            try:
+                seconds = gb.find_submission(lab, student).total_seconds_late
+            except MissingEntry:
+                continue
+            if seconds and seconds > 0:
+                late[student] = float(seconds)
+    return late
 
 
 def zero_scores(db_url: str, lab: str, student: str) -> None:

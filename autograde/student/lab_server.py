@@ -1,11 +1,12 @@
 """`make lab`: JupyterLab on the student's work/ folder, showing students what they need.
 
 Students get nbgrader's Validate button and nothing of the instructor's side:
-the formgrader, the assignment and course lists (which need an exchange folder
-this course does not use) and "Create Assignment" are switched off, in the
+the formgrader, the assignment and course lists (which need the exchange folder of a
+course JupyterHub, autograde.hub) and "Create Assignment" are switched off, in the
 browser and on the server, by the server's own Jupyter config folder, whose
 custom.css and a server extension (autograde.student.validation) make Validate say one line
-per question. The instructor's formgrader is `make formgrader LAB=...`.
+per question. On the hub (modes "hub-student" and "hub-instructor") the same folder
+turns the assignment and course lists on. The instructor's formgrader is `make formgrader LAB=...`.
 The URL is printed last, once the server answers; it is the same each time for the same
 folder (one token per folder), JupyterLab's news prompt is off, and Ctrl-C ends with
 "server stopped" and exit 0, with `make` above it left undisturbed.
@@ -26,8 +27,15 @@ from autograde.course import build
 from autograde.nbgrader_seam.command import env
 
 CONFIG = build.ROOT / "build" / "jupyter"
-STUDENT_HIDDEN_PLUGINS = ("formgrader", "assignment-list", "course-list", "create-assignment")
-STUDENT_OFF_SERVER = ("formgrader", "assignment_list", "course_list")
+# what each mode hides in the browser and switches off on the server ("instructor" and
+# "hub-instructor": nothing)
+HIDDEN_PLUGINS = {"student": ("formgrader", "assignment-list", "course-list",
+                              "create-assignment"),
+                  "hub-student": ("formgrader", "create-assignment")}
+OFF_SERVER = {"student": ("formgrader", "assignment_list", "course_list"),
+              "hub-student": ("formgrader",)}
+NBGRADER_SERVER = ("formgrader", "assignment_list", "course_list")
+MODES = ("student", "instructor", "hub-student", "hub-instructor")
 STOP_WAIT = 15  # seconds JupyterLab has to stop on SIGTERM before it is killed
 NEWS = "@jupyterlab/apputils-extension:announcements"  # "get notified about Jupyter news?"
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
@@ -43,21 +51,25 @@ VALIDATE_CSS = """\
 
 
 def write_config(mode: str, root: Path = CONFIG) -> Path:
-    """A Jupyter config folder for `mode` ("student" or "instructor")."""
+    """A Jupyter config folder for `mode` (one of MODES)."""
+    if mode not in MODES:
+        raise ValueError(f"no Jupyter config mode {mode!r}; modes: {', '.join(MODES)}")
     folder = root / mode
     (folder / "labconfig").mkdir(parents=True, exist_ok=True)
-    student = mode == "student"
-    server = {f"nbgrader.server_extensions.{name}": not student for name in STUDENT_OFF_SERVER}
+    student = mode.endswith("student")
+    server = {f"nbgrader.server_extensions.{name}": name not in OFF_SERVER.get(mode, ())
+              for name in NBGRADER_SERVER}
     server["nbgrader.server_extensions.validate_assignment"] = True
     server["autograde.student.validation"] = student  # Validate says one line per question
-    server["autograde.formgrader_bridge"] = not student  # the buttons use the course's tools
+    # the buttons use the course's tools (the grader: not on a hub's servers, which run
+    # the student edition)
+    server["autograde.formgrader_bridge"] = mode == "instructor"
     (folder / "custom").mkdir(exist_ok=True)
     (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)
     (folder / "jupyter_server_config.json").write_text(json.dumps({
         "ServerApp": {"jpserver_extensions": server},
         "LabApp": {"custom_css": True}}, indent=1))
-    hidden = {f"@jupyter/nbgrader:{name}": True for name in STUDENT_HIDDEN_PLUGINS} \
-        if student else {}
+    hidden = {f"@jupyter/nbgrader:{name}": True for name in HIDDEN_PLUGINS.get(mode, ())}
     hidden[NEWS] = True
     (folder / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": hidden}, indent=1))
@@ -92,7 +104,7 @@ def token_for(root: Path, store: Path = CONFIG / "tokens.json") -> str:
 
 
 @contextlib.contextmanager
-def _own_terminal():
+def own_terminal():
     """While serving, Ctrl-C reaches this command and its server, not `make` above it:
     the command takes the terminal's foreground (a process group of its own) and gives
     it back afterwards. Without a terminal, or in the background, nothing changes."""
@@ -118,7 +130,7 @@ def _own_terminal():
         os.close(tty)
 
 
-def _port_busy(port: int) -> bool:
+def port_busy(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
@@ -126,55 +138,62 @@ def _port_busy(port: int) -> bool:
 def serve(root: Path, port: int, token: str | None, mode: str, notes: list[str],
           cwd: Path | None = None) -> int:
     """Run JupyterLab on `root` until Ctrl-C; print the URL when it answers."""
-    if _port_busy(port):
+    if port_busy(port):
         print(f"error: port {port} is in use (another JupyterLab?). Stop it, or run "
               f"`make lab PORT={port + 1}`.", file=sys.stderr)
         return 2
     token = token or token_for(root)
     cmd, environment = command(root, port, token, write_config(mode))
-    with _own_terminal():
+    with own_terminal():
         # a session of its own: Ctrl-C reaches this command, which stops the server itself
         return _run(subprocess.Popen(cmd, env=environment, cwd=cwd or root,
                                      start_new_session=True), root, port, token, notes)
 
 
 def _run(server: subprocess.Popen, root: Path, port: int, token: str, notes: list[str]) -> int:
-    """Wait for the server to answer, print the URL, serve until Ctrl-C, then stop it."""
-    # stopped with SIGTERM (a process manager, a test), stop JupyterLab too, not orphan it
+    """Wait for JupyterLab to answer, print the URL, serve until Ctrl-C, then stop it."""
+    return until_stopped(server, port, "JupyterLab", notes + [
+        f"\n    JupyterLab is ready: http://127.0.0.1:{port}/lab?token={token}\n"
+        f"    Serving {root}. Ctrl-C stops it.\n"])
+
+
+def until_stopped(server: subprocess.Popen, port: int, what: str, ready: list[str],
+                  stop_wait: float = STOP_WAIT) -> int:
+    """Wait for `server` (`what`: its name in messages) to answer on `port`, print the
+    `ready` lines, serve until Ctrl-C or SIGTERM, then stop it (`stop`)."""
+    # stopped with SIGTERM (a process manager, a test), stop the server too, not orphan it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         deadline = time.monotonic() + 120
-        while not _port_busy(port):
+        while not port_busy(port):
             if server.poll() is not None:
-                print(f"error: JupyterLab stopped (exit {server.returncode}); see above.",
+                print(f"error: {what} stopped (exit {server.returncode}); see above.",
                       file=sys.stderr)
                 return 1
             if time.monotonic() > deadline:
-                print("error: JupyterLab did not answer in 120 s.", file=sys.stderr)
+                print(f"error: {what} did not answer in 120 s.", file=sys.stderr)
                 return 1
             time.sleep(0.2)
-        for note in notes:
-            print(note)
-        print(f"\n    JupyterLab is ready: http://127.0.0.1:{port}/lab?token={token}\n"
-              f"    Serving {root}. Ctrl-C stops it.\n", flush=True)
+        print("\n".join(ready), flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        _stop(server)
+        stop(server, stop_wait)
         print("\nserver stopped", flush=True)
         return 0
     finally:
-        _stop(server)
+        stop(server, stop_wait)
 
 
-def _stop(server: subprocess.Popen) -> None:
-    """JupyterLab shut down: SIGTERM (it stops without asking, its kernels with it), then
-    after STOP_WAIT a kill of its whole process group, of which it is the leader (not yet
-    reaped, so its number cannot belong to anyone else)."""
+def stop(server: subprocess.Popen, wait: float = STOP_WAIT) -> None:
+    """A server shut down: SIGTERM (JupyterLab stops without asking, its kernels with it;
+    JupyterHub stops the servers it started), then after `wait` seconds a kill of its whole
+    process group, of which it is the leader (not yet reaped, so its number cannot belong
+    to anyone else)."""
     if server.poll() is not None:
         return
     server.terminate()
     try:
-        server.wait(timeout=STOP_WAIT)
+        server.wait(timeout=wait)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(server.pid, signal.SIGKILL)

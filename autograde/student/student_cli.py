@@ -12,7 +12,7 @@ from pathlib import Path
 from autograde.student import lab_server, workspace
 
 INSTRUCTOR_COMMANDS = ("build", "check", "grade", "formgrader", "export", "readme",
-                       "student-edition")
+                       "student-edition", "regrade", "hub")
 
 
 def add_lab_command(sub) -> None:
@@ -35,7 +35,9 @@ def serve_lab(args) -> int:
         return 2
     notes = [n.message for n in notices]
     notes.append(f"Your notebooks: {args.work}/labNN_topic/labNN_topic.ipynb. Hand in that "
-                 "file, under that name.")
+                 "file, under that name. (Nbgrader's Assignment List and Course List are "
+                 "off here: they work on a course JupyterHub, which hands labs out and "
+                 "takes them in.)")
     return lab_server.serve(args.work, args.port, args.token, "student", notes)
 
 
