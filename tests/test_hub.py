@@ -9,6 +9,7 @@ step fails."""
 
 import contextlib
 import csv
+import html
 import json
 import os
 import pwd
@@ -226,7 +227,7 @@ def feedback_in_the_browser(page, course: Course, role: str) -> tuple[str, Path]
           "() => [...document.querySelectorAll('#submitted_assignments_list a')]"
           ".some(a => /view feedback/i.test(a.textContent))")
     pages = sorted((course.home(role) / LAB / "feedback").glob(f"*/{LAB}.html"))
-    assert len(pages) == 1, pages
+    assert len(pages) == 1, pages  # the feedback of the submission that was graded
     rel = pages[0].relative_to(course.home(role))
     page.goto(f"{course.base}/user/{course.accounts[role]}/files/{rel}")
     text = page.locator("body").inner_text()
@@ -260,6 +261,7 @@ def round_trip(course, browser):
         facts["graded"] = autograde("grade", LAB, str(course.hub / "course" / "submitted"),
                                     "--course", str(course.grading), "--workers", "2",
                                     "--due", facts["due"])
+        facts["first_grades"] = grades(course)
         facts["returned"] = autograde("hub", "return", str(course.hub), LAB, "--course",
                                       str(course.grading))
         for role, page in (("alice", alice), ("bob", bob)):
@@ -270,7 +272,48 @@ def round_trip(course, browser):
                                  bob.goto(other + "files/" + str(
                                      facts["alice_feedback"][1].relative_to(
                                          course.home("alice")))).status]
+    resubmit_after_grading(course, facts)
     return facts
+
+
+def nbgrader_as(course: Course, role: str, *args: str) -> subprocess.CompletedProcess:
+    """`nbgrader ARGS` as the student's account, in their home, with their server's
+    settings (what their Assignment List runs)."""
+    name = course.accounts[role]
+    env = [f"HOME={course.home(role)}", f"USER={name}",
+           f"PATH={course.hub / 'edition' / '.venv' / 'bin'}:/usr/bin:/bin",
+           f"JUPYTER_CONFIG_DIR={course.hub / 'jupyter' / 'hub-student'}"]
+    if (course.hub / "python").is_dir():
+        env.append(f"LD_LIBRARY_PATH={course.hub / 'python' / 'lib'}")
+    return subprocess.run(["runuser", "-u", name, "--", "env", *env,
+                           str(course.hub / "edition" / ".venv" / "bin" / "python"), "-m",
+                           "nbgrader", *args], cwd=course.home(role), capture_output=True,
+                          text=True, timeout=300)
+
+
+def resubmit_after_grading(course: Course, facts: dict) -> None:
+    """Bob answers Q1 after his feedback came back and submits again; the instructor
+    collects, grades and returns again: only bob is graded again, and his new feedback
+    reaches him."""
+    mine = course.home("bob") / LAB / f"{LAB}.ipynb"
+    answered = (course.home("alice") / LAB / f"{LAB}.ipynb").read_text()
+    mine.write_text(answered.replace("x @ W.T + b", "b + x @ W.T"))  # his own way
+    owner = pwd.getpwnam(course.accounts["bob"])
+    os.chown(mine, owner.pw_uid, owner.pw_gid)
+    graded_alice = course.grading / "autograded" / course.accounts["alice"] / LAB / f"{LAB}.ipynb"
+    facts["alice_graded_at"] = graded_alice.stat().st_mtime_ns
+    done = nbgrader_as(course, "bob", "submit", LAB)
+    assert done.returncode == 0, done.stdout + done.stderr
+    facts["recollected"] = autograde("hub", "collect", str(course.hub), LAB)
+    facts["regraded"] = autograde("grade", LAB, str(course.hub / "course" / "submitted"),
+                                  "--course", str(course.grading), "--workers", "2")
+    facts["alice_graded_again_at"] = graded_alice.stat().st_mtime_ns
+    facts["rereturned"] = autograde("hub", "return", str(course.hub), LAB, "--course",
+                                    str(course.grading))
+    done = nbgrader_as(course, "bob", "fetch_feedback", LAB)
+    assert done.returncode == 0, done.stdout + done.stderr
+    facts["bob_feedback_pages"] = sorted(
+        (course.home("bob") / LAB / "feedback").glob(f"*/{LAB}.html"))
 
 
 def grades(course: Course) -> dict[str, dict[str, str]]:
@@ -296,13 +339,27 @@ def test_collect_takes_each_students_latest_submission(course, round_trip):
 
 
 def test_the_grader_grades_what_was_collected_and_marks_the_late_one(course, round_trip):
-    rows = grades(course)
+    rows = round_trip["first_grades"]
     alice, bob = rows[course.accounts["alice"]], rows[course.accounts["bob"]]
     assert alice["status"] == bob["status"] == "graded", rows
     assert alice["q1_linear_test"] == "2" and bob["q1_linear_test"] == "0", rows
     assert float(alice["score"]) == 2 and float(bob["score"]) == 0
     assert alice["late"] == "" and re.fullmatch(r"\d+ min", bob["late"]), rows
     assert "submitted after the due date: 1" in round_trip["graded"]
+
+
+def test_a_resubmission_after_grading_is_graded_again_alone(course, round_trip):
+    """nbgrader's documented flow: a later submission replaces the collected one
+    (collect --update), the grader grades what changed, and return sends the new page,
+    which the student fetches beside the first."""
+    assert round_trip["alice_graded_again_at"] == round_trip["alice_graded_at"]
+    bob = grades(course)[course.accounts["bob"]]
+    assert bob["q1_linear_test"] == "2" and re.fullmatch(r"\d+ min", bob["late"]), bob
+    newer = round_trip["bob_feedback_pages"]
+    assert len(newer) == 2, newer  # one folder per submission, named by its time
+    texts = [html.unescape(re.sub(r"<[^>]+>", "", page.read_text())) for page in newer]
+    assert "b + x @ W.T" in texts[-1] and "b + x @ W.T" not in texts[0], texts[-1][:2000]
+    assert re.search(r"q1_linear_test\s+2\.0 / 2\.0", texts[-1]), texts[-1][:2000]
 
 
 def test_each_student_reads_their_own_feedback_in_the_browser(course, round_trip):
@@ -333,8 +390,8 @@ def test_a_student_cannot_reach_the_other_students_work(course, round_trip):
     inbound = sorted(p.name for p in (exchange / "inbound").iterdir())
     theirs = [n for n in inbound if n.startswith(course.accounts["alice"] + "+")]
     assert len(theirs) == 2  # her two submissions, under names bob cannot list
-    assert all(re.fullmatch(rf"{course.accounts['alice']}\+{LAB}\+[^+]+\+\w+", n)
-               for n in theirs)  # each ends in nbgrader's random string
+    assert all(re.fullmatch(rf"{course.accounts['alice']}\+{LAB}\+[^+]+\+[\w-]{{12}}", n)
+               for n in theirs), theirs  # each ends in nbgrader's random string
     read = as_account(bob, "cat", str(course.hub / "course" / "submitted"
                                       / course.accounts["alice"] / LAB / f"{LAB}.ipynb"))
     assert read.returncode != 0 and "Permission denied" in read.stderr

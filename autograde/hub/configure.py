@@ -39,6 +39,9 @@ def setup(hub: HubCourse, labs: list[str] | None = None) -> list[str]:
     for role in ("hub-student", "hub-instructor"):
         folder = lab_server.write_config(role, hub.jupyter)
         (folder / "nbgrader_config.py").write_text(nbgrader_config(hub, role))
+        # jupyter_core writes this marker into a config folder that lacks it, and fails
+        # where the folder is read-only to the account (an nbgrader command in a terminal)
+        (folder / "migrated").touch()
     hub.config_file.write_text(jupyterhub_config(hub))
     hub.save()
     _readable(hub.root, [hub.exchange, hub.state, hub.course])
