@@ -17,6 +17,7 @@ from autograde.grading.journal import Result
 from autograde.grading.report import (
     SHORT,
     formgrader_hint,
+    late_text,
     lost_marks,
     short,
     whole_reasons,
@@ -168,3 +169,16 @@ def test_grade_and_export_say_it_whole_in_the_labs_order(tmp_path):
                                str(tmp_path), "--no-feedback"], capture_output=True,
                               text=True, env=command.env(), cwd=build.ROOT)
     assert "no autograded notebook for cid" in exported.stdout
+
+
+def test_late_submissions_are_marked_in_the_csv_and_the_summary(tmp_path):
+    results = [Result(s, "graded") for s in ("ann", "bob")]
+    scores = {s: {"q1_x_test": Mark(2.0, 2.0)} for s in ("ann", "bob")}
+    path = write_reports(tmp_path, "lab01_layers", results, scores, ["q1_x_test"],
+                         late={"bob": 2 * 3600 + 301})
+    rows = {r["student"]: r for r in csv.DictReader(open(path))}
+    assert rows["ann"]["late"] == "" and rows["bob"]["late"] == "2 h 06 min"
+    assert "submitted after the due date: 1 (bob by 2 h 06 min)" in \
+        (tmp_path / "summary.txt").read_text()
+    assert [late_text(s) for s in (1, 60, 61, 86400 + 5 * 60)] == \
+        ["1 min", "1 min", "2 min", "1 d 05 min"]

@@ -110,3 +110,41 @@ def test_repair_restores_grading_flags_a_student_flipped(tmp_path):
     assert meta[1]["checksum"] == "abc"  # what the lab does not set is left alone
     assert notes == ["cell q1_x's grading settings were edited: restored",
                      "cell q1_x_test's grading settings were edited: restored"]
+
+
+STAMP = "2026-12-05 08:00:00.123456 UTC"
+SECRET = "ab" * 64
+
+
+def test_nbgraders_collected_layout_brings_its_time_and_secret(tmp_path):
+    """submitted/STUDENT/LAB/ as `nbgrader collect` leaves it: this lab's notebook (not
+    another lab's beside it), with the exchange's files; a forged or broken one is left
+    out and said."""
+    src = tmp_path / "submitted"
+    for student in ("ann", "bob", "cy"):
+        _nb(src / student / "lab01_layers" / "lab01_layers.ipynb")
+        (src / student / "lab01_layers" / "timestamp.txt").write_text(STAMP)
+    _nb(src / "ann" / "lab02_metrics" / "lab02_metrics.ipynb")
+    (src / "ann" / "lab01_layers" / "submission_secret.txt").write_text(SECRET)
+    (src / "bob" / "lab01_layers" / "timestamp.txt").write_text("yesterday, honest")
+    (src / "cy" / "lab01_layers" / "submission_secret.txt").write_text("../../etc/passwd")
+    _nb(src / "dee" / "lab02_metrics" / "lab02_metrics.ipynb")  # another lab only
+    subs = {s.student: s for s in collect(src, "lab01_layers", tmp_path / "scratch")}
+    assert subs["ann"].exchange == {"timestamp.txt": STAMP, "submission_secret.txt": SECRET}
+    assert subs["ann"].notebook.parent.name == "lab01_layers" and not subs["ann"].problem
+    assert subs["bob"].exchange == {} and "timestamp.txt does not hold a time" in \
+        subs["bob"].problem
+    assert subs["cy"].exchange == {"timestamp.txt": STAMP}
+    assert "submission_secret.txt is not one nbgrader's submit wrote" in subs["cy"].problem
+    assert subs["dee"].notebook is None and subs["dee"].problem == "no notebook in the submission"
+
+
+def test_a_submission_handed_in_again_is_a_new_one(tmp_path):
+    """The same notebook submitted again through the exchange (a new time, a new secret):
+    graded again, so that its feedback goes back under the new secret's name."""
+    _nb(tmp_path / "n.ipynb")
+    first = submissions.Submission("ann", tmp_path / "n.ipynb", exchange={"timestamp.txt": STAMP})
+    again = submissions.Submission("ann", tmp_path / "n.ipynb",
+                                   exchange={"timestamp.txt": STAMP.replace("08:00", "09:00")})
+    plain = submissions.Submission("ann", tmp_path / "n.ipynb")
+    assert len({first.digest, again.digest, plain.digest}) == 3

@@ -43,6 +43,29 @@ def test_student_config_hides_the_instructor_side(tmp_path):
     assert page["disabledExtensions"][lab_server.NEWS] is True
 
 
+def test_on_the_hub_the_assignment_and_course_lists_are_on(tmp_path):
+    """A hub's student gets the exchange's lists and Validate, still no formgrader; the
+    hub's instructor gets everything nbgrader has, but not the grader's bridge (the hub's
+    servers run the student edition, which has no grader)."""
+    student = lab_server.write_config("hub-student", tmp_path)
+    hidden = json.loads((student / "labconfig" / "page_config.json").read_text())
+    assert set(hidden["disabledExtensions"]) == {"@jupyter/nbgrader:formgrader",
+                                                 "@jupyter/nbgrader:create-assignment",
+                                                 lab_server.NEWS}
+    ext = json.loads((student / "jupyter_server_config.json").read_text())["ServerApp"][
+        "jpserver_extensions"]
+    assert ext["nbgrader.server_extensions.assignment_list"]
+    assert ext["nbgrader.server_extensions.course_list"]
+    assert not ext["nbgrader.server_extensions.formgrader"]
+    assert ext["autograde.student.validation"] and not ext["autograde.formgrader_bridge"]
+    instructor = lab_server.write_config("hub-instructor", tmp_path)
+    ext = json.loads((instructor / "jupyter_server_config.json").read_text())["ServerApp"][
+        "jpserver_extensions"]
+    assert ext["nbgrader.server_extensions.formgrader"] and not ext["autograde.formgrader_bridge"]
+    with pytest.raises(ValueError, match="no Jupyter config mode 'teacher'"):
+        lab_server.write_config("teacher", tmp_path)
+
+
 def test_a_folder_keeps_its_token(tmp_path):
     """The same URL each time for the same work folder: a bookmark keeps working."""
     store = tmp_path / "tokens.json"
