@@ -219,6 +219,24 @@ def answer_in_the_notebook(page, course: Course, role: str) -> None:
         time.sleep(0.3)
 
 
+def formgrader(page, course: Course) -> tuple[str, list]:
+    """The instructor's formgrader, opened from the Nbgrader menu: its table of
+    assignments, and what its Autograde button's request answers."""
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.locator(".lm-Menu-itemLabel").get_by_text("Formgrader", exact=True).click()
+    frame = page.frame_locator("iframe").first
+    frame.locator("td", has_text=LAB).first.wait_for(timeout=60_000)
+    table = frame.locator("table").first.inner_text()
+    answer = page.evaluate("""async (url) => {
+        const xsrf = document.cookie.split('; ').find(c => c.startsWith('_xsrf='));
+        const r = await fetch(url, {method: 'POST', headers: {
+            'X-XSRFToken': decodeURIComponent((xsrf || '').slice(6))}});
+        return [r.status, await r.json()];
+    }""", f"{course.base}/user/{course.accounts['prof']}/formgrader/api/submission/{LAB}/"
+          f"{course.accounts['alice']}/autograde")
+    return table, answer
+
+
 def feedback_in_the_browser(page, course: Course, role: str) -> tuple[str, Path]:
     """Fetch Feedback in the Assignment List; the page's text as the student's browser
     shows it, and where it landed in the student's home."""
@@ -258,6 +276,8 @@ def round_trip(course, browser):
         time.sleep(1.1)
         submit(bob)  # blank, and after the due date
         facts["collected"] = autograde("hub", "collect", str(course.hub), LAB)
+        with logged_in(browser, course, "prof") as prof:
+            facts["formgrader"] = formgrader(prof, course)
         facts["graded"] = autograde("grade", LAB, str(course.hub / "course" / "submitted"),
                                     "--course", str(course.grading), "--workers", "2",
                                     "--due", facts["due"])
@@ -328,6 +348,17 @@ def test_the_setup_closes_the_homes_and_says_what_students_could_read(course):
         assert os.stat(Path("/home") / name).st_mode & 0o077 == 0
     assert (course.hub / "exchange").stat().st_mode & 0o7777 == 0o1777
     assert (course.hub / "course").stat().st_uid == pwd.getpwnam(course.accounts["prof"]).pw_uid
+
+
+def test_the_instructors_formgrader_shows_the_course_and_refuses_to_autograde(round_trip):
+    """The instructor's server runs in the course folder: the formgrader lists the lab as
+    released with both collected submissions; its Autograde, which would run students'
+    code as the instructor's account, is refused with where grading happens."""
+    table, (status, answer) = round_trip["formgrader"]
+    row = next(line for line in table.splitlines() if line.startswith(LAB))
+    assert "released" in row and re.search(r"\b2\b", row), table
+    assert status == 200 and answer["success"] is False
+    assert "python -m autograde grade lab01_layers" in answer["error"], answer
 
 
 def test_collect_takes_each_students_latest_submission(course, round_trip):

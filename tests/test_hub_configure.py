@@ -28,6 +28,7 @@ def test_the_jupyterhub_config_runs_every_server_from_the_edition(tmp_path):
     class Spawner:
         def __init__(self, name):
             self.user, self.environment = type("U", (), {"name": name}), {}
+            self.notebook_dir = "~"
 
     for name, role in (("ann", "hub-student"), ("prof", "hub-instructor")):
         spawner = Spawner(name)
@@ -37,6 +38,7 @@ def test_the_jupyterhub_config_runs_every_server_from_the_edition(tmp_path):
         assert spawner.cmd == [str(hub.python), "-m", "jupyterhub.singleuser"]
         assert spawner.environment["JUPYTER_CONFIG_DIR"] == str(hub.jupyter / role)
         assert spawner.environment["JUPYTERLAB_WORKSPACES_DIR"].startswith(f"/home/{name}/")
+        assert spawner.notebook_dir == (str(hub.course) if name == "prof" else "~")
 
 
 def test_nbgrader_settings_of_each_role(tmp_path):

@@ -169,6 +169,7 @@ STUDENTS = set({sorted(hub.students)!r})
 PYTHON = {str(hub.python)!r}  # the student edition's environment: every server runs it
 LIBRARIES = {hub.environ(base={}).get("LD_LIBRARY_PATH")!r}  # its interpreter's, if copied
 CONFIG = {str(hub.jupyter)!r}  # a Jupyter config folder per role: hub-student, hub-instructor
+COURSE = {str(hub.course)!r}  # the instructor's server runs there: its formgrader's course
 
 c.JupyterHub.db_url = {"sqlite:///" + str(hub.state / "jupyterhub.sqlite")!r}
 c.JupyterHub.cookie_secret_file = {str(hub.state / "jupyterhub_cookie_secret")!r}
@@ -197,6 +198,8 @@ def role_environment(spawner):
     }})
     if LIBRARIES:
         spawner.environment["LD_LIBRARY_PATH"] = LIBRARIES
+    if role == "hub-instructor":  # nbgrader's formgrader wants its course under the root
+        spawner.notebook_dir = COURSE
 
 
 c.Spawner.pre_spawn_hook = role_environment

@@ -54,15 +54,20 @@ def nbgrader(hub: HubCourse, *args: str, as_instructor: bool = True,
 
 def release(hub: HubCourse, lab: str) -> Path:
     """The lab's release (labs/LAB) into the course folder and out through the exchange
-    (again: replaced, as `nbgrader release_assignment --force` does); its exchange folder."""
+    (again: replaced, as `nbgrader release_assignment --force` does), its source beside
+    it for the instructor's formgrader (their course folder is theirs alone); its
+    exchange folder."""
     _known(lab)
     dest = hub.course / "release" / lab
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(build.LABS / lab, dest)
+    build.write_sources([lab], hub.course / "source")  # the formgrader lists source/
     account = hub.accounts()[hub.instructor]
-    for path in [dest.parent, dest, *dest.rglob("*")]:
+    for path in [hub.course / "source", *(hub.course / "source").rglob("*"), dest.parent,
+                 dest, *dest.rglob("*")]:
         os.chown(path, account.pw_uid, account.pw_gid)
     nbgrader(hub, "release_assignment", lab, "--force")
+    nbgrader(hub, "db", "assignment", "add", lab)  # the formgrader lists what is in the gradebook
     return hub.exchange / hub.course_id / "outbound" / lab
 
 

@@ -4,5 +4,6 @@
   grader's own run, an error output that fails a test cell;
 - command: the course id, the grading folder's config (also written for the nbgrader
   commands an instructor runs) and the nbgrader CLI;
-- gradebook: students, zeroed scores and every student's marks in the gradebook.
+- gradebook: students, zeroed scores and every student's marks in the gradebook;
+- hub_formgrader: a course hub's formgrader, whose Autograde is refused (unsandboxed).
 """

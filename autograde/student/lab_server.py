@@ -36,6 +36,7 @@ OFF_SERVER = {"student": ("formgrader", "assignment_list", "course_list"),
               "hub-student": ("formgrader",)}
 NBGRADER_SERVER = ("formgrader", "assignment_list", "course_list")
 MODES = ("student", "instructor", "hub-student", "hub-instructor")
+HUB_FRAMES = "frame-ancestors 'self'"  # the formgrader opens in a frame of the same server
 STOP_WAIT = 15  # seconds JupyterLab has to stop on SIGTERM before it is killed
 NEWS = "@jupyterlab/apputils-extension:announcements"  # "get notified about Jupyter news?"
 # nbgrader's Validate dialog repeats each failed test cell's source above its error, in
@@ -64,11 +65,14 @@ def write_config(mode: str, root: Path = CONFIG) -> Path:
     # the buttons use the course's tools (the grader: not on a hub's servers, which run
     # the student edition)
     server["autograde.formgrader_bridge"] = mode == "instructor"
+    server["autograde.nbgrader_seam.hub_formgrader"] = mode == "hub-instructor"
     (folder / "custom").mkdir(exist_ok=True)
     (folder / "custom" / "custom.css").write_text(VALIDATE_CSS)
+    app = {"jpserver_extensions": server}
+    if mode.startswith("hub-"):  # JupyterHub forbids all framing; nbgrader's panels frame
+        app["tornado_settings"] = {"headers": {"Content-Security-Policy": HUB_FRAMES}}
     (folder / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"jpserver_extensions": server},
-        "LabApp": {"custom_css": True}}, indent=1))
+        "ServerApp": app, "LabApp": {"custom_css": True}}, indent=1))
     hidden = {f"@jupyter/nbgrader:{name}": True for name in HIDDEN_PLUGINS.get(mode, ())}
     hidden[NEWS] = True
     (folder / "labconfig" / "page_config.json").write_text(
@@ -177,11 +181,23 @@ def until_stopped(server: subprocess.Popen, port: int, what: str, ready: list[st
         print("\n".join(ready), flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        stop(server, stop_wait)
+        _stop_undisturbed(server, stop_wait)
         print("\nserver stopped", flush=True)
         return 0
     finally:
-        stop(server, stop_wait)
+        _stop_undisturbed(server, stop_wait)
+
+
+def _stop_undisturbed(server: subprocess.Popen, wait: float) -> None:
+    """`stop`, with a second Ctrl-C or SIGTERM (a process manager sends one, a student
+    presses twice) held off until it is done: cut short, it would leave the server
+    running with nothing to stop it."""
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop(server, wait)
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 def stop(server: subprocess.Popen, wait: float = STOP_WAIT) -> None:
