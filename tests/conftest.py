@@ -4,11 +4,13 @@ the command-line servers started as an instructor or a student would."""
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +39,19 @@ def graders_key():
 
     with keyed(GradingKey(TEST_KEY)):
         yield
+
+
+@pytest.fixture(autouse=True)
+def sigint_kept():
+    """Python's SIGINT handler as each test found it: a library that ignores SIGINT in the
+    process that loaded it (as a kernel's start does) left a test worker deaf to it, and
+    the guarded calls' interrupt tests waited forever there. Put back, and said."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(f"this test left SIGINT's handler {after!r} (put back)", stacklevel=1)
 
 
 @pytest.fixture
