@@ -43,9 +43,9 @@ def graders_key():
 
 @pytest.fixture(autouse=True)
 def sigint_kept():
-    """Python's SIGINT handler as each test found it: a library that ignores SIGINT in the
-    process that loaded it (as a kernel's start does) left a test worker deaf to it, and
-    the guarded calls' interrupt tests waited forever there. Put back, and said."""
+    """SIGINT's handler as each test found it, put back and said if a test (or a library it
+    loads: a kernel's start ignores SIGINT in its process) changed it: a worker left deaf
+    to SIGINT makes a later interrupt test wait forever."""
     before = signal.getsignal(signal.SIGINT)
     yield
     after = signal.getsignal(signal.SIGINT)

@@ -127,7 +127,17 @@ def _new_child(before: set[int], timeout: float = 120) -> psutil.Process | None:
     return None
 
 
-def test_interrupt_stops_an_endless_loop():
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test, as a kernel has it while a cell runs: a
+    test process started with SIGINT ignored (a job a shell put in the background) would
+    otherwise never see the interrupt, and the endless loop would run on."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_stops_an_endless_loop(python_sigint):
     lib = cc.load(SPIN, name="spin")
     before = {child.pid for child in psutil.Process().children()}
     sent, spun = [], []
@@ -145,7 +155,7 @@ def test_interrupt_stops_an_endless_loop():
     assert spun[0] is not None and not psutil.pid_exists(spun[0].pid)
 
 
-def test_an_interrupt_during_the_fork_still_stops_the_child(monkeypatch):
+def test_an_interrupt_during_the_fork_still_stops_the_child(monkeypatch, python_sigint):
     """Interrupt landing after the fork, before the parent watches its child: the child is
     stopped all the same, not left spinning (it was, for 45 minutes of a test run)."""
     lib = cc.load(SPIN, name="spin")

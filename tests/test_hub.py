@@ -16,7 +16,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -86,14 +85,22 @@ def _remove_account(name: str) -> None:
 
 
 def _stop_hub(server: subprocess.Popen) -> None:
-    """`hub serve` stopped as Ctrl-C would stop it (it stops JupyterHub, which stops the
-    servers it started and its proxy); whatever is left of the course, killed."""
+    """`hub serve` stopped as a process manager stops it, with SIGTERM (it stops JupyterHub,
+    which stops the servers it started and its proxy; SIGINT may be ignored, as in a job a
+    shell started in the background); whatever is left of it after 90 s, killed."""
+    try:
+        family = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
     if server.poll() is None:
-        server.send_signal(signal.SIGINT)
+        server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(timeout=90)
-    with contextlib.suppress(OSError):
-        os.killpg(server.pid, signal.SIGKILL)
+    if server.poll() is None:
+        server.kill()
+    for process in family:  # JupyterHub runs in a session of its own
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     server.wait()
 
 
