@@ -28,6 +28,7 @@ import psutil
 import pytest
 
 from autograde.course import build
+from autograde.hub.course import HubCourse
 from autograde.hub.serve import free_port
 
 pytestmark = [pytest.mark.hub,
@@ -307,11 +308,8 @@ def nbgrader_as(course: Course, role: str, *args: str) -> subprocess.CompletedPr
     """`nbgrader ARGS` as the student's account, in their home, with their server's
     settings (what their Assignment List runs)."""
     name = course.accounts[role]
-    env = [f"HOME={course.home(role)}", f"USER={name}",
-           f"PATH={course.hub / 'edition' / '.venv' / 'bin'}:/usr/bin:/bin",
-           f"JUPYTER_CONFIG_DIR={course.hub / 'jupyter' / 'hub-student'}"]
-    if (course.hub / "python").is_dir():
-        env.append(f"LD_LIBRARY_PATH={course.hub / 'python' / 'lib'}")
+    env = [f"HOME={course.home(role)}", f"USER={name}", *(
+        f"{k}={v}" for k, v in HubCourse.load(course.hub).role_environ("hub-student", {}).items())]
     return subprocess.run(["runuser", "-u", name, "--", "env", *env,
                            str(course.hub / "edition" / ".venv" / "bin" / "python"), "-m",
                            "nbgrader", *args], cwd=course.home(role), capture_output=True,
@@ -440,8 +438,7 @@ def test_students_run_the_edition_not_the_repository(course):
     and the repository's grader is not importable."""
     alice = course.accounts["alice"]
     python = course.hub / "edition" / ".venv" / "bin" / "python"
-    env_args = ["env", f"LD_LIBRARY_PATH={course.hub / 'python' / 'lib'}"] \
-        if (course.hub / "python").is_dir() else []
+    env_args = ["env", *(f"{k}={v}" for k, v in HubCourse.load(course.hub).environ({}).items())]
     code = ("import efflib, autograde.checks.lab01_layers as c; print(efflib.__file__); "
             "import importlib.util as u; print(u.find_spec('autograde.grading'))")
     done = as_account(alice, *env_args, str(python), "-c", code)

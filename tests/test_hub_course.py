@@ -39,3 +39,10 @@ def test_the_interpreters_library_is_on_the_path_only_when_copied(tmp_path):
     (hub.interpreter / "lib").mkdir(parents=True)
     assert hub.environ({"PATH": "/bin"}) == {"PATH": "/bin",
                                              "LD_LIBRARY_PATH": str(hub.interpreter / "lib")}
+
+
+def test_a_roles_processes_run_the_hubs_python_with_the_roles_config(tmp_path):
+    hub = HubCourse(tmp_path, "prof", ("ann",))
+    env = hub.role_environ("hub-student", {"HOME": "/home/ann"})
+    assert env["HOME"] == "/home/ann" and env["PATH"].startswith(f"{hub.python.parent}:")
+    assert env["JUPYTER_CONFIG_DIR"] == str(hub.jupyter / "hub-student")

@@ -73,6 +73,12 @@ class HubCourse:
             environ["LD_LIBRARY_PATH"] = str(self.interpreter / "lib")
         return environ
 
+    def role_environ(self, role: str, base: dict[str, str] | None = None) -> dict[str, str]:
+        """`environ(base)` as a role's processes run on the hub: the hub's Python first on
+        PATH (nbgrader shells out to its alembic) and the role's Jupyter config folder."""
+        return {**self.environ(base), "JUPYTER_CONFIG_DIR": str(self.jupyter / role),
+                "PATH": f"{self.python.parent}:/usr/local/bin:/usr/bin:/bin"}
+
     @property
     def proxy(self) -> Path:
         return self.root / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"

@@ -32,8 +32,7 @@ def nbgrader(hub: HubCourse, *args: str, as_instructor: bool = True,
     as root. Its log, or HubError with it."""
     account = hub.accounts()[hub.instructor]
     switch = as_instructor and os.geteuid() == 0 and account.pw_uid != 0
-    environment = {**hub.environ(), "JUPYTER_CONFIG_DIR": str(hub.jupyter / "hub-instructor"),
-                   "PATH": f"{hub.python.parent}:/usr/local/bin:/usr/bin:/bin"}  # alembic
+    environment = hub.role_environ("hub-instructor")
     extra = {}
     if switch:
         environment["HOME"] = account.pw_dir
