@@ -18,6 +18,15 @@ from efflib.graded import GradedAnswerError
 from efflib.quant import integer
 
 
+@pytest.fixture(autouse=True)
+def quantized_engine_kept():
+    """Two answers below pick PyTorch's fbgemm int8 engine; the tests after them get back
+    the one they had."""
+    engine = torch.backends.quantized.engine
+    yield
+    torch.backends.quantized.engine = engine
+
+
 @pytest.mark.parametrize("hidden", [False, True])
 def test_solution_passes_every_check(solution, hidden):
     C.check_node_costs(solution.node_costs, None, hidden)
@@ -33,7 +42,8 @@ def test_solution_answers(solution):
     s = solution.branchy
     C.check_exit_export(solution.exit_onnx, s.block1, s.exit1, s.block2, s.head,
                         solution.THRESHOLD)
-    C.check_deployment(solution.deployment, solution.digit_onnx, solution.int8_onnx)
+    C.check_deployment(solution.deployment, solution.digit_onnx, solution.int8_onnx,
+                       solution.cnn)
 
 
 def exported(model, x, **kwargs):
@@ -148,6 +158,33 @@ def test_export_mistakes_fail(solution):
 FOLD_MISTAKES = {
     "cut out, not folded": LAB08["q2_fold_batchnorm"],
     "returned unchanged": "def fold_batchnorm(model):\n    return model\n",
+    "decomposed into Mul and Add, not folded": '''
+def fold_batchnorm(model):  # each foldable BatchNormalization as x * k + c: same outputs
+    proto = onnx.load_from_string(model)
+    g = proto.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    uses = [i for n in g.node for i in n.input] + [o.name for o in g.output]
+    convs = {n.output[0] for n in g.node if n.op_type == "Conv"}
+    nodes = []
+    for node in g.node:
+        if (node.op_type != "BatchNormalization" or node.input[0] not in convs
+                or uses.count(node.input[0]) != 1):
+            nodes.append(node)
+            continue
+        scale, beta, mean, var = (inits[i] for i in node.input[1:5])
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        k = (scale / np.sqrt(var + eps)).astype(np.float32).reshape(-1, 1, 1)
+        c = (beta - mean * k.ravel()).astype(np.float32).reshape(-1, 1, 1)
+        g.initializer.extend([numpy_helper.from_array(k, node.name + "_k"),
+                              numpy_helper.from_array(c, node.name + "_c")])
+        nodes.append(onnx.helper.make_node("Mul", [node.input[0], node.name + "_k"],
+                                           [node.name + "_m"], name=node.name + "_mul"))
+        nodes.append(onnx.helper.make_node("Add", [node.name + "_m", node.name + "_c"],
+                                           [node.output[0]], name=node.name + "_add"))
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto.SerializeToString()
+''',
     "epsilon left out": '''
 _right = fold_batchnorm
 def fold_batchnorm(model):
@@ -184,6 +221,15 @@ def fold_batchnorm(model):
     return engines.optimised(model, "basic")
 ''',
 }
+
+
+def test_a_decomposed_batchnorm_fails_only_on_its_node_count(solution, monkeypatch):
+    """Mul and Add in place of each BatchNormalization keep the outputs and remove every
+    BatchNormalization; what gives them away is that nothing was folded."""
+    fn = defined(solution, FOLD_MISTAKES["decomposed into Mul and Add, not folded"],
+                 "fold_batchnorm")
+    with pytest.raises(CheckFailed, match="adds no node"):
+        C.check_fold_batchnorm(fn, hidden=True)
 
 
 @pytest.mark.parametrize("mistake", sorted(FOLD_MISTAKES))
@@ -299,6 +345,34 @@ def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, paddin
     worker.join()
     return out["y"]
 ''',
+    "PyTorch's int8 convolution": '''
+import torch.ao.nn.quantized.functional as _qF
+
+
+def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
+    torch.backends.quantized.engine = "fbgemm"  # rescales as the engine does
+    x = torch._make_per_tensor_quantized_tensor(q_x, x_scale, x_zero)
+    w = torch._make_per_channel_quantized_tensor(
+        q_w, w_scale.double(), torch.zeros(len(w_scale), dtype=torch.long), 0)
+    bias = (q_b.double() * x_scale * w_scale.double()).float()
+    y = _qF.conv2d(x, w, bias, padding=padding, scale=y_scale, zero_point=y_zero)
+    y = y.int_repr().long()
+    return y.clamp(min=y_zero) if relu else y
+''',
+    "PyTorch's int8 operators, called by name": '''
+def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
+    torch.backends.quantized.engine = "fbgemm"  # rescales as the engine does
+    x = torch.quantize_per_tensor((q_x.float() - x_zero) * x_scale, x_scale, x_zero,
+                                  torch.quint8)
+    w = torch.quantize_per_channel(q_w.float() * w_scale[:, None, None, None],
+                                   w_scale.double(), torch.zeros(len(w_scale),
+                                                                 dtype=torch.long),
+                                   0, torch.qint8)
+    bias = (q_b.double() * x_scale * w_scale.double()).float()
+    packed = torch.ops.quantized.conv2d_prepack(w, bias, [1, 1], [padding] * 2, [1, 1], 1)
+    y = torch.ops.quantized.conv2d(x, packed, y_scale, y_zero).int_repr().long()
+    return y.clamp(min=y_zero) if relu else y
+''',
     "the engine itself": '''
 def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
     model = engines.qdq_conv(q_w, w_scale, q_b, x_scale, x_zero, y_scale, y_zero, padding, relu)
@@ -312,6 +386,21 @@ def test_engine_conv_mistakes_fail(solution, mistake):
     fn = defined(solution, ENGINE_CONV_MISTAKES[mistake], "engine_conv")
     with pytest.raises(CheckFailed):
         C.check_engine_conv(fn, hidden=True)
+
+
+PYTORCH_INT8 = ["PyTorch's int8 convolution", "PyTorch's int8 operators, called by name"]
+
+
+@pytest.mark.parametrize("mistake", PYTORCH_INT8)
+def test_pytorch_int8_kernels_are_refused_in_engine_conv(solution, mistake, monkeypatch):
+    """PyTorch's fbgemm kernels give the engine's integers exactly, so they fail Q4 by the
+    refusal alone: with it switched off, the same answer passes."""
+    fn = defined(solution, ENGINE_CONV_MISTAKES[mistake], "engine_conv")
+    with pytest.raises(CheckFailed, match="int8 kernel"):
+        C.check_engine_conv(fn, hidden=True)
+    monkeypatch.setattr(C, "INT8_KERNELS", ())
+    monkeypatch.setattr(C, "INT8_PACKAGES", ())
+    C.check_engine_conv(fn, hidden=True)
 
 
 def test_the_tie_cases_hold_halves():
@@ -352,24 +441,63 @@ def test_exit_export_needs_the_parts_as_layers(solution):
         C.check_exit_export(solution.exit_onnx, "block1", s.exit1, s.block2, s.head)
 
 
-def test_deployment_mistakes_fail(solution):
-    good = solution.deployment
+DEPLOYMENT_MISTAKES = [  # (row, column, value or a function of the measured value), match
+    (("ORT int8", "disk_bytes", 1000), "size of the model file"),
+    (("torch fp32", "runtime_bytes", 1e6), "shared libraries"),
+    (("torch int8", "runtime_bytes", 1e6), "shared libraries"),
+    (("C int8", "runtime_bytes", 5e7), "compiled binary"),
+    (("ORT fp32", "startup_s", 0), "measure it"),
+    (("ORT fp32", "peak_mb", float("nan")), "measure it"),
+    (("torch fp32", "accuracy", lambda v: v - 0.01), "accuracy"),
+    (("torch int8", "accuracy", lambda v: v + 0.01), "accuracy"),
+    (("C int8", "accuracy", lambda v: v - 0.01), "accuracy"),
+    (("torch int8", "disk_bytes", lambda v: v * 4), "int8 file is the smaller"),
+    (("torch fp32", "disk_bytes", 10_000), "hold the weights"),
+    (("torch fp32", "startup_s", lambda v: v * 1000), "seconds"),
+    (("ORT int8", "latency_ms_1", lambda v: v / 1000), "milliseconds"),
+    (("ORT fp32", "latency_ms_64", lambda v: v / 1000), "milliseconds"),
+    (("torch int8", "peak_mb", lambda v: v * 2**20), "megabytes"),
+    (("C int8", "peak_mb", 100), "peak memory"),
+    (("ORT int8", "peak_mb", 1000), "peak memory"),
+    (("C int8", "latency_ms_1", lambda v: v * 2), "64th"),
+]
+
+
+@pytest.mark.parametrize("change, match", DEPLOYMENT_MISTAKES,
+                         ids=[f"{r} {c}" for (r, c, _), _ in DEPLOYMENT_MISTAKES])
+def test_deployment_mistakes_fail(solution, change, match):
+    row, col, value = change
+    table = copy.deepcopy(solution.deployment)
+    table[row][col] = value(table[row][col]) if callable(value) else value
+    with pytest.raises(CheckFailed, match=match):
+        C.check_deployment(table, solution.digit_onnx, solution.int8_onnx, solution.cnn)
+
+
+def test_deployment_typed_in_or_incomplete_fails(solution):
+    """The lazy corpus's table (accuracies typed in), one with a row left out, and one whose
+    timing and memory columns are the same number everywhere."""
+    args = solution.digit_onnx, solution.int8_onnx, solution.cnn
     lazy = defined(solution, LAB08["q6_deployment"], "deployment")
     with pytest.raises(CheckFailed, match="accuracy"):
-        C.check_deployment(lazy, solution.digit_onnx, solution.int8_onnx)
-    for change, match in [(("ORT int8", "disk_bytes", 1000), "size of the model file"),
-                          (("torch fp32", "runtime_bytes", 1e6), "shared libraries"),
-                          (("C int8", "runtime_bytes", 5e7), "compiled binary"),
-                          (("ORT fp32", "startup_s", 0), "measure it"),
-                          (("ORT fp32", "peak_mb", float("nan")), "measure it")]:
-        table = copy.deepcopy(good)
-        row, col, value = change
-        table[row][col] = value
-        with pytest.raises(CheckFailed, match=match):
-            C.check_deployment(table, solution.digit_onnx, solution.int8_onnx)
-    table = {k: v for k, v in good.items() if k != "C int8"}
+        C.check_deployment(lazy, *args)
     with pytest.raises(CheckFailed, match="rows"):
-        C.check_deployment(table, solution.digit_onnx, solution.int8_onnx)
+        C.check_deployment({k: v for k, v in solution.deployment.items() if k != "C int8"},
+                           *args)
+    same = copy.deepcopy(solution.deployment)
+    for row in same.values():
+        row.update(startup_s=1.0, latency_ms_1=1.0, latency_ms_64=2.0, peak_mb=100.0)
+    with pytest.raises(CheckFailed):
+        C.check_deployment(same, *args)
+    with pytest.raises(CheckFailed, match="cnn"):
+        C.check_deployment(solution.deployment, *args[:2], "cnn")
+
+
+def test_deployment_accuracies_are_the_graders_own(solution):
+    """The rows the grader rebuilds from cnn agree with what the solution measured, the C
+    program's with efflib's integer model (bit-exact, as Lab 06 showed)."""
+    rebuilt = C._deployed_accuracies(solution.cnn)
+    for row, accuracy in rebuilt.items():
+        assert solution.deployment[row]["accuracy"] == pytest.approx(accuracy, abs=1e-6), row
 
 
 def test_fold_keeps_a_bn_whose_parameters_are_not_stored(solution):

@@ -40,6 +40,7 @@ from autograde.checks.api import (
 )
 from efflib import engines
 from efflib.data import digits
+from efflib.quant import integer, torch_int8
 
 # efflib's batch-norm folding (Lab 05 Q10) works on PyTorch layers: refused in Q2, and the
 # clean room (judging.clean_room) has none of it; the engine, which would answer Q2 and Q4,
@@ -50,6 +51,18 @@ WITHHELD = Withheld(topics=TOPICS)
 ENGINES = ("onnxruntime", "onnxscript", "onnx_ir")
 NOT_THE_ENGINE = ("is the engine doing the work this question asks you to write: use onnx "
                   "and NumPy (or torch) only.")
+# PyTorch's own int8 kernels (fbgemm rescales in float32 and rounds halves to even, as the
+# engine does): a quantized convolution needs a quantized tensor and packed weights, so
+# Q4 refuses making either, at the dispatcher, and torch's quantization package
+INT8_KERNELS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic",
+                "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor",
+                "_empty_affine_quantized", "_empty_per_channel_affine_quantized",
+                "empty_quantized", "conv2d_prepack", "conv_prepack", "conv1d_prepack",
+                "conv3d_prepack", "linear_prepack", "quantized_batch_norm")
+INT8_PACKAGES = ("torch.ao", "torch.quantization", "torch.nn.quantized")
+NOT_AN_INT8_KERNEL = ("runs an int8 kernel (the engine's or PyTorch's) that does the "
+                      "arithmetic this question asks you to write: use plain tensor "
+                      "operations in float64 or integers.")
 CALIBRATION_BATCH = 16
 CALIBRATION_IMAGES = 256  # the lab calibrates on the first 256 training images, in order
 METHODS = ("MinMax", "Entropy", "Percentile")
@@ -366,6 +379,11 @@ def check_fold_batchnorm(fn, hidden: bool = False) -> None:
             fail(f"{case}: {after['BatchNormalization']} BatchNormalization nodes are left"
                  f"{compared(after['BatchNormalization'], left)}. Fold a BatchNormalization "
                  "into the Conv before it when the Conv's output goes to that node only.")
+        nodes_before, nodes_after = sum(before.values()), sum(after.values())
+        if nodes_after != nodes_before - foldable:
+            fail(f"{case}: the graph had {nodes_before} nodes and yours has {nodes_after}. "
+                 "Folding removes each folded BatchNormalization and adds no node: its "
+                 "scale and shift go into the Conv's weight and bias initializers.")
         x = torch.randn(2, *_image_size(proto), generator=torch_gen(r))
         want = _all_outputs(model, x, "the original graph")
         have = _all_outputs(got, x, f"what {case} returned")
@@ -555,7 +573,8 @@ def check_engine_conv(fn, hidden: bool = False) -> None:
                 f"padding={a['padding']}, relu={a['relu']})")
         expected = engine_integers(**{k: (v.clone() if isinstance(v, torch.Tensor) else v)
                                       for k, v in case_args.items()})
-        with watch(forbidden=(), modules=ENGINES, why=NOT_THE_ENGINE):
+        with watch(forbidden=INT8_KERNELS, modules=ENGINES + INT8_PACKAGES,
+                   why=NOT_AN_INT8_KERNEL):
             got = call(fn, case, **{k: (v.clone() if isinstance(v, torch.Tensor) else v)
                                     for k, v in case_args.items()})
         got = as_tensor(got, case)
@@ -622,14 +641,54 @@ COLUMNS = ("disk_bytes", "runtime_bytes", "startup_s", "latency_ms_1", "latency_
            "peak_mb", "accuracy")
 
 
+def _deployed_accuracies(cnn) -> dict[str, float]:
+    """Test accuracy of the rows the grader can rebuild from `cnn`: itself, Lab 05's int8
+    network made from it on the lab's calibration set, run by PyTorch's int8 kernels, and
+    the same integers as the C program computes them (bit-exact with efflib's model)."""
+    images, labels = (torch.cat(t) for t in zip(*digits(seed=0).test, strict=True))
+    int_model = integer.convert(cnn, calibration_images())
+    with torch.no_grad():
+        outputs = {"torch fp32": cnn(images).argmax(1),
+                   "torch int8": torch_int8.to_torch(int_model)(images).argmax(1),
+                   "C int8": int_model.predict(images)}
+    return {row: (got == labels).float().mean().item() for row, got in outputs.items()}
+
+
+def _expect_units(table: dict) -> None:
+    """Values in the units the columns name, and the relations every measurement keeps
+    however busy the machine was: a batch of 64 takes longer than one image, and a
+    process's peak memory is PyTorch's above ONNX Runtime's above the C program's."""
+    for row, values in table.items():
+        v = {c: float(values[c]) for c in COLUMNS}
+        if not v["startup_s"] <= 600:
+            fail(f"deployment[{row!r}]['startup_s'] is {v['startup_s']:g}: seconds, please.")
+        if not 1e-3 <= v["latency_ms_1"] < v["latency_ms_64"]:
+            fail(f"deployment[{row!r}]: latency_ms_1 {v['latency_ms_1']:g} and latency_ms_64 "
+                 f"{v['latency_ms_64']:g} should be milliseconds, a batch of 64 taking "
+                 "longer than one image.")
+        if not v["peak_mb"] <= 65536:
+            fail(f"deployment[{row!r}]['peak_mb'] is {v['peak_mb']:g}: megabytes, please.")
+    peak = {row: float(table[row]["peak_mb"]) for row in ROWS}
+    if not min(peak["torch fp32"], peak["torch int8"]) > max(peak["ORT fp32"],
+                                                              peak["ORT int8"]) > peak["C int8"]:
+        fail("deployment: the peak memory column should be each process's own peak "
+             "(engines.cold_start): a process that imports PyTorch holds more than one "
+             "that imports ONNX Runtime, which holds more than the C program.")
+    c = table["C int8"]
+    if abs(float(c["latency_ms_64"]) / (64 * float(c["latency_ms_1"])) - 1) > 1e-3:
+        fail("deployment['C int8']: its latency_ms_1 is a 64th of its latency_ms_64 (a run "
+             "over 64 images less a run over none).")
+
+
 @check
-def check_deployment(table, fp32_model: bytes, int8_model: bytes,
+def check_deployment(table, fp32_model: bytes, int8_model: bytes, cnn,
                      hidden: bool = False) -> None:
-    """The table's rows hold measured values; the ORT rows' sizes and accuracy match."""
+    """The table's rows hold measured values: sizes and accuracies the grader checks
+    against the models, latencies and memory in their units and in their order."""
     if not isinstance(table, dict) or not set(ROWS) <= set(table):  # more rows are fine
         fail(f"deployment should be a dict with the rows {list(ROWS)}, got "
              f"{sorted(table) if isinstance(table, dict) else type(table).__name__}")
-    for row in ROWS:
+    for row in table:
         if not isinstance(table[row], dict) or set(table[row]) != set(COLUMNS):
             fail(f"deployment[{row!r}] should be a dict with the keys {list(COLUMNS)}")
         for col in COLUMNS:
@@ -637,16 +696,29 @@ def check_deployment(table, fp32_model: bytes, int8_model: bytes,
             if not math.isfinite(value) or value <= 0:
                 fail(f"deployment[{row!r}][{col!r}] is {value}; measure it (a positive "
                      "number).")
+    accuracies = {}
     for row, model in (("ORT fp32", fp32_model), ("ORT int8", int8_model)):
         _load(model, "digit_onnx" if row == "ORT fp32" else "int8_onnx")
         if int(table[row]["disk_bytes"]) != len(model):
             fail(f"deployment[{row!r}]['disk_bytes'] is {table[row]['disk_bytes']}, not the "
                  "size of the model file.")
-        accuracy = _accuracy(model, row)
+        accuracies[row] = _accuracy(model, row)
+    if not isinstance(cnn, nn.Module) or not is_layer_tree(cnn):
+        fail(f"pass the lab's cnn (a module of torch.nn layers), got {type(cnn).__name__}")
+    accuracies |= _deployed_accuracies(cnn.eval())
+    weights = sum(p.numel() for p in cnn.parameters())
+    disk = {row: float(table[row]["disk_bytes"]) for row in ROWS}
+    if not disk["torch int8"] < disk["torch fp32"] or disk["torch fp32"] < 4 * weights \
+            or min(disk["torch int8"], disk["C int8"]) < weights:
+        fail("deployment: disk_bytes should be each model file's size: the TorchScript "
+             "files and the C binary hold the weights (4 bytes each in float32, 1 in "
+             "int8), so the int8 file is the smaller.")
+    for row, accuracy in accuracies.items():
         if abs(float(table[row]["accuracy"]) - accuracy) > 1e-3:  # one image is 2.2e-3
             fail(f"deployment[{row!r}]['accuracy'] is {float(table[row]['accuracy']):.4f}, "
                  "not the model's accuracy on the test images.")
-    for row, package in (("ORT fp32", "onnxruntime"), ("torch fp32", "torch")):
+    for row, package in (("ORT fp32", "onnxruntime"), ("ORT int8", "onnxruntime"),
+                         ("torch fp32", "torch"), ("torch int8", "torch")):
         size = engines.library_bytes(package)
         if abs(float(table[row]["runtime_bytes"]) / size - 1) > 0.05:
             fail(f"deployment[{row!r}]['runtime_bytes'] is not the size of {package}'s "
@@ -655,3 +727,4 @@ def check_deployment(table, fp32_model: bytes, int8_model: bytes,
     if not 1_000 <= c["disk_bytes"] <= 2_000_000 or c["runtime_bytes"] != c["disk_bytes"]:
         fail("deployment['C int8']: the program is its own runtime: its disk_bytes and "
              "runtime_bytes are both the size of the compiled binary.")
+    _expect_units(table)
