@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-from lazy import LAB08, defined, quantize_static_with
+from lazy import LAB08, LAB08_BORROWED, defined, quantize_static_with
 from onnx import numpy_helper
 
 from autograde.checks import lab08_porting as C
@@ -158,33 +158,7 @@ def test_export_mistakes_fail(solution):
 FOLD_MISTAKES = {
     "cut out, not folded": LAB08["q2_fold_batchnorm"],
     "returned unchanged": "def fold_batchnorm(model):\n    return model\n",
-    "decomposed into Mul and Add, not folded": '''
-def fold_batchnorm(model):  # each foldable BatchNormalization as x * k + c: same outputs
-    proto = onnx.load_from_string(model)
-    g = proto.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    uses = [i for n in g.node for i in n.input] + [o.name for o in g.output]
-    convs = {n.output[0] for n in g.node if n.op_type == "Conv"}
-    nodes = []
-    for node in g.node:
-        if (node.op_type != "BatchNormalization" or node.input[0] not in convs
-                or uses.count(node.input[0]) != 1):
-            nodes.append(node)
-            continue
-        scale, beta, mean, var = (inits[i] for i in node.input[1:5])
-        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
-        k = (scale / np.sqrt(var + eps)).astype(np.float32).reshape(-1, 1, 1)
-        c = (beta - mean * k.ravel()).astype(np.float32).reshape(-1, 1, 1)
-        g.initializer.extend([numpy_helper.from_array(k, node.name + "_k"),
-                              numpy_helper.from_array(c, node.name + "_c")])
-        nodes.append(onnx.helper.make_node("Mul", [node.input[0], node.name + "_k"],
-                                           [node.name + "_m"], name=node.name + "_mul"))
-        nodes.append(onnx.helper.make_node("Add", [node.name + "_m", node.name + "_c"],
-                                           [node.output[0]], name=node.name + "_add"))
-    del g.node[:]
-    g.node.extend(nodes)
-    return proto.SerializeToString()
-''',
+    "decomposed into Mul and Add, not folded": LAB08_BORROWED["q2_fold_batchnorm"],
     "epsilon left out": '''
 _right = fold_batchnorm
 def fold_batchnorm(model):
@@ -345,20 +319,7 @@ def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, paddin
     worker.join()
     return out["y"]
 ''',
-    "PyTorch's int8 convolution": '''
-import torch.ao.nn.quantized.functional as _qF
-
-
-def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
-    torch.backends.quantized.engine = "fbgemm"  # rescales as the engine does
-    x = torch._make_per_tensor_quantized_tensor(q_x, x_scale, x_zero)
-    w = torch._make_per_channel_quantized_tensor(
-        q_w, w_scale.double(), torch.zeros(len(w_scale), dtype=torch.long), 0)
-    bias = (q_b.double() * x_scale * w_scale.double()).float()
-    y = _qF.conv2d(x, w, bias, padding=padding, scale=y_scale, zero_point=y_zero)
-    y = y.int_repr().long()
-    return y.clamp(min=y_zero) if relu else y
-''',
+    "PyTorch's int8 convolution": LAB08_BORROWED["q4_engine_conv"],
     "PyTorch's int8 operators, called by name": '''
 def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
     torch.backends.quantized.engine = "fbgemm"  # rescales as the engine does
