@@ -478,8 +478,8 @@ def _expect_same_grids(got: bytes, expected: bytes, case: str, advice: str) -> N
             fail(f"{case}: {name} is not the grid this calibration gives. " + advice)
 
 
-QUANTIZE_ADVICE = ("Calibrate on the images you are given, in order, CALIBRATION_BATCH at a "
-                   "time, with the method named; QDQ format, QInt8 weights per channel, "
+QUANTIZE_ADVICE = (f"Calibrate on the images you are given, in order, {CALIBRATION_BATCH} at "
+                   "a time, with the method named; QDQ format, QInt8 weights per channel, "
                    "QUInt8 activations.")
 
 
