@@ -334,6 +334,17 @@ def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, paddin
     y = torch.ops.quantized.conv2d(x, packed, y_scale, y_zero).int_repr().long()
     return y.clamp(min=y_zero) if relu else y
 ''',
+    "oneDNN's int8 convolution, on plain tensors": '''
+def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
+    packed = torch.ops.onednn.qconv_prepack(q_w, w_scale.float(), x_scale, x_zero, [1, 1],
+                                            [padding] * 2, [1, 1], 1, list(q_x.shape))
+    bias = (q_b.double() * x_scale * w_scale.double()).float()
+    y = torch.ops.onednn.qconv2d_pointwise(
+        q_x, x_scale, x_zero, packed, w_scale.float(),
+        torch.zeros(len(w_scale), dtype=torch.int32), bias, [1, 1], [padding] * 2, [1, 1],
+        1, y_scale, y_zero, None, "relu" if relu else "none", [], "")
+    return y.long()
+''',
     "the engine itself": '''
 def engine_conv(q_x, x_scale, x_zero, q_w, w_scale, q_b, y_scale, y_zero, padding, relu):
     model = engines.qdq_conv(q_w, w_scale, q_b, x_scale, x_zero, y_scale, y_zero, padding, relu)
@@ -362,6 +373,15 @@ def test_pytorch_int8_kernels_are_refused_in_engine_conv(solution, mistake, monk
     monkeypatch.setattr(C, "INT8_KERNELS", ())
     monkeypatch.setattr(C, "INT8_PACKAGES", ())
     C.check_engine_conv(fn, hidden=True)
+
+
+def test_onednn_int8_kernels_are_refused_in_engine_conv(solution):
+    """oneDNN's int8 convolution takes plain uint8 and int8 tensors (no quantized tensor to
+    refuse) and comes within one of the engine's integers: refused by name."""
+    fn = defined(solution, ENGINE_CONV_MISTAKES["oneDNN's int8 convolution, on plain tensors"],
+                 "engine_conv")
+    with pytest.raises(CheckFailed, match="int8 kernel"):
+        C.check_engine_conv(fn, hidden=True)
 
 
 def test_the_tie_cases_hold_halves():

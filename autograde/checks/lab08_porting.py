@@ -53,12 +53,16 @@ NOT_THE_ENGINE = ("is the engine doing the work this question asks you to write:
                   "and NumPy (or torch) only.")
 # PyTorch's own int8 kernels (fbgemm rescales in float32 and rounds halves to even, as the
 # engine does): a quantized convolution needs a quantized tensor and packed weights, so
-# Q4 refuses making either, at the dispatcher, and torch's quantization package
+# Q4 refuses making either, at the dispatcher, and torch's quantization package; oneDNN's
+# int8 convolution (torch.ops.onednn) takes plain tensors, so its ops are refused by name
 INT8_KERNELS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic",
                 "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor",
                 "_empty_affine_quantized", "_empty_per_channel_affine_quantized",
                 "empty_quantized", "conv2d_prepack", "conv_prepack", "conv1d_prepack",
-                "conv3d_prepack", "linear_prepack", "quantized_batch_norm")
+                "conv3d_prepack", "linear_prepack", "quantized_batch_norm",
+                "qconv_prepack", "qconv1d_pointwise", "qconv2d_pointwise",
+                "qconv3d_pointwise", "qconv_pointwise", "qlinear_prepack",
+                "qlinear_pointwise")  # the last seven: oneDNN's, on plain int8 tensors
 INT8_PACKAGES = ("torch.ao", "torch.quantization", "torch.nn.quantized")
 NOT_AN_INT8_KERNEL = ("runs an int8 kernel (the engine's or PyTorch's) that does the "
                       "arithmetic this question asks you to write: use plain tensor "
