@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+from autograde.judging import threads
 from autograde.judging.answer_cells import Record, answers
 from autograde.judging.values import CheckFailed
 from autograde.judging.watch import watch
@@ -21,11 +22,13 @@ def test_a_refused_module_is_refused_under_any_name():
         torch.nn.functional.gelu(x)  # torch's eager kernel runs no Python of torch._refs
 
 
-def test_a_refused_module_is_refused_in_a_thread_the_call_starts():
-    """sys.setprofile is per thread: a call that moves the work into a new thread is seen
-    all the same (tests/test_checks_lab08_porting.py: the engine run in a thread)."""
+def test_a_refused_module_is_refused_in_a_thread_a_library_starts(monkeypatch):
+    """sys.setprofile is per thread: a thread that starts during the call (one a library may
+    start, as tqdm its monitor; the call's own are refused, tests/test_judging_threads.py)
+    runs under the hook all the same."""
     from torch._refs.nn.functional import gelu as my_gelu
     x = torch.linspace(-3, 3, 7)
+    monkeypatch.setattr(threads, "STARTED_BY_LIBRARIES", ("torch._refs",))  # as tqdm is
 
     def in_a_thread():
         worker = threading.Thread(target=my_gelu, args=(x,))

@@ -5,6 +5,7 @@ runs. When grading, a test cell is therefore run in the grader's own process; th
 student's kernel only answers requests for plain data over a Unix socket.
 
     values       plain values and the errors a verdict can carry
+    threads      one thread per checked call: the notebook's own threads refused
     watch        the forbidden-op watch applied while student code runs
     layers       standard torch.nn layer trees described as data and rebuilt
     graphs       a student's own nn.Module as its torch.export graph, rebuilt

@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autograde.judging.answer_cells import refused_in_answer
+from autograde.judging.threads import one_thread
 from autograde.judging.values import CheckFailed
 from efflib.graded import blocked
 
@@ -159,7 +160,7 @@ def watch(forbidden: Sequence[object] = (), topics: Sequence[str] = (),
             yield recorder  # applied in the kernel, around each call (from_spec)
         else:
             guard = DispatchGuard(recorder) if recorder.names else contextlib.nullcontext()
-            with blocked(*topics), recorder, guard, _numpy_watch(recorder):
+            with one_thread(), blocked(*topics), recorder, guard, _numpy_watch(recorder):
                 yield recorder
     finally:
         _WATCHES.pop()
