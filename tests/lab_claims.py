@@ -107,8 +107,15 @@ def _speeds_of_the_fast(ns) -> tuple[float, float, float, str]:
 
 
 def _torch_leads(ns) -> Verdict:
-    torch_, tiled, im2col, figures = _speeds_of_the_fast(ns)
-    return torch_ > max(tiled, im2col), figures
+    """torch leads the loops the lab wrote (C, numba, Python): the model answer's sentence
+    follows the tiled C loop's, and im2col, which hands its work to torch's own matrix
+    product, is not among them (it came within 80% of torch quiet, and ahead of it once
+    beside two busy processes)."""
+    speed = ns["speed"]
+    torch_ = max(v for k, v in speed.items() if k.startswith("torch"))
+    loops_ = {k: v for k, v in speed.items() if not k.startswith(("torch", "im2col"))}
+    best = max(loops_, key=loops_.get)
+    return torch_ > loops_[best], f"torch {torch_:.1f}, the best loop {best} {loops_[best]:.1f}"
 
 
 def _im2col_keeps_up_with_tiled(ns) -> Verdict:
