@@ -5,6 +5,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import time
@@ -139,6 +140,9 @@ def test_ctrl_c_in_make_lab_says_server_stopped_and_make_exits_0(tmp_path):
         port = s.getsockname()[1]
     pid, fd = pty.fork()
     if pid == 0:  # the child: make in a terminal of its own
+        # as a terminal's shell starts a job, with Ctrl-C's signal at its default: a test run
+        # launched in the background inherits SIGINT ignored, and so would make
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execvp("make", ["make", "-s", "-C", str(build.ROOT), "lab", f"PORT={port}",
                            f"WORK={tmp_path / 'work'}"])
     out = b""
