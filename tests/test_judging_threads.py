@@ -127,6 +127,14 @@ def test_the_kernels_own_threads_do_not_count():
         worker.join()
 
 
+def test_a_thread_that_claims_to_be_tqdms_monitor_is_refused():
+    """The monitor is allowed by its class, not by a module name a target can claim."""
+    namespace = {"__name__": "tqdm._monitor"}
+    exec("def run():\n    pass\n", namespace)  # noqa: S102 - a target in tqdm's clothes
+    with pytest.raises(CheckFailed, match="started a thread"), watch():
+        thread_start(namespace["run"])
+
+
 def test_tqdm_may_start_its_monitor_during_the_call(monkeypatch):
     """A progress bar in the student's function starts tqdm's monitor thread: allowed."""
     if tqdm.tqdm.monitor is not None:

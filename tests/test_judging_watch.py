@@ -28,7 +28,7 @@ def test_a_refused_module_is_refused_in_a_thread_a_library_starts(monkeypatch):
     runs under the hook all the same."""
     from torch._refs.nn.functional import gelu as my_gelu
     x = torch.linspace(-3, 3, 7)
-    monkeypatch.setattr(threads, "STARTED_BY_LIBRARIES", ("torch._refs",))  # as tqdm is
+    monkeypatch.setattr(threads, "LIBRARY_THREADS", (threading.Thread,))  # as tqdm's is
 
     def in_a_thread():
         worker = threading.Thread(target=my_gelu, args=(x,))

@@ -15,11 +15,15 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from tqdm._monitor import TMonitor
+
 from autograde.judging.values import CheckFailed
 
 KERNEL_MODULES = ("ipykernel", "IPython", "zmq", "tornado", "jupyter_client", "tqdm",
                   "execnet", "debugpy")
-STARTED_BY_LIBRARIES = ("tqdm",)  # tqdm starts its monitor with a first progress bar
+# threads a library may start during the call, by class (a module name can be claimed):
+# tqdm starts its monitor with a first progress bar
+LIBRARY_THREADS = (TMonitor,)
 # where Python starts a thread: threading's own reference and _thread's, by version
 STARTERS = ((threading, ("_start_new_thread", "_start_joinable_thread")),
             (_thread, ("start_new_thread", "start_joinable_thread", "start_new")))
@@ -74,14 +78,6 @@ def notebook_threads() -> list[str]:
                  or _runs_notebook_code(frames.get(t.ident)))]
 
 
-def _starter_of(function) -> str:
-    """The module of what a new thread will run (a Thread's bootstrap: that Thread's)."""
-    owner = getattr(function, "__self__", None)
-    if isinstance(owner, threading.Thread):
-        return _module(owner)
-    return getattr(function, "__module__", None) or ""
-
-
 RUNNING = ("your notebook has threads of its own running ({names}). A check sees only the "
            "thread that calls your function, so stop them before this test cell (a pool's "
            "shutdown(), a thread's join()).")
@@ -102,10 +98,10 @@ def one_thread() -> Iterator[None]:
 
     def refusing(real):
         def start(function, *args, **kwargs):
-            if _starter_of(function).startswith(STARTED_BY_LIBRARIES):
+            owner = getattr(function, "__self__", None)  # a Thread's bootstrap: that Thread
+            if type(owner) in LIBRARY_THREADS:
                 allowed[0] += 1
                 return real(function, *args, **kwargs)
-            owner = getattr(function, "__self__", None)
             started.append(owner.name if isinstance(owner, threading.Thread)
                            else getattr(function, "__name__", "a thread"))
             raise RuntimeError("the check refuses new threads while it calls your function")
