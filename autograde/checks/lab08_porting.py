@@ -291,15 +291,14 @@ def check_export(model: bytes, cnn, hidden: bool = False) -> None:
     if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
         fail("digit_onnx should have one input (the images) and one output (the logits)")
     sess = _session(model, "digit_onnx")
-    images = torch.cat([x for x, _ in digits(seed=0).test])[:64]
+    images, labels = (t[:64] for t in test_set())
     for batch in (images[:1], images):
         case = f"digit_onnx on a batch of {len(batch)}"
         got = _run_batch(sess, batch, case)
         expected = _logits(cnn, batch.clone(), f"cnn on a batch of {len(batch)}")
         expect_close(got, expected, case, atol=1e-4, rtol=1e-4,
                      hint="Export the trained `cnn` itself, in eval mode.")
-    accuracy = (engines.run(sess, images).argmax(1) ==
-                torch.cat([y for _, y in digits(seed=0).test])[:64]).float().mean().item()
+    accuracy = (engines.run(sess, images).argmax(1) == labels).float().mean().item()
     if accuracy < 0.8:
         fail(f"digit_onnx gets {accuracy:.0%} of 64 test images right; export the trained "
              "network.")
@@ -509,9 +508,14 @@ def calibration_images() -> torch.Tensor:
     return digits(seed=0).train.dataset.tensors[0][:CALIBRATION_IMAGES].clone()
 
 
+def test_set() -> tuple[torch.Tensor, torch.Tensor]:
+    """The lab's test images and labels, whole: (N, 1, 8, 8) and (N,)."""
+    images, labels = (torch.cat(t) for t in zip(*digits(seed=0).test, strict=True))
+    return images, labels
+
+
 def _accuracy(model: bytes, what: str) -> float:
-    loaders = digits(seed=0)
-    images, labels = (torch.cat(t) for t in zip(*loaders.test, strict=True))
+    images, labels = test_set()
     return (engines.run(_session(model, what), images).argmax(1) == labels).float().mean().item()
 
 
@@ -621,7 +625,7 @@ def check_exit_export(model: bytes, block1, exit1, block2, head,
                  f"layers), got {type(part).__name__}")
     _load(model, "exit_onnx")
     sess = _session(model, "exit_onnx")
-    images = torch.cat([x for x, _ in digits(seed=0).test])
+    images, _ = test_set()
     new, _, _, _ = new_handwriting()
     noise = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(8)) * 4 - 2
     x = torch.cat([images, new.float(), noise])
@@ -649,7 +653,7 @@ def _deployed_accuracies(cnn) -> dict[str, float]:
     """Test accuracy of the rows the grader can rebuild from `cnn`: itself, Lab 05's int8
     network made from it on the lab's calibration set, run by PyTorch's int8 kernels, and
     the same integers as the C program computes them (bit-exact with efflib's model)."""
-    images, labels = (torch.cat(t) for t in zip(*digits(seed=0).test, strict=True))
+    images, labels = test_set()
     int_model = integer.convert(cnn, calibration_images())
     with torch.no_grad():
         outputs = {"torch fp32": cnn(images).argmax(1),
